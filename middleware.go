@@ -1,0 +1,387 @@
+package anonymous
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// ctxKey is the context key of a request's reqState.
+type ctxKey struct{}
+
+// reqState is what the middleware learned about a request: its user (a
+// guest or a real user) and, for a guest, the session.
+type reqState struct {
+	user    *User
+	session *Session
+	// guest is the request's guest, nil for a real user or nobody.
+	guest *Record
+	// stored is false for a guest that exists only in its cookie so far.
+	stored bool
+}
+
+// UserFrom returns the request's user: a guest (IsAnonymous true) or the real
+// user Options.Identify named. It returns nil outside the middleware, for a
+// skipped request, or when the store failed (see Options.OnStoreError).
+// The result is shared by the request: do not modify it.
+func UserFrom(ctx context.Context) *User {
+	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil {
+		return s.user
+	}
+	return nil
+}
+
+// SessionFrom returns the guest's session, nil when the request has no
+// guest. The result is shared by the request: do not modify it.
+func SessionFrom(ctx context.Context) *Session {
+	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil {
+		return s.session
+	}
+	return nil
+}
+
+func withState(r *http.Request, s *reqState) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, s))
+}
+
+// Middleware loads the request's guest, issues one to a new visitor, links
+// the guest when Options.Identify names a real user, and puts the user in the
+// request's context (see UserFrom and SessionFrom) before calling next. It
+// sets the cookie before next runs and wraps no ResponseWriter.
+//
+// A cookie that fails to decode, has expired, or names a guest the store
+// does not have counts as no cookie: the visitor gets a fresh guest. When the
+// store fails, the visitor's cookie is left untouched (see
+// Options.OnStoreError). Requests under Options.BasePath pass through: the
+// JSON endpoints (Handler) do their own work.
+func (m *Manager) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.skip(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Cookie")
+		st, err := m.load(w, r)
+		if err != nil {
+			m.storeFailed(w, r, next, err)
+			return
+		}
+		if m.opts.Identify != nil {
+			real, err := m.opts.Identify(r)
+			if err != nil {
+				// The application's own auth failed: neither link nor issue.
+				m.log.ErrorContext(r.Context(), "anonymous: Identify failed", "err", err)
+				next.ServeHTTP(w, r)
+				return
+			}
+			if real != nil && !real.IsAnonymous {
+				if st != nil {
+					if err := m.link(w, r, st, real); err != nil && !errors.Is(err, ErrClaimed) {
+						m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
+							"guest", st.guest.User.ID, "user", real.ID, "err", err)
+					}
+				}
+				next.ServeHTTP(w, withState(r, &reqState{user: real}))
+				return
+			}
+		}
+		if st == nil {
+			if st, err = m.issue(w, r, m.opts.Persist == PersistOnIssue); err != nil {
+				m.storeFailed(w, r, next, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, withState(r, st))
+	})
+}
+
+func (m *Manager) skip(r *http.Request) bool {
+	return m.underBasePath(r.URL.Path) || (m.opts.Skip != nil && m.opts.Skip(r))
+}
+
+func (m *Manager) underBasePath(p string) bool {
+	b := m.opts.BasePath
+	return strings.HasPrefix(p, b) && (len(p) == len(b) || p[len(b)] == '/')
+}
+
+// storeFailed applies Options.OnStoreError; the visitor's cookie is never
+// touched, so its guest comes back with the store.
+func (m *Manager) storeFailed(w http.ResponseWriter, r *http.Request, next http.Handler, err error) {
+	m.log.ErrorContext(r.Context(), "anonymous: store failed; serving the request without a guest", "err", err)
+	if m.opts.OnStoreError == FailClosed {
+		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+		return
+	}
+	next.ServeHTTP(w, r)
+}
+
+// load returns the guest the request's cookie or bearer token names, nil
+// when there is none (no credential, a bad one, or one the store does not
+// know). It stores a guest that so far lived only in its cookie, and slides
+// the expiry once per RefreshAfter. A non-nil error is a store failure.
+func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error) {
+	c, fromCookie := m.credential(r)
+	if c == nil {
+		return nil, nil
+	}
+	ctx := r.Context()
+	now := m.opts.Now()
+	if c.pending != nil {
+		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), r.UserAgent()
+		err := m.store.Create(ctx, c.pending)
+		if err == nil {
+			m.setCookie(w, c.token, c.pending.Session.ExpiresAt, nil)
+			return m.state(c.pending, c.token, true), nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return nil, err
+		}
+		// Another request stored it first, or it was linked or deleted: the
+		// store's word is final.
+	}
+	rec, err := m.store.Get(ctx, c.id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if h := sha256.Sum256([]byte(c.token)); subtle.ConstantTimeCompare(h[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
+		return nil, nil
+	}
+	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
+		exp := now.Add(m.opts.Lifetime)
+		switch err := m.store.Touch(ctx, rec.User.ID, exp, now); {
+		case errors.Is(err, ErrNotFound):
+			return nil, nil
+		case err != nil:
+			// The guest is valid; only its extension failed. Try again next time.
+			m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
+		default:
+			rec.Session.ExpiresAt, rec.Session.UpdatedAt = exp, now
+			if fromCookie {
+				m.setCookie(w, c.token, exp, nil)
+			}
+		}
+	}
+	return m.state(rec, c.token, true), nil
+}
+
+func (m *Manager) state(rec *Record, token string, stored bool) *reqState {
+	rec.Session.Token = token
+	return &reqState{user: &rec.User, session: &rec.Session, guest: rec, stored: stored}
+}
+
+// issue creates a new guest and sets its cookie. With persist, it is stored
+// now; otherwise the cookie carries it until the visitor returns.
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*reqState, error) {
+	rec, token, err := m.newGuest(r)
+	if err != nil {
+		return nil, err
+	}
+	if persist {
+		if err := m.store.Create(r.Context(), rec); err != nil {
+			return nil, err
+		}
+		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
+	} else {
+		m.setCookie(w, token, rec.Session.ExpiresAt, rec)
+	}
+	return m.state(rec, token, persist), nil
+}
+
+// setCookie sets the guest cookie: the short form (token and expiry) for a
+// stored guest, the long form (the whole guest) for a pending one.
+func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, pending *Record) {
+	value, err := m.cc.encode(token, exp, pending)
+	if err != nil {
+		// newGuest bounds every field, so this is a bug, not bad input.
+		m.log.Error("anonymous: encoding the guest cookie failed", "err", err)
+		return
+	}
+	m.writeCookie(w, value, max(int(exp.Sub(m.opts.Now())/time.Second), 1))
+}
+
+// expireCookie tells the browser to drop the guest cookie.
+func (m *Manager) expireCookie(w http.ResponseWriter) { m.writeCookie(w, "", -1) }
+
+func (m *Manager) writeCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: m.opts.CookieName, Value: value, Path: m.opts.CookiePath, Domain: m.opts.CookieDomain,
+		MaxAge: maxAge, Secure: !m.opts.CookieInsecure, HttpOnly: true, SameSite: m.opts.CookieSameSite,
+	})
+	w.Header().Set("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// credential is a decoded guest credential.
+type credential struct {
+	id, token string
+	// pending is the whole guest, for a long-form cookie of a guest not
+	// stored yet (PersistOnReturn).
+	pending *Record
+}
+
+// credential reads the guest cookie, or else an "Authorization: Bearer"
+// token. Anything malformed, forged or expired is nil. fromCookie tells
+// whether the cookie (which the middleware keeps up to date) was the source.
+func (m *Manager) credential(r *http.Request) (c *credential, fromCookie bool) {
+	if ck, err := r.Cookie(m.opts.CookieName); err == nil && ck.Value != "" {
+		c, err := m.cc.decode(ck.Value, m.opts.Now())
+		if err == nil {
+			return c, true
+		}
+		return nil, true
+	}
+	if tok, ok := bearer(r); ok {
+		if id := tokenID(tok); id != "" {
+			return &credential{id: id, token: tok}, false
+		}
+	}
+	return nil, false
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}
+
+// cookieCodec signs (and optionally encrypts) guest cookies with
+// securecookie, the cookie name inside the MAC, several key pairs for
+// rotation. The payload is a compact binary form, not gob.
+type cookieCodec struct {
+	name   string
+	codecs []securecookie.Codec
+}
+
+// Payload kinds: a stored guest's short form and a pending guest's long form.
+const (
+	kindStored  = 's'
+	kindPending = 'p'
+	// maxField bounds each string in a payload (a generated email or name
+	// included), keeping the cookie well under securecookie's 4096 bytes.
+	maxField = 256
+)
+
+var errPayload = errors.New("anonymous: malformed cookie payload")
+
+func newCookieCodec(name string, keys [][]byte) (*cookieCodec, error) {
+	if len(keys)%2 != 0 {
+		keys = append(keys, nil) // a trailing hash key without its block key
+	}
+	for i := 0; i < len(keys); i += 2 {
+		if n := len(keys[i]); n != 32 && n != 64 {
+			return nil, fmt.Errorf("Keys[%d]: hash key is %d bytes, want 32 or 64", i, n)
+		}
+		if n := len(keys[i+1]); n != 0 && n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("Keys[%d]: block key is %d bytes, want none, 16, 24 or 32", i+1, n)
+		}
+		if len(keys[i+1]) == 0 {
+			keys[i+1] = nil // an empty block key means "sign only"
+		}
+	}
+	codecs := securecookie.CodecsFromPairs(keys...)
+	for _, c := range codecs {
+		// Expiry is checked against the payload with Options.Now, so tests
+		// can move the clock; securecookie's own check uses the wall clock.
+		c.(*securecookie.SecureCookie).MaxAge(0).SetSerializer(securecookie.NopEncoder{})
+	}
+	cc := &cookieCodec{name: name, codecs: codecs}
+	if _, err := cc.encode("x", time.Now(), nil); err != nil {
+		return nil, fmt.Errorf("cookie keys: %w", err)
+	}
+	return cc, nil
+}
+
+// encode builds the payload: kind, expiry (Unix seconds), token, and for a
+// pending guest the rest of it.
+func (cc *cookieCodec) encode(token string, exp time.Time, pending *Record) (string, error) {
+	b := make([]byte, 0, 128)
+	if pending == nil {
+		b = append(b, kindStored)
+	} else {
+		b = append(b, kindPending)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.Unix()))
+	b = appendString(b, token)
+	if pending != nil {
+		u, s := &pending.User, &pending.Session
+		b = binary.BigEndian.AppendUint64(b, uint64(u.CreatedAt.UnixMilli()))
+		b = appendString(b, s.ID)
+		b = appendString(b, u.Email)
+		b = appendString(b, u.Name)
+	}
+	return securecookie.EncodeMulti(cc.name, b, cc.codecs[0])
+}
+
+// decode verifies and parses a cookie value; an expired payload is an error.
+func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) {
+	var b []byte
+	if err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...); err != nil {
+		return nil, err
+	}
+	if len(b) < 9 || (b[0] != kindStored && b[0] != kindPending) {
+		return nil, errPayload
+	}
+	kind := b[0]
+	exp := time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
+	if !now.Before(exp) {
+		return nil, errors.New("anonymous: cookie expired")
+	}
+	b = b[9:]
+	token, b, ok := readString(b)
+	id := tokenID(token)
+	if !ok || id == "" {
+		return nil, errPayload
+	}
+	c := &credential{id: id, token: token}
+	if kind == kindStored {
+		if len(b) != 0 {
+			return nil, errPayload
+		}
+		return c, nil
+	}
+	if len(b) < 8 {
+		return nil, errPayload
+	}
+	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC()
+	b = b[8:]
+	sid, b, ok1 := readString(b)
+	email, b, ok2 := readString(b)
+	name, b, ok3 := readString(b)
+	if !ok1 || !ok2 || !ok3 || len(b) != 0 {
+		return nil, errPayload
+	}
+	c.pending = &Record{
+		User: User{ID: id, Email: email, Name: name, CreatedAt: created, UpdatedAt: created, IsAnonymous: true},
+		Session: Session{
+			ID: sid, UserID: id, ExpiresAt: exp, CreatedAt: created, UpdatedAt: created,
+		},
+		TokenHash: sha256.Sum256([]byte(token)),
+	}
+	return c, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func readString(b []byte) (string, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxField || uint64(len(b)-k) < n {
+		return "", nil, false
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], true
+}
