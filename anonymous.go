@@ -201,8 +201,10 @@ type Store interface {
 	// or none at all, is left as it is, and that is not an error.
 	Release(ctx context.Context, id, owner string) error
 
-	// Delete removes the guest, its session and any lease. Deleting a guest
-	// that does not exist is not an error.
+	// Delete removes the guest, its session and any lease. The id stays
+	// reserved until the guest's expiry: Get returns ErrNotFound and Create
+	// ErrExists, so a replayed cookie of a guest not stored yet cannot bring
+	// it back. Deleting a guest that does not exist is not an error.
 	Delete(ctx context.Context, id string) error
 
 	// Revoke keeps the guest's user record but ends its session for good:
