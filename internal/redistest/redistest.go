@@ -1,0 +1,186 @@
+// Package redistest connects tests to a real Redis: a single node named by
+// REDIS_URL (default redis://127.0.0.1:6379/0) and a Cluster named by
+// REDIS_CLUSTER_ADDRS (comma-separated host:port of its masters, as printed
+// by scripts/redis-cluster.sh start).
+//
+// When the server is not there, tests skip with a loud message, unless
+// ANON_REQUIRE_REDIS=1, which turns the skip into a failure (CI sets it).
+// Tests never flush a database: each takes its own random key Prefix, and
+// the keys under it are removed when the test ends.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultURL is the server used when REDIS_URL is not set.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// Required reports whether ANON_REQUIRE_REDIS=1, under which a missing
+// server fails the test instead of skipping it.
+func Required() bool { return os.Getenv("ANON_REQUIRE_REDIS") == "1" }
+
+// URL returns REDIS_URL, or DefaultURL when it is not set.
+func URL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+var warned sync.Map // what was already shouted about, once per process
+
+// unavailable skips t (or fails it under ANON_REQUIRE_REDIS=1), and prints
+// the reason on stderr once, so that it shows without -v.
+func unavailable(t testing.TB, what, hint string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("redistest: %s is not available (%v): SKIPPING the Redis tests that need it; %s", what, err, hint)
+	if Required() {
+		t.Fatalf("%s (ANON_REQUIRE_REDIS=1 makes this a failure)", msg)
+	}
+	if _, seen := warned.LoadOrStore(what, true); !seen {
+		fmt.Fprintf(os.Stderr, "\n*** %s ***\n\n", msg)
+	}
+	t.Skip(msg)
+}
+
+// Options returns the parsed REDIS_URL, for tests that build their own
+// client (say, through a proxy). It does not check that the server answers.
+func Options(t testing.TB) *redis.Options {
+	t.Helper()
+	opt, err := redis.ParseURL(URL())
+	if err != nil {
+		t.Fatalf("redistest: REDIS_URL %q: %v", URL(), err)
+	}
+	return opt
+}
+
+// Client returns a client of the single node at REDIS_URL, closed when the
+// test ends, or skips (fails under ANON_REQUIRE_REDIS=1) when the server
+// does not answer a PING within a second.
+func Client(t testing.TB) *redis.Client {
+	t.Helper()
+	opt := Options(t)
+	opt.ContextTimeoutEnabled = true
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		unavailable(t, "Redis at "+URL(), "start one or set REDIS_URL", err)
+	}
+	return c
+}
+
+// ClusterAddrs returns the masters listed in REDIS_CLUSTER_ADDRS, nil when
+// it is not set.
+func ClusterAddrs() []string {
+	v := strings.TrimSpace(os.Getenv("REDIS_CLUSTER_ADDRS"))
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// ClusterClient returns a client of the Cluster at REDIS_CLUSTER_ADDRS,
+// closed when the test ends, or skips (fails under ANON_REQUIRE_REDIS=1)
+// when the variable is unset or the Cluster is not in state ok.
+func ClusterClient(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	addrs := ClusterAddrs()
+	if addrs == nil {
+		unavailable(t, "a Redis Cluster", "run `eval \"export $(scripts/redis-cluster.sh start)\"` to start one and set REDIS_CLUSTER_ADDRS", fmt.Errorf("REDIS_CLUSTER_ADDRS is not set"))
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.ClusterInfo(ctx).Result()
+	if err == nil && !strings.Contains(info, "cluster_state:ok") {
+		err = fmt.Errorf("cluster_state is not ok")
+	}
+	if err != nil {
+		unavailable(t, "the Redis Cluster at "+strings.Join(addrs, ","), "check scripts/redis-cluster.sh", err)
+	}
+	return c
+}
+
+// Prefix returns a fresh random key prefix, such as "t:5f1c0a9e2b7d4c31:",
+// and removes every key under it from c when the test ends. It has no
+// braces, so it leaves keys' hash tags alone.
+func Prefix(t testing.TB, c redis.UniversalClient) string {
+	t.Helper()
+	b := make([]byte, 8)
+	rand.Read(b)
+	p := "t:" + hex.EncodeToString(b) + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) error {
+			iter := n.Scan(ctx, 0, p+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				if err := n.Unlink(ctx, iter.Val()).Err(); err != nil {
+					return err
+				}
+			}
+			return iter.Err()
+		})
+		if err != nil {
+			t.Logf("redistest: removing keys under %q: %v", p, err)
+		}
+	})
+	return p
+}
+
+// Keys returns the keys under prefix, read from every master of c.
+func Keys(t testing.TB, c redis.UniversalClient, prefix string) []string {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) error {
+		ks, err := MasterKeys(ctx, n, prefix)
+		mu.Lock()
+		keys = append(keys, ks...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("redistest: listing keys under %q: %v", prefix, err)
+	}
+	return keys
+}
+
+// MasterKeys returns the keys under prefix held by the one server n.
+func MasterKeys(ctx context.Context, n *redis.Client, prefix string) ([]string, error) {
+	var keys []string
+	iter := n.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	return keys, iter.Err()
+}
+
+// eachMaster calls fn with every master of a Cluster, or with c itself.
+func eachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("redistest: unsupported client %T", c)
+}
