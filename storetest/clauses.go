@@ -520,7 +520,10 @@ var concurrencyTests = []test{
 					case 3:
 						err = s.Release(ctx, id, owner)
 					case 4:
-						if err = s.Create(ctx, NewRecord(id, Now().Add(long))); errors.Is(err, anonymous.ErrExists) {
+						switch err = s.Create(ctx, NewRecord(id, Now().Add(long))); {
+						case err == nil:
+							err = fmt.Errorf("create over guest %s succeeded, want ErrExists", id)
+						case errors.Is(err, anonymous.ErrExists):
 							err = nil
 						}
 					case 5:
