@@ -30,7 +30,7 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser User) err
 	st, _ := r.Context().Value(ctxKey{}).(*reqState)
 	if st == nil || st.guest == nil {
 		var err error
-		if st, err = m.load(w, r); err != nil || st == nil {
+		if st, err = m.lookup(r); err != nil || st == nil {
 			return err
 		}
 	}

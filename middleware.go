@@ -26,6 +26,9 @@ type reqState struct {
 	guest *Record
 	// stored is false for a guest that exists only in its cookie so far.
 	stored bool
+	// renew asks for the cookie to be re-set in its short form: the guest
+	// was just stored, or its expiry moved.
+	renew bool
 }
 
 // UserFrom returns the request's user: a guest (IsAnonymous true) or the real
@@ -69,7 +72,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		w.Header().Add("Vary", "Cookie")
-		st, err := m.load(w, r)
+		st, err := m.lookup(r)
 		if err != nil {
 			m.storeFailed(w, r, next, err)
 			return
@@ -98,6 +101,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 				m.storeFailed(w, r, next, err)
 				return
 			}
+		} else if st.renew {
+			m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
 		}
 		next.ServeHTTP(w, withState(r, st))
 	})
@@ -123,11 +128,12 @@ func (m *Manager) storeFailed(w http.ResponseWriter, r *http.Request, next http.
 	next.ServeHTTP(w, r)
 }
 
-// load returns the guest the request's cookie or bearer token names, nil
+// lookup returns the guest the request's cookie or bearer token names, nil
 // when there is none (no credential, a bad one, or one the store does not
 // know). It stores a guest that so far lived only in its cookie, and slides
-// the expiry once per RefreshAfter. A non-nil error is a store failure.
-func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error) {
+// the expiry once per RefreshAfter; the caller re-sets the cookie when
+// renew says so. A non-nil error is a store failure.
+func (m *Manager) lookup(r *http.Request) (*reqState, error) {
 	c, fromCookie := m.credential(r)
 	if c == nil {
 		return nil, nil
@@ -138,8 +144,9 @@ func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error
 		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), r.UserAgent()
 		err := m.store.Create(ctx, c.pending)
 		if err == nil {
-			m.setCookie(w, c.token, c.pending.Session.ExpiresAt, nil)
-			return m.state(c.pending, c.token, true), nil
+			st := m.state(c.pending, c.token, true)
+			st.renew = true
+			return st, nil
 		}
 		if !errors.Is(err, ErrExists) {
 			return nil, err
@@ -157,6 +164,7 @@ func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error
 	if h := sha256.Sum256([]byte(c.token)); subtle.ConstantTimeCompare(h[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
 		return nil, nil
 	}
+	st := m.state(rec, c.token, true)
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
 		exp := now.Add(m.opts.Lifetime)
 		switch err := m.store.Touch(ctx, rec.User.ID, exp, now); {
@@ -167,12 +175,20 @@ func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error
 			m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
 		default:
 			rec.Session.ExpiresAt, rec.Session.UpdatedAt = exp, now
-			if fromCookie {
-				m.setCookie(w, c.token, exp, nil)
-			}
+			st.renew = fromCookie // a bearer client has no cookie to renew
 		}
 	}
-	return m.state(rec, c.token, true), nil
+	return st, nil
+}
+
+// load is lookup for code that answers the request itself, such as the
+// endpoints: it re-sets the cookie at once when lookup asks for it.
+func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error) {
+	st, err := m.lookup(r)
+	if st != nil && st.renew {
+		m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
+	}
+	return st, err
 }
 
 func (m *Manager) state(rec *Record, token string, stored bool) *reqState {
