@@ -1,0 +1,86 @@
+package anonymous_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// benchHandler reads the guest's id, as an application handler would.
+var benchHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if u := anonymous.UserFrom(r.Context()); u != nil {
+		w.Header().Set("X-Guest", u.ID)
+	}
+})
+
+func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
+	store := memstore.New()
+	b.Cleanup(func() { store.Close() })
+	m, err := anonymous.New(store, anonymous.Options{
+		Keys: [][]byte{hashKey1, nil}, Persist: persist,
+		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m.Middleware(benchHandler)
+}
+
+// discard is a ResponseWriter that keeps only headers, so the benchmark
+// measures the middleware rather than a recorder's buffers.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkReturningGuest: a stored guest's request, cookie attached.
+func BenchmarkReturningGuest(b *testing.B) {
+	h := benchManager(b, anonymous.PersistOnIssue)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	cookie := w.Result().Cookies()[0]
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(cookie)
+		d := &discard{h: http.Header{}}
+		for pb.Next() {
+			clear(d.h)
+			h.ServeHTTP(d, r)
+			if d.h.Get("X-Guest") == "" {
+				b.Fatal("no guest")
+			}
+		}
+	})
+}
+
+// BenchmarkNewVisitor: no cookie; a guest is minted and its cookie set.
+func BenchmarkNewVisitor(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		persist anonymous.Persist
+	}{{"PersistOnReturn", anonymous.PersistOnReturn}, {"PersistOnIssue", anonymous.PersistOnIssue}} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := benchManager(b, bc.persist)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				r := httptest.NewRequest("GET", "/", nil)
+				d := &discard{h: http.Header{}}
+				for pb.Next() {
+					clear(d.h)
+					h.ServeHTTP(d, r)
+					if d.h.Get("Set-Cookie") == "" {
+						b.Fatal("no cookie")
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package anonymous_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// Wrap a mux: every visitor is greeted by its guest's name.
+func Example() {
+	store := memstore.New()
+	defer store.Close()
+	guests, err := anonymous.New(store, anonymous.Options{
+		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		u := anonymous.UserFrom(r.Context())
+		if u == nil { // the store is down (fail open): serve without a guest
+			fmt.Fprintln(w, "Hello!")
+			return
+		}
+		fmt.Fprintf(w, "Hello, %s! (guest: %v)\n", u.Name, u.IsAnonymous)
+	})
+	handler := guests.Middleware(mux)
+
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	fmt.Print(w.Body)
+	fmt.Println(strings.HasPrefix(w.Header().Get("Set-Cookie"), "anonymous_guest="))
+	// Output:
+	// Hello, Anonymous! (guest: true)
+	// true
+}
+
+// The spec's options: a custom email domain and generated names.
+func ExampleOptions() {
+	store := memstore.New()
+	defer store.Close()
+	animals := []string{"Panda", "Fox", "Owl"}
+	n := 0
+	guests, err := anonymous.New(store, anonymous.Options{
+		Keys:            [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		EmailDomainName: "example.com",
+		GenerateName: func(context.Context) string {
+			n++ // a real generator would pick at random
+			return "Mystery " + animals[n%len(animals)]
+		},
+		Persist: anonymous.PersistOnIssue,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler := guests.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := anonymous.UserFrom(r.Context())
+		fmt.Println(u.Name, strings.HasPrefix(u.Email, "temp-"), strings.HasSuffix(u.Email, "@example.com"))
+	}))
+	handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	// Output: Mystery Fox true true
+}
+
+// A login handler links the visitor's guest to the account it just
+// authenticated; OnLinkAccount moves the guest's cart.
+func ExampleManager_Link() {
+	store := memstore.New()
+	defer store.Close()
+	cart := map[string][]string{} // the application's data, by user id
+	guests, err := anonymous.New(store, anonymous.Options{
+		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+			from, to := l.AnonymousUser.User.ID, l.NewUser.User.ID
+			cart[to] = append(cart[to], cart[from]...)
+			delete(cart, from)
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
+		u := anonymous.UserFrom(r.Context())
+		cart[u.ID] = append(cart[u.ID], r.FormValue("item"))
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		// ... check the password, start the application's own session ...
+		if err := guests.Link(w, r, anonymous.User{ID: "alice", Email: "alice@example.com"}); err != nil {
+			http.Error(w, "could not move your cart, please retry", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "welcome back")
+	})
+	handler := guests.Middleware(mux)
+
+	// A guest adds a book, comes back for a pen, then logs in.
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequest("POST", "/cart?item=book", nil))
+	cookie := w.Result().Cookies()[0]
+	for _, path := range []string{"/cart?item=pen", "/login"} {
+		r := httptest.NewRequest("POST", path, nil)
+		r.AddCookie(cookie)
+		w = httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		if c := w.Result().Cookies(); len(c) > 0 {
+			cookie = c[0]
+		}
+	}
+	fmt.Println(cart["alice"], len(cart), cookie.MaxAge < 0)
+	// Output: [book pen] 1 true
+}
+
+// With Identify, no login handler needs to call Link: the first request
+// after any login (a form, an OAuth callback, a magic link) links the guest.
+func ExampleOptions_identify() {
+	store := memstore.New()
+	defer store.Close()
+	guests, err := anonymous.New(store, anonymous.Options{
+		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		Identify: func(r *http.Request) (*anonymous.User, error) {
+			c, err := r.Cookie("app_session") // the application's own auth
+			if err != nil {
+				return nil, nil // not logged in
+			}
+			return &anonymous.User{ID: c.Value}, nil // verify it in a real app
+		},
+		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+			fmt.Println("moving data to", l.NewUser.User.ID)
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler := guests.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := anonymous.UserFrom(r.Context())
+		fmt.Println("handler sees", u.ID == "alice", u.IsAnonymous)
+	}))
+
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil)) // a guest
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(w.Result().Cookies()[0])
+	r.AddCookie(&http.Cookie{Name: "app_session", Value: "alice"}) // logged in
+	handler.ServeHTTP(httptest.NewRecorder(), r)
+	// Output:
+	// handler sees false true
+	// moving data to alice
+	// handler sees true false
+}

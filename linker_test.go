@@ -1,0 +1,386 @@
+package anonymous_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+)
+
+// carts is an application's data keyed by user id, moved by OnLinkAccount.
+type carts struct {
+	mu    sync.Mutex
+	items map[string]int
+	calls atomic.Int64
+	links []anonymous.Link
+	fail  atomic.Int64 // fail this many calls first
+}
+
+func newCarts() *carts { return &carts{items: map[string]int{}} }
+
+func (c *carts) onLink(ctx context.Context, l anonymous.Link) error {
+	c.calls.Add(1)
+	if c.fail.Add(-1) >= 0 {
+		return errors.New("cart service unavailable")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.links = append(c.links, l)
+	c.items[l.NewUser.User.ID] += c.items[l.AnonymousUser.User.ID]
+	delete(c.items, l.AnonymousUser.User.ID)
+	return nil
+}
+
+func (c *carts) get(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items[id]
+}
+
+func (c *carts) put(id string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items[id] = n
+}
+
+// identifyHeader plays the application's auth: X-User names the real user.
+func identifyHeader(r *http.Request) (*anonymous.User, error) {
+	if id := r.Header.Get("X-User"); id != "" {
+		return &anonymous.User{ID: id, Name: id, Email: id + "@example.com"}, nil
+	}
+	return nil, nil
+}
+
+func linkFixture(t *testing.T, opts anonymous.Options) (*fixture, *carts) {
+	t.Helper()
+	c := newCarts()
+	opts.OnLinkAccount = c.onLink
+	if opts.Identify == nil {
+		opts.Identify = identifyHeader
+	}
+	return newFixture(t, opts), c
+}
+
+// visit sends a request as the guest with cookie c, logged in as user (or
+// not, for "").
+func (f *fixture) visit(t *testing.T, c *http.Cookie, user string) (*httptest.ResponseRecorder, seen) {
+	t.Helper()
+	r := httptest.NewRequest("GET", "https://shop.example/", nil)
+	if c != nil {
+		r.AddCookie(c)
+	}
+	if user != "" {
+		r.Header.Set("X-User", user)
+	}
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	var s seen
+	decodeSeen(t, w, &s)
+	return w, s
+}
+
+func decodeSeen(t *testing.T, w *httptest.ResponseRecorder, s *seen) {
+	t.Helper()
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storedGuest makes a stored guest and returns its cookie and identity.
+func storedGuest(t *testing.T, f *fixture) (*http.Cookie, seen) {
+	t.Helper()
+	w, _ := f.visit(t, nil, "")
+	w, g := f.visit(t, guestCookie(t, w), "")
+	c := guestCookie(t, w)
+	if c == nil {
+		t.Fatal("guest was not stored on return")
+	}
+	return c, g
+}
+
+func cookieExpired(t *testing.T, w *httptest.ResponseRecorder) bool {
+	t.Helper()
+	c := guestCookie(t, w)
+	return c != nil && c.MaxAge < 0
+}
+
+func TestIdentifyLinksGuest(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	cookie, g := storedGuest(t, f)
+	c.put(g.ID, 3)
+
+	w, s := f.visit(t, cookie, "alice")
+	if s.ID != "alice" || s.IsAnonymous || s.Token != "" {
+		t.Errorf("handler saw %+v, want the real user alice", s)
+	}
+	if c.calls.Load() != 1 || c.links[0].AnonymousUser.User.ID != g.ID || c.links[0].NewUser.User.ID != "alice" {
+		t.Fatalf("callback: %d calls, links %+v", c.calls.Load(), c.links)
+	}
+	if c.links[0].AnonymousUser.Session == nil || c.links[0].AnonymousUser.Session.UserID != g.ID {
+		t.Error("callback did not get the guest's session")
+	}
+	if c.get("alice") != 3 || c.get(g.ID) != 0 {
+		t.Errorf("cart not moved: alice %d, guest %d", c.get("alice"), c.get(g.ID))
+	}
+	if !cookieExpired(t, w) {
+		t.Errorf("guest cookie not expired: %v", w.Header()["Set-Cookie"])
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("guest still in store: %v", err)
+	}
+
+	// Replaying the old cookie: no second link, and no guest back.
+	_, s = f.visit(t, cookie, "alice")
+	if c.calls.Load() != 1 || s.ID != "alice" {
+		t.Errorf("replay while logged in: %d calls, saw %+v", c.calls.Load(), s)
+	}
+	_, s = f.visit(t, cookie, "")
+	if s.ID == g.ID || !s.IsAnonymous {
+		t.Errorf("replay after logout saw %+v, want a fresh guest", s)
+	}
+}
+
+func TestLinkFromHandler(t *testing.T) {
+	c := newCarts()
+	f := newFixture(t, anonymous.Options{OnLinkAccount: c.onLink})
+	var linkErr error
+	login := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		linkErr = f.m.Link(w, r, anonymous.User{ID: "bob", Email: "bob@example.com"})
+	}))
+	cookie, g := storedGuest(t, f)
+	c.put(g.ID, 2)
+	c.put("bob", 5)
+
+	r := httptest.NewRequest("POST", "https://shop.example/login", nil)
+	r.AddCookie(cookie)
+	w := httptest.NewRecorder()
+	login.ServeHTTP(w, r)
+	if linkErr != nil {
+		t.Fatal(linkErr)
+	}
+	if c.calls.Load() != 1 || c.get("bob") != 7 {
+		t.Errorf("%d calls, bob has %d items, want 1 and 7", c.calls.Load(), c.get("bob"))
+	}
+	if !cookieExpired(t, w) {
+		t.Error("cookie not expired")
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("guest still stored: %v", err)
+	}
+
+	// Link works on a bare handler too, reading the cookie itself.
+	cookie, g = storedGuest(t, f)
+	r = httptest.NewRequest("POST", "https://shop.example/login", nil)
+	r.AddCookie(cookie)
+	w = httptest.NewRecorder()
+	if err := f.m.Link(w, r, anonymous.User{ID: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.calls.Load() != 2 || !cookieExpired(t, w) {
+		t.Errorf("bare Link: %d calls, cookie %v", c.calls.Load(), w.Header()["Set-Cookie"])
+	}
+}
+
+func TestLinkWithoutGuestIsNoop(t *testing.T) {
+	c := newCarts()
+	f := newFixture(t, anonymous.Options{OnLinkAccount: c.onLink})
+	w := httptest.NewRecorder()
+	if err := f.m.Link(w, httptest.NewRequest("POST", "/login", nil), anonymous.User{ID: "bob"}); err != nil {
+		t.Errorf("Link without a guest: %v", err)
+	}
+	if c.calls.Load() != 0 || len(w.Header()["Set-Cookie"]) != 0 {
+		t.Error("Link without a guest did something")
+	}
+}
+
+func TestRealUserWithoutGuestGetsNone(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	w, s := f.visit(t, nil, "alice")
+	if s.ID != "alice" || s.IsAnonymous {
+		t.Errorf("saw %+v", s)
+	}
+	if len(w.Header()["Set-Cookie"]) != 0 || f.store.creates.Load() != 0 || c.calls.Load() != 0 {
+		t.Error("a real user was issued a guest")
+	}
+}
+
+func TestDisableDeleteKeepsLinkedRecord(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{DisableDeleteAnonymousUser: true})
+	cookie, g := storedGuest(t, f)
+	w, _ := f.visit(t, cookie, "alice")
+	if !cookieExpired(t, w) || c.calls.Load() != 1 {
+		t.Fatalf("link did not happen: %d calls", c.calls.Load())
+	}
+	rec, err := f.store.Store.Get(context.Background(), g.ID)
+	if err != nil {
+		t.Fatalf("guest record not kept: %v", err)
+	}
+	if rec.LinkedTo != "alice" || rec.TokenHash != [32]byte{} || rec.User.Email != g.Email {
+		t.Errorf("kept record %+v, want linked to alice with no session", rec)
+	}
+	if f.store.deletes.Load() != 0 {
+		t.Error("record deleted")
+	}
+	// Never linked again, and its cookie no longer works.
+	if _, s := f.visit(t, cookie, "bob"); s.ID != "bob" || c.calls.Load() != 1 {
+		t.Errorf("second link: saw %q, %d calls", s.ID, c.calls.Load())
+	}
+	if _, s := f.visit(t, cookie, ""); s.ID == g.ID {
+		t.Error("revoked guest's cookie still works")
+	}
+}
+
+func TestFailingCallbackKeepsGuestAndRetries(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	c.fail.Store(1)
+	cookie, g := storedGuest(t, f)
+	c.put(g.ID, 4)
+
+	w, s := f.visit(t, cookie, "alice")
+	if s.ID != "alice" {
+		t.Errorf("request after a failed link saw %q, want alice", s.ID)
+	}
+	if len(w.Header()["Set-Cookie"]) != 0 {
+		t.Errorf("cookie touched after a failed link: %v", w.Header()["Set-Cookie"])
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+		t.Fatalf("guest lost after a failed link: %v", err)
+	}
+	if c.get(g.ID) != 4 || c.get("alice") != 0 {
+		t.Fatal("data moved by a failed link")
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "cart service unavailable") {
+		t.Errorf("callback error not logged: %q", logs)
+	}
+	// The guest is still a guest without the login.
+	if _, s := f.visit(t, cookie, ""); s.ID != g.ID {
+		t.Errorf("guest after failed link: %q", s.ID)
+	}
+
+	w, _ = f.visit(t, cookie, "alice")
+	if c.calls.Load() != 2 || c.get("alice") != 4 || c.get(g.ID) != 0 || f.store.deletes.Load() != 1 || !cookieExpired(t, w) {
+		t.Errorf("retry: %d calls, alice %d, guest %d, %d deletes", c.calls.Load(), c.get("alice"), c.get(g.ID), f.store.deletes.Load())
+	}
+	f.visit(t, cookie, "alice")
+	if c.calls.Load() != 2 || f.store.deletes.Load() != 1 {
+		t.Error("linked twice")
+	}
+
+	// Link returns the callback's error to the login handler.
+	c.fail.Store(1)
+	cookie, _ = storedGuest(t, f)
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.AddCookie(cookie)
+	if err := f.m.Link(httptest.NewRecorder(), r, anonymous.User{ID: "bob"}); err == nil || !strings.Contains(err.Error(), "cart service unavailable") {
+		t.Errorf("Link error %v", err)
+	}
+}
+
+func TestConcurrentLinksRunCallbackOnce(t *testing.T) {
+	for round := range 20 {
+		f, c := linkFixture(t, anonymous.Options{})
+		cookie, g := storedGuest(t, f)
+		c.put(g.ID, 1)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 64 {
+			wg.Go(func() {
+				<-start
+				r := httptest.NewRequest("GET", "/", nil)
+				r.AddCookie(cookie)
+				r.Header.Set("X-User", "alice")
+				w := httptest.NewRecorder()
+				f.h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					t.Errorf("status %d", w.Code)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if n := c.calls.Load(); n != 1 {
+			t.Fatalf("round %d: callback ran %d times", round, n)
+		}
+		if c.get("alice") != 1 || f.store.deletes.Load() != 1 {
+			t.Fatalf("round %d: alice has %d, %d deletes", round, c.get("alice"), f.store.deletes.Load())
+		}
+	}
+}
+
+func TestCrashedClaimIsTakenOver(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	cookie, g := storedGuest(t, f)
+	// A process claimed the guest and died without releasing it.
+	if err := f.store.Store.Claim(context.Background(), g.ID, "crashed", time.Now().Add(150*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.AddCookie(cookie)
+	if err := f.m.Link(httptest.NewRecorder(), r, anonymous.User{ID: "alice"}); !errors.Is(err, anonymous.ErrClaimed) {
+		t.Fatalf("Link during a live claim: %v, want ErrClaimed", err)
+	}
+	if c.calls.Load() != 0 {
+		t.Fatal("callback ran during another's claim")
+	}
+	time.Sleep(200 * time.Millisecond) // let the lease run out
+	w, _ := f.visit(t, cookie, "alice")
+	if c.calls.Load() != 1 || !cookieExpired(t, w) {
+		t.Errorf("lease not taken over: %d calls", c.calls.Load())
+	}
+}
+
+func TestLinkGuards(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{Identify: func(r *http.Request) (*anonymous.User, error) {
+		if r.Header.Get("X-User") != "" {
+			return &anonymous.User{ID: "other-guest", IsAnonymous: true}, nil
+		}
+		return nil, nil
+	}})
+	cookie, g := storedGuest(t, f)
+	// An anonymous "real" user is no real user: the guest stays a guest.
+	if _, s := f.visit(t, cookie, "x"); s.ID != g.ID {
+		t.Errorf("saw %q, want the guest", s.ID)
+	}
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.AddCookie(cookie)
+	for _, u := range []anonymous.User{{ID: g.ID}, {ID: "someone", IsAnonymous: true}} {
+		w := httptest.NewRecorder()
+		if err := f.m.Link(w, r, u); err != nil || len(w.Header()["Set-Cookie"]) != 0 {
+			t.Errorf("Link(%+v): %v, %v", u, err, w.Header()["Set-Cookie"])
+		}
+	}
+	if c.calls.Load() != 0 || f.store.deletes.Load() != 0 {
+		t.Error("a guarded link ran or deleted")
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+		t.Errorf("guest gone: %v", err)
+	}
+}
+
+func TestPendingGuestLinks(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	w, g := f.visit(t, nil, "")
+	pending := guestCookie(t, w) // never sent back: the guest is not stored
+	w, s := f.visit(t, pending, "alice")
+	if s.ID != "alice" || c.calls.Load() != 1 || c.links[0].AnonymousUser.User.ID != g.ID || !cookieExpired(t, w) {
+		t.Fatalf("pending guest not linked: %d calls, saw %+v", c.calls.Load(), s)
+	}
+	// The pending cookie cannot bring the guest back.
+	if _, s := f.visit(t, pending, ""); s.ID == g.ID {
+		t.Error("a replayed pending cookie resurrected a linked guest")
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("linked guest in store: %v", err)
+	}
+}

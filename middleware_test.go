@@ -1,0 +1,695 @@
+package anonymous_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+var (
+	hashKey1 = []byte("0123456789abcdef0123456789abcdef")
+	hashKey2 = []byte("fedcba9876543210fedcba9876543210")
+)
+
+// countingStore is a real memstore that counts calls and can be made to fail,
+// to check what the middleware asks of its store.
+type countingStore struct {
+	anonymous.Store
+	creates, gets, touches, claims, deletes atomic.Int64
+	fail                                    atomic.Bool
+}
+
+var errDown = errors.New("store is down")
+
+func (s *countingStore) Create(ctx context.Context, rec *anonymous.Record) error {
+	s.creates.Add(1)
+	if s.fail.Load() {
+		return errDown
+	}
+	return s.Store.Create(ctx, rec)
+}
+
+func (s *countingStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+	s.gets.Add(1)
+	if s.fail.Load() {
+		return nil, errDown
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *countingStore) Touch(ctx context.Context, id string, exp, now time.Time) error {
+	s.touches.Add(1)
+	if s.fail.Load() {
+		return errDown
+	}
+	return s.Store.Touch(ctx, id, exp, now)
+}
+
+func (s *countingStore) Claim(ctx context.Context, id, owner string, until time.Time) error {
+	s.claims.Add(1)
+	if s.fail.Load() {
+		return errDown
+	}
+	return s.Store.Claim(ctx, id, owner, until)
+}
+
+func (s *countingStore) Delete(ctx context.Context, id string) error {
+	s.deletes.Add(1)
+	if s.fail.Load() {
+		return errDown
+	}
+	return s.Store.Delete(ctx, id)
+}
+
+func (s *countingStore) writes() int64 { return s.creates.Load() + s.touches.Load() }
+
+// clock is a controllable Options.Now.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// logBuffer collects ErrorLog output from concurrent requests.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type fixture struct {
+	m     *anonymous.Manager
+	store *countingStore
+	logs  *logBuffer
+	h     http.Handler
+}
+
+// seen is what the test handler reports about the request's user.
+type seen struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Email       string `json:"email"`
+	IsAnonymous bool   `json:"isAnonymous"`
+	Token       string `json:"token"`
+}
+
+// newFixture builds a Manager on a fresh memstore with fixed keys, wrapping a
+// handler that answers with the request's user as JSON ({} for none).
+func newFixture(t testing.TB, opts anonymous.Options) *fixture {
+	t.Helper()
+	ms := memstore.New()
+	t.Cleanup(func() { ms.Close() })
+	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}}
+	if opts.Keys == nil {
+		opts.Keys = [][]byte{hashKey1, nil}
+	}
+	if opts.ErrorLog == nil {
+		opts.ErrorLog = slog.New(slog.NewTextHandler(f.logs, nil))
+	}
+	m, err := anonymous.New(f.store, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = m
+	f.h = m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var s seen
+		if u := anonymous.UserFrom(r.Context()); u != nil {
+			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
+		}
+		if sess := anonymous.SessionFrom(r.Context()); sess != nil {
+			s.Token = sess.Token
+		}
+		json.NewEncoder(w).Encode(s)
+	}))
+	return f
+}
+
+// do sends one request with the given cookies and decodes the user seen.
+func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
+	t.Helper()
+	r := httptest.NewRequest("GET", "https://shop.example/", nil)
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	var s seen
+	if w.Code == http.StatusOK {
+		if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil {
+			t.Fatalf("body %q: %v", w.Body, err)
+		}
+	}
+	return w, s
+}
+
+func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
+	t.Helper()
+	for _, c := range w.Result().Cookies() {
+		if c.Name == "anonymous_guest" {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestFirstVisitIssuesSecureCookie(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	w, s := f.do(t)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	if !s.IsAnonymous || len(s.ID) != 26 || s.Name != "Anonymous" {
+		t.Errorf("handler saw %+v, want an anonymous guest named Anonymous with a ULID", s)
+	}
+	if want := "temp@" + strings.ToLower(s.ID) + ".com"; s.Email != want {
+		t.Errorf("email %q, want %q", s.Email, want)
+	}
+	c := guestCookie(t, w)
+	if c == nil {
+		t.Fatalf("no guest cookie in %q", w.Header()["Set-Cookie"])
+	}
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+		t.Errorf("cookie attributes: %+v", c)
+	}
+	if want := int((30 * 24 * time.Hour).Seconds()); c.MaxAge < want-1 || c.MaxAge > want {
+		t.Errorf("Max-Age %d, want %d", c.MaxAge, want)
+	}
+	if got := w.Header().Get("Vary"); got != "Cookie" {
+		t.Errorf("Vary %q", got)
+	}
+	if got := w.Header().Get("Cache-Control"); got != `no-cache="Set-Cookie"` {
+		t.Errorf("Cache-Control %q", got)
+	}
+}
+
+func TestReturningVisitorKeepsGuest(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	srv := httptest.NewTLSServer(f.h)
+	defer srv.Close()
+	client := srv.Client()
+	client.Jar, _ = cookiejar.New(nil)
+	var first seen
+	for i := range 5 {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s seen
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if i == 0 {
+			first = s
+		}
+		if s.ID != first.ID || s.ID == "" || s.Name != first.Name || s.Token != first.Token {
+			t.Fatalf("request %d saw %+v, want guest %+v", i, s, first)
+		}
+		// Only the first two responses set a cookie: the issue, then the
+		// short form once the guest is stored.
+		if set := resp.Header.Get("Set-Cookie") != ""; set != (i < 2) {
+			t.Errorf("request %d: Set-Cookie present = %v", i, set)
+		}
+	}
+	if n := f.store.creates.Load(); n != 1 {
+		t.Errorf("%d creates, want 1", n)
+	}
+	if _, err := f.store.Store.Get(context.Background(), first.ID); err != nil {
+		t.Errorf("guest not in store: %v", err)
+	}
+}
+
+func TestBadCookiesGetFreshGuest(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	w, _ := f.do(t)
+	good := guestCookie(t, w)
+	w, stored := f.do(t, good) // now stored; the cookie is the short form
+	short := guestCookie(t, w)
+
+	otherKeys := newFixture(t, anonymous.Options{Keys: [][]byte{hashKey2, nil}})
+	w, _ = otherKeys.do(t)
+	foreign := guestCookie(t, w)
+
+	// Issued 31 days ago by a clock in the past: expired a day ago.
+	past := newFixture(t, anonymous.Options{Now: func() time.Time { return time.Now().Add(-31 * 24 * time.Hour) }})
+	w, _ = past.do(t)
+	expired := guestCookie(t, w)
+
+	unknownStore := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	w, _ = unknownStore.do(t)
+	unknown := guestCookie(t, w) // a stored guest's cookie, for another store
+
+	flip := []byte(short.Value)
+	flip[len(flip)/2] ^= 1
+	cases := map[string]string{
+		"tampered":    string(flip),
+		"truncated":   short.Value[:len(short.Value)-5],
+		"oversized":   strings.Repeat("A", 5000),
+		"unknown key": foreign.Value,
+		"garbage":     "%%%not-base64|||",
+		"unknown id":  unknown.Value,
+		"expired":     expired.Value,
+	}
+
+	for name, value := range cases {
+		t.Run(name, func(t *testing.T) {
+			before := f.store.creates.Load()
+			w, s := f.do(t, &http.Cookie{Name: "anonymous_guest", Value: value})
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d", w.Code)
+			}
+			if !s.IsAnonymous || s.ID == "" || s.ID == stored.ID {
+				t.Errorf("saw %+v, want a fresh guest", s)
+			}
+			if guestCookie(t, w) == nil {
+				t.Error("no fresh cookie set")
+			}
+			if f.store.creates.Load() != before {
+				t.Error("a fresh guest was written before the visitor returned")
+			}
+		})
+	}
+	// None of that touched the real guest.
+	if _, s := f.do(t, short); s.ID != stored.ID {
+		t.Errorf("stored guest lost: saw %q, want %q", s.ID, stored.ID)
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	old := newFixture(t, anonymous.Options{Keys: [][]byte{hashKey1, nil}})
+	w, _ := old.do(t)
+	w, before := old.do(t, guestCookie(t, w))
+	oldCookie := guestCookie(t, w)
+
+	// Same store, new key first, old key kept for decoding.
+	rotated, err := anonymous.New(old.store, anonymous.Options{Keys: [][]byte{hashKey2, nil, hashKey1, nil}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOnly, err := anonymous.New(old.store, anonymous.Options{Keys: [][]byte{hashKey2, nil}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	h := rotated.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = anonymous.UserFrom(r.Context()).ID
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(oldCookie)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if got != before.ID {
+		t.Fatalf("old-key cookie gave %q, want %q", got, before.ID)
+	}
+
+	// A new cookie from the rotated manager decodes with the new key alone.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	issued := got
+	h2 := newOnly.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = anonymous.UserFrom(r.Context()).ID
+	}))
+	r = httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(guestCookie(t, rec))
+	h2.ServeHTTP(httptest.NewRecorder(), r)
+	if got != issued {
+		t.Errorf("new cookie not signed with the new key: %q, want %q", got, issued)
+	}
+}
+
+func TestEncryptedCookies(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Keys: [][]byte{hashKey1, []byte("0123456789abcdef")}})
+	w, first := f.do(t)
+	c := guestCookie(t, w)
+	w, again := f.do(t, c)
+	if again.ID != first.ID {
+		t.Fatalf("encrypted cookie did not round-trip: %q vs %q", again.ID, first.ID)
+	}
+	// The payload is encrypted: the guest's id is not readable in it.
+	if strings.Contains(c.Value, first.ID) {
+		t.Error("cookie value contains the id in clear")
+	}
+}
+
+func TestSkip(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Skip: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/static/") }})
+	r := httptest.NewRequest("GET", "/static/app.css", nil)
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if len(w.Result().Cookies()) != 0 || w.Header().Get("Vary") != "" {
+		t.Errorf("skipped request got headers %v", w.Header())
+	}
+	if !strings.Contains(w.Body.String(), `"id":""`) {
+		t.Errorf("skipped request had a user: %s", w.Body)
+	}
+	if f.store.gets.Load()+f.store.writes() != 0 {
+		t.Error("skipped request touched the store")
+	}
+}
+
+func TestPersistOnReturn(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	w, first := f.do(t)
+	if f.store.creates.Load() != 0 || f.store.gets.Load() != 0 {
+		t.Fatalf("first visit touched the store: %d creates, %d gets", f.store.creates.Load(), f.store.gets.Load())
+	}
+	if _, err := f.store.Store.Get(context.Background(), first.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Fatalf("guest stored on first visit: %v", err)
+	}
+	long := guestCookie(t, w)
+	w, second := f.do(t, long)
+	if second.ID != first.ID || second.Name != first.Name || second.Email != first.Email {
+		t.Fatalf("second visit saw %+v, want %+v", second, first)
+	}
+	if n := f.store.creates.Load(); n != 1 {
+		t.Fatalf("%d creates on return, want 1", n)
+	}
+	rec, err := f.store.Store.Get(context.Background(), first.ID)
+	if err != nil || rec.User.Email != first.Email || !rec.User.IsAnonymous {
+		t.Fatalf("stored guest %+v, %v", rec, err)
+	}
+	short := guestCookie(t, w)
+	if short == nil || len(short.Value) >= len(long.Value) {
+		t.Fatal("the cookie was not re-set to its shorter stored form")
+	}
+	// Two tabs returning with the same pending cookie agree on one guest.
+	_, third := f.do(t, long)
+	if third.ID != first.ID {
+		t.Errorf("replayed pending cookie gave %q", third.ID)
+	}
+}
+
+func TestPersistOnIssue(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	w, first := f.do(t)
+	if n := f.store.creates.Load(); n != 1 {
+		t.Fatalf("%d creates, want 1", n)
+	}
+	if _, err := f.store.Store.Get(context.Background(), first.ID); err != nil {
+		t.Fatalf("guest not stored: %v", err)
+	}
+	_, again := f.do(t, guestCookie(t, w))
+	if again.ID != first.ID || f.store.creates.Load() != 1 {
+		t.Errorf("return saw %q with %d creates", again.ID, f.store.creates.Load())
+	}
+}
+
+func TestRefreshOncePerRefreshAfter(t *testing.T) {
+	clk := newClock()
+	f := newFixture(t, anonymous.Options{Now: clk.Now, Persist: anonymous.PersistOnIssue})
+	w, g := f.do(t)
+	c := guestCookie(t, w)
+	for range 3 {
+		clk.Advance(time.Hour)
+		w, s := f.do(t, c)
+		if s.ID != g.ID || guestCookie(t, w) != nil {
+			t.Fatalf("within a day: saw %q, Set-Cookie %v", s.ID, w.Header()["Set-Cookie"])
+		}
+	}
+	if n := f.store.touches.Load(); n != 0 {
+		t.Fatalf("%d refreshes within RefreshAfter", n)
+	}
+	clk.Advance(22 * time.Hour) // 25h since issue
+	w, _ = f.do(t, c)
+	if n := f.store.touches.Load(); n != 1 {
+		t.Fatalf("%d refreshes after a day, want 1", n)
+	}
+	c2 := guestCookie(t, w)
+	if c2 == nil || c2.MaxAge != int((30*24*time.Hour).Seconds()) {
+		t.Fatalf("refresh did not re-set the cookie with a full Max-Age: %v", c2)
+	}
+	rec, _ := f.store.Store.Get(context.Background(), g.ID)
+	if want := clk.Now().Add(30 * 24 * time.Hour); !rec.Session.ExpiresAt.Equal(want.Truncate(time.Millisecond)) && !rec.Session.ExpiresAt.Equal(want) {
+		t.Errorf("stored expiry %v, want %v", rec.Session.ExpiresAt, want)
+	}
+	f.do(t, c2)
+	if n := f.store.touches.Load(); n != 1 {
+		t.Errorf("%d refreshes right after a refresh, want 1", n)
+	}
+	// A guest past its lifetime is gone.
+	clk.Advance(31 * 24 * time.Hour)
+	if _, s := f.do(t, c2); s.ID == g.ID {
+		t.Error("expired guest still served")
+	}
+}
+
+func TestStoreFailureKeepsGuest(t *testing.T) {
+	for _, mode := range []anonymous.StoreFailure{anonymous.FailOpen, anonymous.FailClosed} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			f := newFixture(t, anonymous.Options{OnStoreError: mode, Persist: anonymous.PersistOnIssue})
+			w, g := f.do(t)
+			c := guestCookie(t, w)
+			f.store.fail.Store(true)
+			for _, cookies := range [][]*http.Cookie{{c}, nil} {
+				w, s := f.do(t, cookies...)
+				want := http.StatusOK
+				if mode == anonymous.FailClosed {
+					want = http.StatusServiceUnavailable
+				}
+				if w.Code != want {
+					t.Fatalf("status %d, want %d", w.Code, want)
+				}
+				if s.ID != "" {
+					t.Errorf("handler saw a user while the store is down: %+v", s)
+				}
+				if len(w.Result().Cookies()) != 0 {
+					t.Errorf("cookie changed while the store is down: %v", w.Header()["Set-Cookie"])
+				}
+			}
+			if !strings.Contains(f.logs.String(), errDown.Error()) {
+				t.Errorf("store error not logged: %q", f.logs.String())
+			}
+			f.store.fail.Store(false)
+			if _, s := f.do(t, c); s.ID != g.ID {
+				t.Errorf("after recovery saw %q, want %q", s.ID, g.ID)
+			}
+		})
+	}
+}
+
+func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	const n = 200
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, s := f.do(t)
+			ids <- s.ID
+		})
+	}
+	wg.Wait()
+	close(ids)
+	distinct := map[string]bool{}
+	for id := range ids {
+		if id == "" {
+			t.Fatal("a visitor got no guest")
+		}
+		distinct[id] = true
+	}
+	if len(distinct) != n {
+		t.Errorf("%d distinct ids for %d visitors", len(distinct), n)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	_, g := f.do(t)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+g.Token)
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	var s seen
+	json.Unmarshal(w.Body.Bytes(), &s)
+	if s.ID != g.ID {
+		t.Fatalf("bearer token gave %q, want %q", s.ID, g.ID)
+	}
+	if len(w.Result().Cookies()) != 0 {
+		t.Error("a bearer request was sent a cookie")
+	}
+	// A forged secret for the same id is no credential.
+	forged := g.Token[:len(g.Token)-4] + "AAAA"
+	r.Header.Set("Authorization", "Bearer "+forged)
+	w = httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	json.Unmarshal(w.Body.Bytes(), &s)
+	if s.ID == g.ID {
+		t.Error("a forged bearer token was accepted")
+	}
+}
+
+func TestGeneratedIdentity(t *testing.T) {
+	cases := []struct {
+		name      string
+		opts      anonymous.Options
+		wantEmail func(id string) string
+		wantName  string
+	}{
+		{"default", anonymous.Options{}, func(id string) string { return "temp@" + strings.ToLower(id) + ".com" }, "Anonymous"},
+		{"domain", anonymous.Options{EmailDomainName: "Example.com"}, func(id string) string { return "temp-" + strings.ToLower(id) + "@example.com" }, "Anonymous"},
+		{"generators", anonymous.Options{
+			EmailDomainName:     "ignored.example",
+			GenerateRandomEmail: func(context.Context) (string, error) { return "Guest-42@Shop.Example", nil },
+			GenerateName:        func(context.Context) string { return "Mystery Fox" },
+		}, func(string) string { return "guest-42@shop.example" }, "Mystery Fox"},
+		{"empty name", anonymous.Options{GenerateName: func(context.Context) string { return "" }},
+			func(id string) string { return "temp@" + strings.ToLower(id) + ".com" }, "Anonymous"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Persist = anonymous.PersistOnIssue
+			f := newFixture(t, tc.opts)
+			_, s := f.do(t)
+			if s.Email != tc.wantEmail(s.ID) || s.Name != tc.wantName {
+				t.Errorf("got %q %q, want %q %q", s.Email, s.Name, tc.wantEmail(s.ID), tc.wantName)
+			}
+			rec, err := f.store.Store.Get(context.Background(), s.ID)
+			if err != nil || rec.User.Email != s.Email {
+				t.Errorf("stored %+v, %v", rec, err)
+			}
+		})
+	}
+}
+
+func TestInvalidGeneratedEmailCreatesNoGuest(t *testing.T) {
+	for _, bad := range []string{"not an email", "Name <x@y.example>", "", strings.Repeat("a", 300) + "@x.example"} {
+		f := newFixture(t, anonymous.Options{
+			Persist:             anonymous.PersistOnIssue,
+			GenerateRandomEmail: func(context.Context) (string, error) { return bad, nil },
+		})
+		w, s := f.do(t)
+		if w.Code != http.StatusOK || s.ID != "" || guestCookie(t, w) != nil {
+			t.Errorf("%q: status %d, user %+v, cookie %v", bad, w.Code, s, w.Header()["Set-Cookie"])
+		}
+		if f.store.creates.Load() != 0 {
+			t.Errorf("%q: a guest was stored", bad)
+		}
+		if !strings.Contains(f.logs.String(), "level=ERROR") {
+			t.Errorf("%q: not logged", bad)
+		}
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	ms := memstore.New()
+	defer ms.Close()
+	cases := map[string]anonymous.Options{
+		"short hash key":     {Keys: [][]byte{[]byte("short"), nil}},
+		"bad block key":      {Keys: [][]byte{hashKey1, []byte("seventeen bytes!!")}},
+		"negative lifetime":  {Lifetime: -time.Hour},
+		"negative refresh":   {RefreshAfter: -time.Hour},
+		"tiny lifetime":      {Lifetime: time.Millisecond},
+		"unknown persist":    {Persist: 7},
+		"unknown failure":    {OnStoreError: 7},
+		"bad cookie name":    {CookieName: "bad name;"},
+		"insecure none":      {CookieSameSite: http.SameSiteNoneMode, CookieInsecure: true},
+		"relative base path": {BasePath: "api/auth"},
+		"bad email domain":   {EmailDomainName: "bad domain"},
+		"bad origin":         {TrustedOrigins: []string{"not a url"}},
+	}
+	for name, opts := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := anonymous.New(ms, opts); !errors.Is(err, anonymous.ErrInvalidOptions) {
+				t.Errorf("New: %v, want ErrInvalidOptions", err)
+			}
+		})
+	}
+	if _, err := anonymous.New(nil, anonymous.Options{}); !errors.Is(err, anonymous.ErrInvalidOptions) {
+		t.Errorf("nil store: %v", err)
+	}
+}
+
+func TestNewWithoutKeysWarnsOnce(t *testing.T) {
+	ms := memstore.New()
+	defer ms.Close()
+	var logs logBuffer
+	m, err := anonymous.New(ms, anonymous.Options{ErrorLog: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "restart") {
+		t.Errorf("want one warning about restarts, got %q", logs.String())
+	}
+	w := httptest.NewRecorder()
+	m.Middleware(http.NotFoundHandler()).ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if len(w.Result().Cookies()) != 1 {
+		t.Error("zero-configuration manager issued no cookie")
+	}
+}
+
+func TestUserFromIsNilSafe(t *testing.T) {
+	if anonymous.UserFrom(context.Background()) != nil || anonymous.SessionFrom(context.Background()) != nil {
+		t.Error("accessors returned something for an empty context")
+	}
+}
+
+func TestJSONWireFormat(t *testing.T) {
+	at := time.Date(2026, 11, 27, 19, 40, 36, 882_123_000, time.FixedZone("x", 3600))
+	b, err := json.Marshal(anonymous.User{ID: "u1", Email: "temp@u1.com", Name: "Anonymous", CreatedAt: at, UpdatedAt: at, IsAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"u1","email":"temp@u1.com","emailVerified":false,"name":"Anonymous","createdAt":"2026-11-27T18:40:36.882Z","updatedAt":"2026-11-27T18:40:36.882Z","isAnonymous":true}`
+	if string(b) != want {
+		t.Errorf("user JSON\n got %s\nwant %s", b, want)
+	}
+	b, _ = json.Marshal(anonymous.Session{ID: "s1", Token: "t", UserID: "u1", ExpiresAt: at, CreatedAt: at, UpdatedAt: at})
+	want = `{"id":"s1","token":"t","userId":"u1","expiresAt":"2026-11-27T18:40:36.882Z","createdAt":"2026-11-27T18:40:36.882Z","updatedAt":"2026-11-27T18:40:36.882Z","ipAddress":"","userAgent":""}`
+	if string(b) != want {
+		t.Errorf("session JSON\n got %s\nwant %s", b, want)
+	}
+	var u anonymous.User
+	if err := json.Unmarshal([]byte(`{"id":"u1","createdAt":"2026-11-27T18:40:36.882Z","isAnonymous":true}`), &u); err != nil || !u.CreatedAt.Equal(at.Truncate(time.Millisecond)) {
+		t.Errorf("round trip: %+v %v", u, err)
+	}
+}
+
+// The middleware wraps no ResponseWriter: Flusher and Hijacker reach the
+// handler as the server gave them.
+func TestResponseWriterUnwrapped(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	var flusher, hijacker bool
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, flusher = w.(http.Flusher)
+		_, hijacker = w.(http.Hijacker)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !flusher || !hijacker {
+		t.Errorf("Flusher %v, Hijacker %v", flusher, hijacker)
+	}
+}
