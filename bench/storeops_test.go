@@ -1,0 +1,263 @@
+package bench_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/bench/internal/redistest"
+	"github.com/guestpass/anonymous/memstore"
+	"github.com/guestpass/anonymous/redisstore"
+)
+
+// countingStore passes every call to a real Store and counts it.
+type countingStore struct {
+	anonymous.Store
+	calls atomic.Int64
+}
+
+func (s *countingStore) Create(ctx context.Context, rec *anonymous.Record) error {
+	s.calls.Add(1)
+	return s.Store.Create(ctx, rec)
+}
+
+func (s *countingStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+	s.calls.Add(1)
+	return s.Store.Get(ctx, id)
+}
+
+func (s *countingStore) Touch(ctx context.Context, id string, exp, now time.Time) error {
+	s.calls.Add(1)
+	return s.Store.Touch(ctx, id, exp, now)
+}
+
+func (s *countingStore) Claim(ctx context.Context, id, owner string, until time.Time) error {
+	s.calls.Add(1)
+	return s.Store.Claim(ctx, id, owner, until)
+}
+
+func (s *countingStore) Release(ctx context.Context, id, owner string) error {
+	s.calls.Add(1)
+	return s.Store.Release(ctx, id, owner)
+}
+
+func (s *countingStore) Delete(ctx context.Context, id string) error {
+	s.calls.Add(1)
+	return s.Store.Delete(ctx, id)
+}
+
+func (s *countingStore) Revoke(ctx context.Context, id, linkedTo string) error {
+	s.calls.Add(1)
+	return s.Store.Revoke(ctx, id, linkedTo)
+}
+
+// roundTrips counts what a go-redis client sends: each command sent alone
+// and each pipeline is one round trip. It fails the test if a connection is
+// dialled while counting, since a new connection's handshake is not the
+// request's work.
+type roundTrips struct {
+	mu       sync.Mutex
+	trips    int
+	commands []string
+	dials    int
+}
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		h.mu.Lock()
+		h.dials++
+		h.mu.Unlock()
+		return next(ctx, network, addr)
+	}
+}
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.trips++
+		h.commands = append(h.commands, cmd.Name())
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.trips++
+		for _, c := range cmds {
+			h.commands = append(h.commands, c.Name())
+		}
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (h *roundTrips) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trips, h.commands, h.dials = 0, nil, 0
+}
+
+// measure runs f and returns the round trips and commands it caused.
+func (h *roundTrips) measure(t *testing.T, f func()) (int, []string) {
+	t.Helper()
+	h.reset()
+	f()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dials != 0 {
+		t.Fatalf("%d connections dialled while counting; the count would include handshakes", h.dials)
+	}
+	return h.trips, h.commands
+}
+
+// countedRedis returns a redisstore on a one-connection client whose round
+// trips h counts, with the connection already open.
+func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
+	c := redistest.Client(t, func(o *redis.Options) { o.PoolSize, o.MinIdleConns = 1, 0 })
+	prefix := redistest.Prefix(t, c)
+	if err := c.Ping(context.Background()).Err(); err != nil { // open the one connection now
+		t.Fatal(err)
+	}
+	h := &roundTrips{}
+	c.AddHook(h)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, h
+}
+
+func guestHandler(t *testing.T, store anonymous.Store, p anonymous.Persist) http.Handler {
+	t.Helper()
+	m, err := anonymous.New(store, anonymous.Options{
+		Keys: [][]byte{hashKey, nil}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Middleware(readGuest)
+}
+
+// visit sends one request with the Cookie header ck and returns the guest
+// id the handler saw and the cookie the response set ("" for none).
+func visit(h http.Handler, ck string) (id, setCookie string) {
+	w := &headerWriter{h: http.Header{}}
+	h.ServeHTTP(w, request(ck, &id))
+	return id, cookieHeader(w.h)
+}
+
+// TestNewVisitorOnReturnTouchesNoStore: under PersistOnReturn a cookie-less
+// visitor gets a guest and a cookie with no store operation at all, on a
+// real memstore and a real redisstore. The same wrapper then counts the
+// Create of the visitor's return, which shows it counts.
+func TestNewVisitorOnReturnTouchesNoStore(t *testing.T) {
+	stores := map[string]func(t *testing.T) anonymous.Store{
+		"memstore": func(t *testing.T) anonymous.Store {
+			s := memstore.New()
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"redisstore": func(t *testing.T) anonymous.Store {
+			s, _ := countedRedis(t)
+			return s
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			real := open(t)
+			cs := &countingStore{Store: real}
+			h := guestHandler(t, cs, anonymous.PersistOnReturn)
+
+			const visitors = 50
+			for range visitors {
+				id, ck := visit(h, "")
+				if id == "" || ck == "" {
+					t.Fatalf("new visitor: id %q, cookie %q; want both", id, ck)
+				}
+			}
+			if n := cs.calls.Load(); n != 0 {
+				t.Fatalf("%d store operations for %d new visitors, want 0", n, visitors)
+			}
+
+			id, ck := visit(h, "")
+			got, _ := visit(h, ck)
+			if got != id {
+				t.Fatalf("returning visitor is %q, want %q", got, id)
+			}
+			if n := cs.calls.Load(); n == 0 {
+				t.Fatal("the visitor's return made no store operation; the guest was never stored")
+			}
+			if _, err := real.Get(context.Background(), id); err != nil {
+				t.Fatalf("guest %s not in the store after its return: %v", id, err)
+			}
+		})
+	}
+}
+
+// TestRedisRoundTrips counts what package anonymous sends to a real Redis
+// per request.
+func TestRedisRoundTrips(t *testing.T) {
+	t.Run("new visitor, PersistOnIssue: one round trip, guest stored", func(t *testing.T) {
+		s, rt := countedRedis(t)
+		h := guestHandler(t, s, anonymous.PersistOnIssue)
+		var id, ck string
+		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
+		if trips != 1 || id == "" || ck == "" {
+			t.Fatalf("%d round trips %v, id %q, cookie %q; want 1 round trip, an id and a cookie", trips, cmds, id, ck)
+		}
+		if _, err := s.Get(context.Background(), id); err != nil {
+			t.Fatalf("guest %s not stored: %v", id, err)
+		}
+	})
+
+	t.Run("new visitor, PersistOnReturn: none; its return: one", func(t *testing.T) {
+		s, rt := countedRedis(t)
+		h := guestHandler(t, s, anonymous.PersistOnReturn)
+		var id, ck string
+		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
+		if trips != 0 || id == "" || ck == "" {
+			t.Fatalf("%d round trips %v, id %q, cookie %q; want none, an id and a cookie", trips, cmds, id, ck)
+		}
+		var got string
+		trips, cmds = rt.measure(t, func() { got, _ = visit(h, ck) })
+		if trips != 1 || got != id {
+			t.Fatalf("return: %d round trips %v, id %q; want 1 and %q", trips, cmds, got, id)
+		}
+		if _, err := s.Get(context.Background(), id); err != nil {
+			t.Fatalf("guest %s not stored after its return: %v", id, err)
+		}
+	})
+
+	t.Run("returning guest: one round trip", func(t *testing.T) {
+		s, rt := countedRedis(t)
+		h := guestHandler(t, s, anonymous.PersistOnIssue)
+		id, ck := visit(h, "")
+		for range 3 {
+			var got, set string
+			trips, cmds := rt.measure(t, func() { got, set = visit(h, ck) })
+			if trips != 1 || got != id || set != "" {
+				t.Fatalf("%d round trips %v, id %q, Set-Cookie %q; want 1, %q, none", trips, cmds, got, set, id)
+			}
+		}
+	})
+
+	t.Run("forged cookie: no round trip", func(t *testing.T) {
+		s, rt := countedRedis(t)
+		h := guestHandler(t, s, anonymous.PersistOnReturn)
+		id, ck := visit(h, "")
+		var got string
+		trips, cmds := rt.measure(t, func() { got, _ = visit(h, tamper(ck)) })
+		if trips != 0 || got == id {
+			t.Fatalf("%d round trips %v, id %q; want none and a new guest", trips, cmds, got)
+		}
+	})
+}
