@@ -86,10 +86,10 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	exp := time.UnixMilli(pxat(rec.Session.ExpiresAt))
 	err = s.client.SetArgs(ctx, s.key(rec.User.ID), v, redis.SetArgs{Mode: "NX", ExpireAt: exp}).Err()
 	switch {
-	case err == redis.Nil:
+	case errors.Is(err, redis.Nil):
 		return anonymous.ErrExists
 	case err != nil:
-		return fmt.Errorf("redisstore: create %s: %w", rec.User.ID, err)
+		return failed(ctx, "create", rec.User.ID, err)
 	}
 	return nil
 }
@@ -104,10 +104,10 @@ func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
 	}
 	v, err := s.client.Get(ctx, s.key(id)).Result()
 	switch {
-	case err == redis.Nil:
+	case errors.Is(err, redis.Nil):
 		return nil, anonymous.ErrNotFound
 	case err != nil:
-		return nil, fmt.Errorf("redisstore: get %s: %w", id, err)
+		return nil, failed(ctx, "get", id, err)
 	case len(v) == 1 && v[0] == stateDeleted:
 		return nil, anonymous.ErrNotFound
 	}
@@ -237,7 +237,7 @@ func (s *Store) Revoke(ctx context.Context, id, linkedTo string) error {
 func (s *Store) run(ctx context.Context, sc *redis.Script, op, id string, keys []string, args ...any) error {
 	n, err := sc.Run(ctx, s.client, keys, args...).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: %s %s: %w", op, id, err)
+		return failed(ctx, op, id, err)
 	}
 	switch n {
 	case resOK:
@@ -248,4 +248,15 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, op, id string, keys [
 		return anonymous.ErrClaimed
 	}
 	return fmt.Errorf("redisstore: %s %s: unexpected script result %d", op, id, n)
+}
+
+// failed wraps a failed call's error, and the context's too when it is done
+// (go-redis reports a deadline as a network timeout), so that
+// errors.Is(err, context.DeadlineExceeded) holds for a call the caller's
+// deadline cut short.
+func failed(ctx context.Context, op, id string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redisstore: %s %s: %w: %w", op, id, cerr, err)
+	}
+	return fmt.Errorf("redisstore: %s %s: %w", op, id, err)
 }

@@ -1,0 +1,331 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/internal/redistest"
+	"github.com/guestpass/anonymous/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+var testKeys = [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil}
+
+// whoami answers "guest <id>" for a request with a guest, "none" without.
+var whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if u := anonymous.UserFrom(r.Context()); u != nil {
+		io.WriteString(w, "guest "+u.ID)
+		return
+	}
+	io.WriteString(w, "none")
+})
+
+func manager(t testing.TB, s anonymous.Store, o anonymous.Options) *anonymous.Manager {
+	t.Helper()
+	o.Keys = testKeys
+	o.CookieInsecure = true // httptest serves plain HTTP on 127.0.0.1
+	o.ErrorLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := anonymous.New(s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// serve runs h on a test server and returns its URL.
+func serve(t testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// browser is a visitor with a cookie jar.
+func browser(t testing.TB) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
+}
+
+type answer struct {
+	status    int
+	body      string
+	setCookie bool
+	took      time.Duration
+}
+
+func visit(t testing.TB, c *http.Client, url string) answer {
+	t.Helper()
+	start := time.Now()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, string(b), len(resp.Header.Values("Set-Cookie")) > 0, time.Since(start)}
+}
+
+// guestID is the id a "guest <id>" answer names, "" for any other.
+func guestID(a answer) string {
+	id, ok := strings.CutPrefix(a.body, "guest ")
+	if a.status != http.StatusOK || !ok {
+		return ""
+	}
+	return id
+}
+
+// TestMiddlewareOnCluster serves returning visitors through the middleware
+// on a 3-master Cluster and checks that their guests are spread over all
+// three masters, each with its keys in one slot.
+func TestMiddlewareOnCluster(t *testing.T) {
+	c := redistest.ClusterClient(t)
+	prefix := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, manager(t, s, anonymous.Options{}).Middleware(whoami)) // PersistOnReturn
+
+	const visitors = 60 // all on one master by chance: 3 × (1/3)^59
+	var want []string
+	for range visitors {
+		b := browser(t)
+		first := visit(t, b, url)
+		id := guestID(first)
+		if id == "" || !first.setCookie {
+			t.Fatalf("first visit: %+v, want a guest and its cookie", first)
+		}
+		for i := range 2 { // the return that stores the guest, then one that loads it
+			if again := guestID(visit(t, b, url)); again != id {
+				t.Fatalf("return %d of guest %s answered as %q", i+1, id, again)
+			}
+		}
+		want = append(want, prefix+"{"+id+"}")
+	}
+
+	var (
+		mu       sync.Mutex
+		got      []string
+		perNode  = map[string]int{}
+		ctx, cxl = context.WithTimeout(context.Background(), 10*time.Second)
+	)
+	defer cxl()
+	err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		keys, err := redistest.MasterKeys(ctx, n, prefix)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			// The node holding a key owns its slot: reading it there is no
+			// MOVED redirection.
+			if err := n.Get(ctx, k).Err(); err != nil {
+				return fmt.Errorf("key %s on %s: %w", k, n.Options().Addr, err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, keys...)
+		perNode[n.Options().Addr] = len(keys)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("keys on the masters:\n%q\nwant one record per guest:\n%q", got, want)
+	}
+	t.Logf("guests per master: %v", perNode)
+	if len(perNode) != 3 {
+		t.Fatalf("saw %d masters, want 3", len(perNode))
+	}
+	for addr, n := range perNode {
+		if n == 0 {
+			t.Errorf("master %s holds none of %d guests", addr, visitors)
+		}
+	}
+}
+
+// outageClient returns a client of the Redis at REDIS_URL reached through
+// p, with the short timeouts an application that fails open would choose.
+func outageClient(t testing.TB, p *proxy, timeout time.Duration) *redis.Client {
+	opt := redistest.Options(t)
+	opt.Addr = p.Addr()
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+	opt.MaxRetries = 1
+	opt.MinRetryBackoff, opt.MaxRetryBackoff = 5*time.Millisecond, 10*time.Millisecond
+	opt.DialerRetries = 1
+	opt.ContextTimeoutEnabled = true
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// worstCase is the longest a request may wait on a dead Redis: each try
+// may spend the dial, write and read timeouts, plus one for the
+// connection's handshake (HELLO), plus slack for a loaded test machine.
+func worstCase(c *redis.Client) time.Duration {
+	o := c.Options()
+	try := o.DialTimeout + o.WriteTimeout + 2*o.ReadTimeout
+	return time.Duration(o.MaxRetries+1)*(try+o.MaxRetryBackoff) + 500*time.Millisecond
+}
+
+// TestOutage cuts Redis away from a running application and brings it
+// back: requests are answered without a guest (or 503 with FailClosed), no
+// cookie is replaced, nothing is written, and every guest comes back with
+// its id.
+func TestOutage(t *testing.T) {
+	direct := redistest.Client(t)
+	prefix := redistest.Prefix(t, direct)
+	p := newProxy(t, direct.Options().Addr)
+	c := outageClient(t, p, 200*time.Millisecond)
+	bound := worstCase(c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := serve(t, manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue}).Middleware(whoami))
+	closed := serve(t, manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue, OnStoreError: anonymous.FailClosed}).Middleware(whoami))
+	// A guest issued but not stored yet: its cookie carries it until it returns.
+	lazy := serve(t, manager(t, s, anonymous.Options{CookieName: "lazy_guest"}).Middleware(whoami))
+	stored := func() int { return len(redistest.Keys(t, direct, prefix)) }
+
+	const n = 8
+	browsers := make([]*http.Client, n)
+	ids := make([]string, n)
+	for i := range browsers {
+		browsers[i] = browser(t)
+		if ids[i] = guestID(visit(t, browsers[i], open)); ids[i] == "" {
+			t.Fatal("no guest before the outage")
+		}
+		if again := guestID(visit(t, browsers[i], open)); again != ids[i] {
+			t.Fatalf("guest %s returned as %q before the outage", ids[i], again)
+		}
+	}
+	pending := browser(t)
+	pendingID := guestID(visit(t, pending, lazy))
+	if pendingID == "" {
+		t.Fatal("no pending guest before the outage")
+	}
+	if got := stored(); got != n {
+		t.Fatalf("%d keys before the outage, want %d", got, n)
+	}
+
+	during := func(t *testing.T) {
+		var slowest time.Duration
+		defer func() { t.Logf("slowest fail-open answer: %v (bound %v)", slowest, bound) }()
+		for i, b := range browsers {
+			a := visit(t, b, open)
+			slowest = max(slowest, a.took)
+			if a.status != http.StatusOK || a.body != "none" || a.setCookie {
+				t.Errorf("guest %s during the outage: %+v, want 200, no guest, no Set-Cookie", ids[i], a)
+			}
+			if a.took > bound {
+				t.Errorf("guest %s waited %v during the outage, want at most %v", ids[i], a.took, bound)
+			}
+			if a := visit(t, b, closed); a.status != http.StatusServiceUnavailable || a.setCookie {
+				t.Errorf("guest %s with FailClosed: %+v, want 503 and no Set-Cookie", ids[i], a)
+			}
+		}
+		if a := visit(t, browser(t), open); a.status != http.StatusOK || a.body != "none" || a.setCookie {
+			t.Errorf("new visitor during the outage: %+v, want 200, no guest, no Set-Cookie", a)
+		}
+		if a := visit(t, pending, lazy); a.status != http.StatusOK || a.body != "none" || a.setCookie {
+			t.Errorf("pending guest during the outage: %+v, want 200, no guest, cookie untouched", a)
+		}
+		if got := stored(); got != n {
+			t.Errorf("%d keys during the outage, want still %d", got, n)
+		}
+	}
+	t.Run("Refused", func(t *testing.T) {
+		p.set(refuse)
+		during(t)
+	})
+	t.Run("Unanswered", func(t *testing.T) {
+		p.set(blackhole)
+		during(t)
+	})
+
+	p.set(forward)
+	for i, b := range browsers {
+		if got := guestID(visit(t, b, open)); got != ids[i] {
+			t.Errorf("after the outage guest %s came back as %q", ids[i], got)
+		}
+	}
+	if got := guestID(visit(t, pending, lazy)); got != pendingID {
+		t.Errorf("after the outage pending guest %s came back as %q", pendingID, got)
+	}
+	if got := stored(); got != n+1 {
+		t.Errorf("%d keys after the outage, want %d (the pending guest stored on its return)", got, n+1)
+	}
+}
+
+// TestDeadlineOnDeadRedis: with a Redis that never answers, each call
+// returns at about the context's deadline, not the client's much longer
+// timeouts, with an error matching context.DeadlineExceeded.
+func TestDeadlineOnDeadRedis(t *testing.T) {
+	direct := redistest.Client(t)
+	prefix := redistest.Prefix(t, direct)
+	p := newProxy(t, direct.Options().Addr)
+	c := outageClient(t, p, 10*time.Second)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID(t)
+	if err := s.Create(context.Background(), guestWithID(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	p.set(blackhole)
+
+	const deadline = 150 * time.Millisecond
+	ops := []struct {
+		name string
+		fn   func(ctx context.Context) error
+	}{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, id); return err }},
+		{"Create", func(ctx context.Context) error { return s.Create(ctx, guest(t)) }},
+		{"Touch", func(ctx context.Context) error { return s.Touch(ctx, id, time.Now().Add(time.Hour), time.Now()) }},
+		{"Claim", func(ctx context.Context) error { return s.Claim(ctx, id, "o", time.Now().Add(time.Minute)) }},
+		{"Release", func(ctx context.Context) error { return s.Release(ctx, id, "o") }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, id) }},
+		{"Revoke", func(ctx context.Context) error { return s.Revoke(ctx, id, "u") }},
+	}
+	for _, op := range ops {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		err := op.fn(ctx)
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s on a dead Redis: %v, want an error matching context.DeadlineExceeded", op.name, err)
+		}
+		if took > deadline+time.Second {
+			t.Errorf("%s on a dead Redis took %v with a %v deadline", op.name, took, deadline)
+		}
+		t.Logf("%s: %v", op.name, took)
+	}
+
+	p.set(forward)
+	if _, err := s.Get(context.Background(), id); err != nil {
+		t.Errorf("Get after Redis came back: %v", err)
+	}
+}
