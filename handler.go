@@ -1,8 +1,267 @@
 package anonymous
 
-import "net/http"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
 
-// Handler serves the JSON endpoints under Options.BasePath.
+// Handler returns the JSON endpoints, served under Options.BasePath
+// (default "/api/auth") and wire-compatible with the npm better-auth client
+// and its anonymousClient() plugin:
+//
+//	POST {BasePath}/sign-in/anonymous      200 {"token", "user"}, guest cookie set
+//	POST {BasePath}/delete-anonymous-user  200 {"success": true}, guest cookie expired
+//	GET  {BasePath}/get-session            200 {"session", "user"}, or null without a guest
+//
+// Errors are JSON {"code", "message"} with Better Auth's codes and statuses.
+// Store failures are 500s with the endpoint's failure code
+// (FAILED_TO_CREATE_USER, FAILED_TO_DELETE_ANONYMOUS_USER,
+// FAILED_TO_GET_SESSION), logged to Options.ErrorLog; the visitor's cookie is
+// left as it is, so no guest is lost.
+//
+// A guest is recognised by its cookie or, for clients without cookies, by
+// "Authorization: Bearer <token>", the token being Session.Token as returned
+// by sign-in/anonymous and get-session. A cookie takes precedence over a
+// bearer token.
+//
+// Unlike Better Auth, which would hand out a guest to a signed-in user (and
+// link it away on the next request), sign-in/anonymous refuses a request
+// whose Options.Identify names a real user: 400
+// SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY.
+//
+// The handler matches full request paths, so mount it without
+// http.StripPrefix: mux.Handle(BasePath+"/", m.Handler()). Other paths under
+// BasePath answer 404, a wrong method 405 with an Allow header. Cross-site
+// browser POSTs are refused with 403 INVALID_ORIGIN by
+// http.CrossOriginProtection, except from Options.TrustedOrigins; CORS
+// headers, if a trusted origin needs them, are the application's. Request
+// bodies are read and ignored, up to a small bound (413 beyond it).
+//
+// The handler works on its own or behind Middleware, which passes requests
+// under BasePath through untouched. It is built once by New and is safe for
+// concurrent use.
 func (m *Manager) Handler() http.Handler { return m.api }
 
-func (m *Manager) newAPI() (http.Handler, error) { return http.NotFoundHandler(), nil }
+// maxBody bounds the request bodies the endpoints read and ignore; the
+// better-auth client sends "{}".
+const maxBody = 8 << 10
+
+// apiError is an error answer of the endpoints. Codes and messages are
+// Better Auth's, except where noted.
+type apiError struct {
+	status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+var (
+	errInvalidEmailFormat = &apiError{http.StatusBadRequest, "INVALID_EMAIL_FORMAT", "Email was not generated in a valid format"}
+	errFailedToCreateUser = &apiError{http.StatusInternalServerError, "FAILED_TO_CREATE_USER", "Failed to create user"}
+	errSignInAgain        = &apiError{http.StatusBadRequest, "ANONYMOUS_USERS_CANNOT_SIGN_IN_AGAIN_ANONYMOUSLY", "Anonymous users cannot sign in again anonymously"}
+	errFailedToDelete     = &apiError{http.StatusInternalServerError, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"}
+	errNotAnonymous       = &apiError{http.StatusForbidden, "USER_IS_NOT_ANONYMOUS", "User is not anonymous"}
+	errDeleteDisabled     = &apiError{http.StatusBadRequest, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled"}
+	errUnauthorized       = &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "Unauthorized"}
+	errFailedToGetSession = &apiError{http.StatusInternalServerError, "FAILED_TO_GET_SESSION", "Failed to get session"}
+	errInvalidOrigin      = &apiError{http.StatusForbidden, "INVALID_ORIGIN", "Invalid origin"}
+	errSignedInUser       = &apiError{http.StatusBadRequest, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously"} // this package's own
+	errNotFound           = &apiError{http.StatusNotFound, "NOT_FOUND", "Not found"}                                                                     // this package's own
+	errMethodNotAllowed   = &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method not allowed"}                                           // this package's own
+	errBodyTooLarge       = &apiError{http.StatusRequestEntityTooLarge, "REQUEST_BODY_TOO_LARGE", "Request body is too large"}                           // this package's own
+	errUnreadableBody     = &apiError{http.StatusBadRequest, "INVALID_REQUEST_BODY", "Request body could not be read"}                                   // this package's own
+)
+
+// api serves the endpoints; routes are keyed by full path.
+type api struct {
+	cop    *http.CrossOriginProtection
+	routes map[string]route
+}
+
+type route struct {
+	method string // GET also answers HEAD
+	serve  http.HandlerFunc
+}
+
+func (m *Manager) newAPI() (http.Handler, error) {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range m.opts.TrustedOrigins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("TrustedOrigins: %w", err)
+		}
+	}
+	b := m.opts.BasePath
+	return &api{cop: cop, routes: map[string]route{
+		b + "/sign-in/anonymous":     {http.MethodPost, m.signInAnonymous},
+		b + "/delete-anonymous-user": {http.MethodPost, m.deleteAnonymousUser},
+		b + "/get-session":           {http.MethodGet, m.getSession},
+	}}, nil
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := a.routes[r.URL.Path]
+	if !ok {
+		writeError(w, errNotFound)
+		return
+	}
+	if r.Method != rt.method && (rt.method != http.MethodGet || r.Method != http.MethodHead) {
+		allow := rt.method
+		if allow == http.MethodGet {
+			allow = "GET, HEAD"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, errMethodNotAllowed)
+		return
+	}
+	if a.cop.Check(r) != nil {
+		writeError(w, errInvalidOrigin)
+		return
+	}
+	if r.Body != nil {
+		// Reading the ignored body keeps the connection reusable; the bound
+		// keeps a client from making us read much.
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				writeError(w, errBodyTooLarge)
+			} else {
+				writeError(w, errUnreadableBody)
+			}
+			return
+		}
+	}
+	rt.serve(w, r)
+}
+
+// signInAnonymous creates and stores a guest at once and sets its cookie.
+func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	real, err := m.realUser(r)
+	if err != nil {
+		m.log.ErrorContext(ctx, "anonymous: Identify failed; no guest created", "err", err)
+		writeError(w, errFailedToCreateUser)
+		return
+	}
+	if real != nil {
+		writeError(w, errSignedInUser)
+		return
+	}
+	st, err := m.load(w, r)
+	if err != nil {
+		// Issuing now could replace a valid guest the store cannot see.
+		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest; no guest created", "err", err)
+		writeError(w, errFailedToCreateUser)
+		return
+	}
+	if st != nil {
+		writeError(w, errSignInAgain)
+		return
+	}
+	st, err = m.issue(w, r, true)
+	switch {
+	case errors.Is(err, ErrInvalidEmail):
+		m.log.ErrorContext(ctx, "anonymous: no guest created", "err", err)
+		writeError(w, errInvalidEmailFormat)
+		return
+	case err != nil:
+		m.log.ErrorContext(ctx, "anonymous: creating a guest failed", "err", err)
+		writeError(w, errFailedToCreateUser)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Token string `json:"token"`
+		User  *User  `json:"user"`
+	}{st.session.Token, st.user})
+}
+
+// deleteAnonymousUser deletes the request's guest and its session, and
+// expires its cookie.
+func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
+	if m.opts.DisableDeleteAnonymousUser {
+		writeError(w, errDeleteDisabled)
+		return
+	}
+	ctx := r.Context()
+	real, err := m.realUser(r)
+	if err != nil {
+		m.log.ErrorContext(ctx, "anonymous: Identify failed; no guest deleted", "err", err)
+		writeError(w, errFailedToDelete)
+		return
+	}
+	if real != nil {
+		writeError(w, errNotAnonymous)
+		return
+	}
+	st, err := m.load(w, r)
+	if err != nil {
+		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
+		writeError(w, errFailedToDelete)
+		return
+	}
+	if st == nil {
+		writeError(w, errUnauthorized)
+		return
+	}
+	// The visitor asked for it: finish even if the client goes away.
+	if err := m.store.Delete(context.WithoutCancel(ctx), st.user.ID); err != nil {
+		m.log.ErrorContext(ctx, "anonymous: deleting guest failed", "guest", st.user.ID, "err", err)
+		writeError(w, errFailedToDelete)
+		return
+	}
+	m.expireCookie(w)
+	writeJSON(w, http.StatusOK, struct {
+		Success bool `json:"success"`
+	}{true})
+}
+
+// getSession answers the request's guest and session, or null.
+func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
+	st, err := m.load(w, r)
+	if err != nil {
+		m.log.ErrorContext(r.Context(), "anonymous: store failed loading the guest", "err", err)
+		writeError(w, errFailedToGetSession)
+		return
+	}
+	if st == nil {
+		writeJSON(w, http.StatusOK, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Session *Session `json:"session"`
+		User    *User    `json:"user"`
+	}{st.session, st.user})
+}
+
+// realUser returns the real user Options.Identify names, nil when there is
+// none or Identify is not set.
+func (m *Manager) realUser(r *http.Request) (*User, error) {
+	if m.opts.Identify == nil {
+		return nil, nil
+	}
+	u, err := m.opts.Identify(r)
+	if err != nil || u == nil || u.IsAnonymous {
+		return nil, err
+	}
+	return u, nil
+}
+
+func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }
+
+// writeJSON answers v as JSON. Every answer depends on the caller's
+// credentials, so none may be cached.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only this file's own types get here, and they always marshal.
+		status, b = http.StatusInternalServerError, []byte(`{"code":"INTERNAL_SERVER_ERROR","message":"Internal server error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(b)
+}

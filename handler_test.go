@@ -1,0 +1,906 @@
+package anonymous_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+const (
+	apiSignIn   = "/api/auth/sign-in/anonymous"
+	apiDelete   = "/api/auth/delete-anonymous-user"
+	apiSession  = "/api/auth/get-session"
+	apiCookie   = "anonymous_guest"
+	apiHost     = "shop.example"
+	apiRealUser = "X-Test-Real-User"
+	apiIdentErr = "X-Test-Identify-Error"
+)
+
+var errAPIStoreDown = errors.New("injected store failure")
+
+// apiStore is a real memstore whose Create, Get, Touch and Delete can be
+// made to fail, to check how the endpoints answer a store outage.
+type apiStore struct {
+	anonymous.Store
+	mu   sync.Mutex
+	fail map[string]bool
+}
+
+func (s *apiStore) failing(method string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail[method]
+}
+
+func (s *apiStore) setFail(methods ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = map[string]bool{}
+	for _, m := range methods {
+		s.fail[m] = true
+	}
+}
+
+func (s *apiStore) Create(ctx context.Context, rec *anonymous.Record) error {
+	if s.failing("Create") {
+		return errAPIStoreDown
+	}
+	return s.Store.Create(ctx, rec)
+}
+
+func (s *apiStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+	if s.failing("Get") {
+		return nil, errAPIStoreDown
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *apiStore) Touch(ctx context.Context, id string, exp, now time.Time) error {
+	if s.failing("Touch") {
+		return errAPIStoreDown
+	}
+	return s.Store.Touch(ctx, id, exp, now)
+}
+
+func (s *apiStore) Delete(ctx context.Context, id string) error {
+	if s.failing("Delete") {
+		return errAPIStoreDown
+	}
+	return s.Store.Delete(ctx, id)
+}
+
+// apiLog collects log output; handlers may log from server goroutines.
+type apiLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *apiLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *apiLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type apiHarness struct {
+	t     *testing.T
+	m     *anonymous.Manager
+	h     http.Handler
+	store *apiStore
+	ms    *memstore.Store
+	log   *apiLog
+	now   time.Time
+}
+
+// newAPIHarness builds a Manager on a fresh memstore with a fixed clock.
+// Identify, unless opts sets it, names a real user from the apiRealUser
+// header and fails when the apiIdentErr header is present.
+func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
+	t.Helper()
+	ms := memstore.New()
+	t.Cleanup(func() { ms.Close() })
+	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &apiLog{}}
+	// A wall-clock time with a non-zero millisecond, so the format shows it.
+	h.now = time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
+	opts.Keys = [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil}
+	opts.Now = func() time.Time { return h.now }
+	opts.ErrorLog = slog.New(slog.NewTextHandler(h.log, nil))
+	if opts.Identify == nil {
+		opts.Identify = func(r *http.Request) (*anonymous.User, error) {
+			if r.Header.Get(apiIdentErr) != "" {
+				return nil, errors.New("auth backend down")
+			}
+			if id := r.Header.Get(apiRealUser); id != "" {
+				return &anonymous.User{ID: id, Email: id + "@example.com"}, nil
+			}
+			return nil, nil
+		}
+	}
+	m, err := anonymous.New(h.store, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.m, h.h = m, m.Handler()
+	return h
+}
+
+type reqOpt func(*http.Request)
+
+func withCookie(c *http.Cookie) reqOpt { return func(r *http.Request) { r.AddCookie(c) } }
+func withBearer(tok string) reqOpt {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+func withBody(b io.Reader) reqOpt {
+	return func(r *http.Request) { r.Body = io.NopCloser(b) }
+}
+
+// do serves one request on the handler alone, as a same-origin request
+// without a body would be sent.
+func (h *apiHarness) do(method, path string, opts ...reqOpt) *http.Response {
+	h.t.Helper()
+	r := httptest.NewRequest(method, "https://"+apiHost+path, nil)
+	r.RemoteAddr = "192.0.2.7:41234"
+	r.Header.Set("User-Agent", "handler-test")
+	for _, o := range opts {
+		o(r)
+	}
+	w := httptest.NewRecorder()
+	h.h.ServeHTTP(w, r)
+	return w.Result()
+}
+
+// signIn creates a guest and returns its cookie and token.
+func (h *apiHarness) signIn() (cookie *http.Cookie, token, id string) {
+	h.t.Helper()
+	res := h.do("POST", apiSignIn)
+	if res.StatusCode != http.StatusOK {
+		h.t.Fatalf("sign-in: status %d, body %s", res.StatusCode, readBody(h.t, res))
+	}
+	var body struct {
+		Token string `json:"token"`
+		User  struct {
+			ID string `json:"id"`
+		} `json:"user"`
+	}
+	decodeInto(h.t, res, &body)
+	return resCookie(h.t, res), body.Token, body.User.ID
+}
+
+func readBody(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func decodeInto(t *testing.T, res *http.Response, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(readBody(t, res)), v); err != nil {
+		t.Fatalf("decoding body: %v", err)
+	}
+}
+
+// resCookie returns the guest cookie the response sets, failing if none.
+func resCookie(t *testing.T, res *http.Response) *http.Cookie {
+	t.Helper()
+	for _, c := range res.Cookies() {
+		if c.Name == apiCookie {
+			return c
+		}
+	}
+	t.Fatalf("no %s cookie set; Set-Cookie: %q", apiCookie, res.Header.Values("Set-Cookie"))
+	return nil
+}
+
+func setsCookie(res *http.Response) bool {
+	return slices.ContainsFunc(res.Cookies(), func(c *http.Cookie) bool { return c.Name == apiCookie })
+}
+
+// wantError checks a JSON error answer: status, code, message, headers.
+func wantError(t *testing.T, res *http.Response, status int, code, message string) {
+	t.Helper()
+	body := readBody(t, res)
+	if res.StatusCode != status {
+		t.Errorf("status = %d, want %d (body %s)", res.StatusCode, status, body)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var e map[string]string
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("error body %q is not a JSON object of strings: %v", body, err)
+	}
+	want := map[string]string{"code": code, "message": message}
+	if !mapsEqual(e, want) {
+		t.Errorf("error body = %v, want %v", e, want)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func wireTimeOf(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond()/1e6)
+}
+
+var wireTimeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+
+func keysOf(m map[string]json.RawMessage) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestHandlerSignInAnonymous(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	res := h.do("POST", apiSignIn, withHeader("Content-Type", "application/json"))
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", cc)
+	}
+	c := resCookie(t, res)
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.MaxAge != 30*24*3600 {
+		t.Errorf("cookie = %+v, want HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age 30 days", c)
+	}
+
+	var top map[string]json.RawMessage
+	decodeInto(t, res, &top)
+	if got := keysOf(top); !slices.Equal(got, []string{"token", "user"}) {
+		t.Fatalf("keys = %v, want [token user]", got)
+	}
+	var user map[string]json.RawMessage
+	if err := json.Unmarshal(top["user"], &user); err != nil {
+		t.Fatal(err)
+	}
+	wantKeys := []string{"createdAt", "email", "emailVerified", "id", "isAnonymous", "name", "updatedAt"}
+	if got := keysOf(user); !slices.Equal(got, wantKeys) {
+		t.Fatalf("user keys = %v, want %v", got, wantKeys)
+	}
+	var u struct {
+		ID            string `json:"id"`
+		Email         string `json:"email"`
+		EmailVerified bool   `json:"emailVerified"`
+		Name          string `json:"name"`
+		CreatedAt     string `json:"createdAt"`
+		UpdatedAt     string `json:"updatedAt"`
+		IsAnonymous   bool   `json:"isAnonymous"`
+	}
+	if err := json.Unmarshal(top["user"], &u); err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	if err := json.Unmarshal(top["token"], &token); err != nil || token == "" {
+		t.Fatalf("token = %s, want a non-empty string", top["token"])
+	}
+	if !u.IsAnonymous || u.EmailVerified || u.Name != "Anonymous" || u.Email != "temp@"+strings.ToLower(u.ID)+".com" {
+		t.Errorf("user = %+v, want an anonymous, unverified Anonymous with temp@{id}.com", u)
+	}
+	want := wireTimeOf(h.now)
+	if u.CreatedAt != want || u.UpdatedAt != want || !wireTimeRE.MatchString(u.CreatedAt) {
+		t.Errorf("createdAt, updatedAt = %q, %q, want %q", u.CreatedAt, u.UpdatedAt, want)
+	}
+
+	// Stored at once, whatever Options.Persist says.
+	rec, err := h.store.Store.Get(context.Background(), u.ID)
+	if err != nil {
+		t.Fatalf("guest not stored: %v", err)
+	}
+	if rec.User.Email != u.Email || !rec.User.IsAnonymous {
+		t.Errorf("stored user = %+v", rec.User)
+	}
+}
+
+func TestHandlerSignInAgainIsRefused(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	c, tok, _ := h.signIn()
+	for name, opt := range map[string]reqOpt{"cookie": withCookie(c), "bearer": withBearer(tok)} {
+		t.Run(name, func(t *testing.T) {
+			res := h.do("POST", apiSignIn, opt)
+			wantError(t, res, 400, "ANONYMOUS_USERS_CANNOT_SIGN_IN_AGAIN_ANONYMOUSLY", "Anonymous users cannot sign in again anonymously")
+		})
+	}
+}
+
+func TestHandlerSignInWithBadCredentialGetsNewGuest(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	_, tok, id := h.signIn()
+	for name, opt := range map[string]reqOpt{
+		"forged cookie": withCookie(&http.Cookie{Name: apiCookie, Value: "forged"}),
+		"empty cookie":  withCookie(&http.Cookie{Name: apiCookie, Value: ""}),
+		"huge cookie":   withCookie(&http.Cookie{Name: apiCookie, Value: strings.Repeat("A", 5000)}),
+		"wrong bearer":  withBearer(id + "." + strings.Repeat("A", 43)),
+		"junk bearer":   withBearer("junk"),
+		"other header":  withHeader("Authorization", "Basic "+tok),
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := h.do("POST", apiSignIn, opt)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			}
+			resCookie(t, res)
+		})
+	}
+}
+
+func TestHandlerSignInRealUserIsRefused(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	res := h.do("POST", apiSignIn, withHeader(apiRealUser, "u1"))
+	if setsCookie(res) || h.ms.Len() != 0 {
+		t.Errorf("a signed-in user got a guest: Set-Cookie %q, %d stored", res.Header.Values("Set-Cookie"), h.ms.Len())
+	}
+	wantError(t, res, 400, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously")
+}
+
+func TestHandlerIdentifyAnonymousUserIsNotReal(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{Identify: func(*http.Request) (*anonymous.User, error) {
+		return &anonymous.User{ID: "x", IsAnonymous: true}, nil
+	}})
+	if res := h.do("POST", apiSignIn); res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+}
+
+func TestHandlerGeneratedEmailErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		gen           func(context.Context) (string, error)
+		status        int
+		code, message string
+	}{
+		{"invalid", func(context.Context) (string, error) { return "Guest <g@example.com>", nil }, 400, "INVALID_EMAIL_FORMAT", "Email was not generated in a valid format"},
+		{"failing", func(context.Context) (string, error) { return "", errors.New("no more emails") }, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newAPIHarness(t, anonymous.Options{GenerateRandomEmail: tc.gen})
+			res := h.do("POST", apiSignIn)
+			if setsCookie(res) {
+				t.Error("cookie set without a guest")
+			}
+			wantError(t, res, tc.status, tc.code, tc.message)
+			if h.log.String() == "" {
+				t.Error("nothing logged")
+			}
+		})
+	}
+}
+
+func TestHandlerStoreFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, path string
+		fail               []string
+		withGuest          bool
+		// identifyErr makes Identify fail instead of the store.
+		identifyErr   bool
+		status        int
+		code, message string
+	}{
+		{"sign-in create", "POST", apiSignIn, []string{"Create"}, false, false, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
+		{"sign-in get", "POST", apiSignIn, []string{"Get"}, true, false, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
+		{"sign-in identify", "POST", apiSignIn, nil, false, true, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
+		{"delete delete", "POST", apiDelete, []string{"Delete"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
+		{"delete get", "POST", apiDelete, []string{"Get"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
+		{"delete identify", "POST", apiDelete, nil, true, true, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
+		{"get-session get", "GET", apiSession, []string{"Get"}, true, false, 500, "FAILED_TO_GET_SESSION", "Failed to get session"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newAPIHarness(t, anonymous.Options{})
+			var reqOpts []reqOpt
+			if tc.identifyErr {
+				reqOpts = append(reqOpts, withHeader(apiIdentErr, "1"))
+			}
+			var id string
+			if tc.withGuest {
+				var c *http.Cookie
+				c, _, id = h.signIn()
+				reqOpts = append(reqOpts, withCookie(c))
+			}
+			h.store.setFail(tc.fail...)
+			res := h.do(tc.method, tc.path, reqOpts...)
+			// The visitor keeps its cookie: no new guest, no expiry.
+			if setsCookie(res) {
+				t.Errorf("Set-Cookie %q on a failure", res.Header.Values("Set-Cookie"))
+			}
+			wantError(t, res, tc.status, tc.code, tc.message)
+			if !strings.Contains(h.log.String(), "level=ERROR") {
+				t.Errorf("failure not logged; log: %q", h.log.String())
+			}
+			h.store.setFail()
+			if id != "" {
+				if _, err := h.store.Get(context.Background(), id); err != nil {
+					t.Errorf("guest lost after the failure: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestHandlerDeleteAnonymousUser(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	for _, via := range []string{"cookie", "bearer"} {
+		t.Run(via, func(t *testing.T) {
+			c, tok, id := h.signIn()
+			opt := withCookie(c)
+			if via == "bearer" {
+				opt = withBearer(tok)
+			}
+			res := h.do("POST", apiDelete, opt)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			}
+			if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if got := readBody(t, res); got != `{"success":true}` {
+				t.Errorf("body = %s, want {\"success\":true}", got)
+			}
+			if exp := resCookie(t, res); exp.MaxAge >= 0 || exp.Value != "" {
+				t.Errorf("cookie not expired: %+v", exp)
+			}
+			if _, err := h.store.Store.Get(context.Background(), id); !errors.Is(err, anonymous.ErrNotFound) {
+				t.Errorf("store Get after delete: %v, want ErrNotFound", err)
+			}
+			// The old credential names nobody any more.
+			if got := readBody(t, h.do("GET", apiSession, opt)); got != "null" {
+				t.Errorf("get-session after delete = %s, want null", got)
+			}
+			wantError(t, h.do("POST", apiDelete, opt), 401, "UNAUTHORIZED", "Unauthorized")
+		})
+	}
+}
+
+func TestHandlerDeleteErrors(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	c, _, id := h.signIn()
+	t.Run("no guest", func(t *testing.T) {
+		wantError(t, h.do("POST", apiDelete), 401, "UNAUTHORIZED", "Unauthorized")
+	})
+	t.Run("forged cookie", func(t *testing.T) {
+		res := h.do("POST", apiDelete, withCookie(&http.Cookie{Name: apiCookie, Value: "forged"}))
+		wantError(t, res, 401, "UNAUTHORIZED", "Unauthorized")
+	})
+	t.Run("real user", func(t *testing.T) {
+		wantError(t, h.do("POST", apiDelete, withHeader(apiRealUser, "u1")), 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
+	})
+	t.Run("real user with guest cookie", func(t *testing.T) {
+		res := h.do("POST", apiDelete, withCookie(c), withHeader(apiRealUser, "u1"))
+		wantError(t, res, 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
+		if _, err := h.store.Get(context.Background(), id); err != nil {
+			t.Errorf("guest deleted for a real user: %v", err)
+		}
+	})
+}
+
+func TestHandlerDeleteDisabledIsCheckedFirst(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{DisableDeleteAnonymousUser: true})
+	c, _, id := h.signIn()
+	for name, opts := range map[string][]reqOpt{
+		"guest":     {withCookie(c)},
+		"no guest":  nil,
+		"real user": {withHeader(apiRealUser, "u1")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h.store.setFail("Get") // not even the store is asked
+			defer h.store.setFail()
+			res := h.do("POST", apiDelete, opts...)
+			wantError(t, res, 400, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled")
+		})
+	}
+	if _, err := h.store.Get(context.Background(), id); err != nil {
+		t.Errorf("guest gone: %v", err)
+	}
+}
+
+// A guest that lives only in its cookie (PersistOnReturn) is deleted for
+// good: replaying the cookie does not bring it back.
+func TestHandlerDeletePendingGuest(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	var page http.Handler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	w := httptest.NewRecorder()
+	h.m.Middleware(page).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
+	pending := resCookie(t, w.Result())
+
+	res := h.do("POST", apiDelete, withCookie(pending))
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: status %d, body %s", res.StatusCode, readBody(t, res))
+	}
+	if got := readBody(t, h.do("GET", apiSession, withCookie(pending))); got != "null" {
+		t.Errorf("replayed cookie after delete: get-session = %s, want null", got)
+	}
+}
+
+func TestHandlerGetSession(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	t.Run("nobody", func(t *testing.T) {
+		res := h.do("GET", apiSession)
+		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		if got := readBody(t, res); got != "null" {
+			t.Errorf("body = %q, want null", got)
+		}
+		if setsCookie(res) {
+			t.Error("get-session issued a guest")
+		}
+	})
+
+	c, tok, id := h.signIn()
+	for name, opt := range map[string]reqOpt{"cookie": withCookie(c), "bearer": withBearer(tok)} {
+		t.Run(name, func(t *testing.T) {
+			res := h.do("GET", apiSession, opt)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d", res.StatusCode)
+			}
+			if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", cc)
+			}
+			var top map[string]json.RawMessage
+			decodeInto(t, res, &top)
+			if got := keysOf(top); !slices.Equal(got, []string{"session", "user"}) {
+				t.Fatalf("keys = %v", got)
+			}
+			var sess map[string]json.RawMessage
+			if err := json.Unmarshal(top["session"], &sess); err != nil {
+				t.Fatal(err)
+			}
+			wantKeys := []string{"createdAt", "expiresAt", "id", "ipAddress", "token", "updatedAt", "userAgent", "userId"}
+			if got := keysOf(sess); !slices.Equal(got, wantKeys) {
+				t.Fatalf("session keys = %v, want %v", got, wantKeys)
+			}
+			var s struct {
+				ID, Token, UserID, ExpiresAt, CreatedAt, UpdatedAt, IPAddress, UserAgent string
+			}
+			var u struct {
+				ID          string
+				IsAnonymous bool
+			}
+			if err := json.Unmarshal(top["session"], &s); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(top["user"], &u); err != nil {
+				t.Fatal(err)
+			}
+			if s.Token != tok || s.UserID != id || u.ID != id || !u.IsAnonymous || s.ID == "" || s.ID == id {
+				t.Errorf("session %+v, user %+v; want token %q, user %q", s, u, tok, id)
+			}
+			if s.ExpiresAt != wireTimeOf(h.now.Add(30*24*time.Hour)) || s.CreatedAt != wireTimeOf(h.now) || s.UpdatedAt != wireTimeOf(h.now) {
+				t.Errorf("times = %s, %s, %s", s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
+			}
+			if s.IPAddress != "192.0.2.7" || s.UserAgent != "handler-test" {
+				t.Errorf("ipAddress, userAgent = %q, %q", s.IPAddress, s.UserAgent)
+			}
+		})
+	}
+	t.Run("HEAD", func(t *testing.T) {
+		if res := h.do("HEAD", apiSession, withCookie(c)); res.StatusCode != http.StatusOK {
+			t.Errorf("HEAD status = %d", res.StatusCode)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		old := h.now
+		h.now = h.now.Add(31 * 24 * time.Hour)
+		defer func() { h.now = old }()
+		if got := readBody(t, h.do("GET", apiSession, withBearer(tok))); got != "null" {
+			t.Errorf("expired guest: body = %s, want null", got)
+		}
+	})
+}
+
+func TestHandlerRouting(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	for _, p := range []string{"/api/auth", "/api/auth/", "/api/auth/sign-in", "/api/auth/sign-in/anonymous/", "/api/auth/sign-in/email", "/sign-in/anonymous", "/", "/api/authx/get-session"} {
+		t.Run(p, func(t *testing.T) {
+			wantError(t, h.do("POST", p), 404, "NOT_FOUND", "Not found")
+		})
+	}
+
+	t.Run("custom BasePath", func(t *testing.T) {
+		h := newAPIHarness(t, anonymous.Options{BasePath: "/auth/"})
+		if res := h.do("POST", "/auth/sign-in/anonymous"); res.StatusCode != http.StatusOK {
+			t.Errorf("status = %d, want 200", res.StatusCode)
+		}
+		wantError(t, h.do("POST", apiSignIn), 404, "NOT_FOUND", "Not found")
+	})
+}
+
+func TestHandlerWrongMethod(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	for _, tc := range []struct{ method, path, allow string }{
+		{"GET", apiSignIn, "POST"},
+		{"PUT", apiSignIn, "POST"},
+		{"OPTIONS", apiSignIn, "POST"},
+		{"GET", apiDelete, "POST"},
+		{"DELETE", apiDelete, "POST"},
+		{"POST", apiSession, "GET, HEAD"},
+		{"PATCH", apiSession, "GET, HEAD"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			res := h.do(tc.method, tc.path)
+			if got := res.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("Allow = %q, want %q", got, tc.allow)
+			}
+			if setsCookie(res) || h.ms.Len() != 0 {
+				t.Error("guest issued on a wrong method")
+			}
+			wantError(t, res, 405, "METHOD_NOT_ALLOWED", "Method not allowed")
+		})
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+func TestHandlerBodies(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	asJSON := withHeader("Content-Type", "application/json")
+	for name, opts := range map[string][]reqOpt{
+		"none":                {},
+		"empty JSON":          {asJSON, withBody(strings.NewReader(""))},
+		"empty object":        {asJSON, withBody(strings.NewReader("{}"))},
+		"not JSON":            {asJSON, withBody(strings.NewReader("{nope"))},
+		"form":                {withHeader("Content-Type", "application/x-www-form-urlencoded"), withBody(strings.NewReader("a=b"))},
+		"just under the size": {asJSON, withBody(strings.NewReader(strings.Repeat(" ", 8<<10)))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if res := h.do("POST", apiSignIn, opts...); res.StatusCode != http.StatusOK {
+				t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			}
+		})
+	}
+	t.Run("oversized", func(t *testing.T) {
+		before := h.ms.Len()
+		res := h.do("POST", apiSignIn, asJSON, withBody(strings.NewReader(strings.Repeat(" ", 8<<10+1))))
+		if setsCookie(res) || h.ms.Len() != before {
+			t.Error("guest issued despite the oversized body")
+		}
+		wantError(t, res, 413, "REQUEST_BODY_TOO_LARGE", "Request body is too large")
+	})
+	t.Run("oversized on get-session", func(t *testing.T) {
+		res := h.do("GET", apiSession, withBody(strings.NewReader(strings.Repeat("x", 1<<20))))
+		wantError(t, res, 413, "REQUEST_BODY_TOO_LARGE", "Request body is too large")
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		res := h.do("POST", apiSignIn, asJSON, withBody(errReader{}))
+		if setsCookie(res) {
+			t.Error("guest issued despite the unreadable body")
+		}
+		wantError(t, res, 400, "INVALID_REQUEST_BODY", "Request body could not be read")
+	})
+}
+
+func TestHandlerCrossOrigin(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{TrustedOrigins: []string{"https://app.example"}})
+	c, tok, id := h.signIn()
+	denied := []struct {
+		name string
+		opts []reqOpt
+	}{
+		{"cross-site", []reqOpt{withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://evil.example")}},
+		{"same-site", []reqOpt{withHeader("Sec-Fetch-Site", "same-site"), withHeader("Origin", "https://sub."+apiHost)}},
+		{"origin mismatch", []reqOpt{withHeader("Origin", "https://evil.example")}},
+		{"untrusted origin, http", []reqOpt{withHeader("Origin", "http://app.example"), withHeader("Sec-Fetch-Site", "cross-site")}},
+	}
+	for _, tc := range denied {
+		t.Run("sign-in "+tc.name, func(t *testing.T) {
+			before := h.ms.Len()
+			res := h.do("POST", apiSignIn, tc.opts...)
+			if setsCookie(res) || h.ms.Len() != before {
+				t.Error("guest issued to a cross-site request")
+			}
+			wantError(t, res, 403, "INVALID_ORIGIN", "Invalid origin")
+		})
+		t.Run("delete "+tc.name, func(t *testing.T) {
+			res := h.do("POST", apiDelete, append(tc.opts, withCookie(c))...)
+			wantError(t, res, 403, "INVALID_ORIGIN", "Invalid origin")
+			if _, err := h.store.Get(context.Background(), id); err != nil {
+				t.Errorf("cross-site delete removed the guest: %v", err)
+			}
+		})
+	}
+
+	allowed := []struct {
+		name string
+		opts []reqOpt
+	}{
+		{"same-origin", []reqOpt{withHeader("Sec-Fetch-Site", "same-origin"), withHeader("Origin", "https://"+apiHost)}},
+		{"origin matches host", []reqOpt{withHeader("Origin", "https://"+apiHost)}},
+		{"user-initiated", []reqOpt{withHeader("Sec-Fetch-Site", "none")}},
+		{"trusted origin", []reqOpt{withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://app.example")}},
+		{"no browser headers", nil},
+	}
+	for _, tc := range allowed {
+		t.Run("sign-in "+tc.name, func(t *testing.T) {
+			if res := h.do("POST", apiSignIn, tc.opts...); res.StatusCode != http.StatusOK {
+				t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			}
+		})
+	}
+	t.Run("get-session cross-site", func(t *testing.T) {
+		res := h.do("GET", apiSession, withBearer(tok), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://evil.example"))
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("status = %d, want 200 (a safe method)", res.StatusCode)
+		}
+	})
+	t.Run("delete trusted origin", func(t *testing.T) {
+		res := h.do("POST", apiDelete, withCookie(c), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://app.example"))
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+		}
+	})
+}
+
+func TestHandlerBadTrustedOrigin(t *testing.T) {
+	ms := memstore.New()
+	defer ms.Close()
+	for _, o := range []string{"app.example", "https://app.example/path", "https://app.example?q=1", "://"} {
+		_, err := anonymous.New(ms, anonymous.Options{
+			Keys:           [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil},
+			TrustedOrigins: []string{"https://ok.example", o},
+		})
+		if !errors.Is(err, anonymous.ErrInvalidOptions) {
+			t.Errorf("TrustedOrigins %q: New error = %v, want ErrInvalidOptions", o, err)
+		}
+	}
+}
+
+// Behind the middleware, as a browser sees it: the middleware issues no
+// guest under BasePath, so the client's first get-session is null and its
+// sign-in succeeds, as with Better Auth; the page then sees that guest.
+func TestHandlerBehindMiddleware(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	mux := http.NewServeMux()
+	mux.Handle("/api/auth/", h.m.Handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if u := anonymous.UserFrom(r.Context()); u != nil {
+			io.WriteString(w, u.ID)
+		}
+	})
+	srv := httptest.NewTLSServer(h.m.Middleware(mux))
+	defer srv.Close()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client()
+	client.Jar = jar
+	get := func(method, path string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		return res.StatusCode, readBody(t, res)
+	}
+	u, _ := url.Parse(srv.URL)
+
+	if code, body := get("GET", apiSession); code != 200 || body != "null" {
+		t.Fatalf("first get-session = %d %s, want 200 null", code, body)
+	}
+	if n := len(jar.Cookies(u)); n != 0 {
+		t.Fatalf("the middleware issued %d cookies under BasePath", n)
+	}
+	code, body := get("POST", apiSignIn)
+	if code != 200 {
+		t.Fatalf("sign-in = %d %s, want 200", code, body)
+	}
+	var in struct{ User struct{ ID string } }
+	if err := json.Unmarshal([]byte(body), &in); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := get("GET", "/"); page != in.User.ID {
+		t.Errorf("page sees guest %q, want the signed-in %q", page, in.User.ID)
+	}
+	_, body = get("GET", apiSession)
+	var s struct{ User struct{ ID string } }
+	if err := json.Unmarshal([]byte(body), &s); err != nil || s.User.ID != in.User.ID {
+		t.Errorf("get-session = %s, want guest %s", body, in.User.ID)
+	}
+	if code, _ := get("POST", apiDelete); code != 200 {
+		t.Errorf("delete = %d", code)
+	}
+	if n := len(jar.Cookies(u)); n != 0 {
+		t.Errorf("cookie kept after delete")
+	}
+	if code, body := get("GET", apiSession); code != 200 || body != "null" {
+		t.Errorf("get-session after delete = %d %s, want 200 null", code, body)
+	}
+}
+
+func TestHandlerConcurrentSignIns(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	srv := httptest.NewServer(h.m.Handler())
+	defer srv.Close()
+	const n = 16
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := srv.Client().Post(srv.URL+apiSignIn, "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			var b struct{ User struct{ ID string } }
+			if err := json.NewDecoder(res.Body).Decode(&b); err != nil || res.StatusCode != 200 {
+				t.Errorf("status %d, err %v", res.StatusCode, err)
+			}
+			ids[i] = b.User.ID
+		})
+	}
+	wg.Wait()
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != n || ids[0] == "" {
+		t.Errorf("ids not distinct: %v", ids)
+	}
+}
+
+// get-session stores a guest that so far lived only in its cookie
+// (PersistOnReturn) and re-sets the cookie in its stored form.
+func TestHandlerGetSessionStoresPendingGuest(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	w := httptest.NewRecorder()
+	h.m.Middleware(http.NotFoundHandler()).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
+	pending := resCookie(t, w.Result())
+	if h.ms.Len() != 0 {
+		t.Fatalf("the first visit stored %d guests", h.ms.Len())
+	}
+	res := h.do("GET", apiSession, withCookie(pending))
+	var body struct{ User struct{ ID string } }
+	decodeInto(t, res, &body)
+	if body.User.ID == "" || h.ms.Len() != 1 {
+		t.Fatalf("get-session user %q, %d stored; want the pending guest, stored", body.User.ID, h.ms.Len())
+	}
+	if short := resCookie(t, res); short.Value == pending.Value {
+		t.Error("cookie not re-set to its stored form")
+	}
+}
