@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -236,21 +237,9 @@ func wantError(t *testing.T, res *http.Response, status int, code, message strin
 		t.Fatalf("error body %q is not a JSON object of strings: %v", body, err)
 	}
 	want := map[string]string{"code": code, "message": message}
-	if !mapsEqual(e, want) {
+	if !maps.Equal(e, want) {
 		t.Errorf("error body = %v, want %v", e, want)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func wireTimeOf(t time.Time) string {
@@ -261,14 +250,7 @@ func wireTimeOf(t time.Time) string {
 
 var wireTimeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 
-func keysOf(m map[string]json.RawMessage) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
+func keysOf(m map[string]json.RawMessage) []string { return slices.Sorted(maps.Keys(m)) }
 
 func TestHandlerSignInAnonymous(t *testing.T) {
 	h := newAPIHarness(t, anonymous.Options{})
