@@ -1,7 +1,6 @@
 package anonymous_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,31 +86,13 @@ func (s *apiStore) Delete(ctx context.Context, id string) error {
 	return s.Store.Delete(ctx, id)
 }
 
-// apiLog collects log output; handlers may log from server goroutines.
-type apiLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *apiLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *apiLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type apiHarness struct {
 	t     *testing.T
 	m     *anonymous.Manager
 	h     http.Handler
 	store *apiStore
 	ms    *memstore.Store
-	log   *apiLog
+	log   *logBuffer
 	now   time.Time
 }
 
@@ -122,7 +103,7 @@ func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
 	t.Helper()
 	ms := memstore.New()
 	t.Cleanup(func() { ms.Close() })
-	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &apiLog{}}
+	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &logBuffer{}}
 	// A wall-clock time with a non-zero millisecond, so the format shows it.
 	h.now = time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
 	opts.Keys = [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil}
