@@ -1,0 +1,559 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// testShop is a shop served over TLS (its cookies are Secure) on an
+// in-memory store the test can inspect.
+type testShop struct {
+	shop  *Shop
+	store *memstore.Store
+	srv   *httptest.Server
+}
+
+func newTestShop(t *testing.T, cfg Config) *testShop {
+	t.Helper()
+	store := memstore.New()
+	t.Cleanup(func() { store.Close() })
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.HashKey == nil {
+		cfg.HashKey = []byte("0123456789abcdef0123456789abcdef")
+	}
+	shop, err := New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(shop)
+	t.Cleanup(srv.Close)
+	return &testShop{shop: shop, store: store, srv: srv}
+}
+
+// browser is one visitor: a client with its own cookie jar.
+type browser struct {
+	t   *testing.T
+	ts  *testShop
+	c   *http.Client
+	jar http.CookieJar
+}
+
+func (ts *testShop) browser(t *testing.T) *browser {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, ts: ts, jar: jar, c: &http.Client{Transport: ts.srv.Client().Transport, Jar: jar, Timeout: 10 * time.Second}}
+}
+
+// page is what a visitor sees on a page, read off its HTML.
+type page struct {
+	status int
+	body   string
+	id     string // the user id in the footer
+	name   string
+	kind   string // "Guest" or "Signed in"
+	cart   map[string]int
+}
+
+var (
+	reID   = regexp.MustCompile(`id="user-id">([^<]*)<`)
+	reName = regexp.MustCompile(`id="user-name">([^<]*)<`)
+	reKind = regexp.MustCompile(`id="user-kind">([^<]*)<`)
+	reLine = regexp.MustCompile(`data-product="([^"]+)" data-qty="(\d+)"`)
+)
+
+func parsePage(t *testing.T, resp *http.Response) *page {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &page{status: resp.StatusCode, body: string(b), cart: map[string]int{}}
+	if m := reID.FindStringSubmatch(p.body); m != nil {
+		p.id = m[1]
+	}
+	if m := reName.FindStringSubmatch(p.body); m != nil {
+		p.name = m[1]
+	}
+	if m := reKind.FindStringSubmatch(p.body); m != nil {
+		p.kind = m[1]
+	}
+	for _, m := range reLine.FindAllStringSubmatch(p.body, -1) {
+		n, _ := strconv.Atoi(m[2])
+		p.cart[m[1]] = n
+	}
+	return p
+}
+
+func (b *browser) get(path string) *page {
+	b.t.Helper()
+	resp, err := b.c.Get(b.ts.srv.URL + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return parsePage(b.t, resp)
+}
+
+// post submits a form as the page's forms do, following the redirect.
+func (b *browser) post(path string, form url.Values) *page {
+	b.t.Helper()
+	resp, err := b.c.PostForm(b.ts.srv.URL+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return parsePage(b.t, resp)
+}
+
+func (b *browser) add(product string) *page {
+	b.t.Helper()
+	return b.post("/cart/add", url.Values{"product": {product}})
+}
+
+func (b *browser) set(product string, qty int) *page {
+	b.t.Helper()
+	return b.post("/cart/set", url.Values{"product": {product}, "qty": {strconv.Itoa(qty)}})
+}
+
+func (b *browser) login(user, password string) *page {
+	b.t.Helper()
+	return b.post("/login", url.Values{"username": {user}, "password": {password}})
+}
+
+func (b *browser) cookie(name string) *http.Cookie {
+	u, _ := url.Parse(b.ts.srv.URL)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// stored reports whether the guest is in the store.
+func (ts *testShop) stored(t *testing.T, id string) bool {
+	t.Helper()
+	_, err := ts.store.Get(context.Background(), id)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, anonymous.ErrNotFound):
+		return false
+	default:
+		t.Fatalf("store.Get(%s): %v", id, err)
+		return false
+	}
+}
+
+func wantStatus(t *testing.T, p *page, want int) {
+	t.Helper()
+	if p.status != want {
+		t.Fatalf("status %d, want %d; body:\n%s", p.status, want, p.body)
+	}
+}
+
+func wantCart(t *testing.T, p *page, want map[string]int) {
+	t.Helper()
+	if !maps.Equal(p.cart, want) {
+		t.Fatalf("page shows cart %v, want %v", p.cart, want)
+	}
+}
+
+func TestGuestIsGreetedByGeneratedName(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+
+	resp, err := b.c.Get(ts.srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var guest *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "anonymous_guest" {
+			guest = c
+		}
+	}
+	p := parsePage(t, resp)
+	wantStatus(t, p, http.StatusOK)
+	if guest == nil || !guest.HttpOnly || !guest.Secure {
+		t.Fatalf("guest cookie %+v: want one, HttpOnly and Secure", guest)
+	}
+	adj, animal, ok := strings.Cut(p.name, " ")
+	if !ok || !slices.Contains(adjectives, adj) || !slices.Contains(animals, animal) {
+		t.Fatalf("guest name %q is not an adjective and an animal from the word lists", p.name)
+	}
+	if p.kind != "Guest" || !strings.Contains(p.body, "Hello, "+p.name+"!") {
+		t.Fatalf("page does not greet guest %q as a guest (kind %q)", p.name, p.kind)
+	}
+	if p.id == "" {
+		t.Fatal("page shows no guest id")
+	}
+
+	again := b.get("/")
+	if again.id != p.id || again.name != p.name {
+		t.Fatalf("second visit is %s %q, want the same guest %s %q", again.id, again.name, p.id, p.name)
+	}
+	if !ts.stored(t, p.id) {
+		t.Fatal("a returning guest is not in the store")
+	}
+	if other := ts.browser(t).get("/"); other.id == p.id {
+		t.Fatal("another browser got the same guest")
+	}
+}
+
+func TestCartAddAndRemove(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	id := b.get("/").id
+
+	b.add("tea")
+	b.add("mug")
+	p := b.add("tea")
+	wantStatus(t, p, http.StatusOK)
+	wantCart(t, p, map[string]int{"tea": 2, "mug": 1})
+	if !strings.Contains(p.body, `id="cart-total">$33.00<`) { // 2×9.50 + 14.00
+		t.Fatalf("cart total is not $33.00:\n%s", p.body)
+	}
+	wantCart(t, b.set("tea", 5), map[string]int{"tea": 5, "mug": 1})
+	wantCart(t, b.set("mug", 0), map[string]int{"tea": 5})
+	wantCart(t, b.set("tea", 4), map[string]int{"tea": 4}) // the "−" button
+	if got := ts.shop.Cart(id); !maps.Equal(got, map[string]int{"tea": 4}) {
+		t.Fatalf("shop keeps cart %v for guest %s, want tea:4", got, id)
+	}
+	p = b.set("tea", 0)
+	wantCart(t, p, map[string]int{})
+	if !strings.Contains(p.body, "Your cart is empty.") {
+		t.Fatal("an emptied cart does not say it is empty")
+	}
+}
+
+func TestCartRejectsBadInput(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	id := b.get("/").id
+	b.add("candle")
+
+	for _, tc := range []struct {
+		name, path string
+		form       url.Values
+		want       int
+	}{
+		{"unknown product", "/cart/add", url.Values{"product": {"unicorn"}}, http.StatusBadRequest},
+		{"no product", "/cart/add", url.Values{}, http.StatusBadRequest},
+		{"negative qty", "/cart/set", url.Values{"product": {"candle"}, "qty": {"-1"}}, http.StatusBadRequest},
+		{"huge qty", "/cart/set", url.Values{"product": {"candle"}, "qty": {"100"}}, http.StatusBadRequest},
+		{"word qty", "/cart/set", url.Values{"product": {"candle"}, "qty": {"many"}}, http.StatusBadRequest},
+		{"oversized form", "/cart/add", url.Values{"product": {"candle"}, "pad": {strings.Repeat("x", 8<<10)}}, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantStatus(t, b.post(tc.path, tc.form), tc.want)
+		})
+	}
+	for _, path := range []string{"/cart/add", "/cart/set", "/logout"} {
+		if p := b.get(path); p.status != http.StatusMethodNotAllowed {
+			t.Errorf("GET %s: status %d, want 405", path, p.status)
+		}
+	}
+	if got := ts.shop.Cart(id); !maps.Equal(got, map[string]int{"candle": 1}) {
+		t.Fatalf("bad requests changed the cart to %v", got)
+	}
+}
+
+func TestCrossSiteFormIsRefused(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	id := b.get("/").id
+	req, _ := http.NewRequest(http.MethodPost, ts.srv.URL+"/cart/add", strings.NewReader("product=tea"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST: status %d, want 403", resp.StatusCode)
+	}
+	if got := ts.shop.Cart(id); len(got) != 0 {
+		t.Fatalf("a cross-site POST changed the cart to %v", got)
+	}
+}
+
+func TestLoginMergesGuestCartIntoAccountCart(t *testing.T) {
+	ts := newTestShop(t, Config{})
+
+	// Bob builds an account cart first, then leaves.
+	bob := ts.browser(t)
+	bob.get("/")
+	bob.login("bob", "builder")
+	bob.add("candle")
+	wantCart(t, bob.add("tea"), map[string]int{"candle": 1, "tea": 1})
+	bob.post("/logout", nil)
+
+	for _, tc := range []struct {
+		user, password, name string
+		guestAdds            []string
+		want                 map[string]int
+	}{
+		// Alice's account starts with one mug (the shop's seed).
+		{"alice", "wonderland", "Alice", []string{"mug", "cactus", "mug"}, map[string]int{"mug": 3, "cactus": 1}},
+		{"bob", "builder", "Bob", []string{"candle", "candle", "socks"}, map[string]int{"candle": 3, "tea": 1, "socks": 1}},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			b := ts.browser(t)
+			guest := b.get("/")
+			for _, p := range tc.guestAdds {
+				b.add(p)
+			}
+			if !ts.stored(t, guest.id) {
+				t.Fatal("the guest is not in the store before login")
+			}
+
+			p := b.login(tc.user, tc.password)
+			wantStatus(t, p, http.StatusOK)
+			if p.kind != "Signed in" || p.name != tc.name || p.id != tc.user {
+				t.Fatalf("after login the page shows %q %q (%s), want %s signed in", p.name, p.kind, p.id, tc.name)
+			}
+			wantCart(t, p, tc.want)
+			if !strings.Contains(p.body, "from your guest cart (as "+guest.name+")") {
+				t.Fatalf("no notice about the moved cart:\n%s", p.body)
+			}
+			if got := ts.shop.Cart(tc.user); !maps.Equal(got, tc.want) {
+				t.Fatalf("account cart is %v, want %v", got, tc.want)
+			}
+			if got := ts.shop.Cart(guest.id); len(got) != 0 {
+				t.Fatalf("guest cart still holds %v", got)
+			}
+			if ts.stored(t, guest.id) {
+				t.Fatal("the guest is still in the store after login")
+			}
+			if c := b.cookie("anonymous_guest"); c != nil {
+				t.Fatalf("the guest cookie survived the login: %v", c)
+			}
+			// The notice is shown once; the cart stays.
+			again := b.get("/")
+			wantCart(t, again, tc.want)
+			if strings.Contains(again.body, `id="notice"`) {
+				t.Fatal("the moved-cart notice is shown twice")
+			}
+		})
+	}
+}
+
+func TestLoginCookie(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.login("alice", "wonderland")
+	c := b.cookie(loginCookie)
+	if c == nil {
+		t.Fatal("no login cookie")
+	}
+	// The jar hides attributes; check them on the wire.
+	resp, err := ts.browser(t).c.PostForm(ts.srv.URL+"/login", url.Values{"username": {"ALICE "}, "password": {"wonderland"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var set *http.Cookie
+	for _, c := range resp.Request.Response.Cookies() { // the 303's cookies
+		if c.Name == loginCookie {
+			set = c
+		}
+	}
+	if set == nil || !set.HttpOnly || !set.Secure || set.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("login cookie %+v: want HttpOnly, Secure, SameSite=Lax", set)
+	}
+}
+
+func TestWrongPasswordKeepsTheGuest(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	guest := b.get("/")
+	b.add("tea")
+
+	for _, tc := range []struct{ user, password string }{
+		{"alice", "builder"}, {"alice", ""}, {"mallory", "wonderland"}, {"", ""},
+	} {
+		p := b.login(tc.user, tc.password)
+		wantStatus(t, p, http.StatusUnauthorized)
+		if !strings.Contains(p.body, "Wrong username or password.") {
+			t.Fatalf("%s/%s: no error message", tc.user, tc.password)
+		}
+		if tc.password != "" && strings.Contains(p.body, `value="`+tc.password+`"`) {
+			t.Fatalf("the page echoes the password %q", tc.password)
+		}
+	}
+	if b.cookie(loginCookie) != nil {
+		t.Fatal("a failed login set the login cookie")
+	}
+	p := b.get("/")
+	if p.id != guest.id || p.kind != "Guest" {
+		t.Fatalf("after failed logins the visitor is %s (%s), want guest %s", p.id, p.kind, guest.id)
+	}
+	wantCart(t, p, map[string]int{"tea": 1})
+}
+
+func TestForgedLoginCookieIsNobody(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	other := newTestShop(t, Config{HashKey: []byte("another-32-byte-key-for-the-test")})
+	forged, err := other.shop.login.Encode(loginCookie, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{forged, "alice", "", strings.Repeat("A", 4000), "%%%"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.srv.URL+"/", nil)
+		req.Header.Set("Cookie", loginCookie+"="+v)
+		resp, err := ts.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parsePage(t, resp)
+		wantStatus(t, p, http.StatusOK)
+		if p.kind != "Guest" {
+			t.Fatalf("login cookie %.20q made the visitor %q, want a guest", v, p.kind)
+		}
+	}
+}
+
+func TestLogoutGivesANewGuest(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	guest := b.get("/")
+	b.login("bob", "builder")
+	b.add("socks")
+
+	p := b.post("/logout", nil)
+	wantStatus(t, p, http.StatusOK)
+	if p.kind != "Guest" || p.id == "" || p.id == guest.id || p.id == "bob" {
+		t.Fatalf("after logout the visitor is %q %s, want a new guest (old guest %s)", p.kind, p.id, guest.id)
+	}
+	wantCart(t, p, map[string]int{})
+	if b.cookie(loginCookie) != nil {
+		t.Fatal("logout kept the login cookie")
+	}
+	// Logging back in finds the account's cart.
+	wantCart(t, b.login("bob", "builder"), map[string]int{"socks": 1})
+}
+
+func TestForgetMeGivesANewGuest(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	guest := b.get("/")
+	b.add("cactus")
+	if !ts.stored(t, guest.id) {
+		t.Fatal("the guest is not in the store")
+	}
+	if !strings.Contains(guest.body, `data-endpoint="/api/auth/delete-anonymous-user"`) {
+		t.Fatal("the guest's page has no Forget me button")
+	}
+
+	resp, err := b.c.Post(ts.srv.URL+BasePath+"/delete-anonymous-user", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"success":true`) {
+		t.Fatalf("delete-anonymous-user: %d %s", resp.StatusCode, body)
+	}
+	if ts.stored(t, guest.id) {
+		t.Fatal("the guest is still in the store after Forget me")
+	}
+
+	p := b.get("/")
+	if p.kind != "Guest" || p.id == "" || p.id == guest.id {
+		t.Fatalf("after Forget me the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+	}
+	wantCart(t, p, map[string]int{})
+}
+
+func TestSignedInPageHasNoForgetMe(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	p := b.login("alice", "wonderland")
+	if strings.Contains(p.body, `id="forget-me"`) {
+		t.Fatal("a signed-in page offers Forget me")
+	}
+	if !strings.Contains(p.body, `id="log-out"`) {
+		t.Fatal("a signed-in page offers no Log out")
+	}
+}
+
+func TestInsecureCookies(t *testing.T) {
+	ts := newTestShop(t, Config{InsecureCookies: true})
+	resp, err := ts.srv.Client().Get(ts.srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cs := resp.Cookies()
+	if len(cs) == 0 {
+		t.Fatal("no cookie")
+	}
+	for _, c := range cs {
+		if c.Secure {
+			t.Fatalf("cookie %s is Secure with InsecureCookies", c.Name)
+		}
+	}
+}
+
+// brokenStore is a guest store that is down, as a Redis outage looks to the
+// shop.
+type brokenStore struct{}
+
+var errDown = errors.New("store is down")
+
+func (brokenStore) Create(context.Context, *anonymous.Record) error           { return errDown }
+func (brokenStore) Get(context.Context, string) (*anonymous.Record, error)    { return nil, errDown }
+func (brokenStore) Touch(context.Context, string, time.Time, time.Time) error { return errDown }
+func (brokenStore) Claim(context.Context, string, string, time.Time) error    { return errDown }
+func (brokenStore) Release(context.Context, string, string) error             { return errDown }
+func (brokenStore) Delete(context.Context, string) error                      { return errDown }
+func (brokenStore) Revoke(context.Context, string, string) error              { return errDown }
+
+func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
+	shop, err := New(brokenStore{}, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(shop)
+	defer srv.Close()
+	ts := &testShop{shop: shop, srv: srv}
+	b := ts.browser(t)
+
+	// The first visit needs no store (the cookie carries the new guest).
+	if p := b.get("/"); p.status != http.StatusOK || p.kind != "Guest" {
+		t.Fatalf("first visit: %d %q", p.status, p.kind)
+	}
+	p := b.get("/")
+	wantStatus(t, p, http.StatusOK)
+	if !strings.Contains(p.body, "We cannot see your cart right now.") {
+		t.Fatalf("no outage notice:\n%s", p.body)
+	}
+	wantStatus(t, b.add("tea"), http.StatusServiceUnavailable)
+	if b.cookie("anonymous_guest") == nil {
+		t.Fatal("the outage cost the visitor its guest cookie")
+	}
+}
