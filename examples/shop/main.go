@@ -1,0 +1,177 @@
+// Command shop is a small demo shop built on package anonymous: every
+// visitor is greeted by a generated guest name and gets a cart without
+// signing up; signing in to a demo account moves the guest's cart into the
+// account's, merging quantities.
+//
+//	go run ./examples/shop                  # http://localhost:8080, guests in memory
+//	go run ./examples/shop -redis redis://127.0.0.1:6379/0
+//
+// Cookies are Secure by default. Browsers keep Secure cookies on
+// http://localhost and http://127.0.0.1; to try the shop over plain HTTP
+// on another host name, add -insecure-cookies.
+//
+// Flags:
+//
+//	-addr string           address to listen on (default ":8080")
+//	-hash-key string       64 hex digits (32 bytes) signing the cookies; default
+//	                       $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)
+//	-insecure-cookies      drop the cookies' Secure attribute (plain HTTP on a host
+//	                       other than localhost)
+//	-redis string          keep guests in Redis at this URL (redis://host:port/db);
+//	                       default: in memory
+//	-redis-prefix string   prefix of the shop's Redis keys (default "anon:")
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/examples/shop/app"
+	"github.com/guestpass/anonymous/memstore"
+	"github.com/guestpass/anonymous/redisstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "shop:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// config is the command line, parsed.
+type config struct {
+	addr        string
+	hashKey     []byte
+	insecure    bool
+	redisURL    string
+	redisPrefix string
+}
+
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
+	fs.SetOutput(out)
+	c := &config{}
+	var key string
+	fs.StringVar(&c.addr, "addr", ":8080", "address to listen on")
+	fs.StringVar(&key, "hash-key", "", "64 hex digits (32 bytes) signing the cookies; default $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)")
+	fs.BoolVar(&c.insecure, "insecure-cookies", false, "drop the cookies' Secure attribute, for plain HTTP on a host other than localhost")
+	fs.StringVar(&c.redisURL, "redis", "", "keep guests in Redis at this URL (redis://host:port/db); default: in memory")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of the shop's Redis keys")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if key == "" {
+		key = getenv("SHOP_HASH_KEY")
+	}
+	if key != "" {
+		b, err := hex.DecodeString(key)
+		if err != nil || len(b) != 32 {
+			// The key itself is a secret: never echo it.
+			return nil, errors.New("the hash key must be 64 hex digits (32 bytes); make one with: openssl rand -hex 32")
+		}
+		c.hashKey = b
+	}
+	return c, nil
+}
+
+// openStore returns the guest store the flags choose, and how to close it.
+func openStore(ctx context.Context, c *config) (anonymous.Store, func(), error) {
+	if c.redisURL == "" {
+		s := memstore.New()
+		return s, func() { s.Close() }, nil
+	}
+	ro, err := redis.ParseURL(c.redisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-redis: %w", err)
+	}
+	client := redis.NewClient(ro)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("redis at %s: %w", ro.Addr, err)
+	}
+	s, err := redisstore.New(client, redisstore.Options{Prefix: c.redisPrefix})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return s, func() { client.Close() }, nil
+}
+
+// run serves the shop until ctx is done.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	c, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	store, closeStore, err := openStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	shop, err := app.New(store, app.Config{HashKey: c.hashKey, InsecureCookies: c.insecure, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           shop,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	storeName := "memory"
+	if c.redisURL != "" {
+		storeName = "redis"
+	}
+	log.Info("shop: listening", "url", "http://"+browsable(ln.Addr()), "store", storeName, "secure_cookies", !c.insecure)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// browsable turns a listener's address into one to type in a browser:
+// localhost for a wildcard address, where Secure cookies work over HTTP.
+func browsable(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return a.String()
+	}
+	return fmt.Sprintf("localhost:%d", ta.Port)
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/guestpass/anonymous/examples/shop/app"
+)
+
+const testKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+func TestParseConfig(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     func(string) string
+		check   func(*config) bool
+		wantErr bool
+	}{
+		{"defaults", nil, env(), func(c *config) bool {
+			return c.addr == ":8080" && c.hashKey == nil && !c.insecure && c.redisURL == "" && c.redisPrefix != ""
+		}, false},
+		{"flag key", []string{"-hash-key", testKey}, env(), func(c *config) bool { return len(c.hashKey) == 32 && c.hashKey[1] == 0x11 }, false},
+		{"env key", nil, env("SHOP_HASH_KEY", testKey), func(c *config) bool { return len(c.hashKey) == 32 && c.hashKey[31] == 0xff }, false},
+		{"flag beats env", []string{"-hash-key", strings.Repeat("ab", 32)}, env("SHOP_HASH_KEY", testKey), func(c *config) bool { return c.hashKey[31] == 0xab }, false},
+		{"all flags", []string{"-addr", "127.0.0.1:9", "-insecure-cookies", "-redis", "redis://x:1/2", "-redis-prefix", "p:"}, env(), func(c *config) bool {
+			return c.addr == "127.0.0.1:9" && c.insecure && c.redisURL == "redis://x:1/2" && c.redisPrefix == "p:"
+		}, false},
+		{"short key", []string{"-hash-key", "abcd"}, env(), nil, true},
+		{"not hex", []string{"-hash-key", strings.Repeat("zz", 32)}, env(), nil, true},
+		{"bad env key", nil, env("SHOP_HASH_KEY", "secret-but-wrong"), nil, true},
+		{"stray argument", []string{"serve"}, env(), nil, true},
+		{"unknown flag", []string{"-port", "1"}, env(), nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c, err := parseConfig(tc.args, tc.env, &out)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("no error, config %+v", c)
+				}
+				if strings.Contains(err.Error(), "secret-but-wrong") {
+					t.Fatalf("the error echoes the key: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}
+
+func TestRunServesTheShopUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs, logw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(string) string { return "" }, logw)
+		logw.Close()
+	}()
+
+	// The log line that announces the address is the signal that it serves.
+	lines := bufio.NewScanner(logs)
+	reURL := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
+	var base string
+	for base == "" && lines.Scan() {
+		if m := reURL.FindStringSubmatch(lines.Text()); m != nil {
+			base = m[1]
+		}
+	}
+	if base == "" {
+		t.Fatalf("run never said where it listens (err %v)", <-done)
+	}
+	go io.Copy(io.Discard, logs) // keep the logger from blocking
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `id="greeting">Hello, `) {
+		t.Fatalf("GET /: %d\n%s", resp.StatusCode, body)
+	}
+	var guest *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "anonymous_guest" {
+			guest = c
+		}
+	}
+	if guest == nil || !guest.Secure {
+		t.Fatalf("guest cookie %+v: want a Secure one by default", guest)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after cancel: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop after its context was cancelled")
+	}
+}
+
+func TestOpenStoreRejectsBadRedis(t *testing.T) {
+	for _, u := range []string{"not a url", "http://127.0.0.1:6379", "redis://127.0.0.1:1/0"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, closeStore, err := openStore(ctx, &config{redisURL: u})
+		cancel()
+		if err == nil {
+			closeStore()
+			t.Errorf("-redis %q: no error", u)
+		}
+	}
+}
+
+// TestRedisFlagKeepsGuestsInRedis checks that -redis and -redis-prefix put
+// the shop's guests in that Redis, under that prefix.
+func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
+	u := os.Getenv("REDIS_URL")
+	if u == "" {
+		u = "redis://127.0.0.1:6379/0"
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("REDIS_URL: %v", err)
+	}
+	raw := redis.NewClient(opts)
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := raw.Ping(ctx).Err(); err != nil {
+		if os.Getenv("ANON_REQUIRE_REDIS") == "1" {
+			t.Fatalf("NO REDIS at %s: %v", opts.Addr, err)
+		}
+		t.Skipf("SKIPPED: NO REDIS at %s: %v (set REDIS_URL, or ANON_REQUIRE_REDIS=1 to fail instead)", opts.Addr, err)
+	}
+	prefix := "shoptest-" + rand.Text()[:12] + ":"
+	// The database is shared: remove only this test's keys, never flush.
+	defer func() {
+		if keys := scanKeys(t, raw, prefix); len(keys) > 0 {
+			raw.Del(context.Background(), keys...)
+		}
+	}()
+
+	store, closeStore, err := openStore(ctx, &config{redisURL: u, redisPrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	shop, err := app.New(store, app.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(shop)
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Transport: srv.Client().Transport, Jar: jar, Timeout: 10 * time.Second}
+	for range 2 { // the guest is stored when it comes back
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if len(scanKeys(t, raw, prefix)) == 0 {
+		t.Fatalf("no key under %q in Redis after a returning guest", prefix)
+	}
+}
+
+func scanKeys(t *testing.T, c *redis.Client, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var keys []string
+	iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN %s*: %v", prefix, err)
+	}
+	return keys
+}
