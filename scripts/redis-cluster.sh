@@ -8,7 +8,8 @@
 #          `redis-cli --cluster create`; waits for cluster_state:ok; writes
 #          the state file and prints, alone on stdout,
 #              REDIS_CLUSTER_ADDRS=127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3
-#          so that `eval "export $(scripts/redis-cluster.sh start)"` sets it.
+#          so that `a=$(scripts/redis-cluster.sh start) && export "$a"` sets
+#          it (and a failed start stops a `set -e` script).
 #   stop   shuts the nodes down and removes the folder and the state file.
 #   addrs  prints the REDIS_CLUSTER_ADDRS line of the running cluster.
 #

@@ -99,7 +99,7 @@ func ClusterClient(t testing.TB) *redis.ClusterClient {
 	t.Helper()
 	addrs := ClusterAddrs()
 	if addrs == nil {
-		unavailable(t, "a Redis Cluster", "run `eval \"export $(scripts/redis-cluster.sh start)\"` to start one and set REDIS_CLUSTER_ADDRS", fmt.Errorf("REDIS_CLUSTER_ADDRS is not set"))
+		unavailable(t, "a Redis Cluster", "start one with `a=$(scripts/redis-cluster.sh start) && export \"$a\"`", fmt.Errorf("REDIS_CLUSTER_ADDRS is not set"))
 	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
