@@ -293,15 +293,16 @@ const (
 var errPayload = errors.New("anonymous: malformed cookie payload")
 
 func newCookieCodec(name string, keys [][]byte) (*cookieCodec, error) {
+	keys = append([][]byte(nil), keys...) // the caller's slice stays as it was
 	if len(keys)%2 != 0 {
 		keys = append(keys, nil) // a trailing hash key without its block key
 	}
 	for i := 0; i < len(keys); i += 2 {
 		if n := len(keys[i]); n != 32 && n != 64 {
-			return nil, fmt.Errorf("Keys[%d]: hash key is %d bytes, want 32 or 64", i, n)
+			return nil, fmt.Errorf("key %d is a %d-byte hash key, want 32 or 64 bytes", i, n)
 		}
 		if n := len(keys[i+1]); n != 0 && n != 16 && n != 24 && n != 32 {
-			return nil, fmt.Errorf("Keys[%d]: block key is %d bytes, want none, 16, 24 or 32", i+1, n)
+			return nil, fmt.Errorf("key %d is a %d-byte block key, want none, 16, 24 or 32 bytes", i+1, n)
 		}
 		if len(keys[i+1]) == 0 {
 			keys[i+1] = nil // an empty block key means "sign only"

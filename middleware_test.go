@@ -350,7 +350,7 @@ func TestEncryptedCookies(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Keys: [][]byte{hashKey1, []byte("0123456789abcdef")}})
 	w, first := f.do(t)
 	c := guestCookie(t, w)
-	w, again := f.do(t, c)
+	_, again := f.do(t, c)
 	if again.ID != first.ID {
 		t.Fatalf("encrypted cookie did not round-trip: %q vs %q", again.ID, first.ID)
 	}
