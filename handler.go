@@ -195,7 +195,7 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotAnonymous)
 		return
 	}
-	st, err := m.load(w, r)
+	st, err := m.lookup(r) // no cookie renewal: it is expired below
 	if err != nil {
 		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
 		writeError(w, errFailedToDelete)
@@ -233,19 +233,6 @@ func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
 		Session *Session `json:"session"`
 		User    *User    `json:"user"`
 	}{st.session, st.user})
-}
-
-// realUser returns the real user Options.Identify names, nil when there is
-// none or Identify is not set.
-func (m *Manager) realUser(r *http.Request) (*User, error) {
-	if m.opts.Identify == nil {
-		return nil, nil
-	}
-	u, err := m.opts.Identify(r)
-	if err != nil || u == nil || u.IsAnonymous {
-		return nil, err
-	}
-	return u, nil
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }

@@ -77,24 +77,22 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			m.storeFailed(w, r, next, err)
 			return
 		}
-		if m.opts.Identify != nil {
-			real, err := m.opts.Identify(r)
-			if err != nil {
-				// The application's own auth failed: neither link nor issue.
-				m.log.ErrorContext(r.Context(), "anonymous: Identify failed", "err", err)
-				next.ServeHTTP(w, r)
-				return
-			}
-			if real != nil && !real.IsAnonymous {
-				if st != nil {
-					if err := m.link(w, r, st, real); err != nil && !errors.Is(err, ErrClaimed) {
-						m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
-							"guest", st.guest.User.ID, "user", real.ID, "err", err)
-					}
+		real, err := m.realUser(r)
+		if err != nil {
+			// The application's own auth failed: neither link nor issue.
+			m.log.ErrorContext(r.Context(), "anonymous: Identify failed", "err", err)
+			next.ServeHTTP(w, r)
+			return
+		}
+		if real != nil {
+			if st != nil {
+				if err := m.link(w, r, st, real); err != nil && !errors.Is(err, ErrClaimed) {
+					m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
+						"guest", st.guest.User.ID, "user", real.ID, "err", err)
 				}
-				next.ServeHTTP(w, withState(r, &reqState{user: real}))
-				return
 			}
+			next.ServeHTTP(w, withState(r, &reqState{user: real}))
+			return
 		}
 		if st == nil {
 			if st, err = m.issue(w, r, m.opts.Persist == PersistOnIssue); err != nil {
@@ -106,6 +104,19 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, withState(r, st))
 	})
+}
+
+// realUser returns the real user Options.Identify names, nil when there is
+// none, it is anonymous, or Identify is not set.
+func (m *Manager) realUser(r *http.Request) (*User, error) {
+	if m.opts.Identify == nil {
+		return nil, nil
+	}
+	u, err := m.opts.Identify(r)
+	if err != nil || u == nil || u.IsAnonymous {
+		return nil, err
+	}
+	return u, nil
 }
 
 func (m *Manager) skip(r *http.Request) bool {
