@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs the comparison benchmarks COUNT times, keeps the raw output, and
+# prints a benchstat table and the ratios of medians (cmd/ratios), with the
+# performance targets met or not. About 6 minutes on 2 cores.
+#
+#   ./run.sh                      # COUNT=6 BENCHTIME=1s
+#   COUNT=10 BENCHTIME=2s ./run.sh
+#   BENCH='^BenchmarkReturning$' ./run.sh
+#
+# Environment: COUNT (default 6), BENCHTIME (default 1s), BENCH (default .),
+# OUT (raw output file; default results/raw-<date>.txt), REDIS_URL (default
+# redis://127.0.0.1:6379/0; the Redis contenders are skipped loudly when it
+# is unreachable, or fail with ANON_REQUIRE_REDIS=1). Keys are written under
+# random prefixes and removed afterwards; nothing is flushed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-1s}
+BENCH=${BENCH:-.}
+mkdir -p results
+OUT=${OUT:-results/raw-$(date +%Y%m%d-%H%M%S).txt}
+export PATH="$PATH:$(go env GOPATH)/bin"
+
+if ! command -v benchstat >/dev/null; then
+  echo "installing benchstat" >&2
+  go install golang.org/x/perf/cmd/benchstat@latest
+fi
+
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) COUNT=$COUNT BENCHTIME=$BENCHTIME"
+  echo "# nproc: $(nproc)"
+  echo "# cpu model: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "# $(go version)"
+  echo "# redis: $(redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379/0}" info server 2>/dev/null | tr -d '\r' | grep -m1 '^redis_version:' || echo unreachable)"
+} >"$OUT"
+
+echo "running the benchmarks ($COUNT rounds × $BENCHTIME each); raw output: bench/$OUT" >&2
+# One round runs every contender once; rounds repeat COUNT times, so a burst
+# of noise from elsewhere on the machine spreads over all contenders
+# instead of hitting all the samples of one.
+go test -c -o results/bench.test .
+for i in $(seq "$COUNT"); do
+  echo "# round $i of $COUNT" | tee -a "$OUT" >&2
+  ./results/bench.test -test.run '^$' -test.bench "$BENCH" -test.benchtime "$BENCHTIME" | tee -a "$OUT"
+done
+
+echo
+echo "== benchstat"
+benchstat "$OUT"
+echo
+echo "== ratios of medians"
+go run ./cmd/ratios "$OUT"
