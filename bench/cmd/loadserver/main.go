@@ -1,0 +1,173 @@
+// Command loadserver serves one small HTML page, with or without package
+// anonymous's middleware in front of it, for load tests (see ../../load.sh):
+// the difference between the two is what the middleware costs a real
+// server end to end.
+//
+//	loadserver -mode none                      # the page alone
+//	loadserver -mode memstore                  # guests in memory
+//	loadserver -mode redis -redis redis://127.0.0.1:6379/0
+//
+// It prints "listening on http://ADDR" once it accepts connections and
+// stops on SIGINT or SIGTERM. In redis mode it writes under a random key
+// prefix (or -redis-prefix) and removes those keys when it stops.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+	"github.com/guestpass/anonymous/redisstore"
+)
+
+var page = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Shop</title></head>
+<body>
+<h1>Hello, {{.Name}}</h1>
+<ul>{{range .Products}}<li>{{.}}</li>{{end}}</ul>
+</body></html>
+`))
+
+var products = []string{"Tea", "Coffee", "Cocoa", "Biscuits", "Jam"}
+
+// home greets the guest if the middleware gave one, "visitor" otherwise.
+func home(w http.ResponseWriter, r *http.Request) {
+	name := "visitor"
+	if u := anonymous.UserFrom(r.Context()); u != nil {
+		name = u.Name + " (" + u.ID + ")"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := page.Execute(w, struct {
+		Name     string
+		Products []string
+	}{name, products}); err != nil {
+		slog.Error("rendering", "err", err)
+	}
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
+	mode := flag.String("mode", "memstore", "none (no middleware), memstore or redis")
+	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL for -mode redis")
+	prefix := flag.String("redis-prefix", "", "key prefix for -mode redis (default: a random one, removed on exit)")
+	persist := flag.String("persist", "onreturn", "onreturn or onissue")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var h http.Handler = http.HandlerFunc(home)
+	var store anonymous.Store
+	switch *mode {
+	case "none":
+	case "memstore":
+		s := memstore.New()
+		defer s.Close()
+		store = s
+	case "redis":
+		opts, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return err
+		}
+		c := redis.NewClient(opts)
+		defer c.Close()
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		p := *prefix
+		if p == "" {
+			b := make([]byte, 8)
+			rand.Read(b)
+			p = "bench:load:" + hex.EncodeToString(b) + ":"
+			defer removePrefix(c, p)
+		}
+		if store, err = redisstore.New(c, redisstore.Options{Prefix: p}); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown -mode %q", *mode)
+	}
+	if store != nil {
+		o := anonymous.Options{Keys: [][]byte{randomKey(), nil}}
+		switch *persist {
+		case "onreturn":
+			o.Persist = anonymous.PersistOnReturn
+		case "onissue":
+			o.Persist = anonymous.PersistOnIssue
+		default:
+			return fmt.Errorf("unknown -persist %q", *persist)
+		}
+		m, err := anonymous.New(store, o)
+		if err != nil {
+			return err
+		}
+		h = m.Middleware(h)
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func randomKey() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
+}
+
+// removePrefix deletes the keys this server wrote, with SCAN and UNLINK.
+func removePrefix(c *redis.Client, prefix string) {
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		if keys = append(keys, iter.Val()); len(keys) == 1000 {
+			c.Unlink(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		c.Unlink(ctx, keys...)
+	}
+	if err := iter.Err(); err != nil {
+		slog.Error("removing keys", "prefix", prefix, "err", err)
+	}
+}
