@@ -67,8 +67,8 @@ import (
 // Errors returned by the package and by Store implementations. Compare with
 // errors.Is: they are usually wrapped.
 var (
-	// ErrNotFound: the store has no such guest (never created, expired,
-	// deleted, or revoked by a link).
+	// ErrNotFound: the store has no such guest (never created, expired or
+	// deleted), or, for Touch and Claim, the guest was revoked by a link.
 	ErrNotFound = errors.New("anonymous: guest not found")
 	// ErrExists: Store.Create found a guest with the same id.
 	ErrExists = errors.New("anonymous: guest already exists")
@@ -174,8 +174,9 @@ type Record struct {
 // Touch): no Store needs a cron job. The package storetest checks an
 // implementation against this contract.
 type Store interface {
-	// Create stores rec, expiring at rec.Session.ExpiresAt, unless a guest
-	// with the same User.ID exists, in which case it returns ErrExists and
+	// Create stores a copy of rec, expiring at rec.Session.ExpiresAt and
+	// without Session.Token, unless a guest with the same User.ID exists (or
+	// its id is reserved, see Delete), in which case it returns ErrExists and
 	// changes nothing. Of concurrent Creates of one id exactly one succeeds.
 	Create(ctx context.Context, rec *Record) error
 
@@ -192,13 +193,14 @@ type Store interface {
 
 	// Claim takes the guest's link lease for owner until the given time. It
 	// returns ErrNotFound when there is no such guest or it was revoked, and
-	// ErrClaimed while another owner's lease has not run out. Of concurrent
-	// Claims exactly one succeeds; a lease that runs out (a crashed process)
-	// can be claimed by anyone.
+	// ErrClaimed while another owner's lease has not run out; the lease's
+	// own owner may claim again, which moves it. Of concurrent Claims exactly
+	// one succeeds; a lease that runs out (a crashed process) can be claimed
+	// by anyone.
 	Claim(ctx context.Context, id, owner string, until time.Time) error
 
 	// Release drops owner's lease on the guest. A lease held by someone else,
-	// or none at all, is left as it is, and that is not an error.
+	// no lease, or no guest at all is left as it is, and is not an error.
 	Release(ctx context.Context, id, owner string) error
 
 	// Delete removes the guest, its session and any lease. The id stays
