@@ -92,3 +92,40 @@ func BenchmarkRawGET(b *testing.B) {
 		b.Fatalf("%d GETs failed", n)
 	}
 }
+
+// BenchmarkStoreGet serves a request with a handler that loads a guest with
+// Store.Get and writes a byte: BenchmarkRawGET plus the store's own work
+// (key, decoding), without the middleware's cookie handling.
+func BenchmarkStoreGet(b *testing.B) {
+	c := redistest.Client(b)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(b, c)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := manager(b, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	var id string
+	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id = anonymous.UserFrom(r.Context()).ID
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+
+	var failed atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.Get(r.Context(), id); err != nil {
+			failed.Add(1)
+		}
+		w.Write([]byte{'k'})
+	})
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		for pb.Next() {
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}
+	})
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d Gets failed", n)
+	}
+}
