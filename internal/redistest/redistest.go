@@ -41,17 +41,33 @@ func URL() string {
 var warned sync.Map // what was already shouted about, once per process
 
 // unavailable skips t (or fails it under ANON_REQUIRE_REDIS=1), and prints
-// the reason on stderr once, so that it shows without -v.
+// the reason on stderr once, so that it shows even without -v.
 func unavailable(t testing.TB, what, hint string, err error) {
 	t.Helper()
-	msg := fmt.Sprintf("redistest: %s is not available (%v): SKIPPING the Redis tests that need it; %s", what, err, hint)
+	msg := fmt.Sprintf("redistest: %s is not available (%v); %s", what, err, hint)
 	if Required() {
-		t.Fatalf("%s (ANON_REQUIRE_REDIS=1 makes this a failure)", msg)
+		t.Fatalf("%s; FAILING because ANON_REQUIRE_REDIS=1", msg)
 	}
 	if _, seen := warned.LoadOrStore(what, true); !seen {
-		fmt.Fprintf(os.Stderr, "\n*** %s ***\n\n", msg)
+		fmt.Fprintf(os.Stderr, "\n*** %s; SKIPPING the tests that need it ***\n\n", msg)
 	}
-	t.Skip(msg)
+	t.Skipf("SKIPPED: %s", msg)
+}
+
+// reachable remembers, per server, whether it answered its first PING, so
+// that a missing server costs one timeout per process, not one per test.
+var reachable sync.Map // string → *probe
+
+type probe struct {
+	once sync.Once
+	err  error
+}
+
+func ping(key string, fn func() error) error {
+	p, _ := reachable.LoadOrStore(key, &probe{})
+	pr := p.(*probe)
+	pr.once.Do(func() { pr.err = fn() })
+	return pr.err
 }
 
 // Options returns the parsed REDIS_URL, for tests that build their own
@@ -74,9 +90,12 @@ func Client(t testing.TB) *redis.Client {
 	opt.ContextTimeoutEnabled = true
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
+	err := ping(URL(), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err()
+	})
+	if err != nil {
 		unavailable(t, "Redis at "+URL(), "start one or set REDIS_URL", err)
 	}
 	return c
@@ -103,12 +122,15 @@ func ClusterClient(t testing.TB) *redis.ClusterClient {
 	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := c.ClusterInfo(ctx).Result()
-	if err == nil && !strings.Contains(info, "cluster_state:ok") {
-		err = fmt.Errorf("cluster_state is not ok")
-	}
+	err := ping(strings.Join(addrs, ","), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		info, err := c.ClusterInfo(ctx).Result()
+		if err == nil && !strings.Contains(info, "cluster_state:ok") {
+			err = fmt.Errorf("cluster_state is not ok")
+		}
+		return err
+	})
 	if err != nil {
 		unavailable(t, "the Redis Cluster at "+strings.Join(addrs, ","), "check scripts/redis-cluster.sh", err)
 	}
