@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end load check on loopback: wrk against cmd/loadserver's page
-# without the middleware, with it on memstore and with it on Redis, and
-# against examples/shop (memstore and Redis), all as returning guests: each
-# request carries the cookie of one of $GUESTS settled guests (a Lua script
-# rotates them). Prints requests/s and p99 latency. Not part of CI.
+# without the middleware, with one raw Redis GET and no middleware, with the
+# middleware on memstore and on Redis, and against examples/shop (memstore
+# and Redis), all as returning guests: each request carries the cookie of
+# one of $GUESTS settled guests (a Lua script rotates them). Every server
+# runs once per round, ROUNDS rounds; prints the median requests/s and p99
+# latency of each. About 4 minutes. Not part of CI.
 #
-#   ./load.sh                          # 10s per server
-#   DURATION=30s CONNECTIONS=64 ./load.sh
+#   ./load.sh                          # 3 rounds of 10s per server
+#   ROUNDS=5 DURATION=30s CONNECTIONS=64 ./load.sh
 #
 # Needs wrk (apt-get install -y wrk), curl and a Redis at REDIS_URL
 # (default redis://127.0.0.1:6379/0). Servers listen on 127.0.0.1 only and
@@ -20,6 +22,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 GUESTS=${GUESTS:-50}
+ROUNDS=${ROUNDS:-3}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 
 command -v wrk >/dev/null || { echo "load.sh: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -86,20 +89,26 @@ lua() {
   echo "$work/cookies.lua"
 }
 
-results=()
-# measure NAME URL COOKIEFILE: runs wrk and records requests/s and p99.
+names=()
+# measure NAME URL COOKIEFILE: runs wrk and appends "requests/s p99-in-ms"
+# to $work/res-NAME.
 measure() {
   local name=$1 url=$2 out
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$(lua "$3")" "$url")
-  echo "$out" >"$work/wrk-$name.txt"
+  echo "$out" >>"$work/wrk-$name.txt"
   local rps p99 errs
   rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-  p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+  p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+                          print (u == "us" ? v / 1000 : u == "s" ? v * 1000 : v) }' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-  [ -n "$errs" ] && echo "load.sh: $name: $errs" >&2
-  results+=("| $name | $rps | $p99 |")
-  echo "$name: $rps requests/s, p99 $p99" >&2
+  if [ -n "$errs" ]; then echo "load.sh: $name: $errs" >&2; fi
+  [ -e "$work/res-$name" ] || names+=("$name")
+  echo "$rps $p99" >>"$work/res-$name"
+  echo "$name: $rps requests/s, p99 ${p99}ms" >&2
 }
+
+# median FILE COLUMN
+median() { sort -g -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # run_server NAME COOKIEFILE-OR-"" CMD...: starts a server, settles guests
 # (unless given a cookie file), measures, stops it.
@@ -128,20 +137,28 @@ run_server() {
   wait "$pid" 2>/dev/null || true
 }
 
-run_server loadserver-memstore "" "$work/loadserver" -mode memstore
-# The page alone gets the same Cookie headers, which it ignores.
-run_server loadserver-none "$work/cookies-loadserver-memstore.txt" "$work/loadserver" -mode none
-run_server loadserver-redis "" "$work/loadserver" -mode redis -redis "$REDIS_URL"
-if [ "$have_shop" = 1 ]; then
-  run_server shop-memstore "" "$work/shop"
-  shop_prefix="bench:load:shop:$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'):"
-  run_server shop-redis "" "$work/shop" -redis "$REDIS_URL" -redis-prefix "$shop_prefix"
-  redis-cli -u "$REDIS_URL" --scan --pattern "${shop_prefix}*" | xargs -r redis-cli -u "$REDIS_URL" unlink >/dev/null
-fi
+for round in $(seq "$ROUNDS"); do
+  echo "round $round of $ROUNDS" >&2
+  run_server loadserver-memstore "" "$work/loadserver" -mode memstore
+  # The servers without the middleware get the same Cookie headers, and
+  # ignore them.
+  run_server loadserver-none "$work/cookies-loadserver-memstore.txt" "$work/loadserver" -mode none
+  run_server loadserver-rawget "$work/cookies-loadserver-memstore.txt" "$work/loadserver" -mode rawget -redis "$REDIS_URL"
+  run_server loadserver-redis "" "$work/loadserver" -mode redis -redis "$REDIS_URL"
+  if [ "$have_shop" = 1 ]; then
+    run_server shop-memstore "" "$work/shop"
+    shop_prefix="bench:load:shop:$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'):"
+    run_server shop-redis "" "$work/shop" -redis "$REDIS_URL" -redis-prefix "$shop_prefix"
+    redis-cli -u "$REDIS_URL" --scan --pattern "${shop_prefix}*" | xargs -r redis-cli -u "$REDIS_URL" unlink >/dev/null
+  fi
+done
 
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $GUESTS returning guests, loopback, $(nproc) cores shared by wrk, server and Redis"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $GUESTS returning guests, medians of $ROUNDS rounds;"
+echo "loopback, $(nproc) cores shared by wrk, the server and Redis"
 echo
-echo "| server | requests/s | p99 latency |"
+echo "| server | requests/s | p99 latency (ms) |"
 echo "|---|--:|--:|"
-printf '%s\n' "${results[@]}"
+for n in "${names[@]}"; do
+  printf '| %s | %.0f | %.2f |\n' "$n" "$(median "$work/res-$n" 1)" "$(median "$work/res-$n" 2)"
+done

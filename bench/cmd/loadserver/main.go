@@ -6,6 +6,7 @@
 //	loadserver -mode none                      # the page alone
 //	loadserver -mode memstore                  # guests in memory
 //	loadserver -mode redis -redis redis://127.0.0.1:6379/0
+//	loadserver -mode rawget                    # the page plus one raw Redis GET
 //
 // It prints "listening on http://ADDR" once it accepts connections and
 // stops on SIGINT or SIGTERM. In redis mode it writes under a random key
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,9 +71,9 @@ func main() {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
-	mode := flag.String("mode", "memstore", "none (no middleware), memstore or redis")
-	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL for -mode redis")
-	prefix := flag.String("redis-prefix", "", "key prefix for -mode redis (default: a random one, removed on exit)")
+	mode := flag.String("mode", "memstore", "none (no middleware), rawget (no middleware, one raw Redis GET per request), memstore or redis")
+	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL for -mode redis and rawget")
+	prefix := flag.String("redis-prefix", "", "key prefix for -mode redis and rawget (default: a random one, removed on exit)")
 	persist := flag.String("persist", "onreturn", "onreturn or onissue")
 	flag.Parse()
 
@@ -86,7 +88,7 @@ func run() error {
 		s := memstore.New()
 		defer s.Close()
 		store = s
-	case "redis":
+	case "redis", "rawget":
 		opts, err := redis.ParseURL(*redisURL)
 		if err != nil {
 			return err
@@ -102,6 +104,13 @@ func run() error {
 			rand.Read(b)
 			p = "bench:load:" + hex.EncodeToString(b) + ":"
 			defer removePrefix(c, p)
+		}
+		if *mode == "rawget" {
+			h, err = rawGET(ctx, c, p+"fixed", h)
+			if err != nil {
+				return err
+			}
+			break
 		}
 		if store, err = redisstore.New(c, redisstore.Options{Prefix: p}); err != nil {
 			return err
@@ -145,6 +154,21 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// rawGET is the Redis floor: before the page, one GET of a fixed key about
+// the size of a guest's record, and a 500 if it fails.
+func rawGET(ctx context.Context, c *redis.Client, key string, next http.Handler) (http.Handler, error) {
+	if err := c.Set(ctx, key, strings.Repeat("v", 160), time.Hour).Err(); err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := c.Get(r.Context(), key).Err(); err != nil {
+			http.Error(w, "redis", http.StatusInternalServerError)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), nil
 }
 
 func randomKey() []byte {
