@@ -234,7 +234,7 @@ func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, 
 		m.log.Error("anonymous: encoding the guest cookie failed", "err", err)
 		return
 	}
-	m.writeCookie(w, value, max(int(exp.Sub(m.opts.Now())/time.Second), 1))
+	m.writeCookie(w, value, max(int(exp.Sub(m.opts.Now()).Round(time.Second)/time.Second), 1))
 }
 
 // expireCookie tells the browser to drop the guest cookie.
