@@ -271,6 +271,10 @@ type Options struct {
 	// OnLinkAccount runs, exactly once per guest, when a guest becomes a real
 	// user: move the cart, the drafts, the preferences here. An error keeps
 	// the guest intact and the link is retried on the guest's next request.
+	// Its context ends after LinkLease. Exactly once holds while the store
+	// answers; should the store fail after the callback succeeded, the guest
+	// is held for its remaining life, and if even that fails the link may run
+	// again after LinkLease: make the callback safe to repeat for a pair.
 	// Default: nil (the guest is deleted with nothing moved).
 	OnLinkAccount func(ctx context.Context, link Link) error
 	// DisableDeleteAnonymousUser turns off the delete-anonymous-user endpoint
@@ -321,8 +325,9 @@ type Options struct {
 	// FailOpen.
 	OnStoreError StoreFailure
 	// LinkLease bounds how long a link may hold its claim on a guest; a
-	// claim left by a crashed process is taken over after it. Keep it longer
-	// than OnLinkAccount can take. Default: 1 minute.
+	// claim left by a crashed process is taken over after it, and
+	// OnLinkAccount's context is cancelled then. Keep it well above what the
+	// callback takes. Default: 1 minute.
 	LinkLease time.Duration
 
 	// Skip, when it returns true, makes the middleware pass the request

@@ -54,37 +54,66 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, st *reqState, new
 		st.stored = true
 	}
 	owner := hex.EncodeToString(randomBytes(16))
-	switch err := m.store.Claim(r.Context(), g.User.ID, owner, m.opts.Now().Add(m.opts.LinkLease)); {
+	id := g.User.ID
+	switch err := m.store.Claim(ctx, id, owner, m.opts.Now().Add(m.opts.LinkLease)); {
 	case errors.Is(err, ErrNotFound):
 		// A concurrent request linked (or the visitor deleted) it already.
 		m.expireCookie(w)
 		return nil
+	case errors.Is(err, ErrClaimed):
+		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
 	case err != nil:
-		return fmt.Errorf("anonymous: claiming guest %s: %w", g.User.ID, err)
+		// The claim may have been taken even though its answer was lost.
+		m.release(ctx, id, owner)
+		return fmt.Errorf("anonymous: claiming guest %s: %w", id, err)
 	}
 	if cb := m.opts.OnLinkAccount; cb != nil {
 		link := Link{
 			AnonymousUser: Account{User: &g.User, Session: &g.Session},
 			NewUser:       Account{User: newUser},
 		}
-		if err := cb(r.Context(), link); err != nil {
-			if rerr := m.store.Release(ctx, g.User.ID, owner); rerr != nil {
-				// The lease runs out by itself; until then retries wait.
-				m.log.ErrorContext(ctx, "anonymous: releasing link claim failed", "guest", g.User.ID, "err", rerr)
-			}
-			return fmt.Errorf("anonymous: OnLinkAccount for guest %s: %w", g.User.ID, err)
+		// Once the lease runs out another request may claim the guest, so
+		// the callback's context ends with it.
+		cctx, cancel := context.WithTimeout(r.Context(), m.opts.LinkLease)
+		err := cb(cctx, link)
+		cancel()
+		if err != nil {
+			m.release(ctx, id, owner)
+			return fmt.Errorf("anonymous: OnLinkAccount for guest %s: %w", id, err)
 		}
+	}
+	// Renewing the lease proves it is still ours: a callback that outlasted
+	// it leaves the guest to the request that took it over.
+	switch err := m.store.Claim(ctx, id, owner, m.opts.Now().Add(m.opts.LinkLease)); {
+	case errors.Is(err, ErrClaimed):
+		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount outlasted LinkLease and another request took the guest over; it may run again", "guest", id)
+		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
+	case errors.Is(err, ErrNotFound):
+		m.expireCookie(w) // deleted by its visitor meanwhile
+		return nil
 	}
 	var err error
 	if m.opts.DisableDeleteAnonymousUser {
-		err = m.store.Revoke(ctx, g.User.ID, newUser.ID)
+		err = m.store.Revoke(ctx, id, newUser.ID)
 	} else {
-		err = m.store.Delete(ctx, g.User.ID)
+		err = m.store.Delete(ctx, id)
 	}
 	if err != nil {
-		// The callback ran; keeping the claim makes retries wait out the lease.
-		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", g.User.ID, err)
+		// The data has moved: hold the claim for the guest's whole life so
+		// that no retry runs the callback again.
+		if perr := m.store.Claim(ctx, id, owner, g.Session.ExpiresAt); perr != nil {
+			m.log.ErrorContext(ctx, "anonymous: pinning a linked guest failed; the link may run again after LinkLease", "guest", id, "err", perr)
+		}
+		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", id, err)
 	}
 	m.expireCookie(w)
 	return nil
+}
+
+// release drops a link's claim; if even that fails, the lease runs out by
+// itself and retries wait until then.
+func (m *Manager) release(ctx context.Context, id, owner string) {
+	if err := m.store.Release(ctx, id, owner); err != nil {
+		m.log.ErrorContext(ctx, "anonymous: releasing link claim failed", "guest", id, "err", err)
+	}
 }

@@ -384,3 +384,100 @@ func TestPendingGuestLinks(t *testing.T) {
 		t.Errorf("linked guest in store: %v", err)
 	}
 }
+
+// A callback that overruns LinkLease sees its context end, so the request
+// that takes the guest over is the only one whose link completes.
+func TestLeaseOverrunCancelsCallback(t *testing.T) {
+	var calls, completed atomic.Int64
+	var firstErr atomic.Value
+	started := make(chan struct{})
+	f := newFixture(t, anonymous.Options{
+		Identify:  identifyHeader,
+		LinkLease: 100 * time.Millisecond,
+		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+			if calls.Add(1) == 1 {
+				close(started)
+				<-ctx.Done() // a slow callback that honours its context
+				firstErr.Store(ctx.Err())
+				return ctx.Err()
+			}
+			completed.Add(1)
+			return nil
+		},
+	})
+	cookie, g := storedGuest(t, f)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.visit(t, cookie, "alice")
+	}()
+	<-started
+	<-done
+	if err, _ := firstErr.Load().(error); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("overrunning callback's context ended with %v", err)
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+		t.Fatalf("guest lost after an overrun: %v", err)
+	}
+	f.visit(t, cookie, "alice")
+	if calls.Load() != 2 || completed.Load() != 1 {
+		t.Errorf("%d calls, %d completed; want 2 and 1", calls.Load(), completed.Load())
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("guest not deleted by the completed link: %v", err)
+	}
+}
+
+// failDeleteOnce fails the first Delete, after the callback has succeeded.
+type failDeleteOnce struct {
+	anonymous.Store
+	failed atomic.Bool
+}
+
+func (s *failDeleteOnce) Delete(ctx context.Context, id string) error {
+	if s.failed.CompareAndSwap(false, true) {
+		return errDown
+	}
+	return s.Store.Delete(ctx, id)
+}
+
+// When the guest cannot be deleted after a successful callback, it stays
+// claimed, so no later request runs the callback again.
+func TestDeleteFailureAfterCallbackDoesNotRelink(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{LinkLease: 50 * time.Millisecond})
+	cookie, g := storedGuest(t, f)
+	f.store.Store = &failDeleteOnce{Store: f.store.Store}
+	c.put(g.ID, 2)
+	for range 2 {
+		f.visit(t, cookie, "alice")
+		time.Sleep(80 * time.Millisecond) // past the lease
+	}
+	if n := c.calls.Load(); n != 1 || c.get("alice") != 2 {
+		t.Fatalf("OnLinkAccount ran %d times, alice has %d", n, c.get("alice"))
+	}
+	if !strings.Contains(f.logs.String(), errDown.Error()) {
+		t.Errorf("delete failure not logged: %s", f.logs.String())
+	}
+}
+
+// A logged-in user is served as such while the store is down: Identify
+// needs no store, and the link waits.
+func TestStoreOutageKeepsRealUser(t *testing.T) {
+	for _, mode := range []anonymous.StoreFailure{anonymous.FailOpen, anonymous.FailClosed} {
+		f, c := linkFixture(t, anonymous.Options{OnStoreError: mode})
+		cookie, g := storedGuest(t, f)
+		f.store.fail.Store(true)
+		w, s := f.visit(t, cookie, "alice")
+		if s.ID != "alice" || len(w.Header()["Set-Cookie"]) != 0 {
+			t.Errorf("mode %d: saw %+v, cookies %v", mode, s, w.Header()["Set-Cookie"])
+		}
+		f.store.fail.Store(false)
+		f.visit(t, cookie, "alice")
+		if c.calls.Load() != 1 {
+			t.Errorf("mode %d: link after recovery ran %d times", mode, c.calls.Load())
+		}
+		if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+			t.Errorf("mode %d: guest not linked after recovery: %v", mode, err)
+		}
+	}
+}

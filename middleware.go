@@ -72,11 +72,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		w.Header().Add("Vary", "Cookie")
-		st, err := m.lookup(r)
-		if err != nil {
-			m.storeFailed(w, r, next, err)
-			return
-		}
+		st, lerr := m.lookup(r)
 		real, err := m.realUser(r)
 		if err != nil {
 			// The application's own auth failed: neither link nor issue.
@@ -85,13 +81,25 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if real != nil {
-			if st != nil {
-				if err := m.link(w, r, st, real); err != nil && !errors.Is(err, ErrClaimed) {
-					m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
-						"guest", st.guest.User.ID, "user", real.ID, "err", err)
+			// A real user needs no store; a link waits for the store to answer.
+			if lerr != nil {
+				m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", lerr)
+			} else if st != nil {
+				if err := m.link(w, r, st, real); err != nil {
+					if !errors.Is(err, ErrClaimed) {
+						m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
+							"guest", st.guest.User.ID, "user", real.ID, "err", err)
+					}
+					if st.renew {
+						m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
+					}
 				}
 			}
 			next.ServeHTTP(w, withState(r, &reqState{user: real}))
+			return
+		}
+		if lerr != nil {
+			m.storeFailed(w, r, next, lerr)
 			return
 		}
 		if st == nil {
