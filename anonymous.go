@@ -212,7 +212,7 @@ type Store interface {
 	// Revoke keeps the guest's user record but ends its session for good:
 	// it zeroes TokenHash, sets LinkedTo, and drops any lease; the record
 	// still expires at its Session.ExpiresAt. It returns ErrNotFound when
-	// there is no such guest.
+	// there is no such guest or it was revoked already.
 	Revoke(ctx context.Context, id, linkedTo string) error
 }
 

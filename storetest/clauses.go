@@ -429,6 +429,16 @@ var revokeTests = []test{
 		create(t, s, NewRecord(rec.User.ID, Now().Add(long)))
 		is(t, "Claim by b of a new guest with a revoked guest's id", s.Claim(ctx, rec.User.ID, "b", Now().Add(long)), nil)
 	}},
+	{name: "Twice", fn: func(t *testing.T, s anonymous.Store) {
+		// A guest is linked once: a second Revoke finds no session to end.
+		ctx := t.Context()
+		rec := newGuest(t, s, Now().Add(long))
+		is(t, "Revoke", s.Revoke(ctx, rec.User.ID, "user-42"), nil)
+		is(t, "second Revoke", s.Revoke(ctx, rec.User.ID, "user-43"), anonymous.ErrNotFound)
+		if got := get(t, s, rec.User.ID); got.LinkedTo != "user-42" {
+			t.Errorf("after a second Revoke, LinkedTo = %q, want user-42", got.LinkedTo)
+		}
+	}},
 	{name: "NotFound", fn: func(t *testing.T, s anonymous.Store) {
 		id := NewID()
 		is(t, "Revoke of a guest never created", s.Revoke(t.Context(), id, "user-42"), anonymous.ErrNotFound)
