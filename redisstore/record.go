@@ -16,9 +16,9 @@ import (
 //	1..8   Session.ExpiresAt, Unix nanoseconds, big-endian
 //	9..16  Session.UpdatedAt, Unix nanoseconds, big-endian
 //	17..48 TokenHash
-//	49..50 offset of LinkedTo, which runs to the end of the value
-//	51     flags
-//	52..59 User.CreatedAt
+//	49..52 offset of LinkedTo, which runs to the end of the value
+//	53     flags
+//	54..61 User.CreatedAt
 //	then   User.UpdatedAt and Session.CreatedAt unless a flag says they equal
 //	       User.CreatedAt; Email, Name, Session.ID, Session.UserID (unless a
 //	       flag says it equals User.ID), IPAddress, UserAgent, each as a
@@ -34,10 +34,9 @@ const (
 	offUpdated = 9
 	offHash    = 17
 	offTail    = 49
-	offFlags   = 51
-	offCreated = 52
-	headerSize = 60
-	maxTail    = math.MaxUint16 // the offset of LinkedTo is 16 bits
+	offFlags   = 53
+	offCreated = 54
+	headerSize = 62
 )
 
 const (
@@ -110,10 +109,10 @@ func encode(rec *anonymous.Record) ([]byte, error) {
 	}
 	b = appendString(b, s.IPAddress)
 	b = appendString(b, s.UserAgent)
-	if len(b) > maxTail {
-		return nil, errors.New("redisstore: record is over 64 KiB")
+	if uint64(len(b)) > math.MaxUint32 {
+		return nil, errors.New("redisstore: record is over 4 GiB")
 	}
-	binary.BigEndian.PutUint16(b[offTail:], uint16(len(b)))
+	binary.BigEndian.PutUint32(b[offTail:], uint32(len(b)))
 	if rec.LinkedTo != "" {
 		b[0] = stateRevoked // a guest kept after its link
 	}
@@ -126,7 +125,7 @@ func decode(id, v string) (*anonymous.Record, error) {
 	if len(v) < headerSize || (v[0] != stateLive && v[0] != stateRevoked) {
 		return nil, errMalformed
 	}
-	tail := int(v[offTail])<<8 | int(v[offTail+1])
+	tail := int(v[offTail])<<24 | int(v[offTail+1])<<16 | int(v[offTail+2])<<8 | int(v[offTail+3])
 	if tail < headerSize || tail > len(v) {
 		return nil, errMalformed
 	}

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
@@ -108,7 +109,7 @@ func TestHeaderOffsets(t *testing.T) {
 	if got := string(v[offHash : offHash+32]); got != string(rec.TokenHash[:]) {
 		t.Errorf("token hash not at offset %d", offHash)
 	}
-	tail := int(v[offTail])<<8 | int(v[offTail+1])
+	tail := int(binary.BigEndian.Uint32(v[offTail:]))
 	if got := string(v[tail:]); got != "user-1" {
 		t.Errorf("LinkedTo at the tail offset is %q", got)
 	}
@@ -117,11 +118,21 @@ func TestHeaderOffsets(t *testing.T) {
 	}
 }
 
-func TestEncodeTooLarge(t *testing.T) {
-	rec := sampleRecord("01J00000000000000000000000", time.Now())
+// TestLargeRecord: a record past 64 KiB (a huge User-Agent) round-trips.
+func TestLargeRecord(t *testing.T) {
+	rec := sampleRecord("01J00000000000000000000000", time.Now().UTC())
 	rec.Session.UserAgent = strings.Repeat("u", 70000)
-	if _, err := encode(rec); err == nil {
-		t.Fatal("encode accepted a record whose fields are over 64 KiB")
+	rec.LinkedTo = "user-1"
+	v, err := encode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(rec.User.ID, string(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, rec) {
+		t.Error("a record over 64 KiB did not round-trip")
 	}
 }
 

@@ -214,8 +214,9 @@ var revokeScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then return 1 end
 local st = string.sub(v, 1, 1)
-if st ~= 'g' and st ~= 'r' then return 1 end
-local tail = string.byte(v, 50) * 256 + string.byte(v, 51)
+if st ~= 'g' then return 1 end
+local a, b, c, d = string.byte(v, 50, 53)
+local tail = ((a * 256 + b) * 256 + c) * 256 + d
 redis.call('SET', KEYS[1], 'r' .. string.sub(v, 2, 17) .. string.rep('\0', 32) .. string.sub(v, 50, tail) .. ARGV[1], 'KEEPTTL')
 redis.call('DEL', KEYS[2])
 return 0`)

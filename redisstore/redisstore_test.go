@@ -515,3 +515,26 @@ func TestMemoryPerGuest(t *testing.T) {
 		t.Errorf("one guest uses %d bytes of Redis memory, want at most 512", used)
 	}
 }
+
+// TestRevokeLargeRecord: the Revoke script finds LinkedTo past 64 KiB.
+func TestRevokeLargeRecord(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	rec := guest(t)
+	rec.Session.UserAgent = strings.Repeat("u", 70000)
+	if err := s.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Revoke(ctx, rec.User.ID, "real-user-8"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, rec.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *rec
+	want.TokenHash, want.LinkedTo = [32]byte{}, "real-user-8"
+	if !reflect.DeepEqual(got, &want) {
+		t.Errorf("revoked large record differs: LinkedTo %q, UserAgent %d bytes", got.LinkedTo, len(got.Session.UserAgent))
+	}
+}
