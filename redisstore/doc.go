@@ -58,7 +58,7 @@
 // # Memory
 //
 // One guest with a desktop browser's User-Agent (115 bytes) costs Redis 408
-// bytes, as MEMORY USAGE reports for its key on Redis 7.0 (the value is 257
+// bytes, as MEMORY USAGE reports for its key on Redis 7.0 (the value is 259
 // bytes; a JSON encoding of the same record costs 856, a hash 976). A
 // deleted guest's tombstone costs 104 bytes until the guest's expiry, and
 // the lease (136 bytes) exists only while a link runs.
