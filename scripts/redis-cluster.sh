@@ -55,7 +55,16 @@ node_pid() { redis-cli -p "$1" info server 2>/dev/null | tr -d '\r' | sed -n 's/
 start() {
 	command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
 	command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
-	[ ! -e "$STATE" ] || die "$STATE exists: a cluster is running (run stop first)"
+	if [ -e "$STATE" ]; then
+		local REDIS_CLUSTER_DIR REDIS_CLUSTER_PORTS p
+		# shellcheck disable=SC1090
+		. "$STATE"
+		for p in $REDIS_CLUSTER_PORTS; do
+			[ -z "$(our_pid "$REDIS_CLUSTER_DIR/$p.pid")" ] || die "a cluster from $STATE is running (run stop first)"
+		done
+		log "removing the state of a cluster that no longer runs ($STATE)"
+		rm -rf "$REDIS_CLUSTER_DIR" "$STATE"
+	fi
 
 	local port addrs=() pid
 	# Globals, for the EXIT trap: whatever goes wrong, leave no node behind.
