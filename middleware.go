@@ -1,14 +1,19 @@
 package anonymous
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -298,7 +303,18 @@ func bearer(r *http.Request) (string, bool) {
 type cookieCodec struct {
 	name   string
 	codecs []securecookie.Codec
+	// macs verifies sign-only cookies, securecookie's format, with pooled
+	// HMAC states: securecookie keys a new HMAC on every call, the largest
+	// cost of a returning visitor. One pool per hash key, newest first; nil
+	// when a pair encrypts, and securecookie decodes.
+	macs []*sync.Pool
 }
+
+// maxCookie is securecookie's bound on an encoded value.
+const maxCookie = 4096
+
+// decodeBufs hold a cookie's bytes and its base64-decoded form.
+var decodeBufs = sync.Pool{New: func() any { return new([2 * maxCookie]byte) }}
 
 // Payload kinds: a stored guest's short form and a pending guest's long form.
 const (
@@ -334,6 +350,14 @@ func newCookieCodec(name string, keys [][]byte) (*cookieCodec, error) {
 		c.(*securecookie.SecureCookie).MaxAge(0).SetSerializer(securecookie.NopEncoder{})
 	}
 	cc := &cookieCodec{name: name, codecs: codecs}
+	for i := 0; i < len(keys); i += 2 {
+		if keys[i+1] != nil {
+			cc.macs = nil
+			break
+		}
+		key := keys[i]
+		cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
+	}
 	if _, err := cc.encode("x", time.Now(), nil); err != nil {
 		return nil, fmt.Errorf("cookie keys: %w", err)
 	}
@@ -364,8 +388,17 @@ func (cc *cookieCodec) encode(token string, exp time.Time, pending *Record) (str
 // decode verifies and parses a cookie value; an expired payload is an error.
 func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) {
 	var b []byte
-	if err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...); err != nil {
-		return nil, err
+	if cc.macs == nil {
+		if err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...); err != nil {
+			return nil, err
+		}
+	} else {
+		buf := decodeBufs.Get().(*[2 * maxCookie]byte)
+		defer decodeBufs.Put(buf)
+		var err error
+		if b, err = cc.verify(value, buf); err != nil {
+			return nil, err
+		}
 	}
 	if len(b) < 9 || (b[0] != kindStored && b[0] != kindPending) {
 		return nil, errPayload
@@ -420,4 +453,54 @@ func readString(b []byte) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return string(b[k : k+int(n)]), b[k+int(n):], true
+}
+
+var errMAC = errors.New("anonymous: cookie signature is not valid")
+
+// verify checks a sign-only securecookie value, base64("date|value|mac")
+// where mac signs "name|date|value" and value is base64(payload), and
+// returns the payload, decoded into buf's first half.
+func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, error) {
+	if len(value) > maxCookie {
+		return nil, errPayload
+	}
+	src, raw := buf[:copy(buf[:maxCookie], value)], buf[maxCookie:]
+	n, err := base64.URLEncoding.Decode(raw, src)
+	if err != nil {
+		return nil, errPayload
+	}
+	raw = raw[:n]
+	// The date and the base64 value hold no '|'; the binary mac may.
+	i := bytes.IndexByte(raw, '|')
+	if i < 0 {
+		return nil, errMAC
+	}
+	j := bytes.IndexByte(raw[i+1:], '|') + i + 1
+	if j <= i {
+		return nil, errMAC
+	}
+	signed, mac := raw[:j], raw[j+1:]
+	ok := false
+	for _, p := range cc.macs {
+		h := p.Get().(hash.Hash)
+		h.Reset()
+		h.Write([]byte(cc.name))
+		h.Write([]byte{'|'})
+		h.Write(signed)
+		var sum [sha256.Size]byte
+		ok = hmac.Equal(h.Sum(sum[:0]), mac)
+		p.Put(h)
+		if ok {
+			break
+		}
+	}
+	if !ok {
+		return nil, errMAC
+	}
+	// The first half held the encoded cookie, no longer needed.
+	m, err := base64.URLEncoding.Decode(buf[:maxCookie], raw[i+1:j])
+	if err != nil {
+		return nil, errPayload
+	}
+	return buf[:m], nil
 }

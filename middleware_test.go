@@ -265,6 +265,11 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	w, _ = past.do(t)
 	expired := guestCookie(t, w)
 
+	// Same key, another cookie name: the name is inside the MAC.
+	renamed := newFixture(t, anonymous.Options{CookieName: "other"})
+	w, _ = renamed.do(t)
+	otherName := w.Result().Cookies()[0]
+
 	unknownStore := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
 	w, _ = unknownStore.do(t)
 	unknown := guestCookie(t, w) // a stored guest's cookie, for another store
@@ -279,6 +284,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 		"garbage":     "%%%not-base64|||",
 		"unknown id":  unknown.Value,
 		"expired":     expired.Value,
+		"other name":  otherName.Value,
 	}
 
 	for name, value := range cases {
