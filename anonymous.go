@@ -470,7 +470,7 @@ func (m *Manager) newGuest(r *http.Request) (*Record, string, error) {
 		User: User{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
 		Session: Session{
 			ID: sid, UserID: id, ExpiresAt: now.Add(m.opts.Lifetime), CreatedAt: now, UpdatedAt: now,
-			IPAddress: clientIP(r), UserAgent: r.UserAgent(),
+			IPAddress: clientIP(r), UserAgent: userAgent(r),
 		},
 		TokenHash: sha256.Sum256([]byte(token)),
 	}
@@ -529,6 +529,18 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
 	return b
+}
+
+// maxUserAgent bounds the User-Agent kept with a session: a client chooses
+// it, and every stored byte costs the store memory for the guest's life.
+const maxUserAgent = 512
+
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	}
+	return ua
 }
 
 // clientIP is the request's peer address without its port. Proxies' headers

@@ -165,7 +165,7 @@ func (m *Manager) lookup(r *http.Request) (*reqState, error) {
 	ctx := r.Context()
 	now := m.opts.Now()
 	if c.pending != nil {
-		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), r.UserAgent()
+		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), userAgent(r)
 		err := m.store.Create(ctx, c.pending)
 		if err == nil {
 			st := m.state(c.pending, c.token, true)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/memstore"
@@ -697,5 +698,24 @@ func TestResponseWriterUnwrapped(t *testing.T) {
 	resp.Body.Close()
 	if !flusher || !hijacker {
 		t.Errorf("Flusher %v, Hijacker %v", flusher, hijacker)
+	}
+}
+
+// A client-chosen User-Agent is stored bounded: it costs the store memory
+// for the guest's whole life.
+func TestUserAgentIsBounded(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", strings.Repeat("é", 10_000))
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	var s seen
+	json.Unmarshal(w.Body.Bytes(), &s)
+	rec, err := f.store.Store.Get(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ua := rec.Session.UserAgent; len(ua) == 0 || len(ua) > 512 || !utf8.ValidString(ua) {
+		t.Errorf("stored User-Agent of %d bytes (valid UTF-8: %v)", len(ua), utf8.ValidString(ua))
 	}
 }
