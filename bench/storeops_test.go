@@ -217,6 +217,7 @@ func TestRedisRoundTrips(t *testing.T) {
 		if _, err := s.Get(context.Background(), id); err != nil {
 			t.Fatalf("guest %s not stored: %v", id, err)
 		}
+		t.Logf("commands: %v", cmds)
 	})
 
 	t.Run("new visitor, PersistOnReturn: none; its return: one", func(t *testing.T) {
@@ -247,6 +248,7 @@ func TestRedisRoundTrips(t *testing.T) {
 			if trips != 1 || got != id || set != "" {
 				t.Fatalf("%d round trips %v, id %q, Set-Cookie %q; want 1, %q, none", trips, cmds, got, set, id)
 			}
+			t.Logf("commands: %v", cmds)
 		}
 	})
 
