@@ -350,11 +350,12 @@ type Options struct {
 // Manager issues, loads and links guests. Create it with New. It is safe for
 // concurrent use.
 type Manager struct {
-	store Store
-	opts  Options
-	cc    *cookieCodec
-	log   *slog.Logger
-	api   http.Handler // the JSON endpoints, built once by New
+	store       Store
+	opts        Options
+	cc          *cookieCodec
+	cookieAttrs string // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
+	log         *slog.Logger
+	api         http.Handler // the JSON endpoints, built once by New
 }
 
 // New checks opts, fills in defaults and returns a Manager on store. It
@@ -389,11 +390,11 @@ func New(store Store, opts Options) (*Manager, error) {
 	if o.CookieName == "" {
 		o.CookieName = "anonymous_guest"
 	}
-	if !validCookieName(o.CookieName) {
-		return nil, fmt.Errorf("%w: CookieName %q is not a valid cookie name", ErrInvalidOptions, o.CookieName)
-	}
 	if o.CookiePath == "" {
 		o.CookiePath = "/"
+	}
+	if err := validCookie(&o); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
 	}
 	if o.CookieSameSite == 0 {
 		o.CookieSameSite = http.SameSiteLaxMode
@@ -427,16 +428,26 @@ func New(store Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
 	}
-	m := &Manager{store: store, opts: o, cc: cc, log: o.ErrorLog}
+	m := &Manager{store: store, opts: o, cc: cc, cookieAttrs: cookieAttributes(&o), log: o.ErrorLog}
 	if m.api, err = m.newAPI(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
 	}
 	return m, nil
 }
 
-func validCookieName(name string) bool {
-	c := http.Cookie{Name: name, Value: "v"}
-	return c.Valid() == nil
+// validCookie checks the cookie's name, domain and path, which the
+// middleware writes as they are.
+func validCookie(o *Options) error {
+	c := http.Cookie{Name: o.CookieName, Value: "v", Domain: o.CookieDomain}
+	if err := c.Valid(); err != nil {
+		return fmt.Errorf("cookie: %v", err)
+	}
+	for _, r := range o.CookiePath {
+		if r < 0x20 || r == 0x7f || r == ';' {
+			return fmt.Errorf("CookiePath %q holds a control character or ';'", o.CookiePath)
+		}
+	}
+	return nil
 }
 
 // newGuest generates a guest: identity per the spec, a fresh session with a
@@ -444,14 +455,10 @@ func validCookieName(name string) bool {
 func (m *Manager) newGuest(r *http.Request) (*Record, string, error) {
 	ctx := r.Context()
 	now := m.opts.Now().UTC().Truncate(time.Millisecond)
-	id, err := newID(now)
-	if err != nil {
-		return nil, "", err
-	}
-	sid, err := newID(now)
-	if err != nil {
-		return nil, "", err
-	}
+	// One read of crypto/rand for the two ids' entropy and the token's secret.
+	var ent [2*10 + 32]byte
+	rand.Read(ent[:])
+	id, sid := newID(now, ent[:10]), newID(now, ent[10:20])
 	email, err := m.generateEmail(ctx, id)
 	if err != nil {
 		return nil, "", err
@@ -465,7 +472,7 @@ func (m *Manager) newGuest(r *http.Request) (*Record, string, error) {
 	if len(name) > maxField || len(email) > maxField {
 		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
 	}
-	token := newToken(id)
+	token := id + "." + base64.RawURLEncoding.EncodeToString(ent[20:])
 	rec := &Record{
 		User: User{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
 		Session: Session{
@@ -496,22 +503,19 @@ func (m *Manager) generateEmail(ctx context.Context, id string) (string, error) 
 	}
 }
 
-// newID returns a ULID whose entropy comes from crypto/rand, so ids are
-// unique under concurrency and cannot be predicted.
-func newID(now time.Time) (string, error) {
-	id, err := ulid.New(ulid.Timestamp(now), rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("anonymous: generating an id: %w", err)
-	}
-	return id.String(), nil
+// newID returns a ULID with the given 10 bytes of entropy, which come from
+// crypto/rand: ids are unique under concurrency and cannot be predicted
+// (unlike ulid.Make's).
+func newID(now time.Time, entropy []byte) string {
+	var u ulid.ULID
+	_ = u.SetTime(ulid.Timestamp(now)) // fails only after the year 10889
+	_ = u.SetEntropy(entropy)          // fails only for a length other than 10
+	return u.String()
 }
 
-// newToken returns a session token: the guest id, a dot, and 32 random bytes
-// in unpadded base64url. The id prefix lets a bearer token find its guest in
-// one store round trip; the random part is the secret.
-func newToken(id string) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
-}
+// A session token is the guest id, a dot, and 32 random bytes in unpadded
+// base64url. The id prefix lets a bearer token find its guest in one store
+// round trip; the random part is the secret.
 
 // tokenID returns the guest id a token names, or "" for a malformed token.
 func tokenID(token string) string {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -241,24 +242,54 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*
 // setCookie sets the guest cookie: the short form (token and expiry) for a
 // stored guest, the long form (the whole guest) for a pending one.
 func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, pending *Record) {
-	value, err := m.cc.encode(token, exp, pending)
+	line := make([]byte, 0, 640)
+	line = append(append(line, m.opts.CookieName...), '=')
+	line, err := m.cc.appendEncoded(line, token, exp, pending)
 	if err != nil {
 		// newGuest bounds every field, so this is a bug, not bad input.
 		m.log.Error("anonymous: encoding the guest cookie failed", "err", err)
 		return
 	}
-	m.writeCookie(w, value, max(int(exp.Sub(m.opts.Now()).Round(time.Second)/time.Second), 1))
+	m.writeCookie(w, line, max(int(exp.Sub(m.opts.Now()).Round(time.Second)/time.Second), 1))
 }
 
 // expireCookie tells the browser to drop the guest cookie.
-func (m *Manager) expireCookie(w http.ResponseWriter) { m.writeCookie(w, "", -1) }
+func (m *Manager) expireCookie(w http.ResponseWriter) {
+	m.writeCookie(w, append([]byte(m.opts.CookieName), '='), 0)
+}
 
-func (m *Manager) writeCookie(w http.ResponseWriter, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{
-		Name: m.opts.CookieName, Value: value, Path: m.opts.CookiePath, Domain: m.opts.CookieDomain,
-		MaxAge: maxAge, Secure: !m.opts.CookieInsecure, HttpOnly: true, SameSite: m.opts.CookieSameSite,
-	})
-	w.Header().Set("Cache-Control", `no-cache="Set-Cookie"`)
+// writeCookie finishes and writes a Set-Cookie line that starts with
+// "name=value". The middleware writes it itself: the value is base64url and
+// the attributes were checked by New, so http.SetCookie's sanitising of
+// every byte would be work done twice.
+func (m *Manager) writeCookie(w http.ResponseWriter, line []byte, maxAge int) {
+	line = append(line, "; Max-Age="...)
+	line = strconv.AppendInt(line, int64(maxAge), 10)
+	line = append(line, m.cookieAttrs...)
+	h := w.Header()
+	h["Set-Cookie"] = append(h["Set-Cookie"], string(line))
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// cookieAttributes renders the guest cookie's fixed attributes once.
+func cookieAttributes(o *Options) string {
+	a := "; Path=" + o.CookiePath
+	if o.CookieDomain != "" {
+		a += "; Domain=" + strings.TrimPrefix(o.CookieDomain, ".")
+	}
+	a += "; HttpOnly"
+	if !o.CookieInsecure {
+		a += "; Secure"
+	}
+	switch o.CookieSameSite {
+	case http.SameSiteStrictMode:
+		a += "; SameSite=Strict"
+	case http.SameSiteNoneMode:
+		a += "; SameSite=None"
+	default:
+		a += "; SameSite=Lax"
+	}
+	return a
 }
 
 // credential is a decoded guest credential.
@@ -358,16 +389,22 @@ func newCookieCodec(name string, keys [][]byte) (*cookieCodec, error) {
 		key := keys[i]
 		cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
 	}
-	if _, err := cc.encode("x", time.Now(), nil); err != nil {
+	if _, err := cc.appendEncoded(nil, "x", time.Now(), nil); err != nil {
 		return nil, fmt.Errorf("cookie keys: %w", err)
 	}
 	return cc, nil
 }
 
-// encode builds the payload: kind, expiry (Unix seconds), token, and for a
-// pending guest the rest of it.
-func (cc *cookieCodec) encode(token string, exp time.Time, pending *Record) (string, error) {
-	b := make([]byte, 0, 128)
+// scratch holds a payload and its signed form while a cookie is encoded.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// appendEncoded appends the cookie value to dst. The payload is the kind,
+// the expiry (Unix seconds), the token, and for a pending guest the rest of
+// it.
+func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pending *Record) ([]byte, error) {
+	sp := scratch.Get().(*[]byte)
+	defer scratch.Put(sp)
+	b := (*sp)[:0]
 	if pending == nil {
 		b = append(b, kindStored)
 	} else {
@@ -382,7 +419,30 @@ func (cc *cookieCodec) encode(token string, exp time.Time, pending *Record) (str
 		b = appendString(b, u.Email)
 		b = appendString(b, u.Name)
 	}
-	return securecookie.EncodeMulti(cc.name, b, cc.codecs[0])
+	*sp = b
+	if cc.macs == nil {
+		v, err := securecookie.EncodeMulti(cc.name, b, cc.codecs[0])
+		return append(dst, v...), err
+	}
+	// securecookie's Encode for a sign-only pair, with a pooled HMAC:
+	// base64("date|base64(payload)|mac"), the mac over
+	// "name|date|base64(payload)". The date is informational, as there.
+	n := len(b)
+	b = strconv.AppendInt(b, time.Now().Unix(), 10)
+	b = append(b, '|')
+	b = base64.URLEncoding.AppendEncode(b, b[:n])
+	h := cc.macs[0].Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(cc.name))
+	h.Write([]byte{'|'})
+	h.Write(b[n:])
+	b = h.Sum(append(b, '|'))
+	cc.macs[0].Put(h)
+	*sp = b
+	if e := base64.URLEncoding.EncodedLen(len(b) - n); e > maxCookie {
+		return dst, fmt.Errorf("anonymous: encoded cookie is %d bytes, over %d", e, maxCookie)
+	}
+	return base64.URLEncoding.AppendEncode(dst, b[n:]), nil
 }
 
 // decode verifies and parses a cookie value; an expired payload is an error.

@@ -618,6 +618,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		"unknown persist":    {Persist: 7},
 		"unknown failure":    {OnStoreError: 7},
 		"bad cookie name":    {CookieName: "bad name;"},
+		"bad cookie domain":  {CookieDomain: "exa mple.com"},
+		"bad cookie path":    {CookiePath: "/a;b"},
 		"insecure none":      {CookieSameSite: http.SameSiteNoneMode, CookieInsecure: true},
 		"relative base path": {BasePath: "api/auth"},
 		"bad email domain":   {EmailDomainName: "bad domain"},
@@ -717,5 +719,29 @@ func TestUserAgentIsBounded(t *testing.T) {
 	}
 	if ua := rec.Session.UserAgent; len(ua) == 0 || len(ua) > 512 || !utf8.ValidString(ua) {
 		t.Errorf("stored User-Agent of %d bytes (valid UTF-8: %v)", len(ua), utf8.ValidString(ua))
+	}
+}
+
+func TestCookieAttributesFollowOptions(t *testing.T) {
+	f := newFixture(t, anonymous.Options{
+		CookieName: "g", CookieDomain: ".shop.example", CookiePath: "/app",
+		CookieInsecure: true, CookieSameSite: http.SameSiteStrictMode,
+	})
+	w, _ := f.do(t)
+	line := w.Header().Get("Set-Cookie")
+	c, err := http.ParseSetCookie(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "g" || c.Domain != "shop.example" || c.Path != "/app" || c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Errorf("Set-Cookie %q parsed as %+v", line, c)
+	}
+	// The browser sends it back under that name, and the guest returns.
+	r := httptest.NewRequest("GET", "/app", nil)
+	r.AddCookie(&http.Cookie{Name: "g", Value: c.Value})
+	w2 := httptest.NewRecorder()
+	f.h.ServeHTTP(w2, r)
+	if !strings.HasPrefix(w2.Header().Get("Set-Cookie"), "g=") {
+		t.Errorf("returning guest's cookie not re-set under its name: %q", w2.Header().Get("Set-Cookie"))
 	}
 }
