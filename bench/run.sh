@@ -39,10 +39,13 @@ echo "running the benchmarks ($COUNT rounds × $BENCHTIME each); raw output: ben
 # One round runs every contender once; rounds repeat COUNT times, so a burst
 # of noise from elsewhere on the machine spreads over all contenders
 # instead of hitting all the samples of one.
-go test -c -o results/bench.test .
+# A binary of its own, so that two runs at once do not replace each other's.
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+go test -c -o "$bin/bench.test" .
 for i in $(seq "$COUNT"); do
   echo "# round $i of $COUNT" | tee -a "$OUT" >&2
-  ./results/bench.test -test.run '^$' -test.bench "$BENCH" -test.benchtime "$BENCHTIME" | tee -a "$OUT"
+  "$bin/bench.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime "$BENCHTIME" | tee -a "$OUT"
 done
 
 echo
