@@ -186,7 +186,7 @@ func (m *Manager) lookup(r *http.Request) (*reqState, error) {
 	case err != nil:
 		return nil, err
 	}
-	if h := sha256.Sum256([]byte(c.token)); subtle.ConstantTimeCompare(h[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
+	if subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
 		return nil, nil
 	}
 	st := m.state(rec, c.token, true)
@@ -295,6 +295,9 @@ func cookieAttributes(o *Options) string {
 // credential is a decoded guest credential.
 type credential struct {
 	id, token string
+	// tokenHash is the SHA-256 of token, hashed from the cookie's own bytes
+	// (hashing the string would copy it to the heap).
+	tokenHash [sha256.Size]byte
 	// pending is the whole guest, for a long-form cookie of a guest not
 	// stored yet (PersistOnReturn).
 	pending *Record
@@ -313,7 +316,7 @@ func (m *Manager) credential(r *http.Request) (c *credential, fromCookie bool) {
 	}
 	if tok, ok := bearer(r); ok {
 		if id := tokenID(tok); id != "" {
-			return &credential{id: id, token: tok}, false
+			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false
 		}
 	}
 	return nil, false
@@ -339,6 +342,9 @@ type cookieCodec struct {
 	// cost of a returning visitor. One pool per hash key, newest first; nil
 	// when a pair encrypts, and securecookie decodes.
 	macs []*sync.Pool
+	// namePipe is "name|", the MAC's prefix, built once: a conversion per
+	// call escapes through hash.Hash.
+	namePipe []byte
 }
 
 // maxCookie is securecookie's bound on an encoded value.
@@ -380,7 +386,7 @@ func newCookieCodec(name string, keys [][]byte) (*cookieCodec, error) {
 		// can move the clock; securecookie's own check uses the wall clock.
 		c.(*securecookie.SecureCookie).MaxAge(0).SetSerializer(securecookie.NopEncoder{})
 	}
-	cc := &cookieCodec{name: name, codecs: codecs}
+	cc := &cookieCodec{name: name, codecs: codecs, namePipe: []byte(name + "|")}
 	for i := 0; i < len(keys); i += 2 {
 		if keys[i+1] != nil {
 			cc.macs = nil
@@ -433,8 +439,7 @@ func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pe
 	b = base64.URLEncoding.AppendEncode(b, b[:n])
 	h := cc.macs[0].Get().(hash.Hash)
 	h.Reset()
-	h.Write([]byte(cc.name))
-	h.Write([]byte{'|'})
+	h.Write(cc.namePipe)
 	h.Write(b[n:])
 	b = h.Sum(append(b, '|'))
 	cc.macs[0].Put(h)
@@ -449,7 +454,8 @@ func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pe
 func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) {
 	var b []byte
 	if cc.macs == nil {
-		if err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...); err != nil {
+		var err error
+		if b, err = cc.decodeSecure(value); err != nil {
 			return nil, err
 		}
 	} else {
@@ -469,12 +475,13 @@ func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) 
 		return nil, errors.New("anonymous: cookie expired")
 	}
 	b = b[9:]
-	token, b, ok := readString(b)
+	raw, b, ok := readBytes(b)
+	token := string(raw)
 	id := tokenID(token)
 	if !ok || id == "" {
 		return nil, errPayload
 	}
-	c := &credential{id: id, token: token}
+	c := &credential{id: id, token: token, tokenHash: sha256.Sum256(raw)}
 	if kind == kindStored {
 		if len(b) != 0 {
 			return nil, errPayload
@@ -497,9 +504,17 @@ func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) 
 		Session: Session{
 			ID: sid, UserID: id, ExpiresAt: exp, CreatedAt: created, UpdatedAt: created,
 		},
-		TokenHash: sha256.Sum256([]byte(token)),
+		TokenHash: c.tokenHash,
 	}
 	return c, nil
+}
+
+// decodeSecure decodes through securecookie (encrypted pairs), apart from
+// decode so that its &b, which escapes, leaves decode's b on the stack.
+func (cc *cookieCodec) decodeSecure(value string) ([]byte, error) {
+	var b []byte
+	err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...)
+	return b, err
 }
 
 func appendString(b []byte, s string) []byte {
@@ -507,12 +522,17 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func readString(b []byte) (string, []byte, bool) {
+func readBytes(b []byte) ([]byte, []byte, bool) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > maxField || uint64(len(b)-k) < n {
-		return "", nil, false
+		return nil, nil, false
 	}
-	return string(b[k : k+int(n)]), b[k+int(n):], true
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+func readString(b []byte) (string, []byte, bool) {
+	v, rest, ok := readBytes(b)
+	return string(v), rest, ok
 }
 
 var errMAC = errors.New("anonymous: cookie signature is not valid")
@@ -544,11 +564,10 @@ func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, e
 	for _, p := range cc.macs {
 		h := p.Get().(hash.Hash)
 		h.Reset()
-		h.Write([]byte(cc.name))
-		h.Write([]byte{'|'})
+		h.Write(cc.namePipe)
 		h.Write(signed)
-		var sum [sha256.Size]byte
-		ok = hmac.Equal(h.Sum(sum[:0]), mac)
+		// The sum goes into buf's first half, free until the value is decoded.
+		ok = hmac.Equal(h.Sum(buf[:0]), mac)
 		p.Put(h)
 		if ok {
 			break
