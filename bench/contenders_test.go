@@ -19,7 +19,7 @@ import (
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/bench/gorillaredis"
-	"github.com/guestpass/anonymous/bench/internal/redistest"
+	"github.com/guestpass/anonymous/internal/redistest"
 	"github.com/guestpass/anonymous/memstore"
 	"github.com/guestpass/anonymous/redisstore"
 )

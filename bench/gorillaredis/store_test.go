@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/guestpass/anonymous/bench/gorillaredis"
-	"github.com/guestpass/anonymous/bench/internal/redistest"
+	"github.com/guestpass/anonymous/internal/redistest"
 )
 
 var hashKey = []byte("0123456789abcdef0123456789abcdef")
@@ -21,13 +21,7 @@ func newStore(t *testing.T) (*gorillaredis.Store, func() int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := func() int64 {
-		keys, err := redistest.Keys(context.Background(), c, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return int64(len(keys))
-	}
+	count := func() int64 { return int64(len(redistest.Keys(t, c, p))) }
 	return s, count
 }
 
@@ -127,9 +121,9 @@ func TestKeyHasTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	save(t, s, map[any]any{"id": "x"})
-	keys, err := redistest.Keys(context.Background(), c, p)
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("keys=%v err=%v", keys, err)
+	keys := redistest.Keys(t, c, p)
+	if len(keys) != 1 {
+		t.Fatalf("keys under %q = %v, want one", p, keys)
 	}
 	ttl, err := c.TTL(context.Background(), keys[0]).Result()
 	if err != nil || ttl <= 0 {
