@@ -25,9 +25,15 @@ import (
 // next call to Link.
 //
 // With Options.Identify set, calling Link is optional: the middleware links
-// on the first request after any login by itself.
+// on the first request after any login by itself. When the middleware has
+// already met a real user on this request, Link does not link again: it
+// returns the middleware's link error, or nil.
 func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser User) error {
 	st, _ := r.Context().Value(ctxKey{}).(*reqState)
+	if st != nil && st.guest == nil && st.user != nil {
+		// The middleware met a real user and did the link already.
+		return st.linkErr
+	}
 	if st == nil || st.guest == nil {
 		var err error
 		if st, err = m.lookup(r); err != nil || st == nil {

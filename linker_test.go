@@ -481,3 +481,29 @@ func TestStoreOutageKeepsRealUser(t *testing.T) {
 		}
 	}
 }
+
+// Behind a middleware that already met the real user, Link reports that
+// link's outcome instead of running the callback a second time.
+func TestLinkAfterMiddlewareLinkReportsIt(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	var linkErr error
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		linkErr = f.m.Link(w, r, anonymous.User{ID: "alice"})
+	}))
+	cookie, g := storedGuest(t, f)
+	c.fail.Store(1)
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.AddCookie(cookie)
+	r.Header.Set("X-User", "alice")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if c.calls.Load() != 1 || linkErr == nil || !strings.Contains(linkErr.Error(), "cart service unavailable") {
+		t.Fatalf("%d calls, Link returned %v; want 1 call and the callback's error", c.calls.Load(), linkErr)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if c.calls.Load() != 2 || linkErr != nil {
+		t.Errorf("retry: %d calls, Link returned %v", c.calls.Load(), linkErr)
+	}
+	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("guest not linked: %v", err)
+	}
+}

@@ -35,11 +35,15 @@ type reqState struct {
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
 	renew bool
+	// linkErr is the middleware's link of this request's guest to its real
+	// user, for Link to report rather than run again.
+	linkErr error
 }
 
 // UserFrom returns the request's user: a guest (IsAnonymous true) or the real
 // user Options.Identify named. It returns nil outside the middleware, for a
-// skipped request, or when the store failed (see Options.OnStoreError).
+// skipped request, when Options.Identify failed, or when the store failed
+// (see Options.OnStoreError).
 // The result is shared by the request: do not modify it.
 func UserFrom(ctx context.Context) *User {
 	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil {
@@ -78,7 +82,6 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		w.Header().Add("Vary", "Cookie")
-		st, lerr := m.lookup(r)
 		real, err := m.realUser(r)
 		if err != nil {
 			// The application's own auth failed: neither link nor issue.
@@ -87,37 +90,41 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if real != nil {
-			// A real user needs no store; a link waits for the store to answer.
-			if lerr != nil {
-				m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", lerr)
-			} else if st != nil {
-				if err := m.link(w, r, st, real); err != nil {
-					if !errors.Is(err, ErrClaimed) {
-						m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
-							"guest", st.guest.User.ID, "user", real.ID, "err", err)
-					}
-					if st.renew {
-						m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
-					}
-				}
-			}
-			next.ServeHTTP(w, withState(r, &reqState{user: real}))
+			next.ServeHTTP(w, withState(r, m.linkOnRequest(w, r, real)))
 			return
 		}
-		if lerr != nil {
-			m.storeFailed(w, r, next, lerr)
-			return
+		st, err := m.load(w, r)
+		if err == nil && st == nil {
+			st, err = m.issue(w, r, m.opts.Persist == PersistOnIssue)
 		}
-		if st == nil {
-			if st, err = m.issue(w, r, m.opts.Persist == PersistOnIssue); err != nil {
-				m.storeFailed(w, r, next, err)
-				return
-			}
-		} else if st.renew {
-			m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
+		if err != nil {
+			m.storeFailed(w, r, next, err)
+			return
 		}
 		next.ServeHTTP(w, withState(r, st))
 	})
+}
+
+// linkOnRequest links the request's guest, if any, to the real user
+// Identify named, and returns the state the handler sees: that user. A real
+// user needs no store, so a store failure only postpones the link.
+func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User) *reqState {
+	st, err := m.lookup(r)
+	if err != nil {
+		m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", err)
+		return &reqState{user: real}
+	}
+	if st == nil {
+		return &reqState{user: real}
+	}
+	if err = m.link(w, r, st, real); err != nil {
+		if !errors.Is(err, ErrClaimed) {
+			m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
+				"guest", st.guest.User.ID, "user", real.ID, "err", err)
+		}
+		m.renewCookie(w, st)
+	}
+	return &reqState{user: real, linkErr: err}
 }
 
 // realUser returns the real user Options.Identify names, nil when there is
@@ -159,12 +166,12 @@ func (m *Manager) storeFailed(w http.ResponseWriter, r *http.Request, next http.
 // the expiry once per RefreshAfter; the caller re-sets the cookie when
 // renew says so. A non-nil error is a store failure.
 func (m *Manager) lookup(r *http.Request) (*reqState, error) {
-	c, fromCookie := m.credential(r)
+	now := m.opts.Now()
+	c, fromCookie := m.credential(r, now)
 	if c == nil {
 		return nil, nil
 	}
 	ctx := r.Context()
-	now := m.opts.Now()
 	if c.pending != nil {
 		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), userAgent(r)
 		err := m.store.Create(ctx, c.pending)
@@ -210,10 +217,15 @@ func (m *Manager) lookup(r *http.Request) (*reqState, error) {
 // endpoints: it re-sets the cookie at once when lookup asks for it.
 func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*reqState, error) {
 	st, err := m.lookup(r)
+	m.renewCookie(w, st)
+	return st, err
+}
+
+// renewCookie re-sets the guest's cookie when lookup asked for it.
+func (m *Manager) renewCookie(w http.ResponseWriter, st *reqState) {
 	if st != nil && st.renew {
 		m.setCookie(w, st.session.Token, st.session.ExpiresAt, nil)
 	}
-	return st, err
 }
 
 func (m *Manager) state(rec *Record, token string, stored bool) *reqState {
@@ -306,13 +318,10 @@ type credential struct {
 // credential reads the guest cookie, or else an "Authorization: Bearer"
 // token. Anything malformed, forged or expired is nil. fromCookie tells
 // whether the cookie (which the middleware keeps up to date) was the source.
-func (m *Manager) credential(r *http.Request) (c *credential, fromCookie bool) {
+func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie bool) {
 	if ck, err := r.Cookie(m.opts.CookieName); err == nil && ck.Value != "" {
-		c, err := m.cc.decode(ck.Value, m.opts.Now())
-		if err == nil {
-			return c, true
-		}
-		return nil, true
+		c, _ := m.cc.decode(ck.Value, now) // nil for any error
+		return c, true
 	}
 	if tok, ok := bearer(r); ok {
 		if id := tokenID(tok); id != "" {

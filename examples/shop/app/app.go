@@ -182,7 +182,8 @@ func (s *Shop) identify(r *http.Request) (*anonymous.User, error) {
 }
 
 // moveCart is Options.OnLinkAccount: the guest's cart joins the account's.
-// The package runs it exactly once per guest, so adding is safe.
+// It deletes the guest's cart as it adds it, so a rare repeat (see
+// Options.OnLinkAccount) finds nothing to add.
 func (s *Shop) moveCart(_ context.Context, l anonymous.Link) error {
 	guest, owner := l.AnonymousUser.User, l.NewUser.User
 	s.mu.Lock()
