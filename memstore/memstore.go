@@ -192,6 +192,15 @@ func (sh *shard) guest(id string, now time.Time) *entry {
 	return nil
 }
 
+// active is guest without revoked guests: those Touch, Claim and Revoke
+// treat as gone. The caller holds sh.mu.
+func (sh *shard) active(id string, now time.Time) *entry {
+	if e := sh.guest(id, now); e != nil && !e.revoked {
+		return e
+	}
+	return nil
+}
+
 var errNilRecord = errors.New("memstore: Create of a nil record")
 
 // Create stores a copy of rec, without its Session.Token, expiring at
@@ -250,8 +259,8 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt, now time.Time) 
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.guest(id, clock)
-	if e == nil || e.revoked {
+	e := sh.active(id, clock)
+	if e == nil {
 		return anonymous.ErrNotFound
 	}
 	e.exp = wall(expiresAt)
@@ -272,8 +281,8 @@ func (s *Store) Claim(ctx context.Context, id, owner string, until time.Time) er
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.guest(id, now)
-	if e == nil || e.revoked {
+	e := sh.active(id, now)
+	if e == nil {
 		return anonymous.ErrNotFound
 	}
 	if e.owner != "" && e.owner != owner && now.Before(e.until) {
@@ -336,8 +345,8 @@ func (s *Store) Revoke(ctx context.Context, id, linkedTo string) error {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.guest(id, now)
-	if e == nil || e.revoked {
+	e := sh.active(id, now)
+	if e == nil {
 		return anonymous.ErrNotFound
 	}
 	e.revoked = true
