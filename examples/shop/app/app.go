@@ -190,11 +190,7 @@ func (s *Shop) moveCart(_ context.Context, l anonymous.Link) error {
 	defer s.mu.Unlock()
 	moved := 0
 	if g := s.carts[guest.ID]; len(g) > 0 {
-		dst := s.carts[owner.ID]
-		if dst == nil {
-			dst = make(map[string]int)
-			s.carts[owner.ID] = dst
-		}
+		dst := s.cartOf(owner.ID)
 		for id, n := range g {
 			dst[id] = min(dst[id]+n, maxQty)
 			moved += n
@@ -240,6 +236,17 @@ func form(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// cartOf returns owner's cart, making an empty one if it has none. The
+// caller holds s.mu.
+func (s *Shop) cartOf(owner string) map[string]int {
+	c := s.carts[owner]
+	if c == nil {
+		c = make(map[string]int)
+		s.carts[owner] = c
+	}
+	return c
+}
+
 func seeOther(w http.ResponseWriter, r *http.Request, to string) {
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
@@ -258,11 +265,7 @@ func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	c := s.carts[u.ID]
-	if c == nil {
-		c = make(map[string]int)
-		s.carts[u.ID] = c
-	}
+	c := s.cartOf(u.ID)
 	c[p.ID] = min(c[p.ID]+1, maxQty)
 	s.mu.Unlock()
 	seeOther(w, r, "/")
