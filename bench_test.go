@@ -22,7 +22,7 @@ func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
 	store := memstore.New()
 	b.Cleanup(func() { store.Close() })
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{hashKey1, nil}, Persist: persist,
+		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist,
 		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/memstore"
@@ -17,7 +18,7 @@ func Example() {
 	store := memstore.New()
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -47,13 +48,13 @@ func ExampleOptions() {
 	store := memstore.New()
 	defer store.Close()
 	animals := []string{"Panda", "Fox", "Owl"}
-	n := 0
+	var n atomic.Int64 // GenerateName runs on concurrent requests
 	guests, err := anonymous.New(store, anonymous.Options{
-		Keys:            [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		Keys:            []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
 		EmailDomainName: "example.com",
 		GenerateName: func(context.Context) string {
-			n++ // a real generator would pick at random
-			return "Mystery " + animals[n%len(animals)]
+			i := n.Add(1) // a real generator would pick at random
+			return "Mystery " + animals[i%int64(len(animals))]
 		},
 		Persist: anonymous.PersistOnIssue,
 	})
@@ -75,8 +76,8 @@ func ExampleManager_Link() {
 	defer store.Close()
 	cart := map[string][]string{} // the application's data, by user id
 	guests, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
-		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
+		OnLinkAccount: func(ctx context.Context, l anonymous.LinkEvent) error {
 			from, to := l.AnonymousUser.User.ID, l.NewUser.User.ID
 			cart[to] = append(cart[to], cart[from]...)
 			delete(cart, from)
@@ -89,11 +90,15 @@ func ExampleManager_Link() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
 		u := anonymous.UserFrom(r.Context())
+		if u == nil { // the store failed: no guest on this request
+			http.Error(w, "try again later", http.StatusServiceUnavailable)
+			return
+		}
 		cart[u.ID] = append(cart[u.ID], r.FormValue("item"))
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		// ... check the password, start the application's own session ...
-		if err := guests.Link(w, r, anonymous.User{ID: "alice", Email: "alice@example.com"}); err != nil {
+		if err := guests.Link(w, r, &anonymous.User{ID: "alice", Email: "alice@example.com"}); err != nil {
 			http.Error(w, "could not move your cart, please retry", http.StatusInternalServerError)
 			return
 		}
@@ -124,7 +129,7 @@ func ExampleOptions_identify() {
 	store := memstore.New()
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{[]byte("load-a-32-byte-key-from-secrets!"), nil},
+		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
 		Identify: func(r *http.Request) (*anonymous.User, error) {
 			c, err := r.Cookie("app_session") // the application's own auth
 			if err != nil {
@@ -132,7 +137,7 @@ func ExampleOptions_identify() {
 			}
 			return &anonymous.User{ID: c.Value}, nil // verify it in a real app
 		},
-		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+		OnLinkAccount: func(ctx context.Context, l anonymous.LinkEvent) error {
 			fmt.Println("moving data to", l.NewUser.User.ID)
 			return nil
 		},

@@ -33,17 +33,16 @@ import (
 // whose Options.Identify names a real user: 400
 // SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY.
 //
-// The handler matches full request paths, so mount it without
-// http.StripPrefix: mux.Handle(BasePath+"/", m.Handler()). Other paths under
-// BasePath answer 404, a wrong method 405 with an Allow header. Cross-site
+// Middleware serves these endpoints itself; Handler is for applications that
+// mount them apart from it. It matches full request paths, so mount it
+// without http.StripPrefix: mux.Handle(BasePath+"/", m.Handler()). Other
+// paths under BasePath answer 404, a wrong method 405 with an Allow header. Cross-site
 // browser POSTs are refused with 403 INVALID_ORIGIN by
 // http.CrossOriginProtection, except from Options.TrustedOrigins; CORS
 // headers, if a trusted origin needs them, are the application's. Request
 // bodies are read and ignored, up to a small bound (413 beyond it).
 //
-// The handler works on its own or behind Middleware, which passes requests
-// under BasePath through untouched. It is built once by New and is safe for
-// concurrent use.
+// It is built once by New and is safe for concurrent use.
 func (m *Manager) Handler() http.Handler { return m.api }
 
 // maxBody bounds the request bodies the endpoints read and ignore; the
@@ -86,7 +85,7 @@ type route struct {
 	serve  http.HandlerFunc
 }
 
-func (m *Manager) newAPI() (http.Handler, error) {
+func newAPI(m *Manager) (*api, error) {
 	cop := http.NewCrossOriginProtection()
 	for _, o := range m.opts.TrustedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
@@ -101,8 +100,19 @@ func (m *Manager) newAPI() (http.Handler, error) {
 	}}, nil
 }
 
+// serves reports whether r's path is one of the endpoints'. The path is
+// taken as sent, escaped, as http.ServeMux routes it: an encoded slash is not
+// a slash.
+func (a *api) serves(r *http.Request) bool {
+	_, ok := a.routes[r.URL.EscapedPath()]
+	return ok
+}
+
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt, ok := a.routes[r.URL.Path]
+	// Every answer depends on the request's credentials.
+	w.Header().Add("Vary", "Cookie")
+	w.Header().Add("Vary", "Authorization")
+	rt, ok := a.routes[r.URL.EscapedPath()]
 	if !ok {
 		writeError(w, errNotFound)
 		return
@@ -149,18 +159,18 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSignedInUser)
 		return
 	}
-	st, err := m.load(w, r)
+	g, err := m.load(w, r)
 	if err != nil {
 		// Issuing now could replace a valid guest the store cannot see.
 		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest; no guest created", "err", err)
 		writeError(w, errFailedToCreateUser)
 		return
 	}
-	if st != nil {
+	if g != nil {
 		writeError(w, errSignInAgain)
 		return
 	}
-	st, err = m.issue(w, r, true)
+	g, err = m.issue(w, r, true)
 	switch {
 	case errors.Is(err, ErrInvalidEmail):
 		m.log.ErrorContext(ctx, "anonymous: no guest created", "err", err)
@@ -174,7 +184,7 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Token string `json:"token"`
 		User  *User  `json:"user"`
-	}{st.session.Token, st.user})
+	}{g.rec.Session.Token, &g.rec.User})
 }
 
 // deleteAnonymousUser deletes the request's guest and its session, and
@@ -195,19 +205,19 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotAnonymous)
 		return
 	}
-	st, err := m.lookup(r) // no cookie renewal: it is expired below
+	g, err := m.lookup(r) // no cookie renewal: it is expired below
 	if err != nil {
 		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
 		writeError(w, errFailedToDelete)
 		return
 	}
-	if st == nil {
+	if g == nil {
 		writeError(w, errUnauthorized)
 		return
 	}
 	// The visitor asked for it: finish even if the client goes away.
-	if err := m.store.Delete(context.WithoutCancel(ctx), st.user.ID); err != nil {
-		m.log.ErrorContext(ctx, "anonymous: deleting guest failed", "guest", st.user.ID, "err", err)
+	if err := m.store.Delete(context.WithoutCancel(ctx), g.rec.User.ID); err != nil {
+		m.log.ErrorContext(ctx, "anonymous: deleting guest failed", "guest", g.rec.User.ID, "err", err)
 		writeError(w, errFailedToDelete)
 		return
 	}
@@ -219,20 +229,20 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 
 // getSession answers the request's guest and session, or null.
 func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
-	st, err := m.load(w, r)
+	g, err := m.load(w, r)
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "anonymous: store failed loading the guest", "err", err)
 		writeError(w, errFailedToGetSession)
 		return
 	}
-	if st == nil {
+	if g == nil {
 		writeJSON(w, http.StatusOK, nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Session *Session `json:"session"`
 		User    *User    `json:"user"`
-	}{st.session, st.user})
+	}{&g.rec.Session, &g.rec.User})
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/guestpass/anonymous"
@@ -93,10 +94,9 @@ type apiHarness struct {
 	store *apiStore
 	ms    *memstore.Store
 	log   *logBuffer
-	now   time.Time
 }
 
-// newAPIHarness builds a Manager on a fresh memstore with a fixed clock.
+// newAPIHarness builds a Manager on a fresh memstore.
 // Identify, unless opts sets it, names a real user from the apiRealUser
 // header and fails when the apiIdentErr header is present.
 func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
@@ -104,10 +104,7 @@ func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
 	ms := memstore.New()
 	t.Cleanup(func() { ms.Close() })
 	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &logBuffer{}}
-	// A wall-clock time with a non-zero millisecond, so the format shows it.
-	h.now = time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
-	opts.Keys = [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil}
-	opts.Now = func() time.Time { return h.now }
+	opts.Keys = []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}
 	opts.ErrorLog = slog.New(slog.NewTextHandler(h.log, nil))
 	if opts.Identify == nil {
 		opts.Identify = func(r *http.Request) (*anonymous.User, error) {
@@ -234,6 +231,14 @@ var wireTimeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 func keysOf(m map[string]json.RawMessage) []string { return slices.Sorted(maps.Keys(m)) }
 
 func TestHandlerSignInAnonymous(t *testing.T) {
+	synctest.Test(t, testHandlerSignInAnonymous)
+}
+
+// testHandlerSignInAnonymous runs in a bubble, whose clock stands still
+// unless the test sleeps: the guest's times are the test's now.
+func testHandlerSignInAnonymous(t *testing.T) {
+	time.Sleep(123 * time.Millisecond) // a non-zero millisecond, so the format shows it
+	now := time.Now()
 	h := newAPIHarness(t, anonymous.Options{})
 	res := h.do("POST", apiSignIn, withHeader("Content-Type", "application/json"))
 	if res.StatusCode != http.StatusOK {
@@ -282,7 +287,7 @@ func TestHandlerSignInAnonymous(t *testing.T) {
 	if !u.IsAnonymous || u.EmailVerified || u.Name != "Anonymous" || u.Email != "temp@"+strings.ToLower(u.ID)+".com" {
 		t.Errorf("user = %+v, want an anonymous, unverified Anonymous with temp@{id}.com", u)
 	}
-	want := wireTimeOf(h.now)
+	want := wireTimeOf(now)
 	if u.CreatedAt != want || u.UpdatedAt != want || !wireTimeRE.MatchString(u.CreatedAt) {
 		t.Errorf("createdAt, updatedAt = %q, %q, want %q", u.CreatedAt, u.UpdatedAt, want)
 	}
@@ -530,6 +535,7 @@ func TestHandlerGetSession(t *testing.T) {
 		}
 	})
 
+	start := time.Now()
 	c, tok, id := h.signIn()
 	for name, opt := range map[string]reqOpt{"cookie": withCookie(c), "bearer": withBearer(tok)} {
 		t.Run(name, func(t *testing.T) {
@@ -569,8 +575,11 @@ func TestHandlerGetSession(t *testing.T) {
 			if s.Token != tok || s.UserID != id || u.ID != id || !u.IsAnonymous || s.ID == "" || s.ID == id {
 				t.Errorf("session %+v, user %+v; want token %q, user %q", s, u, tok, id)
 			}
-			if s.ExpiresAt != wireTimeOf(h.now.Add(30*24*time.Hour)) || s.CreatedAt != wireTimeOf(h.now) || s.UpdatedAt != wireTimeOf(h.now) {
-				t.Errorf("times = %s, %s, %s", s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
+			created, err1 := time.Parse(time.RFC3339, s.CreatedAt)
+			expires, err2 := time.Parse(time.RFC3339, s.ExpiresAt)
+			if err1 != nil || err2 != nil || s.UpdatedAt != s.CreatedAt || created.Before(start.Truncate(time.Millisecond)) || created.After(time.Now()) ||
+				expires.Sub(created) != 30*24*time.Hour || !wireTimeRE.MatchString(s.CreatedAt) || !wireTimeRE.MatchString(s.ExpiresAt) {
+				t.Errorf("times = %s, %s, %s; want created during the test, expiring 30 days later", s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
 			}
 			if s.IPAddress != "192.0.2.7" || s.UserAgent != "handler-test" {
 				t.Errorf("ipAddress, userAgent = %q, %q", s.IPAddress, s.UserAgent)
@@ -582,10 +591,13 @@ func TestHandlerGetSession(t *testing.T) {
 			t.Errorf("HEAD status = %d", res.StatusCode)
 		}
 	})
-	t.Run("expired", func(t *testing.T) {
-		old := h.now
-		h.now = h.now.Add(31 * 24 * time.Hour)
-		defer func() { h.now = old }()
+}
+
+func TestHandlerGetSessionExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newAPIHarness(t, anonymous.Options{})
+		_, tok, _ := h.signIn()
+		time.Sleep(31 * 24 * time.Hour)
 		if got := readBody(t, h.do("GET", apiSession, withBearer(tok))); got != "null" {
 			t.Errorf("expired guest: body = %s, want null", got)
 		}
@@ -741,7 +753,7 @@ func TestHandlerBadTrustedOrigin(t *testing.T) {
 	defer ms.Close()
 	for _, o := range []string{"app.example", "https://app.example/path", "https://app.example?q=1", "://"} {
 		_, err := anonymous.New(ms, anonymous.Options{
-			Keys:           [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil},
+			Keys:           []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}},
 			TrustedOrigins: []string{"https://ok.example", o},
 		})
 		if !errors.Is(err, anonymous.ErrInvalidOptions) {

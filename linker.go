@@ -6,62 +6,114 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
+
+// realUser returns the real user Options.Identify names, nil when there is
+// none, it is anonymous, or Identify is not set.
+func (m *Manager) realUser(r *http.Request) (*User, error) {
+	if m.opts.Identify == nil {
+		return nil, nil
+	}
+	u, err := m.opts.Identify(r)
+	if err != nil || u == nil || u.IsAnonymous {
+		return nil, err
+	}
+	return u, nil
+}
+
+// linkOnRequest links the request's guest, if any, to the real user
+// Identify named, and returns the state the handler sees: that user. A real
+// user needs no store, so a store failure only postpones the link.
+func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User) *reqState {
+	st := &reqState{user: real, real: true}
+	g, err := m.lookup(r)
+	if err != nil {
+		m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", err)
+		return st
+	}
+	if g == nil {
+		return st
+	}
+	if st.linkErr = m.link(w, r, g, real); st.linkErr != nil {
+		if !errors.Is(st.linkErr, ErrClaimed) {
+			m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
+				"guest", g.rec.User.ID, "user", real.ID, "err", st.linkErr)
+		}
+		m.renewCookie(w, g)
+	}
+	return st
+}
 
 // Link turns the request's guest into newUser, the real user the
 // application has just authenticated: call it from a login or sign-up
 // handler. It claims the guest, runs OnLinkAccount, then deletes the guest
 // (or revokes it, with DisableDeleteAnonymousUser) and expires its cookie.
-// The request's guest is the one the middleware put in the context, or else
-// the one its cookie or bearer token names.
+// The request's guest is the one its cookie or bearer token names, as the
+// middleware found it.
 //
-// It returns nil, doing nothing, when the request has no guest, when newUser
-// is the guest itself or is anonymous, or when a concurrent request has
-// already linked the guest. It returns an error wrapping ErrClaimed while
-// another request is linking the same guest (the guest will be linked by
-// that one, or retried), and OnLinkAccount's error, wrapped, when the
-// callback fails; the guest and its cookie are then kept intact and the link
-// is retried on the guest's next request when Identify is set, or on the
-// next call to Link.
+// It returns nil, doing nothing, when the request brought no guest (a guest
+// the middleware issued on this very request has nothing to hand over),
+// when newUser is nil, is the guest itself or is anonymous, or when a
+// concurrent request has already linked the guest. It returns an error
+// wrapping ErrClaimed while another request is linking the same guest (the
+// guest will be linked by that one, or retried), and OnLinkAccount's error,
+// wrapped, when the callback fails; the guest and its cookie are then kept
+// intact and the link is retried on the guest's next request when Identify
+// is set, or on the next call to Link.
 //
 // With Options.Identify set, calling Link is optional: the middleware links
 // on the first request after any login by itself. When the middleware has
 // already met a real user on this request, Link does not link again: it
 // returns the middleware's link error, or nil.
-func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser User) error {
-	st, _ := r.Context().Value(ctxKey{}).(*reqState)
-	if st != nil && st.guest == nil && st.user != nil {
-		// The middleware met a real user and did the link already.
-		return st.linkErr
+func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) error {
+	if newUser == nil {
+		return nil
 	}
-	if st == nil || st.guest == nil {
+	var g *guest
+	switch st := m.state(r.Context()); {
+	case st != nil && st.real:
+		return st.linkErr
+	case st != nil:
+		g = st.guest
+	default:
 		var err error
-		if st, err = m.lookup(r); err != nil || st == nil {
+		if g, err = m.lookup(r); err != nil {
 			return err
 		}
 	}
-	return m.link(w, r, st, &newUser)
+	if g == nil || g.issued {
+		return nil
+	}
+	return m.link(w, r, g, newUser)
 }
 
-// link runs the exactly-once link of st's guest to newUser.
-func (m *Manager) link(w http.ResponseWriter, r *http.Request, st *reqState, newUser *User) error {
-	g := st.guest
-	if newUser.IsAnonymous || newUser.ID == g.User.ID {
+// link runs the exactly-once link of guest g to newUser.
+func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
+	rec := g.rec
+	if newUser.IsAnonymous || newUser.ID == rec.User.ID {
 		return nil // the spec's guards: nothing to link, nothing to delete
 	}
 	// The store work after the claim must finish even if the client goes.
 	ctx := context.WithoutCancel(r.Context())
-	if !st.stored {
-		// A guest issued on this very request: store it, so that the claim
+	id := rec.User.ID
+	if !g.stored {
+		// A guest that lived only in its cookie: store it, so that the claim
 		// below decides between concurrent links like for any other guest.
-		if err := m.store.Create(ctx, g); err != nil && !errors.Is(err, ErrExists) {
-			return fmt.Errorf("anonymous: storing guest %s before linking: %w", g.User.ID, err)
+		c := *rec
+		c.Session.Token = ""
+		if err := m.store.Create(ctx, &c); err != nil && !errors.Is(err, ErrExists) {
+			return fmt.Errorf("anonymous: storing guest %s before linking: %w", id, err)
 		}
-		st.stored = true
 	}
 	owner := hex.EncodeToString(randomBytes(16))
-	id := g.User.ID
-	switch err := m.store.Claim(ctx, id, owner, m.opts.Now().Add(m.opts.LinkLease)); {
+	// The lease is counted from before the claim's round trip, and the
+	// callback's deadline from the same instant, a fifth of the lease
+	// earlier: a callback that honours its context ends, and the link
+	// confirms its lease, before another request can take the guest over.
+	leaseEnd := time.Now().Add(m.opts.LinkLease)
+	deadline := leaseEnd.Add(-m.opts.LinkLease / 5)
+	switch err := m.store.Claim(ctx, id, owner, leaseEnd); {
 	case errors.Is(err, ErrNotFound):
 		// A concurrent request linked (or the visitor deleted) it already.
 		m.expireCookie(w)
@@ -74,14 +126,12 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, st *reqState, new
 		return fmt.Errorf("anonymous: claiming guest %s: %w", id, err)
 	}
 	if cb := m.opts.OnLinkAccount; cb != nil {
-		link := Link{
-			AnonymousUser: Account{User: &g.User, Session: &g.Session},
+		ev := LinkEvent{
+			AnonymousUser: Account{User: &rec.User, Session: &rec.Session},
 			NewUser:       Account{User: newUser},
 		}
-		// Once the lease runs out another request may claim the guest, so
-		// the callback's context ends with it.
-		cctx, cancel := context.WithTimeout(r.Context(), m.opts.LinkLease)
-		err := cb(cctx, link)
+		cctx, cancel := context.WithDeadline(r.Context(), deadline)
+		err := cb(cctx, ev)
 		cancel()
 		if err != nil {
 			m.release(ctx, id, owner)
@@ -90,7 +140,7 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, st *reqState, new
 	}
 	// Renewing the lease proves it is still ours: a callback that outlasted
 	// it leaves the guest to the request that took it over.
-	switch err := m.store.Claim(ctx, id, owner, m.opts.Now().Add(m.opts.LinkLease)); {
+	switch err := m.store.Claim(ctx, id, owner, time.Now().Add(m.opts.LinkLease)); {
 	case errors.Is(err, ErrClaimed):
 		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount outlasted LinkLease and another request took the guest over; it may run again", "guest", id)
 		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
@@ -107,7 +157,7 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, st *reqState, new
 	if err != nil {
 		// The data has moved: hold the claim for the guest's whole life so
 		// that no retry runs the callback again.
-		if perr := m.store.Claim(ctx, id, owner, g.Session.ExpiresAt); perr != nil {
+		if perr := m.store.Claim(ctx, id, owner, rec.Session.ExpiresAt); perr != nil {
 			m.log.ErrorContext(ctx, "anonymous: pinning a linked guest failed; the link may run again after LinkLease", "guest", id, "err", perr)
 		}
 		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", id, err)

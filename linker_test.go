@@ -20,13 +20,13 @@ type carts struct {
 	mu    sync.Mutex
 	items map[string]int
 	calls atomic.Int64
-	links []anonymous.Link
+	links []anonymous.LinkEvent
 	fail  atomic.Int64 // fail this many calls first
 }
 
 func newCarts() *carts { return &carts{items: map[string]int{}} }
 
-func (c *carts) onLink(ctx context.Context, l anonymous.Link) error {
+func (c *carts) onLink(ctx context.Context, l anonymous.LinkEvent) error {
 	c.calls.Add(1)
 	if c.fail.Add(-1) >= 0 {
 		return errors.New("cart service unavailable")
@@ -156,7 +156,7 @@ func TestLinkFromHandler(t *testing.T) {
 	f := newFixture(t, anonymous.Options{OnLinkAccount: c.onLink})
 	var linkErr error
 	login := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		linkErr = f.m.Link(w, r, anonymous.User{ID: "bob", Email: "bob@example.com"})
+		linkErr = f.m.Link(w, r, &anonymous.User{ID: "bob", Email: "bob@example.com"})
 	}))
 	cookie, g := storedGuest(t, f)
 	c.put(g.ID, 2)
@@ -184,7 +184,7 @@ func TestLinkFromHandler(t *testing.T) {
 	r = httptest.NewRequest("POST", "https://shop.example/login", nil)
 	r.AddCookie(cookie)
 	w = httptest.NewRecorder()
-	if err := f.m.Link(w, r, anonymous.User{ID: "carol"}); err != nil {
+	if err := f.m.Link(w, r, &anonymous.User{ID: "carol"}); err != nil {
 		t.Fatal(err)
 	}
 	if c.calls.Load() != 2 || !cookieExpired(t, w) {
@@ -196,7 +196,7 @@ func TestLinkWithoutGuestIsNoop(t *testing.T) {
 	c := newCarts()
 	f := newFixture(t, anonymous.Options{OnLinkAccount: c.onLink})
 	w := httptest.NewRecorder()
-	if err := f.m.Link(w, httptest.NewRequest("POST", "/login", nil), anonymous.User{ID: "bob"}); err != nil {
+	if err := f.m.Link(w, httptest.NewRequest("POST", "/login", nil), &anonymous.User{ID: "bob"}); err != nil {
 		t.Errorf("Link without a guest: %v", err)
 	}
 	if c.calls.Load() != 0 || len(w.Header()["Set-Cookie"]) != 0 {
@@ -282,7 +282,7 @@ func TestFailingCallbackKeepsGuestAndRetries(t *testing.T) {
 	cookie, _ = storedGuest(t, f)
 	r := httptest.NewRequest("POST", "/login", nil)
 	r.AddCookie(cookie)
-	if err := f.m.Link(httptest.NewRecorder(), r, anonymous.User{ID: "bob"}); err == nil || !strings.Contains(err.Error(), "cart service unavailable") {
+	if err := f.m.Link(httptest.NewRecorder(), r, &anonymous.User{ID: "bob"}); err == nil || !strings.Contains(err.Error(), "cart service unavailable") {
 		t.Errorf("Link error %v", err)
 	}
 }
@@ -327,7 +327,7 @@ func TestCrashedClaimIsTakenOver(t *testing.T) {
 	}
 	r := httptest.NewRequest("POST", "/login", nil)
 	r.AddCookie(cookie)
-	if err := f.m.Link(httptest.NewRecorder(), r, anonymous.User{ID: "alice"}); !errors.Is(err, anonymous.ErrClaimed) {
+	if err := f.m.Link(httptest.NewRecorder(), r, &anonymous.User{ID: "alice"}); !errors.Is(err, anonymous.ErrClaimed) {
 		t.Fatalf("Link during a live claim: %v, want ErrClaimed", err)
 	}
 	if c.calls.Load() != 0 {
@@ -356,7 +356,7 @@ func TestLinkGuards(t *testing.T) {
 	r.AddCookie(cookie)
 	for _, u := range []anonymous.User{{ID: g.ID}, {ID: "someone", IsAnonymous: true}} {
 		w := httptest.NewRecorder()
-		if err := f.m.Link(w, r, u); err != nil || len(w.Header()["Set-Cookie"]) != 0 {
+		if err := f.m.Link(w, r, &u); err != nil || len(w.Header()["Set-Cookie"]) != 0 {
 			t.Errorf("Link(%+v): %v, %v", u, err, w.Header()["Set-Cookie"])
 		}
 	}
@@ -394,7 +394,7 @@ func TestLeaseOverrunCancelsCallback(t *testing.T) {
 	f := newFixture(t, anonymous.Options{
 		Identify:  identifyHeader,
 		LinkLease: 100 * time.Millisecond,
-		OnLinkAccount: func(ctx context.Context, l anonymous.Link) error {
+		OnLinkAccount: func(ctx context.Context, l anonymous.LinkEvent) error {
 			if calls.Add(1) == 1 {
 				close(started)
 				<-ctx.Done() // a slow callback that honours its context
@@ -463,7 +463,7 @@ func TestDeleteFailureAfterCallbackDoesNotRelink(t *testing.T) {
 // A logged-in user is served as such while the store is down: Identify
 // needs no store, and the link waits.
 func TestStoreOutageKeepsRealUser(t *testing.T) {
-	for _, mode := range []anonymous.StoreFailure{anonymous.FailOpen, anonymous.FailClosed} {
+	for _, mode := range []anonymous.StoreErrorPolicy{anonymous.FailOpen, anonymous.FailClosed} {
 		f, c := linkFixture(t, anonymous.Options{OnStoreError: mode})
 		cookie, g := storedGuest(t, f)
 		f.store.fail.Store(true)
@@ -488,7 +488,7 @@ func TestLinkAfterMiddlewareLinkReportsIt(t *testing.T) {
 	f, c := linkFixture(t, anonymous.Options{})
 	var linkErr error
 	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		linkErr = f.m.Link(w, r, anonymous.User{ID: "alice"})
+		linkErr = f.m.Link(w, r, &anonymous.User{ID: "alice"})
 	}))
 	cookie, g := storedGuest(t, f)
 	c.fail.Store(1)

@@ -146,7 +146,7 @@ var readGuest = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 
 func anonymousHandler(tb testing.TB, store anonymous.Store, p anonymous.Persist) (http.Handler, http.Handler) {
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{hashKey, nil}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -143,7 +143,7 @@ func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
 func guestHandler(t *testing.T, store anonymous.Store, p anonymous.Persist) http.Handler {
 	t.Helper()
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: [][]byte{hashKey, nil}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -44,16 +44,12 @@ type Options struct {
 	// guests and lapsed reservations of deleted ids. It bounds memory only:
 	// reads check expiry themselves. Default: DefaultSweepInterval (1 minute).
 	SweepInterval time.Duration
-	// Now is the clock the store checks expiries and leases against.
-	// Default: time.Now. For tests.
-	Now func() time.Time
 }
 
 // Store is an in-memory anonymous.Store. Create it with New and stop its
 // sweeper with Close. All its methods are safe for concurrent use.
 type Store struct {
 	seed   maphash.Seed
-	now    func() time.Time
 	shards [shardCount]shard
 
 	stop      chan struct{} // closed by Close
@@ -97,10 +93,13 @@ func wall(t time.Time) time.Time { return t.Round(0) }
 func (e *entry) live(now time.Time) bool { return now.Before(e.exp) }
 
 // New returns an empty Store and starts its sweeper. Pass at most one
-// Options; without one, or with its zero value, the defaults apply. Call
-// Close when done with the store, or the sweeper runs for the life of the
-// process.
+// Options (more is a programming error, and panics); without one, or with
+// its zero value, the defaults apply. Call Close when done with the store,
+// or the sweeper runs for the life of the process.
 func New(opts ...Options) *Store {
+	if len(opts) > 1 {
+		panic("memstore: New takes at most one Options")
+	}
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
@@ -108,12 +107,8 @@ func New(opts ...Options) *Store {
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	s := &Store{
 		seed: maphash.MakeSeed(),
-		now:  o.Now,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -153,7 +148,7 @@ func (s *Store) sweeper(every time.Duration) {
 func (s *Store) sweep() {
 	for i := range s.shards {
 		sh := &s.shards[i]
-		now := s.now()
+		now := time.Now()
 		sh.mu.Lock()
 		for id, e := range sh.m {
 			if !e.live(now) {
@@ -216,7 +211,7 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	}
 	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
 	e.rec.Session.Token = "" // stores never hold the token in plaintext
-	now := s.now()
+	now := time.Now()
 	sh := s.shard(rec.User.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -234,7 +229,7 @@ func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	now := s.now()
+	now := time.Now()
 	sh := s.shard(id)
 	sh.mu.RLock()
 	e := sh.guest(id, now)
@@ -255,7 +250,7 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt, now time.Time) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	clock := s.now()
+	clock := time.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -277,7 +272,7 @@ func (s *Store) Claim(ctx context.Context, id, owner string, until time.Time) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := s.now()
+	now := time.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -316,7 +311,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := s.now()
+	now := time.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -341,7 +336,7 @@ func (s *Store) Revoke(ctx context.Context, id, linkedTo string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := s.now()
+	now := time.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

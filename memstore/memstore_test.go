@@ -129,52 +129,36 @@ func TestClose(t *testing.T) {
 	})
 }
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// TestNow checks that expiries and leases follow Options.Now, not the
-// wall clock.
-func TestNow(t *testing.T) {
-	ctx := t.Context()
-	c := &clock{now: time.Date(2040, 1, 2, 3, 4, 5, 0, time.UTC)}
-	s := memstore.New(memstore.Options{Now: c.Now})
-	t.Cleanup(func() { s.Close() })
-	rec := storetest.NewRecord("", c.Now().Add(time.Minute)) // in the wall clock's past
-	if err := s.Create(ctx, rec); err != nil {
-		t.Fatalf("Create = %v", err)
-	}
-	if _, err := s.Get(ctx, rec.User.ID); err != nil {
-		t.Fatalf("Get before the clock's expiry = %v", err)
-	}
-	if err := s.Claim(ctx, rec.User.ID, "a", c.Now().Add(10*time.Second)); err != nil {
-		t.Fatalf("Claim = %v", err)
-	}
-	if err := s.Claim(ctx, rec.User.ID, "b", c.Now().Add(10*time.Second)); !errors.Is(err, anonymous.ErrClaimed) {
-		t.Errorf("Claim of a held lease = %v, want ErrClaimed", err)
-	}
-	c.Add(10 * time.Second)
-	if err := s.Claim(ctx, rec.User.ID, "b", c.Now().Add(10*time.Second)); err != nil {
-		t.Errorf("Claim after the lease ran out on the clock = %v", err)
-	}
-	c.Add(50 * time.Second)
-	if _, err := s.Get(ctx, rec.User.ID); !errors.Is(err, anonymous.ErrNotFound) {
-		t.Errorf("Get at the clock's expiry = %v, want ErrNotFound", err)
-	}
+// TestLeasesAndExpiryFollowTheClock checks expiries and leases against
+// time.Now, moved by a synctest bubble's sleeps.
+func TestLeasesAndExpiryFollowTheClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s := memstore.New()
+		t.Cleanup(func() { s.Close() })
+		rec := storetest.NewRecord("", time.Now().Add(time.Minute))
+		if err := s.Create(ctx, rec); err != nil {
+			t.Fatalf("Create = %v", err)
+		}
+		if err := s.Claim(ctx, rec.User.ID, "a", time.Now().Add(10*time.Second)); err != nil {
+			t.Fatalf("Claim = %v", err)
+		}
+		if err := s.Claim(ctx, rec.User.ID, "b", time.Now().Add(10*time.Second)); !errors.Is(err, anonymous.ErrClaimed) {
+			t.Errorf("Claim of a held lease = %v, want ErrClaimed", err)
+		}
+		time.Sleep(10 * time.Second)
+		if err := s.Claim(ctx, rec.User.ID, "b", time.Now().Add(10*time.Second)); err != nil {
+			t.Errorf("Claim after the lease ran out = %v", err)
+		}
+		time.Sleep(49 * time.Second)
+		if _, err := s.Get(ctx, rec.User.ID); err != nil {
+			t.Errorf("Get a second before expiry = %v", err)
+		}
+		time.Sleep(time.Second)
+		if _, err := s.Get(ctx, rec.User.ID); !errors.Is(err, anonymous.ErrNotFound) {
+			t.Errorf("Get at expiry = %v, want ErrNotFound", err)
+		}
+	})
 }
 
 // BenchmarkGet is a returning guest's store read on one goroutine.

@@ -21,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var testKeys = [][]byte{[]byte("0123456789abcdef0123456789abcdef"), nil}
+var testKeys = []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}
 
 // whoami answers "guest <id>" for a request with a guest, "none" without.
 var whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

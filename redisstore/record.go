@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/guestpass/anonymous"
+	"github.com/redis/go-redis/v9"
 )
 
 // A guest's value is one binary string. Its fixed header sits at known
@@ -48,6 +51,20 @@ const (
 )
 
 var errMalformed = errors.New("redisstore: malformed record")
+
+// script returns a Lua script with the record's layout filled in: {{live}},
+// {{revoked}} and {{deleted}} are the state bytes, {{expires}}, {{hash}} and
+// {{tail}} the 0-based offsets of the header's fields.
+func script(src string) *redis.Script {
+	return redis.NewScript(strings.NewReplacer(
+		"{{live}}", string(rune(stateLive)),
+		"{{revoked}}", string(rune(stateRevoked)),
+		"{{deleted}}", string(rune(stateDeleted)),
+		"{{expires}}", strconv.Itoa(offExpires),
+		"{{hash}}", strconv.Itoa(offHash),
+		"{{tail}}", strconv.Itoa(offTail),
+	).Replace(src))
+}
 
 // zeroTime stands for time.Time{}, which has no Unix nanosecond form.
 const zeroTime = math.MinInt64

@@ -34,14 +34,23 @@ type Store struct {
 var _ anonymous.Store = (*Store)(nil)
 
 // New returns a Store on client, which may be a *redis.Client (a single
-// node), a Sentinel failover client or a *redis.ClusterClient. It returns an
-// error for a nil client or a bad Options.Prefix. The caller keeps owning
-// client and closes it after the last use of the Store.
-func New(client redis.UniversalClient, opts Options) (*Store, error) {
+// node), a Sentinel failover client or a *redis.ClusterClient. Pass at most
+// one Options; without one, or with its zero value, the defaults apply. It
+// returns an error for a nil client, more than one Options or a bad
+// Options.Prefix. The caller keeps owning client and closes it after the
+// last use of the Store.
+func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	p := opts.Prefix
+	if len(opts) > 1 {
+		return nil, errors.New("redisstore: New takes at most one Options")
+	}
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	p := o.Prefix
 	if p == "" {
 		p = DefaultPrefix
 	}
@@ -132,9 +141,9 @@ const (
 
 // touchScript patches ExpiresAt and UpdatedAt in place and moves the key's
 // expiry. KEYS: record. ARGV: the two timestamps (16 bytes), expiry in ms.
-var touchScript = redis.NewScript(`
-if redis.call('GETRANGE', KEYS[1], 0, 0) ~= 'g' then return 1 end
-redis.call('SETRANGE', KEYS[1], 1, ARGV[1])
+var touchScript = script(`
+if redis.call('GETRANGE', KEYS[1], 0, 0) ~= '{{live}}' then return 1 end
+redis.call('SETRANGE', KEYS[1], {{expires}}, ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 0`)
 
@@ -153,8 +162,8 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt, now time.Time) 
 }
 
 // claimScript takes the lease. KEYS: record, lease. ARGV: owner, until in ms.
-var claimScript = redis.NewScript(`
-if redis.call('GETRANGE', KEYS[1], 0, 0) ~= 'g' then return 1 end
+var claimScript = script(`
+if redis.call('GETRANGE', KEYS[1], 0, 0) ~= '{{live}}' then return 1 end
 local c = redis.call('GET', KEYS[2])
 if c and c ~= ARGV[1] then return 2 end
 redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[2])
@@ -173,7 +182,7 @@ func (s *Store) Claim(ctx context.Context, id, owner string, until time.Time) er
 }
 
 // releaseScript drops the lease if owner holds it. KEYS: lease. ARGV: owner.
-var releaseScript = redis.NewScript(`
+var releaseScript = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0`)
 
@@ -190,9 +199,9 @@ func (s *Store) Release(ctx context.Context, id, owner string) error {
 
 // deleteScript replaces the record with a tombstone that keeps the record's
 // expiry, and drops the lease. KEYS: record, lease.
-var deleteScript = redis.NewScript(`
+var deleteScript = script(`
 redis.call('DEL', KEYS[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[1], 'x', 'KEEPTTL') end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[1], '{{deleted}}', 'KEEPTTL') end
 return 0`)
 
 // Delete removes the guest and its lease. A tombstone of one byte keeps the
@@ -210,14 +219,13 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // revokeScript marks the record revoked, zeroes its token hash, sets
 // LinkedTo, keeps its expiry, and drops the lease. KEYS: record, lease.
 // ARGV: linkedTo.
-var revokeScript = redis.NewScript(`
+var revokeScript = script(`
 local v = redis.call('GET', KEYS[1])
 if not v then return 1 end
-local st = string.sub(v, 1, 1)
-if st ~= 'g' then return 1 end
-local a, b, c, d = string.byte(v, 50, 53)
+if string.sub(v, 1, 1) ~= '{{live}}' then return 1 end
+local a, b, c, d = string.byte(v, {{tail}} + 1, {{tail}} + 4)
 local tail = ((a * 256 + b) * 256 + c) * 256 + d
-redis.call('SET', KEYS[1], 'r' .. string.sub(v, 2, 17) .. string.rep('\0', 32) .. string.sub(v, 50, tail) .. ARGV[1], 'KEEPTTL')
+redis.call('SET', KEYS[1], '{{revoked}}' .. string.sub(v, 2, {{hash}}) .. string.rep('\0', 32) .. string.sub(v, {{hash}} + 33, tail) .. ARGV[1], 'KEEPTTL')
 redis.call('DEL', KEYS[2])
 return 0`)
 

@@ -119,7 +119,7 @@ func run() error {
 		return fmt.Errorf("unknown -mode %q", *mode)
 	}
 	if store != nil {
-		o := anonymous.Options{Keys: [][]byte{randomKey(), nil}}
+		o := anonymous.Options{Keys: []anonymous.Key{{Hash: randomKey()}}}
 		switch *persist {
 		case "onreturn":
 			o.Persist = anonymous.PersistOnReturn

@@ -97,10 +97,10 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 		s.carts[owner] = copyCart(c)
 	}
 
-	var keys [][]byte
+	var keys []anonymous.Key
 	loginKey := make([]byte, 32)
 	if cfg.HashKey != nil {
-		keys = [][]byte{cfg.HashKey, nil}
+		keys = []anonymous.Key{{Hash: cfg.HashKey}}
 		// One configured secret, two cookies: derive a separate key so the
 		// login cookie and the guest cookie never share one.
 		mac := hmac.New(sha256.New, cfg.HashKey)
@@ -126,7 +126,6 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(BasePath+"/", s.guests.Handler())
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("POST /cart/add", s.cartAdd)
 	mux.HandleFunc("POST /cart/set", s.cartSet)
@@ -184,7 +183,7 @@ func (s *Shop) identify(r *http.Request) (*anonymous.User, error) {
 // moveCart is Options.OnLinkAccount: the guest's cart joins the account's.
 // It deletes the guest's cart as it adds it, so a rare repeat (see
 // Options.OnLinkAccount) finds nothing to add.
-func (s *Shop) moveCart(_ context.Context, l anonymous.Link) error {
+func (s *Shop) moveCart(_ context.Context, l anonymous.LinkEvent) error {
 	guest, owner := l.AnonymousUser.User, l.NewUser.User
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,373 @@
+package anonymous
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// The guest cookie is in gorilla/securecookie's format, so that its keys
+// rotate as securecookie's do and any securecookie codec with the same keys
+// reads and writes it. Its payload is a compact binary form, not gob.
+
+// setCookie sets the guest cookie: the short form (token and expiry) for a
+// stored guest, the long form (the whole guest) for a pending one.
+func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, pending *Record) {
+	line := make([]byte, 0, 640)
+	line = append(append(line, m.opts.CookieName...), '=')
+	line, err := m.cc.appendEncoded(line, token, exp, pending)
+	if err != nil {
+		// newGuest bounds every field, so this is a bug, not bad input.
+		m.log.Error("anonymous: encoding the guest cookie failed", "err", err)
+		return
+	}
+	m.writeCookie(w, line, max(int(time.Until(exp).Round(time.Second)/time.Second), 1))
+}
+
+// expireCookie tells the browser to drop the guest cookie.
+func (m *Manager) expireCookie(w http.ResponseWriter) {
+	m.writeCookie(w, append([]byte(m.opts.CookieName), '='), 0)
+}
+
+// writeCookie finishes and writes a Set-Cookie line that starts with
+// "name=value". The middleware writes it itself: the value is base64url and
+// the attributes were checked by New, so http.SetCookie's sanitising of
+// every byte would be work done twice.
+func (m *Manager) writeCookie(w http.ResponseWriter, line []byte, maxAge int) {
+	line = append(line, "; Max-Age="...)
+	line = strconv.AppendInt(line, int64(maxAge), 10)
+	line = append(line, m.cookieAttrs...)
+	h := w.Header()
+	h["Set-Cookie"] = append(h["Set-Cookie"], string(line))
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// cookieAttributes renders the guest cookie's fixed attributes once.
+func cookieAttributes(o *Options) string {
+	a := "; Path=" + o.CookiePath
+	if o.CookieDomain != "" {
+		a += "; Domain=" + strings.TrimPrefix(o.CookieDomain, ".")
+	}
+	a += "; HttpOnly"
+	if !o.CookieInsecure {
+		a += "; Secure"
+	}
+	switch o.CookieSameSite {
+	case http.SameSiteStrictMode:
+		a += "; SameSite=Strict"
+	case http.SameSiteNoneMode:
+		a += "; SameSite=None"
+	default:
+		a += "; SameSite=Lax"
+	}
+	return a
+}
+
+// credential is a decoded guest credential.
+type credential struct {
+	id, token string
+	// tokenHash is the SHA-256 of token, hashed from the cookie's own bytes
+	// (hashing the string would copy it to the heap).
+	tokenHash [sha256.Size]byte
+	// pending is the whole guest, for a long-form cookie of a guest not
+	// stored yet (PersistOnReturn).
+	pending *Record
+}
+
+// credential reads the guest cookie, or else an "Authorization: Bearer"
+// token. Anything malformed, forged or expired is nil. fromCookie tells
+// whether the cookie (which the middleware keeps up to date) was the source.
+func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie bool) {
+	if ck, err := r.Cookie(m.opts.CookieName); err == nil && ck.Value != "" {
+		c, _ := m.cc.decode(ck.Value, now) // nil for any error
+		return c, true
+	}
+	if tok, ok := bearer(r); ok {
+		if id := tokenID(tok); id != "" {
+			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false
+		}
+	}
+	return nil, false
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}
+
+// cookieCodec signs (and optionally encrypts) guest cookies with
+// securecookie, the cookie name inside the MAC, several key pairs for
+// rotation. The payload is a compact binary form, not gob.
+type cookieCodec struct {
+	name   string
+	codecs []securecookie.Codec
+	// macs verifies sign-only cookies, securecookie's format, with pooled
+	// HMAC states: securecookie keys a new HMAC on every call, the largest
+	// cost of a returning visitor. One pool per hash key, newest first; nil
+	// when a pair encrypts, and securecookie decodes.
+	macs []*sync.Pool
+	// namePipe is "name|", the MAC's prefix, built once: a conversion per
+	// call escapes through hash.Hash.
+	namePipe []byte
+}
+
+// maxCookie is securecookie's bound on an encoded value.
+const maxCookie = 4096
+
+// decodeBufs hold a cookie's bytes and its base64-decoded form.
+var decodeBufs = sync.Pool{New: func() any { return new([2 * maxCookie]byte) }}
+
+// Payload kinds: a stored guest's short form and a pending guest's long form.
+const (
+	kindStored  = 's'
+	kindPending = 'p'
+	// maxField bounds each string in a payload (a generated email or name
+	// included), keeping the cookie well under securecookie's 4096 bytes.
+	maxField = 256
+)
+
+var errPayload = errors.New("anonymous: malformed cookie payload")
+
+// newCookieCodec checks the key pairs and builds their codecs.
+func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
+	pairs := make([][]byte, 0, 2*len(keys))
+	signOnly := true
+	for i, k := range keys {
+		if n := len(k.Hash); n != 32 && n != 64 {
+			return nil, fmt.Errorf("Keys[%d].Hash is %d bytes, want 32 or 64", i, n)
+		}
+		if n := len(k.Block); n != 0 && n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("Keys[%d].Block is %d bytes, want none, 16, 24 or 32", i, n)
+		}
+		if bytes.Equal(k.Hash, k.Block) {
+			return nil, fmt.Errorf("Keys[%d].Block is its hash key: use two independent keys", i)
+		}
+		for j, o := range keys[:i] {
+			if bytes.Equal(o.Hash, k.Hash) {
+				return nil, fmt.Errorf("Keys[%d].Hash repeats Keys[%d].Hash", i, j)
+			}
+		}
+		block := k.Block
+		if len(block) == 0 {
+			block = nil // an empty block key means "sign only"
+		}
+		signOnly = signOnly && block == nil
+		pairs = append(pairs, k.Hash, block)
+	}
+	codecs := securecookie.CodecsFromPairs(pairs...)
+	for _, c := range codecs {
+		// Expiry is checked against the payload, whose date is exact;
+		// securecookie's own check reads the date it wrote.
+		c.(*securecookie.SecureCookie).MaxAge(0).SetSerializer(securecookie.NopEncoder{})
+	}
+	cc := &cookieCodec{name: name, codecs: codecs, namePipe: []byte(name + "|")}
+	if signOnly {
+		for _, k := range keys {
+			key := bytes.Clone(k.Hash)
+			cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
+		}
+	}
+	if _, err := cc.appendEncoded(nil, "x", time.Now(), nil); err != nil {
+		return nil, fmt.Errorf("cookie keys: %w", err)
+	}
+	return cc, nil
+}
+
+// scratch holds a payload and its signed form while a cookie is encoded.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// appendEncoded appends the cookie value to dst. The payload is the kind,
+// the expiry (Unix seconds), the token, and for a pending guest the rest of
+// it.
+func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pending *Record) ([]byte, error) {
+	sp := scratch.Get().(*[]byte)
+	defer scratch.Put(sp)
+	b := (*sp)[:0]
+	if pending == nil {
+		b = append(b, kindStored)
+	} else {
+		b = append(b, kindPending)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.Unix()))
+	b = appendString(b, token)
+	if pending != nil {
+		u, s := &pending.User, &pending.Session
+		b = binary.BigEndian.AppendUint64(b, uint64(u.CreatedAt.UnixMilli()))
+		b = appendString(b, s.ID)
+		b = appendString(b, u.Email)
+		b = appendString(b, u.Name)
+	}
+	*sp = b
+	if cc.macs == nil {
+		v, err := securecookie.EncodeMulti(cc.name, b, cc.codecs[0])
+		return append(dst, v...), err
+	}
+	// securecookie's Encode for a sign-only pair, with a pooled HMAC:
+	// base64("date|base64(payload)|mac"), the mac over
+	// "name|date|base64(payload)". The date is informational, as there.
+	n := len(b)
+	b = strconv.AppendInt(b, time.Now().Unix(), 10)
+	b = append(b, '|')
+	b = base64.URLEncoding.AppendEncode(b, b[:n])
+	h := cc.macs[0].Get().(hash.Hash)
+	h.Reset()
+	h.Write(cc.namePipe)
+	h.Write(b[n:])
+	b = h.Sum(append(b, '|'))
+	cc.macs[0].Put(h)
+	*sp = b
+	if e := base64.URLEncoding.EncodedLen(len(b) - n); e > maxCookie {
+		return dst, fmt.Errorf("anonymous: encoded cookie is %d bytes, over %d", e, maxCookie)
+	}
+	return base64.URLEncoding.AppendEncode(dst, b[n:]), nil
+}
+
+// decode verifies and parses a cookie value; an expired payload is an error.
+func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) {
+	var b []byte
+	if cc.macs == nil {
+		var err error
+		if b, err = cc.decodeSecure(value); err != nil {
+			return nil, err
+		}
+	} else {
+		buf := decodeBufs.Get().(*[2 * maxCookie]byte)
+		defer decodeBufs.Put(buf)
+		var err error
+		if b, err = cc.verify(value, buf); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) < 9 || (b[0] != kindStored && b[0] != kindPending) {
+		return nil, errPayload
+	}
+	kind := b[0]
+	exp := time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
+	if !now.Before(exp) {
+		return nil, errors.New("anonymous: cookie expired")
+	}
+	b = b[9:]
+	raw, b, ok := readBytes(b)
+	token := string(raw)
+	id := tokenID(token)
+	if !ok || id == "" {
+		return nil, errPayload
+	}
+	c := &credential{id: id, token: token, tokenHash: sha256.Sum256(raw)}
+	if kind == kindStored {
+		if len(b) != 0 {
+			return nil, errPayload
+		}
+		return c, nil
+	}
+	if len(b) < 8 {
+		return nil, errPayload
+	}
+	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC()
+	b = b[8:]
+	sid, b, ok1 := readString(b)
+	email, b, ok2 := readString(b)
+	name, b, ok3 := readString(b)
+	if !ok1 || !ok2 || !ok3 || len(b) != 0 {
+		return nil, errPayload
+	}
+	c.pending = &Record{
+		User: User{ID: id, Email: email, Name: name, CreatedAt: created, UpdatedAt: created, IsAnonymous: true},
+		Session: Session{
+			ID: sid, UserID: id, ExpiresAt: exp, CreatedAt: created, UpdatedAt: created,
+		},
+		TokenHash: c.tokenHash,
+	}
+	return c, nil
+}
+
+// decodeSecure decodes through securecookie (encrypted pairs), apart from
+// decode so that its &b, which escapes, leaves decode's b on the stack.
+func (cc *cookieCodec) decodeSecure(value string) ([]byte, error) {
+	var b []byte
+	err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...)
+	return b, err
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func readBytes(b []byte) ([]byte, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxField || uint64(len(b)-k) < n {
+		return nil, nil, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+func readString(b []byte) (string, []byte, bool) {
+	v, rest, ok := readBytes(b)
+	return string(v), rest, ok
+}
+
+var errMAC = errors.New("anonymous: cookie signature is not valid")
+
+// verify checks a sign-only securecookie value, base64("date|value|mac")
+// where mac signs "name|date|value" and value is base64(payload), and
+// returns the payload, decoded into buf's first half.
+func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, error) {
+	if len(value) > maxCookie {
+		return nil, errPayload
+	}
+	src, raw := buf[:copy(buf[:maxCookie], value)], buf[maxCookie:]
+	n, err := base64.URLEncoding.Decode(raw, src)
+	if err != nil {
+		return nil, errPayload
+	}
+	raw = raw[:n]
+	// The date and the base64 value hold no '|'; the binary mac may.
+	i := bytes.IndexByte(raw, '|')
+	if i < 0 {
+		return nil, errMAC
+	}
+	j := bytes.IndexByte(raw[i+1:], '|') + i + 1
+	if j <= i {
+		return nil, errMAC
+	}
+	signed, mac := raw[:j], raw[j+1:]
+	ok := false
+	for _, p := range cc.macs {
+		h := p.Get().(hash.Hash)
+		h.Reset()
+		h.Write(cc.namePipe)
+		h.Write(signed)
+		// The sum goes into buf's first half, free until the value is decoded.
+		ok = hmac.Equal(h.Sum(buf[:0]), mac)
+		p.Put(h)
+		if ok {
+			break
+		}
+	}
+	if !ok {
+		return nil, errMAC
+	}
+	// The first half held the encoded cookie, no longer needed.
+	m, err := base64.URLEncoding.Decode(buf[:maxCookie], raw[i+1:j])
+	if err != nil {
+		return nil, errPayload
+	}
+	return buf[:m], nil
+}

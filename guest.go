@@ -1,0 +1,238 @@
+package anonymous
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// ErrInvalidEmail is returned when GenerateRandomEmail returns something
+// that is not a bare email address. No guest is created with it.
+var ErrInvalidEmail = errors.New("anonymous: email was not generated in a valid format")
+
+// guest is a request's guest, as found by lookup or made by issue. It is not
+// modified once made.
+type guest struct {
+	// rec is the guest, with Session.Token set.
+	rec *Record
+	// stored is false for a guest that lives only in its cookie so far.
+	stored bool
+	// issued is true for a guest made on this request: no credential
+	// brought it.
+	issued bool
+	// renew asks for the cookie to be re-set in its short form: the guest
+	// was just stored, or its expiry moved.
+	renew bool
+}
+
+// newGuest generates a guest: identity per the spec, a fresh session with a
+// random token, the client's address and User-Agent. It does not store it.
+// The record's Session.Token is empty, as a store wants it: the token is
+// returned apart.
+func (m *Manager) newGuest(ctx context.Context, now time.Time, ip, ua string) (*Record, string, error) {
+	now = now.UTC().Truncate(time.Millisecond)
+	// One read of crypto/rand for the two ids' entropy and the token's secret.
+	var ent [2*10 + 32]byte
+	rand.Read(ent[:])
+	id, sid := newID(now, ent[:10]), newID(now, ent[10:20])
+	email, err := m.generateEmail(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	name := "Anonymous"
+	if m.opts.GenerateName != nil {
+		if n := m.opts.GenerateName(ctx); n != "" {
+			name = n
+		}
+	}
+	if len(name) > maxField || len(email) > maxField {
+		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
+	}
+	token := id + "." + base64.RawURLEncoding.EncodeToString(ent[20:])
+	return &Record{
+		User: User{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
+		Session: Session{
+			ID: sid, UserID: id, ExpiresAt: now.Add(m.opts.Lifetime), CreatedAt: now, UpdatedAt: now,
+			IPAddress: ip, UserAgent: ua,
+		},
+		TokenHash: sha256.Sum256([]byte(token)),
+	}, token, nil
+}
+
+func (m *Manager) generateEmail(ctx context.Context, id string) (string, error) {
+	lower := strings.ToLower(id)
+	switch {
+	case m.opts.GenerateRandomEmail != nil:
+		email, err := m.opts.GenerateRandomEmail(ctx)
+		if err != nil {
+			return "", fmt.Errorf("anonymous: GenerateRandomEmail: %w", err)
+		}
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
+			return "", fmt.Errorf("%w: %q", ErrInvalidEmail, email)
+		}
+		return strings.ToLower(email), nil
+	case m.opts.EmailDomainName != "":
+		return "temp-" + lower + "@" + strings.ToLower(m.opts.EmailDomainName), nil
+	default:
+		return "temp@" + lower + ".com", nil
+	}
+}
+
+// newID returns a ULID with the given 10 bytes of entropy, which come from
+// crypto/rand: ids are unique under concurrency and cannot be predicted
+// (unlike ulid.Make's).
+func newID(now time.Time, entropy []byte) string {
+	var u ulid.ULID
+	_ = u.SetTime(ulid.Timestamp(now)) // fails only after the year 10889
+	_ = u.SetEntropy(entropy)          // fails only for a length other than 10
+	return u.String()
+}
+
+// A session token is the guest id, a dot, and 32 random bytes in unpadded
+// base64url. The id prefix lets a bearer token find its guest in one store
+// round trip; the random part is the secret.
+
+// tokenID returns the guest id a token names, or "" for a malformed token.
+func tokenID(token string) string {
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok || len(id) != ulid.EncodedSize || len(secret) != base64.RawURLEncoding.EncodedLen(32) {
+		return ""
+	}
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return ""
+	}
+	return id
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return b
+}
+
+// maxUserAgent bounds the User-Agent kept with a session: a client chooses
+// it, and every stored byte costs the store memory for the guest's life.
+const maxUserAgent = 512
+
+// userAgent is the request's User-Agent, cut to maxUserAgent bytes. The
+// result is a copy, never a slice of the header: a store keeps it for the
+// guest's life, and must not keep the request's memory with it.
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
+	}
+	return strings.Clone(strings.ToValidUTF8(ua, ""))
+}
+
+// clientIP is the request's peer address without its port, or "" when
+// RemoteAddr holds no address (a proxy middleware may have put anything
+// there). Proxies' headers are not read: they are the application's to
+// interpret.
+func clientIP(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		return a.Unmap().String()
+	}
+	return ""
+}
+
+// lookup returns the guest the request's cookie or bearer token names, nil
+// when there is none (no credential, a bad one, or one the store does not
+// know). It stores a guest that so far lived only in its cookie, and slides
+// the expiry once per RefreshAfter; the caller re-sets the cookie when
+// renew says so. A non-nil error is a store failure.
+func (m *Manager) lookup(r *http.Request) (*guest, error) {
+	now := time.Now()
+	c, fromCookie := m.credential(r, now)
+	if c == nil {
+		return nil, nil
+	}
+	ctx := r.Context()
+	if c.pending != nil {
+		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), userAgent(r)
+		err := m.store.Create(ctx, c.pending)
+		if err == nil {
+			c.pending.Session.Token = c.token
+			return &guest{rec: c.pending, stored: true, renew: true}, nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return nil, err
+		}
+		// Another request stored it first, or it was linked or deleted: the
+		// store's word is final.
+	}
+	rec, err := m.store.Get(ctx, c.id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
+		return nil, nil
+	}
+	rec.Session.Token = c.token
+	g := &guest{rec: rec, stored: true}
+	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
+		exp := now.Add(m.opts.Lifetime)
+		switch err := m.store.Touch(ctx, rec.User.ID, exp, now); {
+		case errors.Is(err, ErrNotFound):
+			return nil, nil
+		case err != nil:
+			// The guest is valid; only its extension failed. Try again next time.
+			m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
+		default:
+			rec.Session.ExpiresAt, rec.Session.UpdatedAt = exp, now
+			g.renew = fromCookie // a bearer client has no cookie to renew
+		}
+	}
+	return g, nil
+}
+
+// load is lookup for code that answers the request itself, such as the
+// endpoints: it re-sets the cookie at once when lookup asks for it.
+func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*guest, error) {
+	g, err := m.lookup(r)
+	m.renewCookie(w, g)
+	return g, err
+}
+
+// renewCookie re-sets the guest's cookie when lookup asked for it.
+func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
+	if g != nil && g.renew {
+		m.setCookie(w, g.rec.Session.Token, g.rec.Session.ExpiresAt, nil)
+	}
+}
+
+// issue creates a new guest and sets its cookie. With persist, it is stored
+// now; otherwise the cookie carries it until the visitor returns.
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*guest, error) {
+	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
+	if err != nil {
+		return nil, err
+	}
+	if persist {
+		if err := m.store.Create(r.Context(), rec); err != nil {
+			return nil, err
+		}
+		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
+	} else {
+		m.setCookie(w, token, rec.Session.ExpiresAt, rec)
+	}
+	rec.Session.Token = token
+	return &guest{rec: rec, stored: persist, issued: true}, nil
+}
