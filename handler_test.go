@@ -1,6 +1,7 @@
 package anonymous_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -765,10 +766,20 @@ func TestHandlerBadTrustedOrigin(t *testing.T) {
 // Behind the middleware, as a browser sees it: the middleware issues no
 // guest under BasePath, so the client's first get-session is null and its
 // sign-in succeeds, as with Better Auth; the page then sees that guest.
+// The middleware serves the endpoints itself: mounting Handler, at the right
+// path or a wrong one, or not at all, changes nothing.
 func TestHandlerBehindMiddleware(t *testing.T) {
+	for _, mount := range []string{"", "/api/auth/", "/auth/"} {
+		t.Run("mounted at "+cmp.Or(mount, "nothing"), func(t *testing.T) { testBehindMiddleware(t, mount) })
+	}
+}
+
+func testBehindMiddleware(t *testing.T, mount string) {
 	h := newAPIHarness(t, anonymous.Options{})
 	mux := http.NewServeMux()
-	mux.Handle("/api/auth/", h.m.Handler())
+	if mount != "" {
+		mux.Handle(mount, h.m.Handler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if u := anonymous.UserFrom(r.Context()); u != nil {
 			io.WriteString(w, u.ID)
@@ -827,6 +838,23 @@ func TestHandlerBehindMiddleware(t *testing.T) {
 	}
 	if code, body := get("GET", apiSession); code != 200 || body != "null" {
 		t.Errorf("get-session after delete = %d %s, want 200 null", code, body)
+	}
+}
+
+// A path that only decodes to an endpoint's is the application's: the
+// middleware gives it a guest like any other request, with Vary: Cookie.
+func TestEncodedEndpointPathIsAnOrdinaryRequest(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	var seen *anonymous.User
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = anonymous.UserFrom(r.Context()) })
+	r := httptest.NewRequest("GET", "https://"+apiHost+"/api/auth%2Fget-session", nil)
+	w := httptest.NewRecorder()
+	h.m.Middleware(app).ServeHTTP(w, r)
+	if seen == nil || !seen.IsAnonymous {
+		t.Fatalf("the application saw user %v, want a guest", seen)
+	}
+	if w.Header().Get("Content-Type") == "application/json" || !slices.Contains(w.Header().Values("Vary"), "Cookie") {
+		t.Errorf("answered by the endpoints, or without Vary: Cookie: %v", w.Header())
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
 )
 
 // carts is an application's data keyed by user id, moved by OnLinkAccount.
@@ -505,5 +506,51 @@ func TestLinkAfterMiddlewareLinkReportsIt(t *testing.T) {
 	}
 	if _, err := f.store.Store.Get(context.Background(), g.ID); !errors.Is(err, anonymous.ErrNotFound) {
 		t.Errorf("guest not linked: %v", err)
+	}
+}
+
+// Two Managers in one handler chain each find their own guest: the outer
+// one's Link links the outer guest, and UserFrom sees the innermost.
+func TestTwoManagersInOneChain(t *testing.T) {
+	linked := map[string]string{} // manager name -> guest id its callback saw
+	mk := func(name string) *anonymous.Manager {
+		ms := memstore.New()
+		t.Cleanup(func() { ms.Close() })
+		m, err := anonymous.New(ms, anonymous.Options{
+			Keys: []anonymous.Key{{Hash: hashKey1}}, CookieName: name, Persist: anonymous.PersistOnIssue,
+			BasePath: "/" + name,
+			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+				linked[name] = ev.AnonymousUser.User.ID
+				return nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	outer, inner := mk("outer"), mk("inner")
+	var innerSeen string
+	h := outer.Middleware(inner.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		innerSeen = anonymous.UserFrom(r.Context()).ID
+		if r.URL.Path == "/login" {
+			if err := outer.Link(w, r, &anonymous.User{ID: "alice"}); err != nil {
+				t.Errorf("outer Link: %v", err)
+			}
+		}
+	})))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	r := httptest.NewRequest("POST", "/login", nil)
+	for _, c := range w.Result().Cookies() {
+		r.AddCookie(c)
+	}
+	firstInner := innerSeen
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if innerSeen != firstInner {
+		t.Errorf("UserFrom saw %q on return, want the inner guest %q", innerSeen, firstInner)
+	}
+	if linked["inner"] != "" || linked["outer"] == "" || linked["outer"] == firstInner {
+		t.Errorf("callbacks saw %v; want only the outer manager's, with the outer guest (inner guest %s)", linked, firstInner)
 	}
 }

@@ -607,6 +607,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	cases := map[string]anonymous.Options{
 		"short hash key":     {Keys: []anonymous.Key{{Hash: []byte("short")}}},
 		"bad block key":      {Keys: []anonymous.Key{{Hash: hashKey1, Block: []byte("seventeen bytes!!")}}},
+		"no hash key":        {Keys: []anonymous.Key{{Block: []byte("0123456789abcdef")}}},
+		"block is hash":      {Keys: []anonymous.Key{{Hash: hashKey1, Block: hashKey1}}},
+		"repeated hash key":  {Keys: []anonymous.Key{{Hash: hashKey1}, {Hash: hashKey2}, {Hash: hashKey1}}},
 		"negative lifetime":  {Lifetime: -time.Hour},
 		"negative refresh":   {RefreshAfter: -time.Hour},
 		"tiny lifetime":      {Lifetime: time.Millisecond},
