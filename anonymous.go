@@ -175,6 +175,10 @@ type LinkEvent struct {
 	NewUser       Account
 }
 
+// DefaultCookieName is the guest cookie's name when Options.CookieName is
+// empty and the cookie is Secure, host-only and at Path "/".
+const DefaultCookieName = "__Host-anonymous_guest"
+
 // Key is one cookie key pair.
 type Key struct {
 	// Hash signs cookies with HMAC-SHA256: 32 or 64 random bytes.
@@ -221,7 +225,12 @@ type Options struct {
 	// visitor is a guest; link with Manager.Link).
 	Identify func(r *http.Request) (*User, error)
 
-	// CookieName is the guest cookie's name. Default: "anonymous_guest".
+	// CookieName is the guest cookie's name. Default: DefaultCookieName
+	// ("__Host-anonymous_guest") for a Secure, host-only cookie with Path
+	// "/", which no other host of the domain can set or shadow; otherwise
+	// "anonymous_guest". Set it to "anonymous_guest" to keep the cookies
+	// issued before the prefix became the default. A "__Host-" or
+	// "__Secure-" name must meet its prefix's rules.
 	CookieName string
 	// CookieDomain is the cookie's Domain attribute. Default: empty (host-only).
 	CookieDomain string
@@ -250,6 +259,12 @@ type Options struct {
 	RefreshAfter time.Duration
 	// Persist chooses when a new guest is written. Default: PersistOnReturn.
 	Persist Persist
+	// FirstVisitWindow is how long a first visit's cookie, which carries a
+	// guest not stored yet (PersistOnReturn), can store it: a visitor who
+	// returns later gets a new guest. The cookie is single-use: storing the
+	// guest gives it a new token, so a copy of the cookie planted in another
+	// browser stops working. Default: 1 hour (capped at Lifetime).
+	FirstVisitWindow time.Duration
 	// OnStoreError chooses what happens when the store fails. Default:
 	// FailOpen.
 	OnStoreError StoreErrorPolicy
@@ -286,6 +301,9 @@ type Manager struct {
 	api         *api // the JSON endpoints, built once by New
 }
 
+// CookieName returns the guest cookie's name (see Options.CookieName).
+func (m *Manager) CookieName() string { return m.opts.CookieName }
+
 // New checks opts, fills in defaults and returns a Manager on store. It
 // reports every configuration error now rather than on the first request.
 func New(store Store, opts Options) (*Manager, error) {
@@ -310,8 +328,8 @@ func New(store Store, opts Options) (*Manager, error) {
 // parseOptions fills in opts' defaults and checks every field but the keys,
 // which newCookieCodec checks.
 func parseOptions(o Options) (Options, error) {
-	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 {
-		return o, errors.New("negative Lifetime, RefreshAfter or LinkLease")
+	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 {
+		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease or FirstVisitWindow")
 	}
 	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
 	if o.Lifetime < time.Second {
@@ -319,14 +337,20 @@ func parseOptions(o Options) (Options, error) {
 	}
 	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
 	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)
+	o.FirstVisitWindow = min(cmp.Or(o.FirstVisitWindow, time.Hour), o.Lifetime)
 	if o.Persist != PersistOnReturn && o.Persist != PersistOnIssue {
 		return o, fmt.Errorf("unknown Persist %d", o.Persist)
 	}
 	if o.OnStoreError != FailOpen && o.OnStoreError != FailClosed {
 		return o, fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
 	}
-	o.CookieName = cmp.Or(o.CookieName, "anonymous_guest")
 	o.CookiePath = cmp.Or(o.CookiePath, "/")
+	if o.CookieName == "" {
+		o.CookieName = "anonymous_guest"
+		if !o.CookieInsecure && o.CookieDomain == "" && o.CookiePath == "/" {
+			o.CookieName = DefaultCookieName
+		}
+	}
 	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
 	if err := validCookie(&o); err != nil {
 		return o, err
@@ -365,6 +389,12 @@ func validCookie(o *Options) error {
 	}
 	if o.CookieSameSite == http.SameSiteNoneMode && o.CookieInsecure {
 		return errors.New("SameSite=None cookies must be Secure")
+	}
+	if (strings.HasPrefix(o.CookieName, "__Secure-") || strings.HasPrefix(o.CookieName, "__Host-")) && o.CookieInsecure {
+		return fmt.Errorf("cookie %q must be Secure", o.CookieName)
+	}
+	if strings.HasPrefix(o.CookieName, "__Host-") && (o.CookieDomain != "" || o.CookiePath != "/") {
+		return fmt.Errorf("cookie %q must have no Domain and Path /", o.CookieName)
 	}
 	return nil
 }

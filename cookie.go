@@ -51,7 +51,25 @@ func (m *Manager) writeCookie(w http.ResponseWriter, line []byte, maxAge int) {
 	line = append(line, m.cookieAttrs...)
 	h := w.Header()
 	h["Set-Cookie"] = append(h["Set-Cookie"], string(line))
-	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+	noCacheSetCookie(h)
+}
+
+// noCacheSetCookie keeps caches from storing the Set-Cookie header, without
+// weakening a Cache-Control already set: no-store, private or a bare
+// no-cache are stronger and are left alone; other directives keep theirs.
+func noCacheSetCookie(h http.Header) {
+	cc := h.Get("Cache-Control")
+	if cc == "" {
+		h["Cache-Control"] = []string{`no-cache="Set-Cookie"`}
+		return
+	}
+	for d := range strings.SplitSeq(cc, ",") {
+		switch strings.ToLower(strings.TrimSpace(d)) {
+		case "no-store", "private", "no-cache", `no-cache="set-cookie"`:
+			return
+		}
+	}
+	h.Set("Cache-Control", cc+`, no-cache="Set-Cookie"`)
 }
 
 // cookieAttributes renders the guest cookie's fixed attributes once.
@@ -86,20 +104,32 @@ type credential struct {
 	pending *Record
 }
 
+// maxCookies bounds how many guest cookies of one request are checked: each
+// costs an HMAC.
+const maxCookies = 4
+
 // credential reads the guest cookie, or else an "Authorization: Bearer"
-// token. Anything malformed, forged or expired is nil. fromCookie tells
-// whether the cookie (which the middleware keeps up to date) was the source.
-func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie bool) {
-	if ck, err := r.Cookie(m.opts.CookieName); err == nil && ck.Value != "" {
-		c, _ := m.cc.decode(ck.Value, now) // nil for any error
-		return c, true
+// token. Anything malformed, forged or expired is nil. Of several cookies
+// with the guest cookie's name, the first that verifies counts, so that a
+// cookie another site of the domain tossed in cannot hide the real one.
+// fromCookie tells whether a cookie (which the middleware keeps up to date)
+// was the source; hadCookie whether the request sent a guest cookie at all.
+func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, hadCookie bool) {
+	for i, ck := range r.CookiesNamed(m.opts.CookieName) {
+		if i == maxCookies {
+			break
+		}
+		hadCookie = true
+		if c, _ := m.cc.decode(ck.Value, now); c != nil { // nil for any error
+			return c, true, true
+		}
 	}
 	if tok, ok := bearer(r); ok {
 		if id := tokenID(tok); id != "" {
-			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false
+			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false, hadCookie
 		}
 	}
-	return nil, false
+	return nil, false, hadCookie
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -299,7 +329,15 @@ func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) 
 
 // decodeSecure decodes through securecookie (encrypted pairs), apart from
 // decode so that its &b, which escapes, leaves decode's b on the stack.
+// securecookie's base64 is lenient; the outer layer is checked strictly
+// first (the MAC covers the inner one).
 func (cc *cookieCodec) decodeSecure(value string) ([]byte, error) {
+	if len(value) > maxCookie {
+		return nil, errPayload
+	}
+	if _, err := strictURL.DecodeString(value); err != nil {
+		return nil, errPayload
+	}
 	var b []byte
 	err := securecookie.DecodeMulti(cc.name, value, &b, cc.codecs...)
 	return b, err
@@ -325,6 +363,10 @@ func readString(b []byte) (string, []byte, bool) {
 
 var errMAC = errors.New("anonymous: cookie signature is not valid")
 
+// strictURL decodes base64url only in its canonical form: a value with other
+// padding bits is another spelling of the same cookie, and is refused.
+var strictURL = base64.URLEncoding.Strict()
+
 // verify checks a sign-only securecookie value, base64("date|value|mac")
 // where mac signs "name|date|value" and value is base64(payload), and
 // returns the payload, decoded into buf's first half.
@@ -333,7 +375,7 @@ func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, e
 		return nil, errPayload
 	}
 	src, raw := buf[:copy(buf[:maxCookie], value)], buf[maxCookie:]
-	n, err := base64.URLEncoding.Decode(raw, src)
+	n, err := strictURL.Decode(raw, src)
 	if err != nil {
 		return nil, errPayload
 	}
@@ -365,7 +407,7 @@ func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, e
 		return nil, errMAC
 	}
 	// The first half held the encoded cookie, no longer needed.
-	m, err := base64.URLEncoding.Decode(buf[:maxCookie], raw[i+1:j])
+	m, err := strictURL.Decode(buf[:maxCookie], raw[i+1:j])
 	if err != nil {
 		return nil, errPayload
 	}

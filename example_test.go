@@ -37,7 +37,7 @@ func Example() {
 	w := httptest.NewRecorder()
 	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	fmt.Print(w.Body)
-	fmt.Println(strings.HasPrefix(w.Header().Get("Set-Cookie"), "anonymous_guest="))
+	fmt.Println(strings.HasPrefix(w.Header().Get("Set-Cookie"), anonymous.DefaultCookieName+"="))
 	// Output:
 	// Hello, Anonymous! (guest: true)
 	// true

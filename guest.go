@@ -24,12 +24,10 @@ var ErrInvalidEmail = errors.New("anonymous: email was not generated in a valid 
 // guest is a request's guest, as found by lookup or made by issue. It is not
 // modified once made.
 type guest struct {
-	// rec is the guest, with Session.Token set.
+	// rec is the guest, with Session.Token set; nil for held.
 	rec *Record
-	// stored is false for a guest that lives only in its cookie so far.
-	stored bool
 	// issued is true for a guest made on this request: no credential
-	// brought it.
+	// brought it. Under PersistOnReturn, it is not stored yet.
 	issued bool
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
@@ -103,6 +101,11 @@ func newID(now time.Time, entropy []byte) string {
 // base64url. The id prefix lets a bearer token find its guest in one store
 // round trip; the random part is the secret.
 
+// newToken returns a fresh token for guest id.
+func newToken(id string) string {
+	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
+}
+
 // tokenID returns the guest id a token names, or "" for a malformed token.
 func tokenID(token string) string {
 	id, secret, ok := strings.Cut(token, ".")
@@ -150,30 +153,57 @@ func clientIP(r *http.Request) string {
 	return ""
 }
 
+// siblingWindow is how long after a first-visit cookie stored its guest
+// other copies of that cookie are taken for the storing request's
+// siblings (a page's concurrent requests) rather than for a planted copy.
+const siblingWindow = 10 * time.Second
+
+// held is what lookup returns for a first-visit cookie whose guest another
+// request has just stored with a new token: the request is served without
+// a guest and without a cookie, and the storing request's answer carries the
+// guest's cookie.
+var held = &guest{}
+
 // lookup returns the guest the request's cookie or bearer token names, nil
 // when there is none (no credential, a bad one, or one the store does not
-// know). It stores a guest that so far lived only in its cookie, and slides
-// the expiry once per RefreshAfter; the caller re-sets the cookie when
-// renew says so. A non-nil error is a store failure.
+// know), or held. It stores a guest that so far lived only in its
+// first-visit cookie, under a new token, and slides the expiry once per
+// RefreshAfter; the caller re-sets the cookie when renew says so. A non-nil
+// error is a store failure.
 func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	now := time.Now()
-	c, fromCookie := m.credential(r, now)
+	c, fromCookie, _ := m.credential(r, now)
 	if c == nil {
 		return nil, nil
 	}
 	ctx := r.Context()
-	if c.pending != nil {
-		c.pending.Session.IPAddress, c.pending.Session.UserAgent = clientIP(r), userAgent(r)
-		err := m.store.Create(ctx, c.pending)
+	if p := c.pending; p != nil {
+		// The first-visit cookie is single-use: the stored guest gets a new
+		// token, so that a copy planted in another browser stops working.
+		token := newToken(p.User.ID)
+		p.TokenHash = sha256.Sum256([]byte(token))
+		p.Session.ExpiresAt = now.Add(m.opts.Lifetime)
+		p.Session.UpdatedAt = now
+		p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
+		err := m.store.Create(ctx, p)
 		if err == nil {
-			c.pending.Session.Token = c.token
-			return &guest{rec: c.pending, stored: true, renew: true}, nil
+			p.Session.Token = token
+			return &guest{rec: p, renew: true}, nil
 		}
 		if !errors.Is(err, ErrExists) {
 			return nil, err
 		}
-		// Another request stored it first, or it was linked or deleted: the
-		// store's word is final.
+		// Stored already: by a sibling request moments ago, or long ago by a
+		// copy of this cookie; or it was linked or deleted.
+		switch rec, err := m.store.Get(ctx, c.id); {
+		case errors.Is(err, ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		case now.Sub(rec.Session.UpdatedAt) < siblingWindow:
+			return held, nil
+		}
+		return nil, nil
 	}
 	rec, err := m.store.Get(ctx, c.id)
 	switch {
@@ -186,7 +216,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		return nil, nil
 	}
 	rec.Session.Token = c.token
-	g := &guest{rec: rec, stored: true}
+	g := &guest{rec: rec}
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
 		exp := now.Add(m.opts.Lifetime)
 		switch err := m.store.Touch(ctx, rec.User.ID, exp, now); {
@@ -219,7 +249,8 @@ func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
 }
 
 // issue creates a new guest and sets its cookie. With persist, it is stored
-// now; otherwise the cookie carries it until the visitor returns.
+// now; otherwise the cookie carries it until the visitor returns, for at
+// most FirstVisitWindow.
 func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*guest, error) {
 	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
 	if err != nil {
@@ -231,8 +262,8 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*
 		}
 		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
 	} else {
-		m.setCookie(w, token, rec.Session.ExpiresAt, rec)
+		m.setCookie(w, token, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
 	}
 	rec.Session.Token = token
-	return &guest{rec: rec, stored: persist, issued: true}, nil
+	return &guest{rec: rec, issued: true}, nil
 }

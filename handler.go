@@ -110,8 +110,8 @@ func (a *api) serves(r *http.Request) bool {
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every answer depends on the request's credentials.
-	w.Header().Add("Vary", "Cookie")
-	w.Header().Add("Vary", "Authorization")
+	h := w.Header()
+	h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 	rt, ok := a.routes[r.URL.EscapedPath()]
 	if !ok {
 		writeError(w, errNotFound)
@@ -188,12 +188,9 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteAnonymousUser deletes the request's guest and its session, and
-// expires its cookie.
+// expires its cookie. Its checks come in Better Auth's order: a session (a
+// guest or a real user), then DisableDeleteAnonymousUser, then anonymity.
 func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
-	if m.opts.DisableDeleteAnonymousUser {
-		writeError(w, errDeleteDisabled)
-		return
-	}
 	ctx := r.Context()
 	real, err := m.realUser(r)
 	if err != nil {
@@ -201,18 +198,25 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errFailedToDelete)
 		return
 	}
+	var g *guest
+	if real == nil {
+		if g, err = m.lookup(r); err != nil { // no cookie renewal: it is expired below
+			m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
+			writeError(w, errFailedToDelete)
+			return
+		}
+		if g == nil || g == held {
+			m.expireDeadCookie(w, r, g)
+			writeError(w, errUnauthorized)
+			return
+		}
+	}
+	if m.opts.DisableDeleteAnonymousUser {
+		writeError(w, errDeleteDisabled)
+		return
+	}
 	if real != nil {
 		writeError(w, errNotAnonymous)
-		return
-	}
-	g, err := m.lookup(r) // no cookie renewal: it is expired below
-	if err != nil {
-		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
-		writeError(w, errFailedToDelete)
-		return
-	}
-	if g == nil {
-		writeError(w, errUnauthorized)
 		return
 	}
 	// The visitor asked for it: finish even if the client goes away.
@@ -235,7 +239,8 @@ func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errFailedToGetSession)
 		return
 	}
-	if g == nil {
+	if g == nil || g == held {
+		m.expireDeadCookie(w, r, g)
 		writeJSON(w, http.StatusOK, nil)
 		return
 	}
@@ -243,6 +248,16 @@ func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
 		Session *Session `json:"session"`
 		User    *User    `json:"user"`
 	}{&g.rec.Session, &g.rec.User})
+}
+
+// expireDeadCookie expires the guest cookie of a request that lookup found
+// no guest for, as Better Auth does, so that a client without a browser does
+// not carry a dead cookie for the rest of its life. A held guest's cookie
+// is alive.
+func (m *Manager) expireDeadCookie(w http.ResponseWriter, r *http.Request, g *guest) {
+	if g == nil && len(r.CookiesNamed(m.opts.CookieName)) > 0 {
+		m.expireCookie(w)
+	}
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }

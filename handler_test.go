@@ -29,7 +29,7 @@ const (
 	apiSignIn   = "/api/auth/sign-in/anonymous"
 	apiDelete   = "/api/auth/delete-anonymous-user"
 	apiSession  = "/api/auth/get-session"
-	apiCookie   = "anonymous_guest"
+	apiCookie   = anonymous.DefaultCookieName
 	apiHost     = "shop.example"
 	apiRealUser = "X-Test-Real-User"
 	apiIdentErr = "X-Test-Identify-Error"
@@ -483,19 +483,22 @@ func TestHandlerDeleteErrors(t *testing.T) {
 	})
 }
 
-func TestHandlerDeleteDisabledIsCheckedFirst(t *testing.T) {
+// delete-anonymous-user checks in Better Auth's order: a session first
+// (401), then the disable flag (400), then anonymity (403).
+func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
 	h := newAPIHarness(t, anonymous.Options{DisableDeleteAnonymousUser: true})
 	c, _, id := h.signIn()
-	for name, opts := range map[string][]reqOpt{
-		"guest":     {withCookie(c)},
-		"no guest":  nil,
-		"real user": {withHeader(apiRealUser, "u1")},
+	for name, tc := range map[string]struct {
+		opts          []reqOpt
+		status        int
+		code, message string
+	}{
+		"no session": {nil, 401, "UNAUTHORIZED", "Unauthorized"},
+		"guest":      {[]reqOpt{withCookie(c)}, 400, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled"},
+		"real user":  {[]reqOpt{withHeader(apiRealUser, "u1")}, 400, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			h.store.setFail("Get") // not even the store is asked
-			defer h.store.setFail()
-			res := h.do("POST", apiDelete, opts...)
-			wantError(t, res, 400, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled")
+			wantError(t, h.do("POST", apiDelete, tc.opts...), tc.status, tc.code, tc.message)
 		})
 	}
 	if _, err := h.store.Get(context.Background(), id); err != nil {
@@ -905,5 +908,42 @@ func TestHandlerGetSessionStoresPendingGuest(t *testing.T) {
 	}
 	if short := resCookie(t, res); short.Value == pending.Value {
 		t.Error("cookie not re-set to its stored form")
+	}
+}
+
+// Every endpoint answer varies on the credentials it reads.
+func TestHandlerVary(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	_, tok, _ := h.signIn()
+	for _, res := range []*http.Response{h.do("GET", apiSession, withBearer(tok)), h.do("POST", apiSignIn), h.do("GET", "/api/auth/nope")} {
+		if got := res.Header.Values("Vary"); !slices.Contains(got, "Cookie") || !slices.Contains(got, "Authorization") {
+			t.Errorf("%s: Vary %q, want Cookie and Authorization", res.Request.URL.Path, got)
+		}
+	}
+}
+
+// get-session and delete-anonymous-user expire the cookie of a guest that
+// no longer exists, as Better Auth does.
+func TestHandlerExpiresDeadCookie(t *testing.T) {
+	h := newAPIHarness(t, anonymous.Options{})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{{"GET", apiSession, 200}, {"POST", apiDelete, 401}} {
+		c, _, id := h.signIn()
+		if err := h.ms.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		res := h.do(tc.method, tc.path, withCookie(c))
+		if res.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.path, res.StatusCode, tc.status)
+		}
+		if got := resCookie(t, res); got.MaxAge >= 0 {
+			t.Errorf("%s: cookie %+v, want it expired", tc.path, got)
+		}
+		// A request without a cookie gets no Set-Cookie.
+		if res := h.do(tc.method, tc.path); setsCookie(res) {
+			t.Errorf("%s without a cookie set one", tc.path)
+		}
 	}
 }

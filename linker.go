@@ -32,7 +32,7 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 		m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", err)
 		return st
 	}
-	if g == nil {
+	if g == nil || g == held {
 		return st
 	}
 	if st.linkErr = m.link(w, r, g, real); st.linkErr != nil {
@@ -82,13 +82,14 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 			return err
 		}
 	}
-	if g == nil || g.issued {
+	if g == nil || g == held || g.issued {
 		return nil
 	}
 	return m.link(w, r, g, newUser)
 }
 
-// link runs the exactly-once link of guest g to newUser.
+// link runs the exactly-once link of guest g, which lookup found stored, to
+// newUser.
 func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
 	rec := g.rec
 	if newUser.IsAnonymous || newUser.ID == rec.User.ID {
@@ -97,15 +98,6 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 	// The store work after the claim must finish even if the client goes.
 	ctx := context.WithoutCancel(r.Context())
 	id := rec.User.ID
-	if !g.stored {
-		// A guest that lived only in its cookie: store it, so that the claim
-		// below decides between concurrent links like for any other guest.
-		c := *rec
-		c.Session.Token = ""
-		if err := m.store.Create(ctx, &c); err != nil && !errors.Is(err, ErrExists) {
-			return fmt.Errorf("anonymous: storing guest %s before linking: %w", id, err)
-		}
-	}
 	owner := hex.EncodeToString(randomBytes(16))
 	// The lease is counted from before the claim's round trip, and the
 	// callback's deadline from the same instant, a fifth of the lease

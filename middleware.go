@@ -26,7 +26,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Add("Vary", "Cookie")
+		h := w.Header()
+		h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 		real, err := m.realUser(r)
 		if err != nil {
 			// The application's own auth failed: neither link nor issue.
@@ -44,6 +45,10 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			m.storeFailed(w, r, next, err)
+			return
+		}
+		if g == held {
+			next.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, m.withState(r, &reqState{user: &g.rec.User, guest: g}))

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,7 +167,7 @@ func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseR
 func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 	t.Helper()
 	for _, c := range w.Result().Cookies() {
-		if c.Name == "anonymous_guest" {
+		if c.Name == anonymous.DefaultCookieName || c.Name == "anonymous_guest" {
 			return c
 		}
 	}
@@ -192,10 +193,11 @@ func TestFirstVisitIssuesSecureCookie(t *testing.T) {
 	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
 		t.Errorf("cookie attributes: %+v", c)
 	}
-	if want := int((30 * 24 * time.Hour).Seconds()); c.MaxAge != want {
-		t.Errorf("Max-Age %d, want %d", c.MaxAge, want)
+	// A first visit's cookie lives for FirstVisitWindow (1 hour).
+	if c.MaxAge != 3600 {
+		t.Errorf("Max-Age %d, want 3600", c.MaxAge)
 	}
-	if got := w.Header().Get("Vary"); got != "Cookie" {
+	if got := w.Header().Values("Vary"); !slices.Equal(got, []string{"Cookie", "Authorization"}) {
 		t.Errorf("Vary %q", got)
 	}
 	if got := w.Header().Get("Cache-Control"); got != `no-cache="Set-Cookie"` {
@@ -209,7 +211,7 @@ func TestReturningVisitorKeepsGuest(t *testing.T) {
 	defer srv.Close()
 	client := srv.Client()
 	client.Jar, _ = cookiejar.New(nil)
-	var first seen
+	var first, stored seen
 	for i := range 5 {
 		resp, err := client.Get(srv.URL)
 		if err != nil {
@@ -220,10 +222,16 @@ func TestReturningVisitorKeepsGuest(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if i == 0 {
+		switch i {
+		case 0:
 			first = s
+		case 1:
+			stored = s // storing the guest gave it a new token
+			if s.Token == first.Token {
+				t.Errorf("the stored guest kept its first-visit token")
+			}
 		}
-		if s.ID != first.ID || s.ID == "" || s.Name != first.Name || s.Token != first.Token {
+		if s.ID != first.ID || s.ID == "" || s.Name != first.Name || (i > 0 && s.Token != stored.Token) {
 			t.Fatalf("request %d saw %+v, want guest %+v", i, s, first)
 		}
 		// Only the first two responses set a cookie: the issue, then the
@@ -283,7 +291,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
 			before := f.store.creates.Load()
-			w, s := f.do(t, &http.Cookie{Name: "anonymous_guest", Value: value})
+			w, s := f.do(t, &http.Cookie{Name: anonymous.DefaultCookieName, Value: value})
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d", w.Code)
 			}
@@ -400,11 +408,56 @@ func TestPersistOnReturn(t *testing.T) {
 	if short == nil || len(short.Value) >= len(long.Value) {
 		t.Fatal("the cookie was not re-set to its shorter stored form")
 	}
-	// Two tabs returning with the same pending cookie agree on one guest.
-	_, third := f.do(t, long)
-	if third.ID != first.ID {
-		t.Errorf("replayed pending cookie gave %q", third.ID)
+	// A sibling request with the same first-visit cookie, moments later, is
+	// served without a guest and sets no cookie: the first answer carries
+	// the guest's.
+	w, third := f.do(t, long)
+	if third.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
+		t.Errorf("a sibling with the used first-visit cookie saw %q, Set-Cookie %q", third.ID, w.Header()["Set-Cookie"])
 	}
+	if _, again := f.do(t, short); again.ID != first.ID {
+		t.Errorf("the stored guest's cookie then gave %q", again.ID)
+	}
+}
+
+// A first-visit cookie planted in a victim's browser (session fixation) is
+// single-use: once either browser stored the guest, the other copy gets a
+// guest of its own, and cannot read the victim's.
+func TestPlantedFirstVisitCookie(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, anonymous.Options{})
+		w, _ := f.do(t)
+		planted := guestCookie(t, w)
+		w, victim := f.do(t, planted) // the victim's browser stores it
+		short := guestCookie(t, w)
+		time.Sleep(time.Minute)
+		_, attacker := f.do(t, planted)
+		if attacker.ID == "" || attacker.ID == victim.ID {
+			t.Fatalf("the attacker's copy saw %q, want a guest of its own (victim %q)", attacker.ID, victim.ID)
+		}
+		if _, s := f.do(t, short); s.ID != victim.ID {
+			t.Errorf("the victim lost its guest: saw %q", s.ID)
+		}
+	})
+}
+
+// A first-visit cookie stores its guest only within FirstVisitWindow.
+func TestFirstVisitWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, anonymous.Options{FirstVisitWindow: 2 * time.Hour})
+		w, first := f.do(t)
+		c := guestCookie(t, w)
+		if c.MaxAge != 7200 {
+			t.Errorf("first-visit cookie Max-Age %d, want 7200", c.MaxAge)
+		}
+		time.Sleep(2*time.Hour + time.Second)
+		if _, s := f.do(t, c); s.ID == first.ID || s.ID == "" {
+			t.Errorf("a first-visit cookie past its window saw %q, want a new guest", s.ID)
+		}
+		if n := f.store.creates.Load(); n != 0 {
+			t.Errorf("%d creates, want none: the new guest waits for its own return", n)
+		}
+	})
 }
 
 func TestPersistOnIssue(t *testing.T) {

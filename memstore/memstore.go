@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -83,6 +84,16 @@ type entry struct {
 	// owner holds the link lease until until; empty when nobody does.
 	owner string
 	until time.Time
+}
+
+// own makes rec's strings the store's own copies: a string the caller hands
+// over may be a slice of a request's memory (a header, a body), which the
+// store would otherwise keep alive for the guest's whole life.
+func own(rec *anonymous.Record) {
+	u, ss := &rec.User, &rec.Session
+	for _, p := range []*string{&u.ID, &u.Email, &u.Name, &ss.ID, &ss.UserID, &ss.IPAddress, &ss.UserAgent, &rec.LinkedTo} {
+		*p = strings.Clone(*p)
+	}
 }
 
 // wall strips t's monotonic clock reading: expiries and leases are dates,
@@ -211,6 +222,7 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	}
 	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
 	e.rec.Session.Token = "" // stores never hold the token in plaintext
+	own(&e.rec)
 	now := time.Now()
 	sh := s.shard(rec.User.ID)
 	sh.mu.Lock()
@@ -346,7 +358,7 @@ func (s *Store) Revoke(ctx context.Context, id, linkedTo string) error {
 	}
 	e.revoked = true
 	clear(e.rec.TokenHash[:])
-	e.rec.LinkedTo = linkedTo
+	e.rec.LinkedTo = strings.Clone(linkedTo)
 	e.owner, e.until = "", time.Time{}
 	return nil
 }

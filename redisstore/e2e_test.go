@@ -329,3 +329,31 @@ func TestDeadlineOnDeadRedis(t *testing.T) {
 		t.Errorf("Get after Redis came back: %v", err)
 	}
 }
+
+// What a client controls is bounded in Redis too: a 100 KB User-Agent and a
+// RemoteAddr holding a 100 KB header (as a proxy middleware may copy
+// X-Forwarded-For into it) store a record of a few hundred bytes.
+func TestClientInputIsBoundedInRedis(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	h := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue}).Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		id = anonymous.UserFrom(r.Context()).ID
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", strings.Repeat("u", 100<<10))
+	r.RemoteAddr = strings.Repeat("203.0.113.1, ", 100<<10/13)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	n, err := c.StrLen(t.Context(), prefix+"{"+id+"}").Result()
+	if err != nil || n == 0 || n > 1024 {
+		t.Fatalf("stored record is %d bytes (%v), want at most 1 KiB", n, err)
+	}
+	rec, err := s.Get(t.Context(), id)
+	if err != nil || rec.Session.IPAddress != "" || len(rec.Session.UserAgent) != 512 {
+		t.Errorf("stored IPAddress %q, User-Agent of %d bytes (%v); want none and 512", rec.Session.IPAddress, len(rec.Session.UserAgent), err)
+	}
+}

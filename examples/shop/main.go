@@ -95,13 +95,31 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	return c, nil
 }
 
+// redisOptions parses url with the short timeouts of a fast fail-open: a
+// frozen Redis costs a request well under a second, not go-redis's default
+// of several, and the page is served without a guest meanwhile.
+func redisOptions(url string) (*redis.Options, error) {
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	ro.DialTimeout = time.Second
+	ro.ReadTimeout = 200 * time.Millisecond
+	ro.WriteTimeout = 200 * time.Millisecond
+	ro.PoolTimeout = 300 * time.Millisecond
+	ro.MaxRetries = 1
+	ro.DialerRetries = 1
+	ro.ContextTimeoutEnabled = true
+	return ro, nil
+}
+
 // openStore returns the guest store the flags choose, and how to close it.
 func openStore(ctx context.Context, c *config) (anonymous.Store, func(), error) {
 	if c.redisURL == "" {
 		s := memstore.New()
 		return s, func() { s.Close() }, nil
 	}
-	ro, err := redis.ParseURL(c.redisURL)
+	ro, err := redisOptions(c.redisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-redis: %w", err)
 	}

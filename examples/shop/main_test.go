@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/examples/shop/app"
 )
 
@@ -114,7 +116,7 @@ func TestRunServesTheShopUntilCancelled(t *testing.T) {
 	}
 	var guest *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == "anonymous_guest" {
+		if c.Name == anonymous.DefaultCookieName {
 			guest = c
 		}
 	}
@@ -212,4 +214,35 @@ func scanKeys(t *testing.T, c *redis.Client, prefix string) []string {
 		t.Fatalf("SCAN %s*: %v", prefix, err)
 	}
 	return keys
+}
+
+// A frozen Redis (it accepts connections and never answers) costs a request
+// a fraction of a second with the shop's client options, not go-redis's
+// defaults of several seconds.
+func TestFrozenRedisFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c) // reads, never answers
+		}
+	}()
+	ro, err := redisOptions("redis://" + ln.Addr().String() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(ro)
+	defer client.Close()
+	start := time.Now()
+	err = client.Get(context.Background(), "k").Err()
+	if took := time.Since(start); err == nil || took > 2*time.Second {
+		t.Errorf("GET on a frozen Redis: %v after %v, want an error within 2s", err, took)
+	}
 }

@@ -189,7 +189,7 @@ func TestGuestIsGreetedByGeneratedName(t *testing.T) {
 	}
 	var guest *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == "anonymous_guest" {
+		if c.Name == anonymous.DefaultCookieName {
 			guest = c
 		}
 	}
@@ -347,7 +347,7 @@ func TestLoginMergesGuestCartIntoAccountCart(t *testing.T) {
 			if ts.stored(t, guest.id) {
 				t.Fatal("the guest is still in the store after login")
 			}
-			if c := b.cookie("anonymous_guest"); c != nil {
+			if c := b.cookie(anonymous.DefaultCookieName); c != nil {
 				t.Fatalf("the guest cookie survived the login: %v", c)
 			}
 			// The notice is shown once; the cart stays.
@@ -553,7 +553,7 @@ func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 		t.Fatalf("no outage notice:\n%s", p.body)
 	}
 	wantStatus(t, b.add("tea"), http.StatusServiceUnavailable)
-	if b.cookie("anonymous_guest") == nil {
+	if b.cookie(anonymous.DefaultCookieName) == nil {
 		t.Fatal("the outage cost the visitor its guest cookie")
 	}
 }
