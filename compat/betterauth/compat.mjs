@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { createAuthClient } from "better-auth/client";
 import { anonymousClient } from "better-auth/client/plugins";
 
-const COOKIE = "anonymous_guest";
+const COOKIE = "__Host-anonymous_guest";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 // startServer runs the Go server and resolves to the base URL it prints.
