@@ -2,9 +2,11 @@ package anonymous
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,12 +108,35 @@ func ckSecure(keys ...Key) []securecookie.Codec {
 	return codecs
 }
 
+// ckSign signs (and, with a block key, encrypts) payload with securecookie.
+func ckSign(t testing.TB, name string, payload []byte, key Key) string {
+	t.Helper()
+	// securecookie encrypts in place: keep the caller's bytes.
+	v, err := securecookie.EncodeMulti(name, bytes.Clone(payload), ckSecure(key)...)
+	if err != nil {
+		t.Fatalf("securecookie.EncodeMulti: %v", err)
+	}
+	return v
+}
+
 // ckOpen decodes value with securecookie.
 func ckOpen(name, value string, keys ...Key) ([]byte, error) {
 	var b []byte
 	err := securecookie.DecodeMulti(name, value, &b, ckSecure(keys...)...)
 	return b, err
 }
+
+// ckSignRaw signs a value by hand in securecookie's sign-only format,
+// base64url("date|value|mac") with the HMAC-SHA256 over "name|date|value",
+// so that values securecookie never writes (an odd date, a value that is not
+// base64) can carry a valid signature.
+func ckSignRaw(hashKey []byte, name, date, value string) string {
+	h := hmac.New(sha256.New, hashKey)
+	h.Write([]byte(name + "|" + date + "|" + value))
+	return base64.URLEncoding.EncodeToString(h.Sum([]byte(date + "|" + value + "|")))
+}
+
+func b64(b []byte) string { return base64.URLEncoding.EncodeToString(b) }
 
 func ckCodec(t testing.TB, keys ...Key) *cookieCodec {
 	t.Helper()
@@ -296,5 +321,115 @@ func TestCookieKeyRotation(t *testing.T) {
 				ckCheck(t, c, err, tok, ckExp, pending)
 			})
 		}
+	}
+}
+
+func TestCookieSecurecookieInterop(t *testing.T) {
+	tok := ckToken(3)
+	rec := ckPending(tok)
+	for _, k := range []struct {
+		name string
+		key  Key
+	}{
+		{"sign-only", ckSignKey},
+		{"sign-only 64-byte hash key", ckOldKey},
+		{"AES-128", ckAES128},
+		{"AES-192", ckAES192},
+		{"AES-256", ckAES256},
+	} {
+		cc := ckCodec(t, k.key)
+		for _, f := range []struct {
+			name    string
+			rec     *Record
+			payload []byte
+		}{
+			{"short", nil, ckShortPayload(ckExp, tok)},
+			{"long", rec, ckLongPayload(ckExp, tok, rec)},
+		} {
+			t.Run(k.name+"/"+f.name+"/to securecookie", func(t *testing.T) {
+				v := ckEncode(t, cc, tok, ckExp, f.rec)
+				got, err := ckOpen(ckName, v, k.key)
+				if err != nil {
+					t.Fatalf("securecookie.DecodeMulti: %v", err)
+				}
+				if !bytes.Equal(got, f.payload) {
+					t.Fatalf("payload = %x\nwant      %x", got, f.payload)
+				}
+				// The date is securecookie's: a current Unix time, which a
+				// codec with securecookie's default age limit accepts.
+				var block []byte
+				if len(k.key.Block) > 0 {
+					block = k.key.Block
+				}
+				aged := securecookie.New(k.key.Hash, block).SetSerializer(securecookie.NopEncoder{})
+				if err := aged.Decode(ckName, v, &got); err != nil {
+					t.Fatalf("securecookie with its default MaxAge: %v", err)
+				}
+				if k.key.Block == nil {
+					raw, _ := base64.URLEncoding.DecodeString(v)
+					date, _, _ := bytes.Cut(raw, []byte("|"))
+					if d, err := strconv.ParseInt(string(date), 10, 64); err != nil || time.Since(time.Unix(d, 0)).Abs() > time.Minute {
+						t.Fatalf("date %q is not the current Unix time", date)
+					}
+				}
+			})
+			t.Run(k.name+"/"+f.name+"/from securecookie", func(t *testing.T) {
+				v := ckSign(t, ckName, f.payload, k.key)
+				c, err := cc.decode(v, ckNow)
+				ckCheck(t, c, err, tok, ckExp, f.rec)
+				if cc.macs != nil {
+					c, err := ckSlow(cc).decode(v, ckNow)
+					ckCheck(t, c, err, tok, ckExp, f.rec)
+				}
+			})
+		}
+	}
+	t.Run("hand-signed matches securecookie", func(t *testing.T) {
+		// ckSignRaw, used below for values securecookie cannot write, is
+		// securecookie's format.
+		payload := ckShortPayload(ckExp, tok)
+		v := ckSignRaw(ckSignKey.Hash, ckName, "1700000000", b64(payload))
+		got, err := ckOpen(ckName, v, ckSignKey)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("securecookie.DecodeMulti = %x, %v; want %x", got, err, payload)
+		}
+	})
+}
+
+func TestCookieNameInMAC(t *testing.T) {
+	tok := ckToken(4)
+	payload := ckShortPayload(ckExp, tok)
+	for _, key := range []Key{ckSignKey, ckAES256} {
+		cc := ckCodec(t, key)
+		other, err := newCookieCodec("other_cookie", []Key{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "sign-only"
+		if key.Block != nil {
+			name = "encrypting"
+		}
+		t.Run(name, func(t *testing.T) {
+			// Made for the right name, everything reads it.
+			if _, err := other.decode(ckEncode(t, other, tok, ckExp, nil), ckNow); err != nil {
+				t.Fatalf("own name: %v", err)
+			}
+			for _, vc := range []struct{ name, value string }{
+				{"appendEncoded", ckEncode(t, other, tok, ckExp, nil)},
+				{"securecookie", ckSign(t, "other_cookie", payload, key)},
+			} {
+				if c, err := cc.decode(vc.value, ckNow); err == nil || c != nil {
+					t.Fatalf("%s value for another name decoded: %+v, %v", vc.name, c, err)
+				}
+				if cc.macs != nil {
+					if c, err := ckSlow(cc).decode(vc.value, ckNow); err == nil || c != nil {
+						t.Fatalf("%s value for another name decoded by securecookie: %+v, %v", vc.name, c, err)
+					}
+				}
+			}
+			if _, err := ckOpen("other_cookie", ckEncode(t, cc, tok, ckExp, nil), key); err == nil {
+				t.Fatal("securecookie opened the value under another name")
+			}
+		})
 	}
 }
