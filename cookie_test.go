@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,6 +204,51 @@ func ckCheck(t testing.TB, c *credential, err error, token string, exp time.Time
 	case p.TokenHash != sum, p.LinkedTo != "":
 		t.Fatalf("pending record hash %x linked %q, want %x", p.TokenHash, p.LinkedTo, sum)
 	}
+}
+
+// ckInvariants holds for every credential decode returns.
+func ckInvariants(t testing.TB, c *credential) {
+	t.Helper()
+	id := tokenID(c.token)
+	if id == "" || c.id != id || c.tokenHash != sha256.Sum256([]byte(c.token)) {
+		t.Fatalf("accepted credential {%q %q %x} breaks the token invariants", c.id, c.token, c.tokenHash)
+	}
+	if p := c.pending; p != nil {
+		if p.User.ID != id || p.Session.UserID != id || p.TokenHash != c.tokenHash ||
+			len(p.Session.ID) > maxField || len(p.User.Email) > maxField || len(p.User.Name) > maxField {
+			t.Fatalf("accepted pending guest %+v does not match credential %q", p, id)
+		}
+	}
+}
+
+// ckAgree decodes value with the fast path and with securecookie, fails the
+// test unless both accept or both reject it (with the same payload and
+// credential), and reports whether it was accepted.
+func ckAgree(t testing.TB, fast *cookieCodec, value string) bool {
+	t.Helper()
+	if fast.macs == nil {
+		t.Fatal("ckAgree needs a sign-only codec")
+	}
+	slow := ckSlow(fast)
+	buf := new([2 * maxCookie]byte)
+	fp, ferr := fast.verify(value, buf)
+	sp, serr := slow.decodeSecure(value)
+	if (ferr == nil) != (serr == nil) || !bytes.Equal(fp, sp) {
+		t.Fatalf("value %q:\nfast path:    %x, %v\nsecurecookie: %x, %v", value, fp, ferr, sp, serr)
+	}
+	fc, ferr := fast.decode(value, ckNow)
+	sc, serr := slow.decode(value, ckNow)
+	if (ferr == nil) != (serr == nil) || !reflect.DeepEqual(fc, sc) {
+		t.Fatalf("value %q:\nfast path:    %+v, %v\nsecurecookie: %+v, %v", value, fc, ferr, sc, serr)
+	}
+	if ferr != nil {
+		if fc != nil {
+			t.Fatalf("value %q: error %v with credential %+v", value, ferr, fc)
+		}
+		return false
+	}
+	ckInvariants(t, fc)
+	return true
 }
 
 func TestCookieRoundTrip(t *testing.T) {
@@ -429,6 +477,216 @@ func TestCookieNameInMAC(t *testing.T) {
 			}
 			if _, err := ckOpen("other_cookie", ckEncode(t, cc, tok, ckExp, nil), key); err == nil {
 				t.Fatal("securecookie opened the value under another name")
+			}
+		})
+	}
+}
+
+// ckPad signs payload by hand with a date of leading zeros that makes the
+// value exactly n characters (n a multiple of 4), to probe the length limit.
+func ckPad(t testing.TB, hashKey []byte, payload []byte, n int) string {
+	t.Helper()
+	p := b64(payload)
+	rawLen := n / 4 * 3 // no padding
+	d := rawLen - len(p) - 2 - sha256.Size
+	date := "1700000000"
+	if d < len(date) {
+		t.Fatalf("payload too long to pad to %d", n)
+	}
+	v := ckSignRaw(hashKey, ckName, strings.Repeat("0", d-len(date))+date, p)
+	if len(v) != n {
+		t.Fatalf("padded value is %d characters, want %d", len(v), n)
+	}
+	return v
+}
+
+// ckMalformed are payloads that decode must refuse, though correctly
+// signed: want is errPayload, or nil for an expired payload.
+func ckMalformed() []struct {
+	name    string
+	payload []byte
+	want    error
+} {
+	tok := ckToken(5)
+	rec := ckPending(tok)
+	exp := ckExp.Unix()
+	short := ckShortPayload(ckExp, tok)
+	long := ckLongPayload(ckExp, tok, rec)
+	head := ckHead(kindStored, exp)
+	phead := ckStr(ckHead(kindPending, exp), tok)
+	created := binary.BigEndian.AppendUint64(nil, uint64(rec.User.CreatedAt.UnixMilli()))
+	over := strings.Repeat("x", maxField+1)
+	id := tokenID(tok)
+	secret := tok[len(id)+1:]
+	expired := errors.New("expired")
+	cases := []struct {
+		name    string
+		payload []byte
+		want    error
+	}{
+		{"unknown kind x", ckCat([]byte{'x'}, short[1:]), errPayload},
+		{"unknown kind NUL", ckCat([]byte{0}, short[1:]), errPayload},
+		{"unknown kind S", ckCat([]byte{'S'}, short[1:]), errPayload},
+		{"expired at now", ckShortPayload(ckNow, tok), expired},
+		{"expired a second ago", ckShortPayload(ckNow.Add(-time.Second), tok), expired},
+		{"expiry zero", ckShortPayload(time.Unix(0, 0), tok), expired},
+		{"expiry negative", ckStr(ckHead(kindStored, -1), tok), expired},
+		{"long form expired", ckLongPayload(ckNow, tok, rec), expired},
+		{"no token", head, errPayload},
+		{"token length varint cut", ckCat(head, []byte{0x80}), errPayload},
+		{"token length varint overflows", ckCat(head, bytes.Repeat([]byte{0xff}, 10), []byte{1}), errPayload},
+		{"token length over maxField", ckStr(head, strings.Repeat("A", maxField+1)), errPayload},
+		{"token length past the end", ckCat(head, []byte{byte(len(tok))}, []byte(tok[:len(tok)-1])), errPayload},
+		{"empty token", ckStr(head, ""), errPayload},
+		{"token without a dot", ckStr(head, id+"A"+secret), errPayload},
+		{"token with a short secret", ckStr(head, tok[:len(tok)-1]), errPayload},
+		{"token with a long secret", ckStr(head, tok+"A"), errPayload},
+		{"token with a short id", ckStr(head, id[1:]+"."+secret+"A"), errPayload},
+		{"token id not Crockford base32", ckStr(head, "U"+id[1:]+"."+secret), errPayload},
+		{"token id overflows", ckStr(head, "8"+id[1:]+"."+secret), errPayload},
+		{"token is not a token", ckStr(head, "not-a-token"), errPayload},
+		{"short form, trailing byte", ckCat(short, []byte{0}), errPayload},
+		{"short form with a long form's fields", ckCat([]byte{kindStored}, long[1:]), errPayload},
+		{"long form, no CreatedAt", phead, errPayload},
+		{"long form, CreatedAt cut", ckCat(phead, created[:7]), errPayload},
+		{"long form, no strings", ckCat(phead, created), errPayload},
+		{"long form, no email", ckStr(ckCat(phead, created), rec.Session.ID), errPayload},
+		{"long form, no name", ckStr(ckStr(ckCat(phead, created), rec.Session.ID), rec.User.Email), errPayload},
+		{"long form, session id over maxField", ckStr(ckStr(ckStr(ckCat(phead, created), over), "e"), "n"), errPayload},
+		{"long form, email over maxField", ckStr(ckStr(ckStr(ckCat(phead, created), "s"), over), "n"), errPayload},
+		{"long form, name over maxField", ckStr(ckStr(ckStr(ckCat(phead, created), "s"), "e"), over), errPayload},
+		{"long form, name past the end", ckCat(long[:len(long)-len(rec.User.Name)-1], []byte{byte(len(rec.User.Name) + 1)}, []byte(rec.User.Name)), errPayload},
+		{"long form, string length varint cut", ckCat(phead, created, []byte{0x80}), errPayload},
+		{"long form, trailing byte", ckCat(long, []byte{0}), errPayload},
+		{"long form, a fourth string", ckStr(long, "x"), errPayload},
+	}
+	for n := range 9 {
+		cases = append(cases, struct {
+			name    string
+			payload []byte
+			want    error
+		}{fmt.Sprintf("payload of %d bytes", n), bytes.Clone(short[:n]), errPayload})
+	}
+	return cases
+}
+
+func TestCookieDecodeMalformed(t *testing.T) {
+	fast := ckCodec(t, ckSignKey, ckOldKey)
+	codecs := []struct {
+		name string
+		cc   *cookieCodec
+		key  Key // signs the payloads
+	}{
+		{"fast path", fast, ckSignKey},
+		{"fast path, older key", fast, ckOldKey},
+		{"securecookie", ckSlow(fast), ckSignKey},
+		{"encrypting", ckCodec(t, ckAES256, ckAES128), ckAES128},
+	}
+	for _, mc := range ckMalformed() {
+		for _, cd := range codecs {
+			t.Run(mc.name+"/"+cd.name, func(t *testing.T) {
+				v := ckSign(t, ckName, mc.payload, cd.key)
+				got, err := ckOpen(ckName, v, cd.key)
+				switch {
+				case err == nil && !bytes.Equal(got, mc.payload):
+					t.Fatalf("securecookie opened %x, want %x", got, mc.payload)
+				case err != nil && (cd.key.Block == nil || len(mc.payload) != 0):
+					t.Fatalf("securecookie does not open the case's own value: %v", err)
+				}
+				c, err := cd.cc.decode(v, ckNow)
+				if err == nil || c != nil {
+					t.Fatalf("decode = %+v, %v; want an error and no credential", c, err)
+				}
+				if got == nil {
+					return // an empty payload does not survive encryption
+				}
+				if mc.want == errPayload && err != errPayload {
+					t.Fatalf("error %v, want %v", err, errPayload)
+				}
+				if mc.want != errPayload && !strings.Contains(err.Error(), "expired") {
+					t.Fatalf("error %v, want expiry", err)
+				}
+			})
+		}
+	}
+
+	// Values whose failure is in the envelope, not the payload.
+	tok := ckToken(6)
+	short := ckShortPayload(ckExp, tok)
+	good := ckSign(t, ckName, short, ckSignKey)
+	raw, _ := base64.URLEncoding.DecodeString(good)
+	flipped := bytes.Clone(raw)
+	flipped[len(flipped)-1] ^= 1
+	i := bytes.IndexByte(raw, '|')
+	for _, ec := range []struct {
+		name, value string
+		want        error // from the fast path
+	}{
+		{"over 4096 characters", ckPad(t, ckSignKey.Hash, short, maxCookie+4), errPayload},
+		{"not base64", "***", errPayload},
+		{"not base64 at the end", good[:len(good)-4] + "*AAA", errPayload},
+		{"base64 with padding inside", good[:8] + "====" + good[8:], errPayload},
+		{"no pipe", b64([]byte("no pipe at all")), errMAC},
+		{"one pipe", b64([]byte("1700000000|" + b64(short))), errMAC},
+		{"empty", "", errMAC},
+		{"bad MAC", b64(flipped), errMAC},
+		{"MAC cut", b64(raw[:len(raw)-1]), errMAC},
+		{"MAC extended", b64(append(bytes.Clone(raw), 0)), errMAC},
+		{"no MAC", b64(raw[:len(raw)-sha256.Size]), errMAC},
+		{"MAC from a key not listed", ckSign(t, ckName, short, ckGoneKey), errMAC},
+		{"MAC for an encrypting pair", ckSign(t, ckName, short, ckAES256), errMAC},
+		{"date changed", b64(ckCat([]byte("9"), raw[1:])), errMAC},
+		{"value moved into the date", b64(ckCat(raw[:i], []byte("0"), raw[i:])), errMAC},
+		{"MAC ok, payload not base64", ckSignRaw(ckSignKey.Hash, ckName, "1700000000", "*not base64*"), errPayload},
+		{"MAC ok, payload with a pipe", ckSignRaw(ckSignKey.Hash, ckName, "1700000000", "ab|cd"), errMAC},
+		{"MAC ok, date not a number", ckSignRaw(ckSignKey.Hash, ckName, "x", b64(short)), errPayload},
+		{"MAC ok, date empty", ckSignRaw(ckSignKey.Hash, ckName, "", b64(short)), errPayload},
+		{"MAC ok, date over int64", ckSignRaw(ckSignKey.Hash, ckName, "9223372036854775808", b64(short)), errPayload},
+	} {
+		for _, cd := range codecs[:3] {
+			t.Run(ec.name+"/"+cd.name, func(t *testing.T) {
+				c, err := cd.cc.decode(ec.value, ckNow)
+				if err == nil || c != nil {
+					t.Fatalf("decode = %+v, %v; want an error and no credential", c, err)
+				}
+				if cd.cc.macs != nil && err != ec.want {
+					t.Fatalf("error %v, want %v", err, ec.want)
+				}
+			})
+		}
+	}
+}
+
+// TestCookieDecodeBounds checks the values at the edge of acceptance, so
+// that the malformed cases above are refused for their flaw alone.
+func TestCookieDecodeBounds(t *testing.T) {
+	tok := ckToken(7)
+	rec := ckPending(tok)
+	rec.User.Email = strings.Repeat("e", maxField)
+	rec.User.Name = strings.Repeat("n", maxField)
+	rec.Session.ID = strings.Repeat("s", maxField)
+	short := ckShortPayload(ckExp, tok)
+	cc := ckCodec(t, ckSignKey)
+	g := ckSign(t, ckName, short, ckSignKey)
+	for _, bc := range []struct {
+		name, value string
+		exp         time.Time
+		rec         *Record
+	}{
+		{"expiry a second after now", ckSign(t, ckName, ckShortPayload(ckNow.Add(time.Second), tok), ckSignKey), ckNow.Add(time.Second), nil},
+		{"strings of maxField bytes", ckSign(t, ckName, ckLongPayload(ckExp, tok, rec), ckSignKey), ckExp, rec},
+		{"value of 4096 characters", ckPad(t, ckSignKey.Hash, short, maxCookie), ckExp, nil},
+		{"date zero", ckSignRaw(ckSignKey.Hash, ckName, "0", b64(short)), ckExp, nil},
+		{"date negative", ckSignRaw(ckSignKey.Hash, ckName, "-1", b64(short)), ckExp, nil},
+		{"date with a plus sign", ckSignRaw(ckSignKey.Hash, ckName, "+1700000000", b64(short)), ckExp, nil},
+		{"date at int64 max", ckSignRaw(ckSignKey.Hash, ckName, "9223372036854775807", b64(short)), ckExp, nil},
+		{"line breaks inside the value", g[:20] + "\r\n" + g[20:40] + "\n" + g[40:], ckExp, nil},
+	} {
+		t.Run(bc.name, func(t *testing.T) {
+			c, err := cc.decode(bc.value, ckNow)
+			ckCheck(t, c, err, tok, bc.exp, bc.rec)
+			if !ckAgree(t, cc, bc.value) {
+				t.Fatal("not accepted by both implementations")
 			}
 		})
 	}
