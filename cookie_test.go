@@ -691,3 +691,135 @@ func TestCookieDecodeBounds(t *testing.T) {
 		})
 	}
 }
+
+// ckCorpus is a corpus of values for the sign-only codec of ckSignKey and
+// ckOldKey: valid ones, each tampered at every position and cut at every
+// length, and malformed ones of every kind.
+func ckCorpus(t testing.TB) []string {
+	cc := ckCodec(t, ckSignKey, ckOldKey)
+	tok := ckToken(8)
+	rec := ckPending(tok)
+	sp, lp := ckShortPayload(ckExp, tok), ckLongPayload(ckExp, tok, rec)
+	short := ckEncode(t, cc, tok, ckExp, nil)
+	long := ckEncode(t, cc, tok, ckExp, rec)
+	c := []string{
+		short, long,
+		ckEncode(t, ckCodec(t, ckOldKey), tok, ckExp, nil),
+		ckEncode(t, ckCodec(t, ckOldKey), tok, ckExp, rec),
+		ckEncode(t, ckCodec(t, ckGoneKey), tok, ckExp, nil),
+		ckEncode(t, ckCodec(t, ckAES256), tok, ckExp, nil),
+		ckSign(t, ckName, sp, ckSignKey),
+		ckSign(t, ckName, lp, ckOldKey),
+		ckSign(t, "other", sp, ckSignKey),
+		ckEncode(t, cc, tok, ckNow, nil), // expired
+		"", "*", "A", "AA", "AAA", "AAAA", "AA==", "A===", "====", "%3D%3D", "\n", "\r\n",
+		b64([]byte("|")), b64([]byte("||")), b64([]byte("|||")), b64([]byte("1|2|3|4")),
+		strings.Repeat("A", maxCookie+1), strings.Repeat("A", 2*maxCookie),
+		short + strings.Repeat("A", maxCookie),
+		ckPad(t, ckSignKey.Hash, sp, maxCookie), ckPad(t, ckSignKey.Hash, sp, maxCookie+4),
+		ckPad(t, ckSignKey.Hash, sp, maxCookie) + "\n",
+		short + "=", short + "A", "=" + short, " " + short, short + " ",
+	}
+	for _, date := range []string{"", "x", "1.5", " 1", "1 ", "0x10", "1_000", "+1", "-1", "+-1", "0",
+		"007", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809"} {
+		c = append(c, ckSignRaw(ckSignKey.Hash, ckName, date, b64(sp)))
+	}
+	for _, value := range []string{"", "*", b64(sp) + "|", "|" + b64(sp), b64(sp)[:10] + "|" + b64(sp)[10:], b64(sp) + "="} {
+		c = append(c, ckSignRaw(ckSignKey.Hash, ckName, "1700000000", value))
+	}
+	for _, mc := range ckMalformed() {
+		c = append(c, ckSign(t, ckName, mc.payload, ckSignKey))
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range len(short) {
+		next := alphabet[(strings.IndexByte(alphabet, short[i])+1)%len(alphabet)]
+		c = append(c,
+			short[:i]+string(next)+short[i+1:],
+			short[:i]+"*"+short[i+1:],
+			short[:i]+"|"+short[i+1:],
+			short[:i]+"\n"+short[i:],
+			short[:i]+short[i+1:])
+	}
+	for _, v := range []string{short, long} {
+		raw, err := base64.URLEncoding.DecodeString(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range raw {
+			for _, b := range []byte{raw[i] ^ 1, raw[i] ^ 0x80, '|'} {
+				r := bytes.Clone(raw)
+				r[i] = b
+				c = append(c, b64(r))
+			}
+			c = append(c, b64(ckCat(raw[:i], []byte("|"), raw[i:])))
+		}
+		for n := range len(v) + 1 {
+			c = append(c, v[:n])
+		}
+	}
+	return c
+}
+
+func TestCookieFastPathAgreesWithSecurecookie(t *testing.T) {
+	corpus := ckCorpus(t)
+	for _, kc := range []struct {
+		name string
+		keys []Key
+	}{
+		{"one key", []Key{ckSignKey}},
+		{"rotated keys", []Key{ckSignKey, ckOldKey}},
+		{"older key first", []Key{ckOldKey, ckSignKey}},
+	} {
+		t.Run(kc.name, func(t *testing.T) {
+			cc := ckCodec(t, kc.keys...)
+			accepted := 0
+			for _, v := range corpus {
+				if ckAgree(t, cc, v) {
+					accepted++
+				}
+			}
+			// Both outcomes are well represented.
+			if accepted < 8 || accepted > len(corpus)/2 {
+				t.Fatalf("%d of %d values accepted", accepted, len(corpus))
+			}
+			t.Logf("%d of %d values accepted by both", accepted, len(corpus))
+		})
+	}
+}
+
+func FuzzCookieDecode(f *testing.F) {
+	fast := ckCodec(f, ckSignKey, ckOldKey)
+	enc := ckCodec(f, ckAES256, ckAES128)
+	tok := ckToken(11)
+	rec := ckPending(tok)
+	for _, v := range []string{
+		ckEncode(f, fast, tok, ckExp, nil),
+		ckEncode(f, fast, tok, ckExp, rec),
+		ckEncode(f, ckCodec(f, ckOldKey), tok, ckExp, rec),
+		ckEncode(f, enc, tok, ckExp, nil),
+		ckEncode(f, enc, tok, ckExp, rec),
+		ckEncode(f, ckCodec(f, ckGoneKey), tok, ckExp, nil),
+		ckSignRaw(ckSignKey.Hash, ckName, "x", b64(ckShortPayload(ckExp, tok))),
+		ckSignRaw(ckSignKey.Hash, ckName, "", b64(ckShortPayload(ckExp, tok))),
+		ckSignRaw(ckSignKey.Hash, ckName, "1700000000", "*"),
+		ckPad(f, ckSignKey.Hash, ckShortPayload(ckExp, tok), maxCookie),
+		"", "*", "AAAA", b64([]byte("1|2|3")), strings.Repeat("A", maxCookie+1),
+	} {
+		f.Add(v)
+	}
+	for _, mc := range ckMalformed() {
+		f.Add(ckSign(f, ckName, mc.payload, ckSignKey))
+		f.Add(ckSign(f, ckName, mc.payload, ckAES128))
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		ckAgree(t, fast, value)
+		c, err := enc.decode(value, ckNow)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("error %v with credential %+v", err, c)
+			}
+			return
+		}
+		ckInvariants(t, c)
+	})
+}
