@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -784,6 +785,141 @@ func TestCookieFastPathAgreesWithSecurecookie(t *testing.T) {
 			}
 			t.Logf("%d of %d values accepted by both", accepted, len(corpus))
 		})
+	}
+}
+
+func TestNewCookieCodecKeys(t *testing.T) {
+	h32, h64 := ckKey(11, 32), ckKey(12, 64)
+	for _, kc := range []struct {
+		name    string
+		keys    []Key
+		wantErr string // "" for success
+	}{
+		{"32-byte hash key", []Key{{Hash: h32}}, ""},
+		{"64-byte hash key", []Key{{Hash: h64}}, ""},
+		{"64-byte hash keys, rotated", []Key{{Hash: h64}, {Hash: ckKey(13, 64)}}, ""},
+		{"64-byte hash key with AES-256", []Key{{Hash: h64, Block: ckKey(13, 32)}}, ""},
+		{"AES-128", []Key{{Hash: h32, Block: ckKey(13, 16)}}, ""},
+		{"AES-192", []Key{{Hash: h32, Block: ckKey(13, 24)}}, ""},
+		{"AES-256", []Key{{Hash: h32, Block: ckKey(13, 32)}}, ""},
+		{"no hash key", []Key{{}}, "Keys[0].Hash is 0 bytes"},
+		{"16-byte hash key", []Key{{Hash: ckKey(11, 16)}}, "Keys[0].Hash is 16 bytes"},
+		{"31-byte hash key", []Key{{Hash: ckKey(11, 31)}}, "Keys[0].Hash is 31 bytes"},
+		{"33-byte hash key", []Key{{Hash: ckKey(11, 33)}}, "Keys[0].Hash is 33 bytes"},
+		{"48-byte hash key", []Key{{Hash: ckKey(11, 48)}}, "Keys[0].Hash is 48 bytes"},
+		{"63-byte hash key", []Key{{Hash: ckKey(11, 63)}}, "Keys[0].Hash is 63 bytes"},
+		{"65-byte hash key", []Key{{Hash: ckKey(11, 65)}}, "Keys[0].Hash is 65 bytes"},
+		{"128-byte hash key", []Key{{Hash: ckKey(11, 128)}}, "Keys[0].Hash is 128 bytes"},
+		{"bad hash key second", []Key{{Hash: h32}, {Hash: ckKey(11, 20)}}, "Keys[1].Hash is 20 bytes"},
+		{"1-byte block key", []Key{{Hash: h32, Block: ckKey(13, 1)}}, "Keys[0].Block is 1 bytes"},
+		{"8-byte block key", []Key{{Hash: h32, Block: ckKey(13, 8)}}, "Keys[0].Block is 8 bytes"},
+		{"15-byte block key", []Key{{Hash: h32, Block: ckKey(13, 15)}}, "Keys[0].Block is 15 bytes"},
+		{"17-byte block key", []Key{{Hash: h32, Block: ckKey(13, 17)}}, "Keys[0].Block is 17 bytes"},
+		{"31-byte block key", []Key{{Hash: h32, Block: ckKey(13, 31)}}, "Keys[0].Block is 31 bytes"},
+		{"33-byte block key", []Key{{Hash: h32, Block: ckKey(13, 33)}}, "Keys[0].Block is 33 bytes"},
+		{"64-byte block key", []Key{{Hash: h32, Block: ckKey(13, 64)}}, "Keys[0].Block is 64 bytes"},
+		{"bad block key second", []Key{{Hash: h32}, {Hash: h64, Block: ckKey(13, 12)}}, "Keys[1].Block is 12 bytes"},
+		{"block key is the hash key", []Key{{Hash: h32, Block: bytes.Clone(h32)}}, "Keys[0].Block is its hash key"},
+		{"block key is the hash key, second pair", []Key{{Hash: h64}, {Hash: h32, Block: bytes.Clone(h32)}}, "Keys[1].Block is its hash key"},
+		{"hash key repeated", []Key{{Hash: h32}, {Hash: bytes.Clone(h32)}}, "Keys[1].Hash repeats Keys[0].Hash"},
+		{"hash key repeated, other block keys", []Key{{Hash: h32, Block: ckKey(13, 16)}, {Hash: h64}, {Hash: bytes.Clone(h32), Block: ckKey(14, 32)}}, "Keys[2].Hash repeats Keys[0].Hash"},
+		{"64-byte hash key repeated", []Key{{Hash: h64}, {Hash: h32}, {Hash: bytes.Clone(h64)}}, "Keys[2].Hash repeats Keys[0].Hash"},
+	} {
+		t.Run(kc.name, func(t *testing.T) {
+			cc, err := newCookieCodec(ckName, kc.keys)
+			if kc.wantErr != "" {
+				if err == nil || cc != nil || !strings.Contains(err.Error(), kc.wantErr) {
+					t.Fatalf("newCookieCodec = %v, %v; want error %q", cc, err, kc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("newCookieCodec: %v", err)
+			}
+			tok := ckToken(9)
+			c, err := cc.decode(ckEncode(t, cc, tok, ckExp, nil), ckNow)
+			ckCheck(t, c, err, tok, ckExp, nil)
+		})
+	}
+}
+
+func TestCookieEncodeTooLong(t *testing.T) {
+	tok := ckToken(10)
+	for _, key := range []Key{ckSignKey, ckAES256} {
+		cc := ckCodec(t, key)
+		encoders := []*cookieCodec{cc}
+		if cc.macs != nil {
+			encoders = append(encoders, ckSlow(cc))
+		}
+		// The value grows by 4 characters per 3 bytes of name: step over
+		// securecookie's limit and check where each encoder stops.
+		var limits []int
+		for _, enc := range encoders {
+			limit := -1
+			for n := 1900; n < 2400; n++ {
+				rec := ckPending(tok)
+				rec.User.Name = strings.Repeat("n", n)
+				v, err := enc.appendEncoded([]byte("x="), tok, ckExp, rec)
+				if err != nil {
+					if string(v) != "x=" {
+						t.Fatalf("failed encode returned %q", v)
+					}
+					if limit < 0 {
+						limit = n
+					}
+					continue
+				}
+				if limit >= 0 {
+					t.Fatalf("name of %d bytes encoded after %d failed", n, limit)
+				}
+				if len(v)-2 > maxCookie {
+					t.Fatalf("encoded value of %d characters", len(v)-2)
+				}
+			}
+			if limit < 0 {
+				t.Fatal("no name was too long")
+			}
+			limits = append(limits, limit)
+		}
+		if len(limits) == 2 && limits[0] != limits[1] {
+			t.Fatalf("fast path refuses names from %d bytes, securecookie from %d", limits[0], limits[1])
+		}
+	}
+}
+
+// TestCookieConcurrent runs the pooled buffers and HMAC states from many
+// goroutines: each must get back its own guest.
+func TestCookieConcurrent(t *testing.T) {
+	for _, keys := range [][]Key{{ckSignKey, ckOldKey}, {ckAES128}} {
+		cc := ckCodec(t, keys...)
+		old := ckCodec(t, keys[len(keys)-1])
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 100 {
+					tok := ckToken(byte(g*100 + i))
+					var rec *Record
+					if i%2 == 1 {
+						rec = ckPending(tok)
+					}
+					enc := cc
+					if i%3 == 0 {
+						enc = old
+					}
+					v, err := enc.appendEncoded(nil, tok, ckExp, rec)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c, err := cc.decode(string(v), ckNow)
+					if err != nil || c.token != tok || (c.pending != nil) != (rec != nil) {
+						t.Errorf("goroutine %d: decode = %+v, %v; want token %q", g, c, err, tok)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
 	}
 }
 
