@@ -959,3 +959,41 @@ func FuzzCookieDecode(f *testing.F) {
 		ckInvariants(t, c)
 	})
 }
+
+func BenchmarkCookieDecode(b *testing.B) {
+	fast := ckCodec(b, ckSignKey)
+	value := ckEncode(b, fast, ckToken(12), ckExp, nil)
+	for _, bc := range []struct {
+		name string
+		cc   *cookieCodec
+	}{{"fast", fast}, {"securecookie", ckSlow(fast)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.cc.decode(value, ckNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkCookieEncode(b *testing.B) {
+	fast := ckCodec(b, ckSignKey)
+	tok := ckToken(12)
+	for _, bc := range []struct {
+		name string
+		cc   *cookieCodec
+	}{{"fast", fast}, {"securecookie", ckSlow(fast)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			dst := make([]byte, 0, 512)
+			for b.Loop() {
+				var err error
+				if dst, err = bc.cc.appendEncoded(dst[:0], tok, ckExp, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
