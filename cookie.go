@@ -406,6 +406,10 @@ func (cc *cookieCodec) verify(value string, buf *[2 * maxCookie]byte) ([]byte, e
 	if !ok {
 		return nil, errMAC
 	}
+	// securecookie refuses a date that is not an integer, signed or not.
+	if _, err := strconv.ParseInt(string(raw[:i]), 10, 64); err != nil {
+		return nil, errPayload
+	}
 	// The first half held the encoded cookie, no longer needed.
 	m, err := strictURL.Decode(buf[:maxCookie], raw[i+1:j])
 	if err != nil {
