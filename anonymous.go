@@ -169,11 +169,29 @@ type Account struct {
 }
 
 // LinkEvent is what OnLinkAccount receives: the guest and the real user it
-// becomes.
+// becomes, and the guest's data (see Manager.UpdateData) to merge into the
+// account.
 type LinkEvent struct {
 	AnonymousUser Account
 	NewUser       Account
+	// Data is the guest's data, nil for none. The callback owns it.
+	Data []byte
 }
+
+// DeleteReason tells why a guest was deleted.
+type DeleteReason int
+
+const (
+	// DeletedByVisitor: the delete-anonymous-user endpoint.
+	DeletedByVisitor DeleteReason = iota + 1
+	// DeletedByLink: the guest became a real user (OnLinkAccount ran).
+	DeletedByLink
+	// DeletedByApplication: Manager.DeleteGuest.
+	DeletedByApplication
+)
+
+// DefaultMaxDataSize is Options.MaxDataSize's default.
+const DefaultMaxDataSize = 4 << 10
 
 // DefaultCookieName is the guest cookie's name when Options.CookieName is
 // empty and the cookie is Secure, host-only and at Path "/".
@@ -212,6 +230,18 @@ type Options struct {
 	// again after LinkLease: make the callback safe to repeat for a pair.
 	// Default: nil (the guest is deleted with nothing moved).
 	OnLinkAccount func(ctx context.Context, ev LinkEvent) error
+	// OnGuestDeleted runs after a guest was deleted, with why: so that the
+	// application drops what it keeps about the guest elsewhere. A guest
+	// that expires has no event: keep per-guest state in the guest's data
+	// (Manager.UpdateData), which expires with it, or give it the same
+	// expiry. It runs on the request that deleted the guest; errors are the
+	// application's to log. Default: nil.
+	OnGuestDeleted func(ctx context.Context, u *User, reason DeleteReason)
+	// MaxDataSize bounds a guest's data (Manager.UpdateData), in bytes: it is
+	// read on each of the guest's requests and kept for its whole life.
+	// Default: DefaultMaxDataSize (4 KiB), enough for a cart of a few dozen
+	// lines.
+	MaxDataSize int
 	// DisableDeleteAnonymousUser turns off the delete-anonymous-user endpoint
 	// and, on a link, keeps the guest's user record (marked as linked, its
 	// session revoked) instead of deleting it. Default: false.
@@ -328,9 +358,10 @@ func New(store Store, opts Options) (*Manager, error) {
 // parseOptions fills in opts' defaults and checks every field but the keys,
 // which newCookieCodec checks.
 func parseOptions(o Options) (Options, error) {
-	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 {
-		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease or FirstVisitWindow")
+	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 || o.MaxDataSize < 0 {
+		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
 	}
+	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
 	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
 	if o.Lifetime < time.Second {
 		return o, fmt.Errorf("Lifetime %v is under a second", o.Lifetime)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,15 @@ func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, 
 		return
 	}
 	m.writeCookie(w, line, max(int(time.Until(exp).Round(time.Second)/time.Second), 1))
+}
+
+// replaceCookie sets the guest cookie in its short form in place of any
+// guest cookie the response already sets.
+func (m *Manager) replaceCookie(w http.ResponseWriter, token string, exp time.Time) {
+	h := w.Header()
+	prefix := m.opts.CookieName + "="
+	h["Set-Cookie"] = slices.DeleteFunc(h["Set-Cookie"], func(l string) bool { return strings.HasPrefix(l, prefix) })
+	m.setCookie(w, token, exp, nil)
 }
 
 // expireCookie tells the browser to drop the guest cookie.

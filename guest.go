@@ -187,7 +187,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
 		err := m.store.Create(ctx, p)
 		if err == nil {
-			p.Session.Token = token
+			p.Session.Token, p.Version = token, 1
 			return &guest{rec: p, renew: true}, nil
 		}
 		if !errors.Is(err, ErrExists) {
@@ -200,7 +200,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 			return nil, nil
 		case err != nil:
 			return nil, err
-		case now.Sub(rec.Session.UpdatedAt) < siblingWindow:
+		case rec.live() && now.Sub(rec.Session.UpdatedAt) < siblingWindow:
 			return held, nil
 		}
 		return nil, nil
@@ -212,24 +212,29 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	case err != nil:
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
+	if !rec.live() || subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
 		return nil, nil
 	}
-	rec.Session.Token = c.token
 	g := &guest{rec: rec}
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
-		exp := now.Add(m.opts.Lifetime)
-		switch err := m.store.Touch(ctx, rec.User.ID, exp, now); {
+		next := *rec
+		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
+		switch err := m.store.Update(ctx, &next); {
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
 		case err != nil:
-			// The guest is valid; only its extension failed. Try again next time.
-			m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
+			// The guest is valid; only its extension failed, or another
+			// request wrote it meanwhile. Try again next time.
+			if !errors.Is(err, ErrConflict) {
+				m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
+			}
 		default:
-			rec.Session.ExpiresAt, rec.Session.UpdatedAt = exp, now
+			next.Version++
+			g.rec, rec = &next, &next
 			g.renew = fromCookie // a bearer client has no cookie to renew
 		}
 	}
+	rec.Session.Token = c.token
 	return g, nil
 }
 
@@ -266,4 +271,42 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*
 	}
 	rec.Session.Token = token
 	return &guest{rec: rec, issued: true}, nil
+}
+
+// DeleteGuest deletes the guest with this id, as the delete-anonymous-user
+// endpoint does for its visitor: its data and session are gone, its cookie
+// opens nothing, and OnGuestDeleted runs. It returns ErrNotFound when there
+// is no such guest (or it was linked), and an error wrapping ErrClaimed
+// while it is being linked.
+func (m *Manager) DeleteGuest(ctx context.Context, id string) error {
+	rec, err := m.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return m.delete(ctx, rec, DeletedByApplication)
+}
+
+// delete buries guest rec and tells OnGuestDeleted.
+func (m *Manager) delete(ctx context.Context, rec *Record, reason DeleteReason) error {
+	_, err := m.modify(ctx, rec, func(rec *Record) error {
+		switch {
+		case !rec.live():
+			return ErrNotFound
+		case rec.ClaimOwner != "" && time.Now().Before(rec.ClaimUntil):
+			return fmt.Errorf("anonymous: deleting guest %s: %w", rec.User.ID, ErrClaimed)
+		}
+		bury(rec, "", false)
+		return nil
+	})
+	if err == nil {
+		m.deleted(ctx, &rec.User, reason)
+	}
+	return err
+}
+
+// deleted runs OnGuestDeleted, if set.
+func (m *Manager) deleted(ctx context.Context, u *User, reason DeleteReason) {
+	if m.opts.OnGuestDeleted != nil {
+		m.opts.OnGuestDeleted(ctx, u, reason)
+	}
 }

@@ -220,7 +220,12 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The visitor asked for it: finish even if the client goes away.
-	if err := m.store.Delete(context.WithoutCancel(ctx), g.rec.User.ID); err != nil {
+	switch err := m.delete(context.WithoutCancel(ctx), g.rec, DeletedByVisitor); {
+	case errors.Is(err, ErrNotFound): // linked or deleted by a concurrent request
+		m.expireCookie(w)
+		writeError(w, errUnauthorized)
+		return
+	case err != nil:
 		m.log.ErrorContext(ctx, "anonymous: deleting guest failed", "guest", g.rec.User.ID, "err", err)
 		writeError(w, errFailedToDelete)
 		return

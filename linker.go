@@ -88,6 +88,10 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 	return m.link(w, r, g, newUser)
 }
 
+// errGone is a claim's answer for a guest that is no longer a guest: linked
+// or deleted by a concurrent request.
+var errGone = errors.New("anonymous: guest already linked or deleted")
+
 // link runs the exactly-once link of guest g, which lookup found stored, to
 // newUser.
 func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
@@ -102,66 +106,111 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 	// The lease is counted from before the claim's round trip, and the
 	// callback's deadline from the same instant, a fifth of the lease
 	// earlier: a callback that honours its context ends, and the link
-	// confirms its lease, before another request can take the guest over.
+	// writes its outcome, before another request can take the guest over.
 	leaseEnd := time.Now().Add(m.opts.LinkLease)
 	deadline := leaseEnd.Add(-m.opts.LinkLease / 5)
-	switch err := m.store.Claim(ctx, id, owner, leaseEnd); {
-	case errors.Is(err, ErrNotFound):
-		// A concurrent request linked (or the visitor deleted) it already.
+	claimed, err := m.modify(ctx, rec, func(rec *Record) error {
+		switch {
+		case !rec.live():
+			return errGone
+		case rec.ClaimOwner != "" && time.Now().Before(rec.ClaimUntil):
+			return ErrClaimed
+		}
+		rec.ClaimOwner, rec.ClaimUntil = owner, leaseEnd
+		return nil
+	})
+	switch {
+	case errors.Is(err, errGone), errors.Is(err, ErrNotFound):
+		// A concurrent request linked it already (the same login in another
+		// tab), or the visitor deleted it.
 		m.expireCookie(w)
 		return nil
 	case errors.Is(err, ErrClaimed):
 		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
 	case err != nil:
-		// The claim may have been taken even though its answer was lost.
-		m.release(ctx, id, owner)
+		// The claim may have been written even though its answer was lost.
+		m.release(ctx, rec, owner)
 		return fmt.Errorf("anonymous: claiming guest %s: %w", id, err)
 	}
 	if cb := m.opts.OnLinkAccount; cb != nil {
 		ev := LinkEvent{
-			AnonymousUser: Account{User: &rec.User, Session: &rec.Session},
+			AnonymousUser: Account{User: &claimed.User, Session: &claimed.Session},
 			NewUser:       Account{User: newUser},
+			Data:          claimed.Data,
 		}
 		cctx, cancel := context.WithDeadline(r.Context(), deadline)
 		err := cb(cctx, ev)
 		cancel()
 		if err != nil {
-			m.release(ctx, id, owner)
+			m.release(ctx, claimed, owner)
 			return fmt.Errorf("anonymous: OnLinkAccount for guest %s: %w", id, err)
 		}
 	}
-	// Renewing the lease proves it is still ours: a callback that outlasted
-	// it leaves the guest to the request that took it over.
-	switch err := m.store.Claim(ctx, id, owner, time.Now().Add(m.opts.LinkLease)); {
+	// One write both ends the guest and records the link; it holds only
+	// while the lease is still ours, so a callback that outlasted the lease
+	// leaves the guest to the request that took it over.
+	for try := 0; ; try++ {
+		_, err = m.modify(ctx, claimed, func(rec *Record) error {
+			switch {
+			case rec.LinkedTo == newUser.ID:
+				return errStop // written already, by an attempt whose answer was lost
+			case !rec.live():
+				return errGone
+			case rec.ClaimOwner != owner:
+				return ErrClaimed
+			}
+			bury(rec, newUser.ID, m.opts.DisableDeleteAnonymousUser)
+			return nil
+		})
+		if err == nil || errors.Is(err, errStop) || errors.Is(err, errGone) || errors.Is(err, ErrClaimed) ||
+			try == 2 || time.Now().After(leaseEnd) {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond) // a store's hiccup
+	}
+	switch {
 	case errors.Is(err, ErrClaimed):
 		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount outlasted LinkLease and another request took the guest over; it may run again", "guest", id)
 		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
-	case errors.Is(err, ErrNotFound):
-		m.expireCookie(w) // deleted by its visitor meanwhile
-		return nil
-	}
-	var err error
-	if m.opts.DisableDeleteAnonymousUser {
-		err = m.store.Revoke(ctx, id, newUser.ID)
-	} else {
-		err = m.store.Delete(ctx, id)
-	}
-	if err != nil {
-		// The data has moved: hold the claim for the guest's whole life so
-		// that no retry runs the callback again.
-		if perr := m.store.Claim(ctx, id, owner, rec.Session.ExpiresAt); perr != nil {
-			m.log.ErrorContext(ctx, "anonymous: pinning a linked guest failed; the link may run again after LinkLease", "guest", id, "err", perr)
-		}
+	case err != nil && !errors.Is(err, errStop) && !errors.Is(err, errGone):
+		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount succeeded but recording the link failed; it may run again after LinkLease", "guest", id, "err", err)
 		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", id, err)
 	}
 	m.expireCookie(w)
+	if !m.opts.DisableDeleteAnonymousUser && !errors.Is(err, errGone) {
+		m.deleted(ctx, &claimed.User, DeletedByLink)
+	}
 	return nil
 }
 
-// release drops a link's claim; if even that fails, the lease runs out by
-// itself and retries wait until then.
-func (m *Manager) release(ctx context.Context, id, owner string) {
-	if err := m.store.Release(ctx, id, owner); err != nil {
-		m.log.ErrorContext(ctx, "anonymous: releasing link claim failed", "guest", id, "err", err)
+// release drops owner's lease on the guest; if even that fails, the lease
+// runs out by itself and retries wait until then.
+func (m *Manager) release(ctx context.Context, rec *Record, owner string) {
+	_, err := m.modify(ctx, rec, func(rec *Record) error {
+		if rec.ClaimOwner != owner {
+			return errStop
+		}
+		rec.ClaimOwner, rec.ClaimUntil = "", time.Time{}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) && !errors.Is(err, ErrNotFound) {
+		m.log.ErrorContext(ctx, "anonymous: releasing link claim failed", "guest", rec.User.ID, "err", err)
 	}
+}
+
+// LinkedTo returns the id of the real user the guest with this id was linked
+// to, "" while it is still a guest. It returns ErrNotFound when there is no
+// such guest: never created, expired, or deleted without a link. A linked
+// guest can be resolved until the guest's own expiry, so that a payment
+// webhook or a queued job that carries a guest id and arrives after the
+// login finds the account.
+func (m *Manager) LinkedTo(ctx context.Context, guestID string) (string, error) {
+	rec, err := m.store.Get(ctx, guestID)
+	switch {
+	case err != nil:
+		return "", err
+	case rec.LinkedTo == "" && rec.Deleted:
+		return "", ErrNotFound
+	}
+	return rec.LinkedTo, nil
 }

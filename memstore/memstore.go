@@ -20,6 +20,7 @@
 package memstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -72,28 +73,21 @@ type shardBody struct {
 	m  map[string]*entry
 }
 
-// entry is what the store keeps under a guest id: the guest, or the
-// reservation a Delete leaves, until exp.
+// entry is what the store keeps under a guest id until exp.
 type entry struct {
-	rec anonymous.Record // zero once deleted
+	rec anonymous.Record
 	exp time.Time
-	// deleted marks a reservation: Get and the rest see no guest, Create
-	// sees the id taken.
-	deleted bool
-	revoked bool
-	// owner holds the link lease until until; empty when nobody does.
-	owner string
-	until time.Time
 }
 
-// own makes rec's strings the store's own copies: a string the caller hands
-// over may be a slice of a request's memory (a header, a body), which the
-// store would otherwise keep alive for the guest's whole life.
+// own makes rec's strings and data the store's own copies: what the caller
+// hands over may be a slice of a request's memory (a header, a body), which
+// the store would otherwise keep alive for the guest's whole life.
 func own(rec *anonymous.Record) {
 	u, ss := &rec.User, &rec.Session
-	for _, p := range []*string{&u.ID, &u.Email, &u.Name, &ss.ID, &ss.UserID, &ss.IPAddress, &ss.UserAgent, &rec.LinkedTo} {
+	for _, p := range []*string{&u.ID, &u.Email, &u.Name, &ss.ID, &ss.UserID, &ss.IPAddress, &ss.UserAgent, &rec.LinkedTo, &rec.ClaimOwner} {
 		*p = strings.Clone(*p)
 	}
+	rec.Data = bytes.Clone(rec.Data)
 }
 
 // wall strips t's monotonic clock reading: expiries and leases are dates,
@@ -189,30 +183,12 @@ func (s *Store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%shardCount]
 }
 
-// guest returns id's guest, nil when there is none: never stored, expired,
-// or deleted. The caller holds sh.mu.
-func (sh *shard) guest(id string, now time.Time) *entry {
-	if e := sh.m[id]; e != nil && !e.deleted && e.live(now) {
-		return e
-	}
-	return nil
-}
+var errNilRecord = errors.New("memstore: nil record")
 
-// active is guest without revoked guests: those Touch, Claim and Revoke
-// treat as gone. The caller holds sh.mu.
-func (sh *shard) active(id string, now time.Time) *entry {
-	if e := sh.guest(id, now); e != nil && !e.revoked {
-		return e
-	}
-	return nil
-}
-
-var errNilRecord = errors.New("memstore: Create of a nil record")
-
-// Create stores a copy of rec, without its Session.Token, expiring at
+// Create stores a copy of rec as version 1, expiring at
 // rec.Session.ExpiresAt. It returns anonymous.ErrExists, changing nothing,
-// when the id holds a guest (revoked or not) or a deleted guest's
-// reservation that has not expired. It returns ctx.Err() if ctx is done.
+// when the id holds a record that has not expired, and ctx.Err() if ctx is
+// done.
 func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -221,8 +197,8 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 		return errNilRecord
 	}
 	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
-	e.rec.Session.Token = "" // stores never hold the token in plaintext
 	own(&e.rec)
+	e.rec.Version = 1
 	now := time.Now()
 	sh := s.shard(rec.User.ID)
 	sh.mu.Lock()
@@ -230,13 +206,12 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	if old := sh.m[rec.User.ID]; old != nil && old.live(now) {
 		return anonymous.ErrExists
 	}
-	sh.m[rec.User.ID] = e
+	sh.m[e.rec.User.ID] = e
 	return nil
 }
 
-// Get returns a copy of the guest with this id, revoked or not, or
-// anonymous.ErrNotFound when there is none, it has expired or it was
-// deleted. It returns ctx.Err() if ctx is done.
+// Get returns a copy of the record with this id, or anonymous.ErrNotFound
+// when there is none or it has expired. It returns ctx.Err() if ctx is done.
 func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -244,121 +219,45 @@ func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
 	now := time.Now()
 	sh := s.shard(id)
 	sh.mu.RLock()
-	e := sh.guest(id, now)
-	if e == nil {
+	e := sh.m[id]
+	if e == nil || !e.live(now) {
 		sh.mu.RUnlock()
 		return nil, anonymous.ErrNotFound
 	}
 	rec := new(anonymous.Record)
 	*rec = e.rec
 	sh.mu.RUnlock()
+	// The data is the caller's own copy; the strings are immutable.
+	rec.Data = bytes.Clone(rec.Data)
 	return rec, nil
 }
 
-// Touch moves the guest's expiry to expiresAt and sets its
-// Session.UpdatedAt to now. It returns anonymous.ErrNotFound when there is
-// no such guest or it was revoked, and ctx.Err() if ctx is done.
-func (s *Store) Touch(ctx context.Context, id string, expiresAt, now time.Time) error {
+// Update replaces the record with a copy of rec, as version rec.Version+1
+// and expiring at rec.Session.ExpiresAt, if the stored version is
+// rec.Version. It returns anonymous.ErrConflict when it is not,
+// anonymous.ErrNotFound when there is no record or it has expired, and
+// ctx.Err() if ctx is done.
+func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	clock := time.Now()
-	sh := s.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.active(id, clock)
-	if e == nil {
-		return anonymous.ErrNotFound
+	if rec == nil {
+		return errNilRecord
 	}
-	e.exp = wall(expiresAt)
-	e.rec.Session.ExpiresAt, e.rec.Session.UpdatedAt = expiresAt, now
-	return nil
-}
-
-// Claim takes the guest's link lease for owner until the given time. It
-// returns anonymous.ErrNotFound when there is no such guest or it was
-// revoked, anonymous.ErrClaimed while another owner's lease has not run out,
-// and ctx.Err() if ctx is done. Claiming again as the lease's owner renews
-// it.
-func (s *Store) Claim(ctx context.Context, id, owner string, until time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
+	own(&e.rec)
+	e.rec.Version = rec.Version + 1
 	now := time.Now()
-	sh := s.shard(id)
+	sh := s.shard(rec.User.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.active(id, now)
-	if e == nil {
-		return anonymous.ErrNotFound
-	}
-	if e.owner != "" && e.owner != owner && now.Before(e.until) {
-		return anonymous.ErrClaimed
-	}
-	e.owner, e.until = owner, wall(until)
-	return nil
-}
-
-// Release drops owner's lease on the guest. Anything else (another owner's
-// lease, no lease, no guest) is left as it is and is not an error. It
-// returns ctx.Err() if ctx is done.
-func (s *Store) Release(ctx context.Context, id, owner string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	sh := s.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if e := sh.m[id]; e != nil && e.owner == owner {
-		e.owner, e.until = "", time.Time{}
-	}
-	return nil
-}
-
-// Delete removes the guest and any lease, keeping the id reserved until
-// the guest's expiry: until then Get returns anonymous.ErrNotFound and
-// Create anonymous.ErrExists. Deleting a guest that does not exist is not an
-// error. It returns ctx.Err() if ctx is done.
-func (s *Store) Delete(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := time.Now()
-	sh := s.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.m[id]
+	old := sh.m[rec.User.ID]
 	switch {
-	case e == nil || e.deleted:
-	case !e.live(now):
-		delete(sh.m, id)
-	default:
-		// Keep only what the reservation needs.
-		*e = entry{exp: e.exp, deleted: true}
-	}
-	return nil
-}
-
-// Revoke keeps the guest's user record but ends its session: it zeroes
-// TokenHash, sets LinkedTo and drops any lease; the record still expires at
-// its Session.ExpiresAt, and Touch and Claim no longer find it. It returns
-// anonymous.ErrNotFound when there is no such guest or it was revoked
-// already (a guest is linked once), and ctx.Err() if ctx is done.
-func (s *Store) Revoke(ctx context.Context, id, linkedTo string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := time.Now()
-	sh := s.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.active(id, now)
-	if e == nil {
+	case old == nil || !old.live(now):
 		return anonymous.ErrNotFound
+	case old.rec.Version != rec.Version:
+		return anonymous.ErrConflict
 	}
-	e.revoked = true
-	clear(e.rec.TokenHash[:])
-	e.rec.LinkedTo = strings.Clone(linkedTo)
-	e.owner, e.until = "", time.Time{}
+	sh.m[e.rec.User.ID] = e
 	return nil
 }
