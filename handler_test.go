@@ -37,7 +37,7 @@ const (
 
 var errAPIStoreDown = errors.New("injected store failure")
 
-// apiStore is a real memstore whose Create, Get, Touch and Delete can be
+// apiStore is a real memstore whose Create, Get and Update can be
 // made to fail, to check how the endpoints answer a store outage.
 type apiStore struct {
 	anonymous.Store
@@ -74,18 +74,11 @@ func (s *apiStore) Get(ctx context.Context, id string) (*anonymous.Record, error
 	return s.Store.Get(ctx, id)
 }
 
-func (s *apiStore) Touch(ctx context.Context, id string, exp, now time.Time) error {
-	if s.failing("Touch") {
+func (s *apiStore) Update(ctx context.Context, rec *anonymous.Record) error {
+	if s.failing("Update") {
 		return errAPIStoreDown
 	}
-	return s.Store.Touch(ctx, id, exp, now)
-}
-
-func (s *apiStore) Delete(ctx context.Context, id string) error {
-	if s.failing("Delete") {
-		return errAPIStoreDown
-	}
-	return s.Store.Delete(ctx, id)
+	return s.Store.Update(ctx, rec)
 }
 
 type apiHarness struct {
@@ -390,7 +383,7 @@ func TestHandlerStoreFailures(t *testing.T) {
 		{"sign-in create", "POST", apiSignIn, []string{"Create"}, false, false, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
 		{"sign-in get", "POST", apiSignIn, []string{"Get"}, true, false, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
 		{"sign-in identify", "POST", apiSignIn, nil, false, true, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
-		{"delete delete", "POST", apiDelete, []string{"Delete"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
+		{"delete update", "POST", apiDelete, []string{"Update"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
 		{"delete get", "POST", apiDelete, []string{"Get"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
 		{"delete identify", "POST", apiDelete, nil, true, true, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
 		{"get-session get", "GET", apiSession, []string{"Get"}, true, false, 500, "FAILED_TO_GET_SESSION", "Failed to get session"},
@@ -449,8 +442,8 @@ func TestHandlerDeleteAnonymousUser(t *testing.T) {
 			if exp := resCookie(t, res); exp.MaxAge >= 0 || exp.Value != "" {
 				t.Errorf("cookie not expired: %+v", exp)
 			}
-			if _, err := h.store.Store.Get(context.Background(), id); !errors.Is(err, anonymous.ErrNotFound) {
-				t.Errorf("store Get after delete: %v, want ErrNotFound", err)
+			if !buried(h.store.Store, id) {
+				t.Errorf("the store still holds the guest after delete")
 			}
 			// The old credential names nobody any more.
 			if got := readBody(t, h.do("GET", apiSession, opt)); got != "null" {
@@ -931,7 +924,7 @@ func TestHandlerExpiresDeadCookie(t *testing.T) {
 		status       int
 	}{{"GET", apiSession, 200}, {"POST", apiDelete, 401}} {
 		c, _, id := h.signIn()
-		if err := h.ms.Delete(context.Background(), id); err != nil {
+		if err := h.m.DeleteGuest(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 		res := h.do(tc.method, tc.path, withCookie(c))

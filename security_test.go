@@ -75,15 +75,15 @@ func TestIPAddressIsParsed(t *testing.T) {
 	}
 }
 
-// slowClaims delays every Claim, as a store far away would.
-type slowClaims struct {
+// slowWrites delays every Update, as a store far away would.
+type slowWrites struct {
 	*countingStore
 	delay time.Duration
 }
 
-func (s slowClaims) Claim(ctx context.Context, id, owner string, until time.Time) error {
+func (s slowWrites) Update(ctx context.Context, rec *anonymous.Record) error {
 	time.Sleep(s.delay)
-	return s.countingStore.Claim(ctx, id, owner, until)
+	return s.countingStore.Update(ctx, rec)
 }
 
 // A callback that honours its context never outlives the link's lease, even
@@ -102,7 +102,7 @@ func TestCallbackEndsBeforeItsLease(t *testing.T) {
 func testCallbackEndsBeforeItsLease(t *testing.T, takes time.Duration, want int64) {
 	base := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
 	var succeeded atomic.Int64
-	m, err := anonymous.New(slowClaims{base.store, 150 * time.Millisecond}, anonymous.Options{
+	m, err := anonymous.New(slowWrites{base.store, 150 * time.Millisecond}, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, LinkLease: time.Second,
 		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnLinkAccount: func(ctx context.Context, _ anonymous.LinkEvent) error {

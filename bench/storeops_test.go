@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,29 +32,9 @@ func (s *countingStore) Get(ctx context.Context, id string) (*anonymous.Record, 
 	return s.Store.Get(ctx, id)
 }
 
-func (s *countingStore) Touch(ctx context.Context, id string, exp, now time.Time) error {
+func (s *countingStore) Update(ctx context.Context, rec *anonymous.Record) error {
 	s.calls.Add(1)
-	return s.Store.Touch(ctx, id, exp, now)
-}
-
-func (s *countingStore) Claim(ctx context.Context, id, owner string, until time.Time) error {
-	s.calls.Add(1)
-	return s.Store.Claim(ctx, id, owner, until)
-}
-
-func (s *countingStore) Release(ctx context.Context, id, owner string) error {
-	s.calls.Add(1)
-	return s.Store.Release(ctx, id, owner)
-}
-
-func (s *countingStore) Delete(ctx context.Context, id string) error {
-	s.calls.Add(1)
-	return s.Store.Delete(ctx, id)
-}
-
-func (s *countingStore) Revoke(ctx context.Context, id, linkedTo string) error {
-	s.calls.Add(1)
-	return s.Store.Revoke(ctx, id, linkedTo)
+	return s.Store.Update(ctx, rec)
 }
 
 // roundTrips counts what a go-redis client sends: each command sent alone

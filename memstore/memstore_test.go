@@ -34,19 +34,21 @@ func TestSweeper(t *testing.T) {
 		defer s.Close()
 		start := time.Now()
 		expired := storetest.NewRecord("", start.Add(30*time.Second))
-		revoked := storetest.NewRecord("", start.Add(40*time.Second))
+		linked := storetest.NewRecord("", start.Add(40*time.Second))
 		deleted := storetest.NewRecord("", start.Add(90*time.Second))
 		kept := storetest.NewRecord("", start.Add(time.Hour))
-		for _, rec := range []*anonymous.Record{expired, revoked, deleted, kept} {
+		for _, rec := range []*anonymous.Record{expired, linked, deleted, kept} {
 			if err := s.Create(ctx, rec); err != nil {
 				t.Fatalf("Create = %v", err)
 			}
 		}
-		if err := s.Revoke(ctx, revoked.User.ID, "user-1"); err != nil {
-			t.Fatalf("Revoke = %v", err)
-		}
-		if err := s.Delete(ctx, deleted.User.ID); err != nil {
-			t.Fatalf("Delete = %v", err)
+		// What a link and a delete leave: records until their expiry.
+		linked.Version, linked.LinkedTo = 1, "user-1"
+		deleted.Version, deleted.Deleted = 1, true
+		for _, rec := range []*anonymous.Record{linked, deleted} {
+			if err := s.Update(ctx, rec); err != nil {
+				t.Fatalf("Update = %v", err)
+			}
 		}
 
 		time.Sleep(50 * time.Second)
@@ -60,9 +62,9 @@ func TestSweeper(t *testing.T) {
 
 		time.Sleep(11 * time.Second) // past the sweep at 1m
 		synctest.Wait()
-		// The deleted guest's reservation lasts until 90s.
+		// The deleted guest's record lasts until 90s.
 		if n := s.Len(); n != 2 {
-			t.Errorf("Len after the first sweep = %d, want 2 (a guest and a reservation)", n)
+			t.Errorf("Len after the first sweep = %d, want 2 (a guest and a deleted one)", n)
 		}
 		if err := s.Create(ctx, storetest.NewRecord(deleted.User.ID, time.Now().Add(time.Hour))); !errors.Is(err, anonymous.ErrExists) {
 			t.Errorf("Create of a reserved id after a sweep = %v, want ErrExists", err)
@@ -129,9 +131,9 @@ func TestClose(t *testing.T) {
 	})
 }
 
-// TestLeasesAndExpiryFollowTheClock checks expiries and leases against
-// time.Now, moved by a synctest bubble's sleeps.
-func TestLeasesAndExpiryFollowTheClock(t *testing.T) {
+// TestExpiryFollowsTheClock checks expiries against time.Now, moved by a
+// synctest bubble's sleeps.
+func TestExpiryFollowsTheClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		s := memstore.New()
@@ -140,23 +142,17 @@ func TestLeasesAndExpiryFollowTheClock(t *testing.T) {
 		if err := s.Create(ctx, rec); err != nil {
 			t.Fatalf("Create = %v", err)
 		}
-		if err := s.Claim(ctx, rec.User.ID, "a", time.Now().Add(10*time.Second)); err != nil {
-			t.Fatalf("Claim = %v", err)
-		}
-		if err := s.Claim(ctx, rec.User.ID, "b", time.Now().Add(10*time.Second)); !errors.Is(err, anonymous.ErrClaimed) {
-			t.Errorf("Claim of a held lease = %v, want ErrClaimed", err)
-		}
-		time.Sleep(10 * time.Second)
-		if err := s.Claim(ctx, rec.User.ID, "b", time.Now().Add(10*time.Second)); err != nil {
-			t.Errorf("Claim after the lease ran out = %v", err)
-		}
-		time.Sleep(49 * time.Second)
+		time.Sleep(59 * time.Second)
 		if _, err := s.Get(ctx, rec.User.ID); err != nil {
 			t.Errorf("Get a second before expiry = %v", err)
 		}
 		time.Sleep(time.Second)
 		if _, err := s.Get(ctx, rec.User.ID); !errors.Is(err, anonymous.ErrNotFound) {
 			t.Errorf("Get at expiry = %v, want ErrNotFound", err)
+		}
+		rec.Version = 1
+		if err := s.Update(ctx, rec); !errors.Is(err, anonymous.ErrNotFound) {
+			t.Errorf("Update at expiry = %v, want ErrNotFound", err)
 		}
 	})
 }

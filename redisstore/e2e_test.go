@@ -303,11 +303,7 @@ func TestDeadlineOnDeadRedis(t *testing.T) {
 	}{
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, id); return err }},
 		{"Create", func(ctx context.Context) error { return s.Create(ctx, guest(t)) }},
-		{"Touch", func(ctx context.Context) error { return s.Touch(ctx, id, time.Now().Add(time.Hour), time.Now()) }},
-		{"Claim", func(ctx context.Context) error { return s.Claim(ctx, id, "o", time.Now().Add(time.Minute)) }},
-		{"Release", func(ctx context.Context) error { return s.Release(ctx, id, "o") }},
-		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, id) }},
-		{"Revoke", func(ctx context.Context) error { return s.Revoke(ctx, id, "u") }},
+		{"Update", func(ctx context.Context) error { r := guestWithID(t, id); r.Version = 1; return s.Update(ctx, r) }},
 	}
 	for _, op := range ops {
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)

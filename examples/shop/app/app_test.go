@@ -153,10 +153,10 @@ func (b *browser) cookie(name string) *http.Cookie {
 // stored reports whether the guest is in the store.
 func (ts *testShop) stored(t *testing.T, id string) bool {
 	t.Helper()
-	_, err := ts.store.Get(context.Background(), id)
+	rec, err := ts.store.Get(context.Background(), id)
 	switch {
 	case err == nil:
-		return true
+		return !rec.Deleted // a deleted guest's record only reserves its id
 	case errors.Is(err, anonymous.ErrNotFound):
 		return false
 	default:
@@ -525,13 +525,9 @@ type brokenStore struct{}
 
 var errDown = errors.New("store is down")
 
-func (brokenStore) Create(context.Context, *anonymous.Record) error           { return errDown }
-func (brokenStore) Get(context.Context, string) (*anonymous.Record, error)    { return nil, errDown }
-func (brokenStore) Touch(context.Context, string, time.Time, time.Time) error { return errDown }
-func (brokenStore) Claim(context.Context, string, string, time.Time) error    { return errDown }
-func (brokenStore) Release(context.Context, string, string) error             { return errDown }
-func (brokenStore) Delete(context.Context, string) error                      { return errDown }
-func (brokenStore) Revoke(context.Context, string, string) error              { return errDown }
+func (brokenStore) Create(context.Context, *anonymous.Record) error        { return errDown }
+func (brokenStore) Get(context.Context, string) (*anonymous.Record, error) { return nil, errDown }
+func (brokenStore) Update(context.Context, *anonymous.Record) error        { return errDown }
 
 func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 	shop, err := New(brokenStore{}, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
