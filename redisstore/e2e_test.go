@@ -353,3 +353,52 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 		t.Errorf("stored IPAddress %q, User-Agent of %d bytes (%v); want none and 512", rec.Session.IPAddress, len(rec.Session.UserAgent), err)
 	}
 }
+
+// Updates of one guest's data from 64 requests at once all count, on a
+// single node and on a Cluster.
+func TestConcurrentDataUpdates(t *testing.T) {
+	for name, client := range map[string]func(testing.TB) redis.UniversalClient{
+		"single": func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
+		"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := client(t)
+			s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost {
+					n, _ := anonymous.JSONFrom[int](r.Context())
+					fmt.Fprint(w, n)
+					return
+				}
+				if _, err := anonymous.UpdateJSON(m, w, r, func(n *int) error { *n++; return nil }); err != nil {
+					http.Error(w, err.Error(), http.StatusConflict)
+				}
+			}))
+			url := serve(t, h)
+			b := browser(t)
+			visit(t, b, url)
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Go(func() {
+					resp, err := b.Post(url, "text/plain", nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Errorf("update: %d", resp.StatusCode)
+					}
+				})
+			}
+			wg.Wait()
+			if got := visit(t, b, url).body; got != "64" {
+				t.Errorf("after 64 concurrent updates the count is %s, want 64", got)
+			}
+		})
+	}
+}
