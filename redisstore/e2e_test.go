@@ -358,7 +358,7 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 // single node and on a Cluster.
 func TestConcurrentDataUpdates(t *testing.T) {
 	for name, client := range map[string]func(testing.TB) redis.UniversalClient{
-		"single": func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
+		"single":  func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
 		"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
