@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -360,4 +361,61 @@ func TestLargeRecord(t *testing.T) {
 	if !reflect.DeepEqual(got, &want) {
 		t.Errorf("large record differs: UserAgent %d bytes, data %d bytes", len(got.Session.UserAgent), len(got.Data))
 	}
+}
+
+// TestUsedMemoryPerGuest measures what guests cost a Redis of the test's
+// own in used_memory, which counts the expiry entry MEMORY USAGE leaves
+// out: 2,000 guests with a desktop browser's User-Agent, without data and
+// with a 200-byte cart.
+func TestUsedMemoryPerGuest(t *testing.T) {
+	c := redistest.Private(t)
+	ctx := context.Background()
+	s, err := redisstore.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for _, tc := range []struct {
+		name  string
+		data  int
+		limit int64
+	}{{"no data", 0, 380}, {"a 200-byte cart", 200, 620}} {
+		before := usedMemory(t, c)
+		for range n {
+			rec := guest(t)
+			rec.Session.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+			rec.Session.IPAddress = "203.0.113.7"
+			rec.Session.ExpiresAt = time.Now().Add(30 * 24 * time.Hour)
+			if tc.data > 0 {
+				rec.Data = []byte(strings.Repeat("c", tc.data))
+			}
+			if err := s.Create(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		per := (usedMemory(t, c) - before) / n
+		t.Logf("%s: %d bytes of used_memory per guest", tc.name, per)
+		if per > tc.limit {
+			t.Errorf("%s: %d bytes of used_memory per guest, want at most %d", tc.name, per, tc.limit)
+		}
+	}
+}
+
+func usedMemory(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO memory")
+	return 0
 }

@@ -14,6 +14,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
 	"os"
 	"strings"
 	"sync"
@@ -205,4 +208,36 @@ func eachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Co
 		return fn(ctx, c)
 	}
 	return fmt.Errorf("redistest: unsupported client %T", c)
+}
+
+// Private starts a redis-server of the test's own on a free loopback port,
+// without persistence, and returns a client of it; both end with the test.
+// It is for measurements that other tests' keys would disturb. Without a
+// redis-server binary it skips (fails under ANON_REQUIRE_REDIS=1).
+func Private(t testing.TB) *redis.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "redis-server", "install it (Debian: redis-server)", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: starting redis-server: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	t.Cleanup(func() { c.Close() })
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if err := c.Ping(context.Background()).Err(); err == nil {
+			return c
+		} else if time.Since(start) > 5*time.Second {
+			t.Fatalf("redistest: private redis-server on port %d: %v", port, err)
+		}
+	}
 }
