@@ -161,3 +161,42 @@ func ExampleOptions_identify() {
 	// moving data to alice
 	// handler sees true false
 }
+
+// A guest's cart lives in the guest's own data: updated atomically, read
+// with the guest, handed to OnLinkAccount at login, gone with the guest.
+func ExampleUpdateJSON() {
+	store := memstore.New()
+	defer store.Close()
+	type Cart map[string]int
+	guests, err := anonymous.New(store, anonymous.Options{
+		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
+		cart, err := anonymous.UpdateJSON(guests, w, r, func(c *Cart) error {
+			if *c == nil {
+				*c = Cart{}
+			}
+			(*c)[r.FormValue("sku")]++
+			return nil
+		})
+		if err != nil {
+			http.Error(w, "could not update your cart", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Println("cart:", cart)
+	})
+	handler := guests.Middleware(mux)
+
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequest("POST", "/cart?sku=tea", nil))
+	r := httptest.NewRequest("POST", "/cart?sku=mug", nil)
+	r.AddCookie(w.Result().Cookies()[0])
+	handler.ServeHTTP(httptest.NewRecorder(), r)
+	// Output:
+	// cart: map[tea:1]
+	// cart: map[mug:1 tea:1]
+}
