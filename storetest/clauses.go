@@ -503,7 +503,7 @@ var concurrencyTests = []test{
 		}
 		check := func(rec *anonymous.Record) error {
 			if n, err := counter(rec.Data); err != nil || uint64(n)+1 != rec.Version {
-				return fmt.Errorf("Get(%s) returned Data %q at version %d, want %d", rec.User.ID, rec.Data, rec.Version, rec.Version-1)
+				return fmt.Errorf("Get(%s) returned Data %q at version %d, want a counter of %d", rec.User.ID, rec.Data, rec.Version, rec.Version-1)
 			}
 			return nil
 		}

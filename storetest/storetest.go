@@ -302,8 +302,16 @@ func get(t *testing.T, s anonymous.Store, id string) *anonymous.Record {
 // same fails t unless the store holds want under want.User.ID.
 func same(t *testing.T, s anonymous.Store, want *anonymous.Record, after string) {
 	t.Helper()
-	if d := Diff(get(t, s, want.User.ID), want); len(d) > 0 {
-		t.Errorf("after %s, Get returned a different record:\n\t%s", after, strings.Join(d, "\n\t"))
+	got, err := s.Get(t.Context(), want.User.ID)
+	switch {
+	case err != nil:
+		t.Errorf("after %s, Get(%s) = %v, want the record", after, want.User.ID, err)
+	case got == nil:
+		t.Errorf("after %s, Get(%s) = nil, nil", after, want.User.ID)
+	default:
+		if d := Diff(got, want); len(d) > 0 {
+			t.Errorf("after %s, Get returned a different record:\n\t%s", after, strings.Join(d, "\n\t"))
+		}
 	}
 }
 
