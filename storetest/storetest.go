@@ -38,10 +38,11 @@
 // guest) must come back as the zero time. Returned times are compared with
 // time.Time.Equal.
 //
-// Record.Data is opaque bytes, up to at least 64 KiB (package anonymous
-// bounds it at 4 KiB by default), and must come back byte for byte. A
-// record without data may come back with a nil or an empty Data: the suite,
-// like package anonymous, does not tell them apart.
+// Record.Data is opaque bytes that must come back byte for byte. A store
+// must keep at least 64 KiB of it per record, whatever the bytes; package
+// anonymous bounds it at 4 KiB by default. A record without data may come
+// back with a nil or an empty Data: the suite, like package anonymous,
+// does not tell them apart.
 package storetest
 
 import (
