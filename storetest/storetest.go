@@ -14,23 +14,39 @@
 //		})
 //	}
 //
-// Every clause of the contract is its own subtest, grouped by method
-// (Create/RoundTrip, Claim/OneWinner, Delete/ReservesID, ...), so -run picks
-// any of them and a failure names the clause that was broken.
+// Every clause of the contract is its own subtest, grouped by method or
+// concern (Create/RoundTrip, Update/Conflict, Data/ReadModifyWrite, ...), so
+// -run picks any of them and a failure names the clause that was broken.
 //
-// The suite waits out real expiries and leases of a few hundred
-// milliseconds; the subtests that wait run in parallel, so the whole suite
-// takes about two seconds. newStore must therefore be safe to call from
-// parallel subtests, and stores that share a backend (one Redis server, say)
-// must keep their data apart, for example with a random key prefix per store.
-// Run returns when every subtest has finished.
+// A Store is a versioned key-value store of anonymous.Record values: it
+// keeps what it is given and knows nothing of leases, links or tokens. The
+// suite therefore writes records of every shape, deleted and linked ones
+// (tombstones) included, and expects them back field for field. It never
+// hands a store a Session.Token, and does not check what a store does with
+// one.
+//
+// The suite waits out real expiries of a few hundred milliseconds; the
+// subtests that wait run in parallel, so the whole suite takes about two
+// seconds. newStore must therefore be safe to call from parallel subtests,
+// and stores that share a backend (one Redis server, say) must keep their
+// data apart, for example with a random key prefix per store. Run returns
+// when every subtest has finished.
 //
 // Every time the suite hands a store is in UTC and a whole number of
 // milliseconds, so a store that serialises timestamps at millisecond
-// precision passes; returned times are compared with time.Time.Equal.
+// precision passes; the zero time.Time (the ClaimUntil of an unclaimed
+// guest) must come back as the zero time. Returned times are compared with
+// time.Time.Equal.
+//
+// Record.Data is opaque bytes that must come back byte for byte. A store
+// must keep at least 64 KiB of it per record, whatever the bytes; package
+// anonymous bounds it at 4 KiB by default. A record without data may come
+// back with a nil or an empty Data: the suite, like package anonymous,
+// does not tell them apart.
 package storetest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -46,16 +62,21 @@ import (
 )
 
 const (
-	// short is an expiry or lease the suite waits out.
+	// short is an expiry the suite waits out.
 	short = 200 * time.Millisecond
 	// slack is how long past an expiry the suite waits before checking it
 	// took effect, absorbing clock granularity and scheduling.
 	slack = 50 * time.Millisecond
-	// long is an expiry or lease no subtest lives to see.
+	// long is an expiry no subtest lives to see.
 	long = time.Hour
-	// racers is how many goroutines race for one guest; rounds how often.
+	// racers is how many goroutines race for one write; rounds how often.
 	racers = 32
 	rounds = 8
+	// writers is how many goroutines read, change and write one guest's
+	// data at once.
+	writers = 64
+	// largeData is the size of data every store must keep.
+	largeData = 64 << 10
 )
 
 // test is one clause of the contract. waits marks tests that sleep through
@@ -79,11 +100,8 @@ func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 	}{
 		{"Create", createTests},
 		{"Get", getTests},
-		{"Touch", touchTests},
-		{"Claim", claimTests},
-		{"Release", releaseTests},
-		{"Delete", deleteTests},
-		{"Revoke", revokeTests},
+		{"Update", updateTests},
+		{"Data", dataTests},
 		{"Context", contextTests},
 		{"Concurrency", concurrencyTests},
 	}
@@ -108,11 +126,12 @@ func NewID() string {
 	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
 }
 
-// NewRecord returns a valid guest record, as package anonymous would store
-// it, with every field set: id as the user id (a fresh NewID when id is
-// empty), expiresAt (in UTC, truncated to the millisecond) as the session's
-// expiry, creation times of now, and the hash of a random token. Its
-// Session.Token is empty, as in a store. It is safe for concurrent use.
+// NewRecord returns a new guest's record as package anonymous would create
+// it: id as the user id (a fresh NewID when id is empty), expiresAt (in UTC,
+// truncated to the millisecond) as the session's expiry, creation times of
+// now, and the hash of a random token. Its Session.Token is empty, as in a
+// store; it has no data, no claim, and version 0. It is safe for concurrent
+// use.
 func NewRecord(id string, expiresAt time.Time) *anonymous.Record {
 	if id == "" {
 		id = NewID()
@@ -140,8 +159,8 @@ func NewRecord(id string, expiresAt time.Time) *anonymous.Record {
 func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // Diff lists the fields in which got differs from want, comparing times
-// with time.Time.Equal; it is empty when they match. It is safe for
-// concurrent use.
+// with time.Time.Equal and Data byte for byte (a nil and an empty Data are
+// alike); it is empty when they match. It is safe for concurrent use.
 func Diff(got, want *anonymous.Record) []string {
 	var d []string
 	str := func(name, g, w string) {
@@ -179,36 +198,101 @@ func Diff(got, want *anonymous.Record) []string {
 	if got.TokenHash != want.TokenHash {
 		d = append(d, fmt.Sprintf("TokenHash = %x, want %x", got.TokenHash, want.TokenHash))
 	}
+	if s := diffData(got.Data, want.Data); s != "" {
+		d = append(d, s)
+	}
 	str("LinkedTo", got.LinkedTo, want.LinkedTo)
+	boolean("Deleted", got.Deleted, want.Deleted)
+	str("ClaimOwner", got.ClaimOwner, want.ClaimOwner)
+	tm("ClaimUntil", got.ClaimUntil, want.ClaimUntil)
+	if got.Version != want.Version {
+		d = append(d, fmt.Sprintf("Version = %d, want %d", got.Version, want.Version))
+	}
 	return d
 }
 
-// clone returns a deep copy of rec: Record holds only values and strings.
+// diffData describes how got differs from want, briefly for large data; it
+// is empty when they hold the same bytes.
+func diffData(got, want []byte) string {
+	if bytes.Equal(got, want) {
+		return ""
+	}
+	if len(got) <= 64 && len(want) <= 64 {
+		return fmt.Sprintf("Data = %q, want %q", got, want)
+	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	return fmt.Sprintf("Data = %d bytes, want %d bytes, first difference at byte %d", len(got), len(want), i)
+}
+
+// clone returns a deep copy of rec.
 func clone(rec *anonymous.Record) *anonymous.Record {
 	c := *rec
+	c.Data = bytes.Clone(rec.Data)
 	return &c
 }
 
-func create(t *testing.T, s anonymous.Store, rec *anonymous.Record) {
-	t.Helper()
-	if err := s.Create(t.Context(), rec); err != nil {
-		t.Fatalf("Create(%s) = %v, want nil", rec.User.ID, err)
+// stored returns a copy of rec at version v: what Get returns once rec was
+// written as version v.
+func stored(rec *anonymous.Record, v uint64) *anonymous.Record {
+	c := clone(rec)
+	c.Version = v
+	return c
+}
+
+// edit returns a copy of rec changed by fn.
+func edit(rec *anonymous.Record, fn func(*anonymous.Record)) *anonymous.Record {
+	c := clone(rec)
+	fn(c)
+	return c
+}
+
+// bury returns the record package anonymous writes over rec when the guest
+// is deleted (linkedTo empty) or linked: a tombstone that keeps the id
+// reserved, and LinkedTo readable, until rec's expiry.
+func bury(rec *anonymous.Record, linkedTo string) *anonymous.Record {
+	return &anonymous.Record{
+		User:     anonymous.User{ID: rec.User.ID, IsAnonymous: true},
+		Session:  anonymous.Session{UserID: rec.User.ID, ExpiresAt: rec.Session.ExpiresAt},
+		LinkedTo: linkedTo, Deleted: true, Version: rec.Version,
 	}
 }
 
-// newGuest creates and returns a fresh guest expiring at exp.
+// create creates rec and returns what Get must now return: a copy of rec at
+// version 1.
+func create(t *testing.T, s anonymous.Store, rec *anonymous.Record) *anonymous.Record {
+	t.Helper()
+	want := stored(rec, 1)
+	if err := s.Create(t.Context(), rec); err != nil {
+		t.Fatalf("Create(%s) = %v, want nil", rec.User.ID, err)
+	}
+	return want
+}
+
+// newGuest creates a fresh guest expiring at exp and returns it as stored.
 func newGuest(t *testing.T, s anonymous.Store, exp time.Time) *anonymous.Record {
 	t.Helper()
-	rec := NewRecord("", exp)
-	create(t, s, rec)
-	return rec
+	return create(t, s, NewRecord("", exp))
+}
+
+// update writes rec over version rec.Version and returns what Get must now
+// return: a copy of rec at the next version.
+func update(t *testing.T, s anonymous.Store, rec *anonymous.Record) *anonymous.Record {
+	t.Helper()
+	want := stored(rec, rec.Version+1)
+	if err := s.Update(t.Context(), rec); err != nil {
+		t.Fatalf("Update(%s) of version %d = %v, want nil", rec.User.ID, rec.Version, err)
+	}
+	return want
 }
 
 func get(t *testing.T, s anonymous.Store, id string) *anonymous.Record {
 	t.Helper()
 	rec, err := s.Get(t.Context(), id)
 	if err != nil {
-		t.Fatalf("Get(%s) = %v, want the guest", id, err)
+		t.Fatalf("Get(%s) = %v, want the record", id, err)
 	}
 	if rec == nil {
 		t.Fatalf("Get(%s) = nil, nil", id)
@@ -219,8 +303,16 @@ func get(t *testing.T, s anonymous.Store, id string) *anonymous.Record {
 // same fails t unless the store holds want under want.User.ID.
 func same(t *testing.T, s anonymous.Store, want *anonymous.Record, after string) {
 	t.Helper()
-	if d := Diff(get(t, s, want.User.ID), want); len(d) > 0 {
-		t.Errorf("after %s, Get returned a different record:\n\t%s", after, strings.Join(d, "\n\t"))
+	got, err := s.Get(t.Context(), want.User.ID)
+	switch {
+	case err != nil:
+		t.Errorf("after %s, Get(%s) = %v, want the record", after, want.User.ID, err)
+	case got == nil:
+		t.Errorf("after %s, Get(%s) = nil, nil", after, want.User.ID)
+	default:
+		if d := Diff(got, want); len(d) > 0 {
+			t.Errorf("after %s, Get returned a different record:\n\t%s", after, strings.Join(d, "\n\t"))
+		}
 	}
 }
 
@@ -230,7 +322,7 @@ func gone(t *testing.T, s anonymous.Store, id, after string) {
 	rec, err := s.Get(t.Context(), id)
 	switch {
 	case err == nil && rec != nil:
-		t.Errorf("after %s, Get(%s) returned the guest (LinkedTo %q), want ErrNotFound", after, id, rec.LinkedTo)
+		t.Errorf("after %s, Get(%s) returned a record (version %d), want ErrNotFound", after, id, rec.Version)
 	case !errors.Is(err, anonymous.ErrNotFound):
 		t.Errorf("after %s, Get(%s) = %v, %v; want ErrNotFound", after, id, rec, err)
 	}
