@@ -57,6 +57,7 @@ import (
 	"net/http"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -289,6 +290,12 @@ type Options struct {
 	RefreshAfter time.Duration
 	// Persist chooses when a new guest is written. Default: PersistOnReturn.
 	Persist Persist
+	// Budget bounds how many guests one client may have stored. Over it, a
+	// new visitor's guest lives in its first-visit cookie until the budget
+	// allows storing it, and sign-in/anonymous answers 429. Default: on,
+	// 100 an hour with a burst of 20 per IPv4 address or IPv6 /64 (see
+	// Budget).
+	Budget Budget
 	// FirstVisitWindow is how long a first visit's cookie, which carries a
 	// guest not stored yet (PersistOnReturn), can store it: a visitor who
 	// returns later gets a new guest. The cookie is single-use: storing the
@@ -329,6 +336,8 @@ type Manager struct {
 	cookieAttrs string // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
 	log         *slog.Logger
 	api         *api // the JSON endpoints, built once by New
+	// fullLogged is when "the store is full" was last logged, Unix seconds.
+	fullLogged atomic.Int64
 }
 
 // CookieName returns the guest cookie's name (see Options.CookieName).
@@ -344,6 +353,7 @@ func New(store Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	o.Budget = budgetDefaults(o.Budget, store)
 	cc, err := newCookieCodec(o.CookieName, o.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -362,6 +372,9 @@ func parseOptions(o Options) (Options, error) {
 		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
 	}
 	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
+	if b := o.Budget; b.Rate < 0 || b.Burst < 0 || b.Period < 0 {
+		return o, errors.New("negative Budget.Rate, Budget.Burst or Budget.Period")
+	}
 	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
 	if o.Lifetime < time.Second {
 		return o, fmt.Errorf("Lifetime %v is under a second", o.Lifetime)

@@ -2,6 +2,7 @@ package anonymous
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +26,7 @@ var (
 // made during the request: use what UpdateData returns. The result is
 // shared by the request: do not modify it.
 func DataFrom(ctx context.Context) []byte {
-	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil && s.guest != nil && s.guest.rec != nil {
+	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil && s.guest != nil && s.guest.rec != nil && len(s.guest.rec.Data) > 0 {
 		return s.guest.rec.Data
 	}
 	return nil
@@ -38,15 +39,16 @@ func DataFrom(ctx context.Context) []byte {
 // updates (two tabs adding to one cart) all count; fn must therefore have no
 // other effect. Uncontended, an update costs one store round trip.
 //
-// A guest the middleware issued on this request and has not stored yet
-// (PersistOnReturn) is stored now, with its data, and its cookie is re-set:
-// call UpdateData before the response is written. The data lives and dies
+// A guest not stored yet (a first visit under PersistOnReturn) is stored
+// now, with its data, if its client's budget allows (else ErrOverBudget), and
+// its cookie is re-set: call UpdateData before the response is written. The data lives and dies
 // with the guest: it expires with it, is deleted with it, and is handed to
 // OnLinkAccount when the guest becomes a real user.
 //
-// It returns fn's error, ErrNoGuest, ErrDataTooLarge, an error wrapping
-// ErrClaimed while the guest is being linked, ErrNotFound when the guest is
-// gone, or a store error; in every case nothing is written.
+// It returns fn's error, ErrNoGuest, ErrDataTooLarge, ErrOverBudget, an
+// error wrapping ErrClaimed while the guest is being linked (or stored by
+// another request), ErrNotFound when the guest is gone, or a store error; in
+// every case nothing is written.
 func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(data []byte) ([]byte, error)) ([]byte, error) {
 	st := m.state(r.Context())
 	if st == nil || st.guest == nil || st.guest.rec == nil {
@@ -74,27 +76,35 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 		return nil
 	}
 	rec := g.rec
-	if g.issued && rec.Version == 0 {
-		// Not stored yet: store it now, with its data.
+	if rec.Version == 0 {
+		// Not stored yet (a first visit): store it now, with its data, if
+		// the client's budget allows. A guest from a first-visit cookie gets
+		// a new token, as when lookup stores one; a guest issued on this
+		// request keeps its own, which no response has carried yet.
+		token := rec.Session.Token
+		if !g.issued {
+			token = newToken(rec.User.ID)
+		}
 		next := *rec
-		next.Session.Token = ""
+		next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
 		if err := apply(&next); err != nil {
 			return nil, err
 		}
-		err := m.store.Create(ctx, &next)
+		_, err := m.storeNew(r, &next)
 		if err == nil {
-			m.replaceCookie(w, rec.Session.Token, rec.Session.ExpiresAt)
+			m.replaceCookie(w, token, next.Session.ExpiresAt)
 			return out, nil
 		}
 		if !errors.Is(err, ErrExists) {
 			return nil, err
 		}
-		// Stored by an earlier UpdateData of this request: update it.
+		// Stored by an earlier UpdateData of this request, or by another
+		// request with this first-visit cookie, whose guest it is now.
 		if rec, err = m.store.Get(ctx, rec.User.ID); err != nil {
 			return nil, err
 		}
-		if rec.TokenHash != g.rec.TokenHash {
-			return nil, ErrNotFound
+		if rec.TokenHash != next.TokenHash {
+			return nil, fmt.Errorf("anonymous: updating guest %s: %w", rec.User.ID, ErrClaimed)
 		}
 	}
 	if _, err := m.modify(ctx, rec, apply); err != nil {

@@ -27,7 +27,8 @@ type guest struct {
 	// rec is the guest, with Session.Token set; nil for held.
 	rec *Record
 	// issued is true for a guest made on this request: no credential
-	// brought it. Under PersistOnReturn, it is not stored yet.
+	// brought it. A guest not stored yet (under PersistOnReturn, or over
+	// the budget) has rec.Version 0.
 	issued bool
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
@@ -178,19 +179,25 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	}
 	ctx := r.Context()
 	if p := c.pending; p != nil {
+		p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
 		// The first-visit cookie is single-use: the stored guest gets a new
 		// token, so that a copy planted in another browser stops working.
 		token := newToken(p.User.ID)
-		p.TokenHash = sha256.Sum256([]byte(token))
-		p.Session.ExpiresAt = now.Add(m.opts.Lifetime)
-		p.Session.UpdatedAt = now
-		p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
-		err := m.store.Create(ctx, p)
-		if err == nil {
-			p.Session.Token, p.Version = token, 1
-			return &guest{rec: p, renew: true}, nil
-		}
-		if !errors.Is(err, ErrExists) {
+		next := *p
+		next.TokenHash = sha256.Sum256([]byte(token))
+		next.Session.ExpiresAt = now.Add(m.opts.Lifetime)
+		next.Session.UpdatedAt = now
+		_, err := m.storeNew(r, &next)
+		switch {
+		case err == nil:
+			next.Session.Token, next.Version = token, 1
+			return &guest{rec: &next, renew: true}, nil
+		case notStored(err):
+			// Not now (the client's budget is spent, or the store is full):
+			// the guest lives on in its cookie, stored on a later visit.
+			p.Session.Token = c.token
+			return &guest{rec: p}, nil
+		case !errors.Is(err, ErrExists):
 			return nil, err
 		}
 		// Stored already: by a sibling request moments ago, or long ago by a
@@ -254,23 +261,26 @@ func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
 }
 
 // issue creates a new guest and sets its cookie. With persist, it is stored
-// now; otherwise the cookie carries it until the visitor returns, for at
+// now, unless the client's budget is spent or the store is full
+// (ErrOverBudget, with how long to wait, or ErrStoreFull: no cookie is set
+// then); otherwise the cookie carries it until the visitor returns, for at
 // most FirstVisitWindow.
-func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*guest, error) {
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*guest, time.Duration, error) {
 	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if persist {
-		if err := m.store.Create(r.Context(), rec); err != nil {
-			return nil, err
+		if wait, err := m.storeNew(r, rec); err != nil {
+			return nil, wait, err
 		}
+		rec.Version = 1
 		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
 	} else {
 		m.setCookie(w, token, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
 	}
 	rec.Session.Token = token
-	return &guest{rec: rec, issued: true}, nil
+	return &guest{rec: rec, issued: true}, 0, nil
 }
 
 // DeleteGuest deletes the guest with this id, as the delete-anonymous-user

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Handler returns the JSON endpoints, served under Options.BasePath
@@ -67,6 +69,7 @@ var (
 	errUnauthorized       = &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "Unauthorized"}
 	errFailedToGetSession = &apiError{http.StatusInternalServerError, "FAILED_TO_GET_SESSION", "Failed to get session"}
 	errInvalidOrigin      = &apiError{http.StatusForbidden, "INVALID_ORIGIN", "Invalid origin"}
+	errTooManyRequests    = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."} // Better Auth's message; it sends no code
 	errSignedInUser       = &apiError{http.StatusBadRequest, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously"} // this package's own
 	errNotFound           = &apiError{http.StatusNotFound, "NOT_FOUND", "Not found"}                                                                     // this package's own
 	errMethodNotAllowed   = &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method not allowed"}                                           // this package's own
@@ -159,19 +162,22 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSignedInUser)
 		return
 	}
-	g, err := m.load(w, r)
+	old, err := m.load(w, r)
 	if err != nil {
 		// Issuing now could replace a valid guest the store cannot see.
 		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest; no guest created", "err", err)
 		writeError(w, errFailedToCreateUser)
 		return
 	}
-	if g != nil {
+	if old != nil {
 		writeError(w, errSignInAgain)
 		return
 	}
-	g, err = m.issue(w, r, true)
+	g, wait, err := m.issue(w, r, true)
 	switch {
+	case errors.Is(err, ErrOverBudget):
+		writeTooManyRequests(w, wait)
+		return
 	case errors.Is(err, ErrInvalidEmail):
 		m.log.ErrorContext(ctx, "anonymous: no guest created", "err", err)
 		writeError(w, errInvalidEmailFormat)
@@ -266,6 +272,16 @@ func (m *Manager) expireDeadCookie(w http.ResponseWriter, r *http.Request, g *gu
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }
+
+// writeTooManyRequests answers as Better Auth's rate limiter does: 429, its
+// message, and the wait in seconds in X-Retry-After (and the standard
+// Retry-After).
+func writeTooManyRequests(w http.ResponseWriter, wait time.Duration) {
+	secs := strconv.Itoa(max(int((wait+time.Second-1)/time.Second), 1))
+	w.Header().Set("Retry-After", secs)
+	w.Header().Set("X-Retry-After", secs)
+	writeError(w, errTooManyRequests)
+}
 
 // writeJSON answers v as JSON. Every answer depends on the caller's
 // credentials, so none may be cached.

@@ -102,6 +102,21 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 	// The store work after the claim must finish even if the client goes.
 	ctx := context.WithoutCancel(r.Context())
 	id := rec.User.ID
+	if rec.Version == 0 {
+		// A first-visit guest the budget kept from being stored: store it
+		// now, whatever the budget, so that the claim below decides between
+		// concurrent links; the link removes it right after.
+		stored := *rec
+		stored.Session.Token = ""
+		switch err := m.store.Create(ctx, &stored); {
+		case errors.Is(err, ErrExists):
+			return nil // stored meanwhile under a token of its own: not this cookie's any more
+		case err != nil:
+			return fmt.Errorf("anonymous: storing guest %s before linking: %w", id, err)
+		}
+		stored.Version, stored.Session.Token = 1, rec.Session.Token
+		rec = &stored
+	}
 	owner := hex.EncodeToString(randomBytes(16))
 	// The lease is counted from before the claim's round trip, and the
 	// callback's deadline from the same instant, a fifth of the lease

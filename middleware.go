@@ -41,7 +41,10 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		g, err := m.load(w, r)
 		if err == nil && g == nil {
-			g, err = m.issue(w, r, m.opts.Persist == PersistOnIssue)
+			g, _, err = m.issue(w, r, m.opts.Persist == PersistOnIssue)
+			if notStored(err) {
+				g, _, err = m.issue(w, r, false) // stored when the visitor returns
+			}
 		}
 		if err != nil {
 			m.storeFailed(w, r, next, err)

@@ -22,7 +22,7 @@ import (
 // A 100 KB User-Agent costs the store at most its 512-byte cap: memstore
 // keeps no slice of the request's header alive.
 func TestHugeUserAgentIsNotKept(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 	const guests = 200
 	ua := strings.Repeat("x", 100<<10)
 	handler := f.m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))

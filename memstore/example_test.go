@@ -26,25 +26,27 @@ func Example() {
 		panic(err)
 	}
 	got, _ := store.Get(ctx, rec.User.ID)
-	fmt.Println(got.User.Name)
+	fmt.Println(got.User.Name, got.Version)
 	fmt.Println(errors.Is(store.Create(ctx, rec), anonymous.ErrExists))
 
-	// A link deletes the guest; its id stays taken until the guest's expiry.
-	_ = store.Delete(ctx, rec.User.ID)
-	_, err := store.Get(ctx, rec.User.ID)
-	fmt.Println(errors.Is(err, anonymous.ErrNotFound))
-	fmt.Println(errors.Is(store.Create(ctx, rec), anonymous.ErrExists))
+	// An update writes only over the version it read.
+	got.Data = []byte(`{"tea":1}`)
+	fmt.Println(store.Update(ctx, got))
+	fmt.Println(errors.Is(store.Update(ctx, got), anonymous.ErrConflict))
 	// Output:
-	// Anonymous
+	// Anonymous 1
 	// true
-	// true
+	// <nil>
 	// true
 }
 
 func ExampleNew_options() {
-	// Free expired guests' memory every ten seconds instead of every minute.
-	store := memstore.New(memstore.Options{SweepInterval: 10 * time.Second})
+	// Free expired guests' memory every ten seconds instead of every minute,
+	// and hold at most 50,000 guests.
+	store := memstore.New(memstore.Options{SweepInterval: 10 * time.Second, MaxGuests: 50_000})
 	defer store.Close()
 	fmt.Println(store.Len())
 	// Output: 0
 }
+
+

@@ -26,6 +26,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -46,7 +47,17 @@ type Options struct {
 	// guests and lapsed reservations of deleted ids. It bounds memory only:
 	// reads check expiry themselves. Default: DefaultSweepInterval (1 minute).
 	SweepInterval time.Duration
+	// MaxGuests caps the records the store holds: past it, Create stores
+	// nothing and returns anonymous.ErrStoreFull, and the Manager fails
+	// open (new visitors' guests live in their cookies), so the process
+	// never runs out of memory. Negative: no cap. Default: DefaultMaxGuests,
+	// 250,000 guests, about 175 MB with browsers' User-Agents: sized for a
+	// small server.
+	MaxGuests int
 }
+
+// DefaultMaxGuests is Options.MaxGuests's default.
+const DefaultMaxGuests = 250_000
 
 // Store is an in-memory anonymous.Store. Create it with New and stop its
 // sweeper with Close. All its methods are safe for concurrent use.
@@ -57,6 +68,9 @@ type Store struct {
 	stop      chan struct{} // closed by Close
 	done      chan struct{} // closed when the sweeper has returned
 	closeOnce sync.Once
+
+	max int          // MaxGuests; 0 for no cap
+	n   atomic.Int64 // records held, expired ones the sweeper has not freed included
 }
 
 var _ anonymous.Store = (*Store)(nil)
@@ -109,11 +123,18 @@ func New(opts ...Options) *Store {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	switch {
+	case o.MaxGuests == 0:
+		o.MaxGuests = DefaultMaxGuests
+	case o.MaxGuests < 0:
+		o.MaxGuests = 0
+	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
 	s := &Store{
 		seed: maphash.MakeSeed(),
+		max:  o.MaxGuests,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -158,26 +179,18 @@ func (s *Store) sweep() {
 		for id, e := range sh.m {
 			if !e.live(now) {
 				delete(sh.m, id)
+				s.n.Add(-1)
 			}
 		}
 		sh.mu.Unlock()
 	}
 }
 
-// Len returns the number of entries the store holds: guests, revoked
-// guests kept after a link, deleted ids still reserved, and expired entries
-// the sweeper has not freed yet. It is meant for monitoring memory and for
-// tests. It is safe for concurrent use.
-func (s *Store) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+// Len returns the number of records the store holds: guests, deleted or
+// linked guests' records until their expiry, and expired records the
+// sweeper has not freed yet; MaxGuests caps it. It is meant for monitoring
+// memory and for tests. It is safe for concurrent use.
+func (s *Store) Len() int { return int(s.n.Load()) }
 
 func (s *Store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%shardCount]
@@ -187,8 +200,8 @@ var errNilRecord = errors.New("memstore: nil record")
 
 // Create stores a copy of rec as version 1, expiring at
 // rec.Session.ExpiresAt. It returns anonymous.ErrExists, changing nothing,
-// when the id holds a record that has not expired, and ctx.Err() if ctx is
-// done.
+// when the id holds a record that has not expired, anonymous.ErrStoreFull
+// when the store holds MaxGuests records, and ctx.Err() if ctx is done.
 func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -203,8 +216,14 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	sh := s.shard(rec.User.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old := sh.m[rec.User.ID]; old != nil && old.live(now) {
+	old := sh.m[rec.User.ID]
+	switch {
+	case old != nil && old.live(now):
 		return anonymous.ErrExists
+	case old == nil && s.max > 0 && s.n.Load() >= int64(s.max):
+		return anonymous.ErrStoreFull
+	case old == nil:
+		s.n.Add(1)
 	}
 	sh.m[e.rec.User.ID] = e
 	return nil

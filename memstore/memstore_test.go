@@ -203,3 +203,33 @@ func filled(b *testing.B) (*memstore.Store, []string) {
 	}
 	return s, ids
 }
+
+// Past MaxGuests the store stores nothing, until expired guests are freed.
+func TestMaxGuests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s := memstore.New(memstore.Options{MaxGuests: 3, SweepInterval: time.Minute})
+		defer s.Close()
+		for i := range 3 {
+			if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Duration(i+1)*30*time.Second))); err != nil {
+				t.Fatalf("Create %d: %v", i, err)
+			}
+		}
+		if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); !errors.Is(err, anonymous.ErrStoreFull) {
+			t.Fatalf("Create past MaxGuests: %v, want ErrStoreFull", err)
+		}
+		if n := s.Len(); n != 3 {
+			t.Errorf("Len %d, want 3", n)
+		}
+		time.Sleep(61 * time.Second) // two expired and swept
+		synctest.Wait()
+		for i := range 2 {
+			if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); err != nil {
+				t.Errorf("Create %d after the sweep: %v", i, err)
+			}
+		}
+		if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); !errors.Is(err, anonymous.ErrStoreFull) {
+			t.Errorf("Create past MaxGuests again: %v, want ErrStoreFull", err)
+		}
+	})
+}

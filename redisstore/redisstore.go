@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/guestpass/anonymous"
 	"github.com/redis/go-redis/v9"
 )
@@ -29,9 +30,13 @@ type Options struct {
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	rate   *redis_rate.Limiter
 }
 
-var _ anonymous.Store = (*Store)(nil)
+var (
+	_ anonymous.Store   = (*Store)(nil)
+	_ anonymous.Limiter = (*Store)(nil)
+)
 
 // New returns a Store on client, which may be a *redis.Client (a single
 // node), a Sentinel failover client or a *redis.ClusterClient. Pass at most
@@ -57,7 +62,7 @@ func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
 	if strings.ContainsAny(p, "{}") {
 		return nil, fmt.Errorf("redisstore: Prefix %q contains a brace, which would break the keys' hash tag", p)
 	}
-	return &Store{client: client, prefix: p}, nil
+	return &Store{client: client, prefix: p, rate: redis_rate.NewLimiter(client)}, nil
 }
 
 // key is the guest's record key. Its hash tag {id} keeps a guest on one
@@ -166,6 +171,21 @@ func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
 		return anonymous.ErrConflict
 	}
 	return nil
+}
+
+// Allow takes one guest from client's budget in Redis, so that every
+// instance of the application shares it: GCRA in one script call
+// (go-redis/redis_rate), on the key "rate:{prefix}budget:{client}", which
+// expires once the budget is full again. The Manager uses it by default.
+func (s *Store) Allow(ctx context.Context, client string, b anonymous.Budget) (time.Duration, error) {
+	res, err := s.rate.Allow(ctx, s.prefix+"budget:"+client, redis_rate.Limit{Rate: b.Rate, Burst: b.Burst, Period: b.Period})
+	if err != nil {
+		return 0, failed(ctx, "budget", client, err)
+	}
+	if res.Allowed == 0 {
+		return max(res.RetryAfter, time.Millisecond), nil
+	}
+	return 0, nil
 }
 
 // failed wraps a failed call's error, and the context's too when it is done
