@@ -31,29 +31,28 @@ const layout = `
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#23262f;background:#f7f4ee}
 a{color:#3451b2}
-header.top{display:flex;align-items:center;justify-content:space-between;gap:1rem;padding:.9rem 2rem;background:#fff;border-bottom:1px solid #e6e1d8}
+header.top{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.6rem 1rem;padding:.9rem 2rem;background:#fff;border-bottom:1px solid #e6e1d8}
 .brand{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.15rem;color:#23262f;text-decoration:none}
 .brand svg{width:28px;height:28px}
-.who{display:flex;align-items:center;gap:.6rem}
+.who{display:flex;flex-wrap:wrap;align-items:center;gap:.6rem;margin-left:auto}
 .who form{margin:0}
 .avatar{display:inline-grid;place-items:center;width:34px;height:34px;border-radius:50%;background:#3451b2;color:#fff;font-weight:700;font-size:.85rem}
 .badge{font-size:.75rem;font-weight:600;padding:.15rem .55rem;border-radius:99px;text-transform:uppercase;letter-spacing:.04em}
 .badge.guest{background:#fff1cc;color:#8a5a00}
 .badge.member{background:#d9f2e3;color:#1d6b40}
 main{max-width:1100px;margin:0 auto;padding:1.5rem 2rem 2rem}
-@media (max-width:760px){.layout,.split{grid-template-columns:1fr}.products{grid-template-columns:repeat(2,minmax(0,1fr))}}
 h1{font-size:1.9rem;margin:.2rem 0}
 .lede{margin:.2rem 0 1rem;color:#5b6070;max-width:46rem}
 .notice{background:#e6f0ff;border:1px solid #bcd0f7;color:#1e3a7b;padding:.6rem .9rem;border-radius:10px}
 .warn{background:#fff1f0;border:1px solid #f3c2bd;color:#8c2a20;padding:.6rem .9rem;border-radius:10px}
 .layout{display:grid;grid-template-columns:minmax(0,1fr) 290px;gap:1.5rem;align-items:start}
-.products{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:1rem}
+.products{display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:1rem}
 .card{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:.8rem;display:flex;flex-direction:column}
 .tile{border-radius:10px;height:110px;display:grid;place-items:center}
 .tile svg{width:72px;height:72px}
 .card h3{font-size:1rem;margin:.6rem 0 0}
 .card p{margin:.1rem 0 .6rem;color:#6b7080;font-size:.9rem;flex:1}
-.row{display:flex;align-items:center;justify-content:space-between;gap:.4rem}
+.row{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.4rem}
 .row .btn{font-size:.8rem;padding:.4rem .55rem}
 .row form{margin:0}
 .price{font-weight:700}
@@ -85,8 +84,26 @@ button.link{font:inherit;background:none;border:0;color:#8c2a20;text-decoration:
 label{display:block;font-weight:600;margin:.8rem 0 .2rem}
 input[type=text],input[type=password]{width:100%;font:inherit;padding:.5rem .6rem;border:1px solid #d8d3c9;border-radius:8px}
 table.demo{border-collapse:collapse;margin:.6rem 0;width:100%}
-table.demo th{text-align:left;font-size:.8rem;color:#6b7080;font-weight:600;padding:.3rem 0;border-bottom:1px solid #f0ece4}
-table.demo td{padding:.45rem 0;border-bottom:1px solid #f0ece4}
+table.demo th{text-align:left;font-size:.8rem;color:#6b7080;font-weight:600;padding:.3rem 1rem .3rem 0;border-bottom:1px solid #f0ece4}
+table.demo td{padding:.45rem 1rem .45rem 0;border-bottom:1px solid #f0ece4}
+table.demo :is(th,td):last-child{padding-right:0}
+/* Narrower windows: the cart goes under the products, then the login
+   panels stack, then a phone gets two columns of cards. These come last:
+   a media query wins over the rules above only by coming after them. */
+@media (max-width:860px){.layout{grid-template-columns:minmax(0,1fr)}.cart{position:static}}
+@media (max-width:760px){.split{grid-template-columns:minmax(0,36rem)}}
+@media (max-width:560px){
+header.top{padding:.7rem 1rem}
+main{padding:1rem 1rem 1.5rem}
+footer{padding:0 1rem 1.5rem}
+h1{font-size:1.5rem}
+.products{grid-template-columns:repeat(2,minmax(0,1fr));gap:.75rem}
+.card{padding:.6rem}
+.row{flex-direction:column;align-items:stretch}
+.row .btn{width:100%;font-size:.85rem;padding:.5rem}
+.panel{padding:1rem}
+}
+@media (max-width:340px){.products{grid-template-columns:minmax(0,1fr)}}
 </style>
 </head>
 <body>
