@@ -346,6 +346,8 @@ func (s *Shop) logout(w http.ResponseWriter, r *http.Request) {
 
 // pageData is what the templates see.
 type pageData struct {
+	Page     string // the template's name
+	Title    string // what the page is, before the shop's name in <title>
 	User     *anonymous.User
 	Products []product
 	Lines    []cartLine
@@ -393,6 +395,10 @@ func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "login", &pageData{})
 }
 
+// pageTitles name the pages in their <title>, each its own, so that tabs,
+// history and screen readers tell them apart.
+var pageTitles = map[string]string{"home": "Shop", "login": "Sign in"}
+
 // render fills the common fields and writes the page, or a clean 500 when
 // the template fails (never half a page).
 func (s *Shop) render(w http.ResponseWriter, r *http.Request, status int, name string, d *pageData) {
@@ -400,6 +406,10 @@ func (s *Shop) render(w http.ResponseWriter, r *http.Request, status int, name s
 		d.User = anonymous.UserFrom(r.Context())
 	}
 	d.BasePath = BasePath
+	d.Page = name
+	if d.Title == "" {
+		d.Title = pageTitles[name]
+	}
 	if name == "login" {
 		for _, n := range []string{"alice", "bob"} {
 			a := demoAccounts[n]

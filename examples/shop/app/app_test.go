@@ -557,3 +557,58 @@ func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 		t.Fatal("the outage cost the visitor its guest cookie")
 	}
 }
+
+func TestPagesHaveTheirOwnTitles(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	title := regexp.MustCompile(`<title>([^<]*)</title>`)
+	seen := map[string]string{}
+	for _, path := range []string{"/", "/login"} {
+		m := title.FindStringSubmatch(b.get(path).body)
+		if m == nil {
+			t.Fatalf("%s has no <title>", path)
+		}
+		if other, ok := seen[m[1]]; ok {
+			t.Fatalf("%s and %s share the title %q", other, path, m[1])
+		}
+		seen[m[1]] = path
+	}
+}
+
+func TestButtonsNameTheirProduct(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	p := b.add("tea")
+	for _, want := range []string{
+		`id="add-tea">Add to cart<span class="vh">: Lapsang Tea</span>`,
+		`aria-label="One less Lapsang Tea"`,
+		`aria-label="One more Lapsang Tea"`,
+		`id="remove-tea">Remove<span class="vh"> Lapsang Tea</span>`,
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
+
+func TestLoginErrorIsAnnouncedAndTiedToTheFields(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	p := b.login("alice", "nope")
+	wantStatus(t, p, http.StatusUnauthorized)
+	if !strings.Contains(p.body, `id="login-error" role="alert"`) {
+		t.Error("the login error is not an alert")
+	}
+	for _, field := range []string{"username", "password"} {
+		re := regexp.MustCompile(`<input[^>]* id="` + field + `"[^>]*>`)
+		input := re.FindString(p.body)
+		if !strings.Contains(input, `aria-invalid="true"`) || !strings.Contains(input, `aria-describedby="login-error"`) {
+			t.Errorf("the %s field after a failed login is %s, want aria-invalid and aria-describedby=login-error", field, input)
+		}
+	}
+	if strings.Contains(b.get("/login").body, `aria-invalid`) {
+		t.Error("a fresh login form marks its fields invalid")
+	}
+}

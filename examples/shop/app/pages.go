@@ -25,12 +25,15 @@ const layout = `
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Guestpass Goods</title>
+<title>{{.Title}} – Guestpass Goods</title>
 <link rel="icon" href="data:,">
 <style>
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#23262f;background:#f7f4ee}
 a{color:#3451b2}
+:focus-visible{outline:3px solid #3451b2;outline-offset:2px}
+.vh,.skip:not(:focus){position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
+.skip{position:absolute;left:1rem;top:.5rem;z-index:1;background:#23262f;color:#fff;padding:.5rem .9rem;border-radius:8px;font-weight:600}
 header.top{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.6rem 1rem;padding:.9rem 2rem;background:#fff;border-bottom:1px solid #e6e1d8}
 .brand{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.15rem;color:#23262f;text-decoration:none}
 .brand svg{width:28px;height:28px}
@@ -41,8 +44,9 @@ header.top{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-
 .badge.guest{background:#fff1cc;color:#8a5a00}
 .badge.member{background:#d9f2e3;color:#1d6b40}
 main{max-width:1100px;margin:0 auto;padding:1.5rem 2rem 2rem}
+main:focus{outline:none}
 h1{font-size:1.9rem;margin:.2rem 0}
-.lede{margin:.2rem 0 1rem;color:#5b6070;max-width:46rem}
+.lede{margin:.2rem 0 1rem;color:#575c6b;max-width:46rem}
 .notice{background:#e6f0ff;border:1px solid #bcd0f7;color:#1e3a7b;padding:.6rem .9rem;border-radius:10px}
 .warn{background:#fff1f0;border:1px solid #f3c2bd;color:#8c2a20;padding:.6rem .9rem;border-radius:10px}
 .layout{display:grid;grid-template-columns:minmax(0,1fr) 290px;gap:1.5rem;align-items:start}
@@ -51,7 +55,7 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .tile{border-radius:10px;height:110px;display:grid;place-items:center}
 .tile svg{width:72px;height:72px}
 .card h3{font-size:1rem;margin:.6rem 0 0}
-.card p{margin:.1rem 0 .6rem;color:#6b7080;font-size:.9rem;flex:1}
+.card p{margin:.1rem 0 .6rem;color:#575c6b;font-size:.9rem;flex:1}
 .row{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.4rem}
 .row .btn{font-size:.8rem;padding:.4rem .55rem}
 .row form{margin:0}
@@ -67,15 +71,15 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .cart ul{list-style:none;margin:0;padding:0}
 .line{display:grid;grid-template-columns:1fr auto;gap:.2rem .6rem;padding:.6rem 0;border-bottom:1px solid #f0ece4}
 .lname{font-weight:600}
-.sub{text-align:right;color:#5b6070}
+.sub{text-align:right;color:#575c6b}
 .qty{display:flex;align-items:center;gap:.35rem}
 .qty form{margin:0}
 .qty button,.x{font:inherit;width:28px;height:28px;border-radius:7px;border:1px solid #d8d3c9;background:#faf8f4;cursor:pointer}
 .x{width:auto;padding:0 .5rem;font-size:.8rem;color:#8c2a20;border-color:#f0d0cc;background:#fff}
 .n{min-width:1.4rem;text-align:center;font-weight:700}
 .total{display:flex;justify-content:space-between;margin-top:.8rem;font-size:1.05rem}
-.empty{color:#6b7080}
-footer{max-width:1100px;margin:0 auto;padding:0 2rem 2rem;color:#6b7080;font-size:.85rem}
+.empty{color:#575c6b}
+footer{max-width:1100px;margin:0 auto;padding:0 2rem 2rem;color:#575c6b;font-size:.85rem}
 code{background:#efebe3;padding:.1rem .35rem;border-radius:5px}
 button.link{font:inherit;background:none;border:0;color:#8c2a20;text-decoration:underline;cursor:pointer;padding:0}
 .split{display:grid;grid-template-columns:minmax(0,380px) minmax(0,1fr);gap:1.5rem;align-items:start}
@@ -84,7 +88,7 @@ button.link{font:inherit;background:none;border:0;color:#8c2a20;text-decoration:
 label{display:block;font-weight:600;margin:.8rem 0 .2rem}
 input[type=text],input[type=password]{width:100%;font:inherit;padding:.5rem .6rem;border:1px solid #d8d3c9;border-radius:8px}
 table.demo{border-collapse:collapse;margin:.6rem 0;width:100%}
-table.demo th{text-align:left;font-size:.8rem;color:#6b7080;font-weight:600;padding:.3rem 1rem .3rem 0;border-bottom:1px solid #f0ece4}
+table.demo th{text-align:left;font-size:.8rem;color:#575c6b;font-weight:600;padding:.3rem 1rem .3rem 0;border-bottom:1px solid #f0ece4}
 table.demo td{padding:.45rem 1rem .45rem 0;border-bottom:1px solid #f0ece4}
 table.demo :is(th,td):last-child{padding-right:0}
 /* Narrower windows: the cart goes under the products, then the login
@@ -107,15 +111,16 @@ h1{font-size:1.5rem}
 </style>
 </head>
 <body>
+<a class="skip" href="#main">Skip to main content</a>
 <header class="top">
 <a class="brand" href="/"><svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="9" width="26" height="20" rx="4" fill="#3451b2"/><path d="M10 11V8a6 6 0 0 1 12 0v3" fill="none" stroke="#3451b2" stroke-width="3"/><circle cx="16" cy="19" r="3" fill="#fff"/></svg>Guestpass Goods</a>
 <div class="who">
 {{- with .User}}
-<span class="avatar">{{initials .Name}}</span>
+<span class="avatar" aria-hidden="true">{{initials .Name}}</span>
 <span id="user-name">{{.Name}}</span>
 {{- if .IsAnonymous}}
 <span class="badge guest" id="user-kind">Guest</span>
-<a class="btn ghost" id="sign-in" href="/login">Sign in</a>
+<a class="btn ghost" id="sign-in" href="/login"{{if eq $.Page "login"}} aria-current="page"{{end}}>Sign in</a>
 {{- else}}
 <span class="badge member" id="user-kind">Signed in</span>
 <form method="post" action="/logout"><button class="btn ghost" id="log-out">Log out</button></form>
@@ -123,7 +128,7 @@ h1{font-size:1.5rem}
 {{- end}}
 </div>
 </header>
-<main>
+<main id="main" tabindex="-1">
 {{end}}
 
 {{define "foot"}}
@@ -179,31 +184,32 @@ and moves into your account when you sign in.</p>
 {{- end}}
 </section>
 <div class="layout">
-<section class="products">
+<section class="products" aria-labelledby="products-title">
+<h2 class="vh" id="products-title">Products</h2>
 {{- range .Products}}
 <article class="card" id="product-{{.ID}}">
 <div class="tile" style="background:{{.Color}}">{{.Icon}}</div>
-<h3>{{.Name}}</h3>
+<h3 id="name-{{.ID}}">{{.Name}}</h3>
 <p>{{.Blurb}}</p>
 <div class="row"><span class="price">{{money .Price}}</span>
-<form method="post" action="/cart/add"><input type="hidden" name="product" value="{{.ID}}"><button class="btn" id="add-{{.ID}}">Add to cart</button></form></div>
+<form method="post" action="/cart/add"><input type="hidden" name="product" value="{{.ID}}"><button class="btn" id="add-{{.ID}}">Add to cart<span class="vh">: {{.Name}}</span></button></form></div>
 </article>
 {{- end}}
 </section>
-<aside class="cart" id="cart">
-<h2>Your cart <span class="count" id="cart-count">{{.Count}}</span></h2>
+<section class="cart" id="cart" aria-labelledby="cart-title">
+<h2 id="cart-title">Your cart <span class="count"><span id="cart-count">{{.Count}}</span><span class="vh"> {{if eq .Count 1}}item{{else}}items{{end}}</span></span></h2>
 {{- if .Lines}}
 <ul>
 {{- range .Lines}}
 <li class="line" data-product="{{.Product.ID}}" data-qty="{{.Qty}}">
 <span class="lname">{{.Product.Name}}</span>
 <span class="sub">{{money .Subtotal}}</span>
-<div class="qty">
-<form method="post" action="/cart/set"><input type="hidden" name="product" value="{{.Product.ID}}"><input type="hidden" name="qty" value="{{dec .Qty}}"><button aria-label="One less" id="less-{{.Product.ID}}">&minus;</button></form>
+<div class="qty" role="group" aria-label="Quantity of {{.Product.Name}}">
+<form method="post" action="/cart/set"><input type="hidden" name="product" value="{{.Product.ID}}"><input type="hidden" name="qty" value="{{dec .Qty}}"><button aria-label="One less {{.Product.Name}}" id="less-{{.Product.ID}}">&minus;</button></form>
 <span class="n">{{.Qty}}</span>
-<form method="post" action="/cart/add"><input type="hidden" name="product" value="{{.Product.ID}}"><button aria-label="One more" id="more-{{.Product.ID}}">+</button></form>
+<form method="post" action="/cart/add"><input type="hidden" name="product" value="{{.Product.ID}}"><button aria-label="One more {{.Product.Name}}" id="more-{{.Product.ID}}">+</button></form>
 </div>
-<form method="post" action="/cart/set"><input type="hidden" name="product" value="{{.Product.ID}}"><input type="hidden" name="qty" value="0"><button class="x" id="remove-{{.Product.ID}}">Remove</button></form>
+<form method="post" action="/cart/set"><input type="hidden" name="product" value="{{.Product.ID}}"><input type="hidden" name="qty" value="0"><button class="x" id="remove-{{.Product.ID}}">Remove<span class="vh"> {{.Product.Name}}</span></button></form>
 </li>
 {{- end}}
 </ul>
@@ -212,7 +218,7 @@ and moves into your account when you sign in.</p>
 {{- else}}
 <p class="empty" id="cart-empty">Your cart is empty.</p>
 {{- end}}
-</aside>
+</section>
 </div>
 {{template "foot" .}}{{end}}
 `
@@ -228,13 +234,13 @@ const login = `
 <div class="split">
 <div class="panel">
 {{- with .Error}}
-<p class="warn" id="login-error">{{.}}</p>
+<p class="warn" id="login-error" role="alert">{{.}}</p>
 {{- end}}
 <form method="post" action="/login">
 <label for="username">Username</label>
-<input type="text" id="username" name="username" value="{{.Username}}" autocomplete="username" required>
+<input type="text" id="username" name="username" value="{{.Username}}" autocomplete="username" required{{if .Error}} aria-invalid="true" aria-describedby="login-error"{{end}}>
 <label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required>
+<input type="password" id="password" name="password" autocomplete="current-password" required{{if .Error}} aria-invalid="true" aria-describedby="login-error" autofocus{{end}}>
 <button class="btn wide" id="sign-in-submit">Sign in</button>
 </form>
 </div>
@@ -242,7 +248,8 @@ const login = `
 <h2>Demo accounts</h2>
 <p class="lede">This is a demo, so the passwords are right here.</p>
 <table class="demo">
-<tr><th>Account</th><th>Username</th><th>Password</th></tr>
+<caption class="vh">Demo accounts and their passwords</caption>
+<tr><th scope="col">Account</th><th scope="col">Username</th><th scope="col">Password</th></tr>
 {{- range .Accounts}}
 <tr><td><strong>{{.Name}}</strong></td><td><code>{{.Username}}</code></td><td><code>{{.Password}}</code></td></tr>
 {{- end}}
