@@ -391,8 +391,16 @@ func (s *Shop) home(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "home", d)
 }
 
+// loginPage shows the login form, or, to a visitor who is signed in (Back
+// after signing in lands here), who they are and the way back to the shop.
+// Like every page it is not stored (Cache-Control: no-store), so Back asks
+// the server again.
 func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "login", &pageData{})
+	d := &pageData{}
+	if u := anonymous.UserFrom(r.Context()); u != nil && !u.IsAnonymous {
+		d.Title = "Signed in"
+	}
+	s.render(w, r, http.StatusOK, "login", d)
 }
 
 // pageTitles name the pages in their <title>, each its own, so that tabs,

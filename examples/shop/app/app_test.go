@@ -488,6 +488,28 @@ func TestForgetMeGivesANewGuest(t *testing.T) {
 	wantCart(t, p, map[string]int{})
 }
 
+func TestLoginPageWhenSignedIn(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.login("alice", "wonderland")
+	resp, err := b.c.Get(ts.srv.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("the login page answers Cache-Control %q, want no-store (Back must ask again)", cc)
+	}
+	p := parsePage(t, resp)
+	wantStatus(t, p, http.StatusOK)
+	if strings.Contains(p.body, `id="password"`) || strings.Contains(p.body, `action="/login"`) {
+		t.Fatal("a signed-in visitor is shown the sign-in form")
+	}
+	if !strings.Contains(p.body, "You are signed in as <strong>Alice</strong>") || !strings.Contains(p.body, `id="back-to-shop" href="/"`) {
+		t.Fatalf("the login page does not tell a signed-in visitor who they are:\n%s", p.body)
+	}
+}
+
 func TestSignedInPageHasNoForgetMe(t *testing.T) {
 	ts := newTestShop(t, Config{})
 	b := ts.browser(t)

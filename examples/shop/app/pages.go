@@ -49,6 +49,8 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .lede{margin:.2rem 0 1rem;color:#575c6b;max-width:46rem}
 .notice{background:#e6f0ff;border:1px solid #bcd0f7;color:#1e3a7b;padding:.6rem .9rem;border-radius:10px}
 .warn{background:#fff1f0;border:1px solid #f3c2bd;color:#8c2a20;padding:.6rem .9rem;border-radius:10px}
+.narrow{max-width:36rem;margin-top:1rem}
+.actions{display:flex;flex-wrap:wrap;align-items:center;gap:.6rem;margin:1rem 0 0}
 .layout{display:grid;grid-template-columns:minmax(0,1fr) 290px;gap:1.5rem;align-items:start}
 .products{display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:1rem}
 .card{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:.8rem;display:flex;flex-direction:column}
@@ -65,6 +67,8 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .btn.ghost{background:transparent;color:#3451b2;border:1px solid #c9d2ef;text-decoration:none}
 .btn.wide{width:100%;margin-top:.8rem;padding:.6rem}
 .btn[disabled]{opacity:.55;cursor:not-allowed}
+.btn.big{font-size:1rem;padding:.6rem 1rem}
+a.btn{display:inline-block;text-decoration:none}
 .cart{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:1rem 1.1rem;position:sticky;top:1rem}
 .cart h2{font-size:1.15rem;margin:0 0 .6rem;display:flex;align-items:center;gap:.5rem}
 .count{background:#23262f;color:#fff;border-radius:99px;font-size:.8rem;padding:0 .55rem}
@@ -85,6 +89,9 @@ button.link{font:inherit;background:none;border:0;color:#8c2a20;text-decoration:
 .split{display:grid;grid-template-columns:minmax(0,380px) minmax(0,1fr);gap:1.5rem;align-items:start}
 .panel{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:1.2rem 1.4rem}
 .panel h2{font-size:1.1rem;margin:0 0 .4rem}
+.panel>:first-child{margin-top:0}
+.panel>:last-child{margin-bottom:0}
+.panel form>label:first-child{margin-top:0}
 label{display:block;font-weight:600;margin:.8rem 0 .2rem}
 input[type=text],input[type=password]{width:100%;font:inherit;padding:.5rem .6rem;border:1px solid #d8d3c9;border-radius:8px}
 table.demo{border-collapse:collapse;margin:.6rem 0;width:100%}
@@ -225,12 +232,16 @@ and moves into your account when you sign in.</p>
 
 const login = `
 {{define "login"}}{{template "head" .}}
-<h1>Sign in</h1>
-{{- with .User}}{{if not .IsAnonymous}}
-<p class="notice">You are signed in as {{.Name}}. <a href="/">Back to the shop</a></p>
+{{- if and .User (not .User.IsAnonymous)}}
+<h1>You are signed in</h1>
+<div class="panel narrow" id="signed-in">
+<p>You are signed in as <strong>{{.User.Name}}</strong>, and your cart is in your account.
+To sign in as someone else, log out first.</p>
+<p class="actions"><a class="btn big" id="back-to-shop" href="/">Back to the shop</a></p>
+</div>
 {{- else}}
+<h1>Sign in</h1>
 <p class="lede">Signing in moves your guest cart into your account's cart.</p>
-{{- end}}{{end}}
 <div class="split">
 <div class="panel">
 {{- with .Error}}
@@ -257,5 +268,6 @@ const login = `
 <p class="lede">Alice already has a mug in her cart: add one as a guest, sign in as alice, and she has two.</p>
 </div>
 </div>
+{{- end}}
 {{template "foot" .}}{{end}}
 `
