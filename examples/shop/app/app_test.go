@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -488,6 +489,55 @@ func TestForgetMeGivesANewGuest(t *testing.T) {
 	wantCart(t, p, map[string]int{})
 }
 
+func TestLogoutSaysSo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.login("bob", "builder")
+	p := b.post("/logout", nil)
+	for _, want := range []string{"You have signed out of Bob&#39;s account", "You are a new guest now: " + p.name + "."} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("after logout the page does not say %q:\n%s", want, p.body)
+		}
+	}
+	// A Log out button on a page older than the logout.
+	if p := b.post("/logout", nil); !strings.Contains(p.body, "You were not signed in") {
+		t.Fatalf("logging out a guest says nothing:\n%s", p.body)
+	}
+}
+
+func TestCartChangesSaySo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	for _, tc := range []struct {
+		do   func() *page
+		want string
+	}{
+		{func() *page { return b.add("tea") }, "Added Lapsang Tea to your cart."},
+		{func() *page { return b.add("tea") }, "Added another Lapsang Tea to your cart: you have 2."},
+		{func() *page { return b.set("tea", 1) }, "You now have 1 × Lapsang Tea in your cart."},
+		{func() *page { return b.set("tea", 0) }, "Removed Lapsang Tea from your cart."},
+	} {
+		if p := tc.do(); !strings.Contains(p.body, `role="status"`) || !strings.Contains(p.body, tc.want) {
+			t.Fatalf("the page does not say %q:\n%s", tc.want, p.body)
+		}
+	}
+}
+
+func TestAddingBeyondTheMostSaysSo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.set("tea", maxQty)
+	p := b.add("tea")
+	wantCart(t, p, map[string]int{"tea": maxQty})
+	if !strings.Contains(p.body, `role="alert"`) ||
+		!strings.Contains(p.body, fmt.Sprintf("You already have %d × Lapsang Tea in your cart, the most one order can hold", maxQty)) {
+		t.Fatalf("adding beyond %d does not say so:\n%s", maxQty, p.body)
+	}
+}
+
 func TestLoginPageWhenSignedIn(t *testing.T) {
 	ts := newTestShop(t, Config{})
 	b := ts.browser(t)
@@ -632,5 +682,27 @@ func TestLoginErrorIsAnnouncedAndTiedToTheFields(t *testing.T) {
 	}
 	if strings.Contains(b.get("/login").body, `aria-invalid`) {
 		t.Error("a fresh login form marks its fields invalid")
+	}
+}
+
+func TestForgedFlashIsIgnored(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	other := newTestShop(t, Config{HashKey: []byte("another-32-byte-key-for-the-test")})
+	forged, err := other.shop.flash.Encode(flashCookie, flash{Kind: flashSignedOut, Arg: "Mallory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{forged, "signed-out", "", strings.Repeat("A", 4000)} {
+		req, _ := http.NewRequest(http.MethodGet, ts.srv.URL+"/", nil)
+		req.Header.Set("Cookie", flashCookie+"="+v)
+		resp, err := ts.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parsePage(t, resp)
+		wantStatus(t, p, http.StatusOK)
+		if strings.Contains(p.body, `id="notice"`) {
+			t.Fatalf("flash cookie %.20q shows a notice", v)
+		}
 	}
 }

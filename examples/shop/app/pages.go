@@ -49,6 +49,8 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .lede{margin:.2rem 0 1rem;color:#575c6b;max-width:46rem}
 .notice{background:#e6f0ff;border:1px solid #bcd0f7;color:#1e3a7b;padding:.6rem .9rem;border-radius:10px}
 .warn{background:#fff1f0;border:1px solid #f3c2bd;color:#8c2a20;padding:.6rem .9rem;border-radius:10px}
+.notices{margin:.6rem 0 1rem;max-width:46rem}
+.notices p{margin:0 0 .5rem}
 .narrow{max-width:36rem;margin-top:1rem}
 .actions{display:flex;flex-wrap:wrap;align-items:center;gap:.6rem;margin:1rem 0 0}
 .layout{display:grid;grid-template-columns:minmax(0,1fr) 290px;gap:1.5rem;align-items:start}
@@ -176,18 +178,28 @@ const home = `
 {{- with .User}}
 {{- if .IsAnonymous}}
 <h1 id="greeting">Hello, {{.Name}}!</h1>
-<p class="lede">You are shopping as a guest: no sign-up, no email. Your cart waits for you on this browser
-and moves into your account when you sign in.</p>
 {{- else}}
 <h1 id="greeting">Welcome back, {{.Name}}!</h1>
-<p class="lede">Your cart is saved in your account.</p>
 {{- end}}
 {{- else}}
 <h1 id="greeting">Hello!</h1>
-<p class="warn">We cannot see your cart right now. It is safe; please try again in a moment.</p>
 {{- end}}
-{{- with .Notice}}
-<p class="notice" id="notice">{{.}}</p>
+{{- with .Notices}}
+<div class="notices" id="notice" role="{{if $.Alert}}alert{{else}}status{{end}}">
+{{- range .}}
+<p class="{{if .Warn}}warn{{else}}notice{{end}}">{{.Text}}</p>
+{{- end}}
+</div>
+{{- end}}
+{{- with .User}}
+{{- if .IsAnonymous}}
+<p class="lede">You are shopping as a guest: no sign-up, no email. Your cart waits for you on this browser
+and moves into your account when you sign in.</p>
+{{- else}}
+<p class="lede">Your cart is saved in your account.</p>
+{{- end}}
+{{- else}}
+<p class="warn">We cannot see your cart right now. It is safe; please try again in a moment.</p>
 {{- end}}
 </section>
 <div class="layout">
