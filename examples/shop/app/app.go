@@ -137,6 +137,8 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginSubmit)
 	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /forget", s.forgetPage)
+	mux.HandleFunc("POST /forget", s.forget)
 	// Cross-site form posts are refused before a guest is even looked at.
 	s.handler = http.NewCrossOriginProtection().Handler(s.guests.Middleware(mux))
 	return s, nil
@@ -384,7 +386,6 @@ type pageData struct {
 	Error    string
 	Username string
 	Accounts []demoLogin
-	BasePath string
 }
 
 type cartLine struct {
@@ -450,7 +451,7 @@ func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // pageTitles name the pages in their <title>, each its own, so that tabs,
 // history and screen readers tell them apart.
-var pageTitles = map[string]string{"home": "Shop", "login": "Sign in"}
+var pageTitles = map[string]string{"home": "Shop", "login": "Sign in", "forget": "Forget me?"}
 
 // render fills the common fields and writes the page, or a clean 500 when
 // the template fails (never half a page).
@@ -458,7 +459,6 @@ func (s *Shop) render(w http.ResponseWriter, r *http.Request, status int, name s
 	if d.User == nil {
 		d.User = anonymous.UserFrom(r.Context())
 	}
-	d.BasePath = BasePath
 	d.Page = name
 	if d.Title == "" {
 		d.Title = pageTitles[name]

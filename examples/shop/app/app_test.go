@@ -457,18 +457,58 @@ func TestLogoutGivesANewGuest(t *testing.T) {
 	wantCart(t, b.login("bob", "builder"), map[string]int{"socks": 1})
 }
 
-func TestForgetMeGivesANewGuest(t *testing.T) {
+func TestForgetMeAsksThenForgets(t *testing.T) {
 	ts := newTestShop(t, Config{})
 	b := ts.browser(t)
 	guest := b.get("/")
 	b.add("cactus")
-	if !ts.stored(t, guest.id) {
-		t.Fatal("the guest is not in the store")
-	}
-	if !strings.Contains(guest.body, `data-endpoint="/api/auth/delete-anonymous-user"`) {
-		t.Fatal("the guest's page has no Forget me button")
+	if !strings.Contains(guest.body, `<a id="forget-me" href="/forget">`) {
+		t.Fatal("the guest's page has no Forget me link")
 	}
 
+	ask := b.get("/forget")
+	wantStatus(t, ask, http.StatusOK)
+	for _, want := range []string{
+		"This deletes the guest <strong>" + guest.name + "</strong>",
+		"with its cart of 1 item ($7.50)",
+		`<input type="hidden" name="guest" value="` + guest.id + `">`,
+		`id="forget-confirm"`, `id="forget-cancel" href="/"`,
+	} {
+		if !strings.Contains(ask.body, want) {
+			t.Fatalf("the confirmation lacks %s:\n%s", want, ask.body)
+		}
+	}
+	if ask.id != guest.id || !ts.stored(t, guest.id) {
+		t.Fatal("asking to confirm changed the guest")
+	}
+
+	p := b.post("/forget", url.Values{"guest": {guest.id}})
+	wantStatus(t, p, http.StatusOK)
+	if p.kind != "Guest" || p.id == "" || p.id == guest.id {
+		t.Fatalf("after Forget me the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+	}
+	wantCart(t, p, map[string]int{})
+	for _, want := range []string{"We have forgotten you: the guest " + guest.name, "You are a new guest now: " + p.name + "."} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("after Forget me the page does not say %q:\n%s", want, p.body)
+		}
+	}
+	if ts.stored(t, guest.id) {
+		t.Fatal("the guest is still in the store after Forget me")
+	}
+	if got := ts.shop.Cart(guest.id); len(got) != 0 {
+		t.Fatalf("the forgotten guest's cart is still kept: %v", got)
+	}
+	if again := b.get("/"); again.id != p.id || strings.Contains(again.body, `id="notice"`) {
+		t.Fatalf("the next page is guest %s (want %s) or repeats the notice", again.id, p.id)
+	}
+}
+
+func TestDeleteEndpointIsMounted(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	guest := b.get("/")
+	b.add("cactus")
 	resp, err := b.c.Post(ts.srv.URL+BasePath+"/delete-anonymous-user", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -479,14 +519,52 @@ func TestForgetMeGivesANewGuest(t *testing.T) {
 		t.Fatalf("delete-anonymous-user: %d %s", resp.StatusCode, body)
 	}
 	if ts.stored(t, guest.id) {
-		t.Fatal("the guest is still in the store after Forget me")
+		t.Fatal("the guest is still in the store")
 	}
+	if p := b.get("/"); p.kind != "Guest" || p.id == "" || p.id == guest.id {
+		t.Fatalf("after the endpoint the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+	}
+}
 
-	p := b.get("/")
-	if p.kind != "Guest" || p.id == "" || p.id == guest.id {
-		t.Fatalf("after Forget me the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
-	}
-	wantCart(t, p, map[string]int{})
+func TestForgetMeFromAStaleTab(t *testing.T) {
+	ts := newTestShop(t, Config{})
+
+	t.Run("signed in since", func(t *testing.T) {
+		b := ts.browser(t)
+		guest := b.get("/")
+		b.login("alice", "wonderland")
+		// The link on the old page leads to who the visitor is now.
+		ask := b.get("/forget")
+		if ask.kind != "Signed in" || strings.Contains(ask.body, `id="forget-confirm"`) ||
+			!strings.Contains(ask.body, "You are signed in as Alice, so there is no guest to forget") {
+			t.Fatalf("a signed-in visitor asked to forget sees:\n%s", ask.body)
+		}
+		// A confirmation left open from before the login deletes nothing.
+		p := b.post("/forget", url.Values{"guest": {guest.id}})
+		wantStatus(t, p, http.StatusOK)
+		if p.kind != "Signed in" || p.id != "alice" {
+			t.Fatalf("after a stale Forget me the visitor is %q %s, want alice", p.kind, p.id)
+		}
+		if !strings.Contains(p.body, `role="alert"`) || !strings.Contains(p.body, "Nothing was forgotten: this browser is signed in as Alice now") {
+			t.Fatalf("a stale Forget me does not say why nothing happened:\n%s", p.body)
+		}
+		wantCart(t, p, map[string]int{"mug": 1})
+	})
+
+	t.Run("guest already forgotten", func(t *testing.T) {
+		b := ts.browser(t)
+		old := b.get("/")
+		now := b.post("/forget", url.Values{"guest": {old.id}})
+		b.add("tea")
+		p := b.post("/forget", url.Values{"guest": {old.id}})
+		if p.id != now.id || !ts.stored(t, now.id) {
+			t.Fatalf("a second Forget me for guest %s deleted the new guest %s (now %s)", old.id, now.id, p.id)
+		}
+		if !strings.Contains(p.body, "Nothing was forgotten: the guest on that page was already gone") {
+			t.Fatalf("a second Forget me does not say why nothing happened:\n%s", p.body)
+		}
+		wantCart(t, p, map[string]int{"tea": 1})
+	})
 }
 
 func TestLogoutSaysSo(t *testing.T) {

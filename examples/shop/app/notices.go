@@ -12,8 +12,8 @@ import (
 // action did. The handlers answer forms with a redirect to the home page,
 // so they leave what happened in a flash cookie: short-lived and signed,
 // shown once and then cleared. It needs no script and no server state, and
-// it survives the guest changing under it (Log out ends with a new
-// guest).
+// it survives the guest changing under it (Log out and Forget me end with
+// a new guest).
 
 // flashCookie is the shop's flash cookie.
 const flashCookie = "shop_flash"
@@ -37,12 +37,16 @@ type flash struct {
 
 // Flash kinds.
 const (
-	flashAdded       = "added"         // Arg: the product's id
-	flashAtMost      = "at-most"       // nothing added, the line is full; Arg: the product's id
-	flashSet         = "set"           // a quantity changed; Arg: the product's id
-	flashRemoved     = "removed"       // Arg: the product's id
-	flashSignedOut   = "signed-out"    // Arg: the account's name
-	flashNotSignedIn = "not-signed-in" // Log out from a page older than the logout
+	flashAdded          = "added"            // Arg: the product's id
+	flashAtMost         = "at-most"          // nothing added, the line is full; Arg: the product's id
+	flashSet            = "set"              // a quantity changed; Arg: the product's id
+	flashRemoved        = "removed"          // Arg: the product's id
+	flashSignedOut      = "signed-out"       // Arg: the account's name
+	flashNotSignedIn    = "not-signed-in"    // Log out from a page older than the logout
+	flashForgotten      = "forgotten"        // Arg: the forgotten guest's name
+	flashForgetSignedIn = "forget-signed-in" // Forget me from a page older than a login
+	flashForgetGone     = "forget-gone"      // Forget me for a guest already gone
+	flashForgetFailed   = "forget-failed"    // the store failed
 )
 
 func (s *Shop) setFlash(w http.ResponseWriter, kind, arg string) {
@@ -79,6 +83,7 @@ func (s *Shop) takeFlash(w http.ResponseWriter, r *http.Request) (flash, bool) {
 // (nil when the guest store is down) and lines their cart.
 func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
 	guest := u != nil && u.IsAnonymous
+	signedIn := u != nil && !u.IsAnonymous
 	switch f.Kind {
 	case flashAdded, flashAtMost, flashSet, flashRemoved:
 		p, ok := productByID(f.Arg)
@@ -112,6 +117,27 @@ func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
 		return notice{Text: text}, true
 	case flashNotSignedIn:
 		return notice{Text: "You were not signed in, so there was nothing to log out of."}, true
+	case flashForgotten:
+		text := fmt.Sprintf("We have forgotten you: the guest %s and its cart are deleted.", f.Arg)
+		if guest {
+			text += fmt.Sprintf(" You are a new guest now: %s.", u.Name)
+		}
+		return notice{Text: text}, true
+	case flashForgetSignedIn:
+		who := "an account"
+		if signedIn {
+			who = u.Name
+		}
+		return notice{Warn: true, Text: fmt.Sprintf("Nothing was forgotten: this browser is signed in as %s now, "+
+			"perhaps from another tab, and Forget me only deletes guests. Your account and its cart are kept.", who)}, true
+	case flashForgetGone:
+		text := "Nothing was forgotten: the guest on that page was already gone, forgotten from another tab or expired."
+		if guest {
+			text += fmt.Sprintf(" You are guest %s now.", u.Name)
+		}
+		return notice{Warn: true, Text: text}, true
+	case flashForgetFailed:
+		return notice{Warn: true, Text: "We could not forget you just now, so nothing was deleted. Please try again in a moment."}, true
 	}
 	return notice{}, false
 }

@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// pages are the shop's HTML pages: "home" and "login". Plain HTML and CSS;
-// the only script is the "Forget me" button's fetch.
+// pages are the shop's HTML pages: "home", "login" and "forget" (Forget
+// me's confirmation). Plain HTML and CSS, no script: every action is a
+// form, so the shop works the same without JavaScript.
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"money": money,
 	"dec":   func(n int) int { return n - 1 },
@@ -17,7 +18,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return b.String()
 	},
-}).Parse(layout + home + login))
+}).Parse(layout + home + login + forget))
 
 const layout = `
 {{define "head"}}<!doctype html>
@@ -70,6 +71,8 @@ h1{font-size:1.9rem;margin:.2rem 0}
 .btn.wide{width:100%;margin-top:.8rem;padding:.6rem}
 .btn[disabled]{opacity:.55;cursor:not-allowed}
 .btn.big{font-size:1rem;padding:.6rem 1rem}
+.btn.danger{background:#a3321f}
+.btn.danger:hover{background:#86281a}
 a.btn{display:inline-block;text-decoration:none}
 .cart{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:1rem 1.1rem;position:sticky;top:1rem}
 .cart h2{font-size:1.15rem;margin:0 0 .6rem;display:flex;align-items:center;gap:.5rem}
@@ -87,7 +90,7 @@ a.btn{display:inline-block;text-decoration:none}
 .empty{color:#575c6b}
 footer{max-width:1100px;margin:0 auto;padding:0 2rem 2rem;color:#575c6b;font-size:.85rem}
 code{background:#efebe3;padding:.1rem .35rem;border-radius:5px}
-button.link{font:inherit;background:none;border:0;color:#8c2a20;text-decoration:underline;cursor:pointer;padding:0}
+footer a{color:#8c2a20}
 .split{display:grid;grid-template-columns:minmax(0,380px) minmax(0,1fr);gap:1.5rem;align-items:start}
 .panel{background:#fff;border:1px solid #e6e1d8;border-radius:14px;padding:1.2rem 1.4rem}
 .panel h2{font-size:1.1rem;margin:0 0 .4rem}
@@ -146,22 +149,7 @@ h1{font-size:1.5rem}
 {{- with .User}}
 {{- if .IsAnonymous}}
 <p>You are guest <code id="user-id">{{.ID}}</code>, stored for 30 days after your last visit.
-<button class="link" id="forget-me" type="button" data-endpoint="{{$.BasePath}}/delete-anonymous-user">Forget me</button>
-<span id="forget-status" role="status"></span></p>
-<script>
-document.getElementById("forget-me").addEventListener("click", async (e) => {
-  const btn = e.currentTarget, status = document.getElementById("forget-status");
-  btn.disabled = true;
-  try {
-    const res = await fetch(btn.dataset.endpoint, {method: "POST", credentials: "same-origin"});
-    if (!res.ok) throw new Error((await res.json()).message || res.statusText);
-    location.reload();
-  } catch (err) {
-    status.textContent = "Could not forget you: " + err.message;
-    btn.disabled = false;
-  }
-});
-</script>
+<a id="forget-me" href="/forget"{{if eq $.Page "forget"}} aria-current="page"{{end}}>Forget me</a></p>
 {{- else}}
 <p>Signed in to account <code id="user-id">{{.ID}}</code>.</p>
 {{- end}}
@@ -280,6 +268,36 @@ To sign in as someone else, log out first.</p>
 <p class="lede">Alice already has a mug in her cart: add one as a guest, sign in as alice, and she has two.</p>
 </div>
 </div>
+{{- end}}
+{{template "foot" .}}{{end}}
+`
+
+const forget = `
+{{define "forget"}}{{template "head" .}}
+{{- with .User}}
+{{- if .IsAnonymous}}
+<h1>Forget me?</h1>
+<div class="panel narrow" id="forget-panel">
+<p>This deletes the guest <strong>{{.Name}}</strong> from the shop
+{{- if $.Lines}}, with its cart of {{$.Count}} {{if eq $.Count 1}}item{{else}}items{{end}} ({{money $.Total}}){{end}}.
+It cannot be undone.</p>
+<p>You can carry on shopping straight away, as a new guest with a new name and an empty cart.</p>
+<form method="post" action="/forget" class="actions">
+<input type="hidden" name="guest" value="{{.ID}}">
+<button class="btn big danger" id="forget-confirm">Yes, forget me</button>
+<a class="btn big ghost" id="forget-cancel" href="/">No, keep my cart</a>
+</form>
+</div>
+{{- else}}
+<h1>Nothing to forget</h1>
+<p class="warn narrow" id="notice" role="alert">You are signed in as {{.Name}}, so there is no guest to forget:
+Forget me only deletes guests, and your account and its cart are kept. (The page you came from was
+older than your sign-in, perhaps from another tab.)</p>
+<p class="actions"><a class="btn big" id="back-to-shop" href="/">Back to the shop</a></p>
+{{- end}}
+{{- else}}
+<h1>Forget me?</h1>
+<p class="warn narrow" id="notice" role="alert">We cannot reach the guest store right now, so nothing can be forgotten. Please try again in a moment.</p>
 {{- end}}
 {{template "foot" .}}{{end}}
 `
