@@ -452,6 +452,21 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	}
 	b.check("the home page with a cart")
 	b.screenshot("02-guest-cart")
+	// The notice links to the cart, which is below the products on a phone.
+	var cartInView bool
+	b.step("following See your cart", func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#notice a[href="#cart"]`))); err != nil {
+			return err
+		}
+		var err error
+		cartInView, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		  const r = document.querySelector("#cart-title").getBoundingClientRect();
+		  return r.top >= 0 && r.bottom <= innerHeight; })()`))
+		return err
+	})
+	if !cartInView {
+		t.Fatal("See your cart does not bring the cart into view")
+	}
 
 	// A reload and a second tab of the same browser show the same guest and cart.
 	if p := b.load("reload", chromedp.Reload()); !samePage(p, withCart) {

@@ -597,8 +597,8 @@ func TestCartChangesSaySo(t *testing.T) {
 		{func() *page { return b.set("tea", 1) }, "You now have 1 × Lapsang Tea in your cart."},
 		{func() *page { return b.set("tea", 0) }, "Removed Lapsang Tea from your cart."},
 	} {
-		if p := tc.do(); !strings.Contains(p.body, `role="status"`) || !strings.Contains(p.body, tc.want) {
-			t.Fatalf("the page does not say %q:\n%s", tc.want, p.body)
+		if p := tc.do(); !strings.Contains(p.body, `role="status"`) || !strings.Contains(p.body, tc.want+` <a href="#cart">See your cart</a>`) {
+			t.Fatalf("the page does not say %q with a link to the cart:\n%s", tc.want, p.body)
 		}
 	}
 }

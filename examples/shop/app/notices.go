@@ -26,6 +26,9 @@ type notice struct {
 	Text string
 	// Warn marks what did not happen as asked; it is shown as an alert.
 	Warn bool
+	// Cart adds a link to the cart, which is below the products on a
+	// narrow screen.
+	Cart bool
 }
 
 // flash is what a handler leaves for the next page: what happened (one of
@@ -98,16 +101,16 @@ func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
 		}
 		switch {
 		case f.Kind == flashAtMost:
-			return notice{Warn: true, Text: fmt.Sprintf(
+			return notice{Warn: true, Cart: true, Text: fmt.Sprintf(
 				"You already have %d × %s in your cart, the most one order can hold, so none was added.", maxQty, p.Name)}, true
 		case f.Kind == flashRemoved || qty == 0:
-			return notice{Text: fmt.Sprintf("Removed %s from your cart.", p.Name)}, true
+			return notice{Cart: true, Text: fmt.Sprintf("Removed %s from your cart.", p.Name)}, true
 		case f.Kind == flashAdded && qty == 1:
-			return notice{Text: fmt.Sprintf("Added %s to your cart.", p.Name)}, true
+			return notice{Cart: true, Text: fmt.Sprintf("Added %s to your cart.", p.Name)}, true
 		case f.Kind == flashAdded:
-			return notice{Text: fmt.Sprintf("Added another %s to your cart: you have %d.", p.Name, qty)}, true
+			return notice{Cart: true, Text: fmt.Sprintf("Added another %s to your cart: you have %d.", p.Name, qty)}, true
 		default:
-			return notice{Text: fmt.Sprintf("You now have %d × %s in your cart.", qty, p.Name)}, true
+			return notice{Cart: true, Text: fmt.Sprintf("You now have %d × %s in your cart.", qty, p.Name)}, true
 		}
 	case flashSignedOut:
 		text := fmt.Sprintf("You have signed out of %s's account; its cart is kept for your next sign-in.", f.Arg)

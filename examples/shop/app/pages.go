@@ -175,7 +175,7 @@ const home = `
 {{- with .Notices}}
 <div class="notices" id="notice" role="{{if $.Alert}}alert{{else}}status{{end}}">
 {{- range .}}
-<p class="{{if .Warn}}warn{{else}}notice{{end}}">{{.Text}}</p>
+<p class="{{if .Warn}}warn{{else}}notice{{end}}">{{.Text}}{{if .Cart}} <a href="#cart">See your cart</a>{{end}}</p>
 {{- end}}
 </div>
 {{- end}}
