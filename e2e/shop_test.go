@@ -436,6 +436,25 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	b.check("the home page")
 	b.screenshot("01-first-visit")
 
+	// The first Tab shows the skip link; following it moves focus to the
+	// main content.
+	var skip []string
+	b.step("tabbing to the skip link", func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+			return err
+		}
+		var err error
+		skip, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		  const a = document.activeElement, r = a.getBoundingClientRect();
+		  const shown = r.width > 40 && r.height > 20 && r.top >= 0 ? "shown" : "hidden";
+		  a.click();
+		  return [a.className, a.textContent, shown, document.activeElement.id]; })()`))
+		return err
+	})
+	if want := []string{"skip", "Skip to main content", "shown", "main"}; !slices.Equal(skip, want) {
+		t.Fatalf("the first Tab and Enter give %q, want %q", skip, want)
+	}
+
 	// Adding to the cart, which each page confirms.
 	b.click("add-tea")
 	b.click("add-mug")
