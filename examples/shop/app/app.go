@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -71,6 +70,7 @@ type Config struct {
 type Shop struct {
 	guests  *anonymous.Manager
 	login   *securecookie.SecureCookie
+	flash   *securecookie.SecureCookie
 	log     *slog.Logger
 	secure  bool
 	handler http.Handler
@@ -98,18 +98,22 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	}
 
 	var keys []anonymous.Key
-	loginKey := make([]byte, 32)
 	if cfg.HashKey != nil {
 		keys = []anonymous.Key{{Hash: cfg.HashKey}}
-		// One configured secret, two cookies: derive a separate key so the
-		// login cookie and the guest cookie never share one.
-		mac := hmac.New(sha256.New, cfg.HashKey)
-		mac.Write([]byte("examples/shop login cookie"))
-		loginKey = mac.Sum(nil)
-	} else {
-		rand.Read(loginKey)
 	}
-	s.login = securecookie.New(loginKey, nil).MaxAge(int(loginLifetime / time.Second))
+	// One configured secret, three cookies: derive a key for each of the
+	// shop's own, so that none shares the guest cookie's.
+	key := func(label string) []byte {
+		if cfg.HashKey == nil {
+			return securecookie.GenerateRandomKey(32)
+		}
+		mac := hmac.New(sha256.New, cfg.HashKey)
+		mac.Write([]byte(label))
+		return mac.Sum(nil)
+	}
+	s.login = securecookie.New(key("examples/shop login cookie"), nil).MaxAge(int(loginLifetime / time.Second))
+	s.flash = securecookie.New(key("examples/shop flash cookie"), nil).
+		MaxAge(int(flashLifetime / time.Second)).SetSerializer(securecookie.JSONEncoder{})
 
 	var err error
 	s.guests, err = anonymous.New(store, anonymous.Options{
@@ -132,6 +136,8 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginSubmit)
 	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /forget", s.forgetPage)
+	mux.HandleFunc("POST /forget", s.forget)
 	// Cross-site form posts are refused before a guest is even looked at.
 	s.handler = http.NewCrossOriginProtection().Handler(s.guests.Middleware(mux))
 	return s, nil
@@ -265,8 +271,16 @@ func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	c := s.cartOf(u.ID)
-	c[p.ID] = min(c[p.ID]+1, maxQty)
+	full := c[p.ID] >= maxQty
+	if !full {
+		c[p.ID]++
+	}
 	s.mu.Unlock()
+	if full {
+		s.setFlash(w, flashAtMost, p.ID)
+	} else {
+		s.setFlash(w, flashAdded, p.ID)
+	}
 	seeOther(w, r, "/")
 }
 
@@ -303,6 +317,11 @@ func (s *Shop) cartSet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
+	if n == 0 {
+		s.setFlash(w, flashRemoved, p.ID)
+	} else {
+		s.setFlash(w, flashSet, p.ID)
+	}
 	seeOther(w, r, "/")
 }
 
@@ -335,26 +354,37 @@ func (s *Shop) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	seeOther(w, r, "/")
 }
 
+// logout ends the login; the next page says so and introduces the new
+// guest the visitor becomes. A Log out button left on a page from before
+// the login ended hears that there was nothing to end.
 func (s *Shop) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name: loginCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode,
 	})
+	switch u := anonymous.UserFrom(r.Context()); {
+	case u != nil && !u.IsAnonymous:
+		s.setFlash(w, flashSignedOut, u.Name)
+	case u != nil:
+		s.setFlash(w, flashNotSignedIn, "")
+	}
 	seeOther(w, r, "/")
 }
 
 // pageData is what the templates see.
 type pageData struct {
+	Page     string // the template's name
+	Title    string // what the page is, before the shop's name in <title>
 	User     *anonymous.User
 	Products []product
 	Lines    []cartLine
 	Count    int
 	Total    int
-	Notice   string
+	Notices  []notice
+	Alert    bool // a notice is a warning: the notices are an alert
 	Error    string
 	Username string
 	Accounts []demoLogin
-	BasePath string
 }
 
 type cartLine struct {
@@ -367,30 +397,60 @@ func (l cartLine) Subtotal() int { return l.Qty * l.Product.Price }
 
 type demoLogin struct{ Username, Password, Name string }
 
+// fillCart puts u's cart into d, in catalog order so that it stays put.
+func (s *Shop) fillCart(d *pageData, u *anonymous.User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.carts[u.ID]
+	for _, p := range catalog {
+		if n := c[p.ID]; n > 0 {
+			d.Lines = append(d.Lines, cartLine{Product: p, Qty: n})
+			d.Count += n
+			d.Total += n * p.Price
+		}
+	}
+}
+
 func (s *Shop) home(w http.ResponseWriter, r *http.Request) {
 	d := &pageData{Products: catalog}
-	if u := anonymous.UserFrom(r.Context()); u != nil {
+	u := anonymous.UserFrom(r.Context())
+	if u != nil {
+		s.fillCart(d, u)
+	}
+	if f, ok := s.takeFlash(w, r); ok {
+		if n, ok := f.notice(u, d.Lines); ok {
+			d.Notices = append(d.Notices, n)
+		}
+	}
+	if u != nil && !u.IsAnonymous {
 		s.mu.Lock()
-		c := s.carts[u.ID]
-		for _, p := range catalog { // catalog order keeps the cart stable
-			if n := c[p.ID]; n > 0 {
-				d.Lines = append(d.Lines, cartLine{Product: p, Qty: n})
-				d.Count += n
-				d.Total += n * p.Price
-			}
+		if text := s.notices[u.ID]; text != "" {
+			d.Notices = append(d.Notices, notice{Text: text})
 		}
-		if !u.IsAnonymous {
-			d.Notice = s.notices[u.ID]
-			delete(s.notices, u.ID)
-		}
+		delete(s.notices, u.ID)
 		s.mu.Unlock()
+	}
+	for _, n := range d.Notices {
+		d.Alert = d.Alert || n.Warn
 	}
 	s.render(w, r, http.StatusOK, "home", d)
 }
 
+// loginPage shows the login form, or, to a visitor who is signed in (Back
+// after signing in lands here), who they are and the way back to the shop.
+// Like every page it is not stored (Cache-Control: no-store), so Back asks
+// the server again.
 func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "login", &pageData{})
+	d := &pageData{}
+	if u := anonymous.UserFrom(r.Context()); u != nil && !u.IsAnonymous {
+		d.Title = "Signed in"
+	}
+	s.render(w, r, http.StatusOK, "login", d)
 }
+
+// pageTitles name the pages in their <title>, each its own, so that tabs,
+// history and screen readers tell them apart.
+var pageTitles = map[string]string{"home": "Shop", "login": "Sign in", "forget": "Forget me?"}
 
 // render fills the common fields and writes the page, or a clean 500 when
 // the template fails (never half a page).
@@ -398,7 +458,10 @@ func (s *Shop) render(w http.ResponseWriter, r *http.Request, status int, name s
 	if d.User == nil {
 		d.User = anonymous.UserFrom(r.Context())
 	}
-	d.BasePath = BasePath
+	d.Page = name
+	if d.Title == "" {
+		d.Title = pageTitles[name]
+	}
 	if name == "login" {
 		for _, n := range []string{"alice", "bob"} {
 			a := demoAccounts[n]

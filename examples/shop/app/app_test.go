@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -456,18 +457,58 @@ func TestLogoutGivesANewGuest(t *testing.T) {
 	wantCart(t, b.login("bob", "builder"), map[string]int{"socks": 1})
 }
 
-func TestForgetMeGivesANewGuest(t *testing.T) {
+func TestForgetMeAsksThenForgets(t *testing.T) {
 	ts := newTestShop(t, Config{})
 	b := ts.browser(t)
 	guest := b.get("/")
 	b.add("cactus")
-	if !ts.stored(t, guest.id) {
-		t.Fatal("the guest is not in the store")
-	}
-	if !strings.Contains(guest.body, `data-endpoint="/api/auth/delete-anonymous-user"`) {
-		t.Fatal("the guest's page has no Forget me button")
+	if !strings.Contains(guest.body, `<a id="forget-me" href="/forget">`) {
+		t.Fatal("the guest's page has no Forget me link")
 	}
 
+	ask := b.get("/forget")
+	wantStatus(t, ask, http.StatusOK)
+	for _, want := range []string{
+		"This deletes the guest <strong>" + guest.name + "</strong>",
+		"with its cart of 1 item ($7.50)",
+		`<input type="hidden" name="guest" value="` + guest.id + `">`,
+		`id="forget-confirm"`, `id="forget-cancel" href="/"`,
+	} {
+		if !strings.Contains(ask.body, want) {
+			t.Fatalf("the confirmation lacks %s:\n%s", want, ask.body)
+		}
+	}
+	if ask.id != guest.id || !ts.stored(t, guest.id) {
+		t.Fatal("asking to confirm changed the guest")
+	}
+
+	p := b.post("/forget", url.Values{"guest": {guest.id}})
+	wantStatus(t, p, http.StatusOK)
+	if p.kind != "Guest" || p.id == "" || p.id == guest.id {
+		t.Fatalf("after Forget me the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+	}
+	wantCart(t, p, map[string]int{})
+	for _, want := range []string{"We have forgotten you: the guest " + guest.name, "You are a new guest now: " + p.name + "."} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("after Forget me the page does not say %q:\n%s", want, p.body)
+		}
+	}
+	if ts.stored(t, guest.id) {
+		t.Fatal("the guest is still in the store after Forget me")
+	}
+	if got := ts.shop.Cart(guest.id); len(got) != 0 {
+		t.Fatalf("the forgotten guest's cart is still kept: %v", got)
+	}
+	if again := b.get("/"); again.id != p.id || strings.Contains(again.body, `id="notice"`) {
+		t.Fatalf("the next page is guest %s (want %s) or repeats the notice", again.id, p.id)
+	}
+}
+
+func TestDeleteEndpointIsMounted(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	guest := b.get("/")
+	b.add("cactus")
 	resp, err := b.c.Post(ts.srv.URL+BasePath+"/delete-anonymous-user", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -478,14 +519,123 @@ func TestForgetMeGivesANewGuest(t *testing.T) {
 		t.Fatalf("delete-anonymous-user: %d %s", resp.StatusCode, body)
 	}
 	if ts.stored(t, guest.id) {
-		t.Fatal("the guest is still in the store after Forget me")
+		t.Fatal("the guest is still in the store")
 	}
+	if p := b.get("/"); p.kind != "Guest" || p.id == "" || p.id == guest.id {
+		t.Fatalf("after the endpoint the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+	}
+}
 
-	p := b.get("/")
-	if p.kind != "Guest" || p.id == "" || p.id == guest.id {
-		t.Fatalf("after Forget me the visitor is %q %s, want a new guest (old %s)", p.kind, p.id, guest.id)
+func TestForgetMeFromAStaleTab(t *testing.T) {
+	ts := newTestShop(t, Config{})
+
+	t.Run("signed in since", func(t *testing.T) {
+		b := ts.browser(t)
+		guest := b.get("/")
+		b.login("alice", "wonderland")
+		// The link on the old page leads to who the visitor is now.
+		ask := b.get("/forget")
+		if ask.kind != "Signed in" || strings.Contains(ask.body, `id="forget-confirm"`) ||
+			!strings.Contains(ask.body, "You are signed in as Alice, so there is no guest to forget") {
+			t.Fatalf("a signed-in visitor asked to forget sees:\n%s", ask.body)
+		}
+		// A confirmation left open from before the login deletes nothing.
+		p := b.post("/forget", url.Values{"guest": {guest.id}})
+		wantStatus(t, p, http.StatusOK)
+		if p.kind != "Signed in" || p.id != "alice" {
+			t.Fatalf("after a stale Forget me the visitor is %q %s, want alice", p.kind, p.id)
+		}
+		if !strings.Contains(p.body, `role="alert"`) || !strings.Contains(p.body, "Nothing was forgotten: this browser is signed in as Alice now") {
+			t.Fatalf("a stale Forget me does not say why nothing happened:\n%s", p.body)
+		}
+		wantCart(t, p, map[string]int{"mug": 1})
+	})
+
+	t.Run("guest already forgotten", func(t *testing.T) {
+		b := ts.browser(t)
+		old := b.get("/")
+		now := b.post("/forget", url.Values{"guest": {old.id}})
+		b.add("tea")
+		p := b.post("/forget", url.Values{"guest": {old.id}})
+		if p.id != now.id || !ts.stored(t, now.id) {
+			t.Fatalf("a second Forget me for guest %s deleted the new guest %s (now %s)", old.id, now.id, p.id)
+		}
+		if !strings.Contains(p.body, "Nothing was forgotten: the guest on that page was already gone") {
+			t.Fatalf("a second Forget me does not say why nothing happened:\n%s", p.body)
+		}
+		wantCart(t, p, map[string]int{"tea": 1})
+	})
+}
+
+func TestLogoutSaysSo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.login("bob", "builder")
+	p := b.post("/logout", nil)
+	for _, want := range []string{"You have signed out of Bob&#39;s account", "You are a new guest now: " + p.name + "."} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("after logout the page does not say %q:\n%s", want, p.body)
+		}
 	}
-	wantCart(t, p, map[string]int{})
+	// A Log out button on a page older than the logout.
+	if p := b.post("/logout", nil); !strings.Contains(p.body, "You were not signed in") {
+		t.Fatalf("logging out a guest says nothing:\n%s", p.body)
+	}
+}
+
+func TestCartChangesSaySo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	for _, tc := range []struct {
+		do   func() *page
+		want string
+	}{
+		{func() *page { return b.add("tea") }, "Added Lapsang Tea to your cart."},
+		{func() *page { return b.add("tea") }, "Added another Lapsang Tea to your cart: you have 2."},
+		{func() *page { return b.set("tea", 1) }, "You now have 1 × Lapsang Tea in your cart."},
+		{func() *page { return b.set("tea", 0) }, "Removed Lapsang Tea from your cart."},
+	} {
+		if p := tc.do(); !strings.Contains(p.body, `role="status"`) || !strings.Contains(p.body, tc.want+` <a href="#cart">See your cart</a>`) {
+			t.Fatalf("the page does not say %q with a link to the cart:\n%s", tc.want, p.body)
+		}
+	}
+}
+
+func TestAddingBeyondTheMostSaysSo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.set("tea", maxQty)
+	p := b.add("tea")
+	wantCart(t, p, map[string]int{"tea": maxQty})
+	if !strings.Contains(p.body, `role="alert"`) ||
+		!strings.Contains(p.body, fmt.Sprintf("You already have %d × Lapsang Tea in your cart, the most one order can hold", maxQty)) {
+		t.Fatalf("adding beyond %d does not say so:\n%s", maxQty, p.body)
+	}
+}
+
+func TestLoginPageWhenSignedIn(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	b.login("alice", "wonderland")
+	resp, err := b.c.Get(ts.srv.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("the login page answers Cache-Control %q, want no-store (Back must ask again)", cc)
+	}
+	p := parsePage(t, resp)
+	wantStatus(t, p, http.StatusOK)
+	if strings.Contains(p.body, `id="password"`) || strings.Contains(p.body, `action="/login"`) {
+		t.Fatal("a signed-in visitor is shown the sign-in form")
+	}
+	if !strings.Contains(p.body, "You are signed in as <strong>Alice</strong>") || !strings.Contains(p.body, `id="back-to-shop" href="/"`) {
+		t.Fatalf("the login page does not tell a signed-in visitor who they are:\n%s", p.body)
+	}
 }
 
 func TestSignedInPageHasNoForgetMe(t *testing.T) {
@@ -551,5 +701,82 @@ func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 	wantStatus(t, b.add("tea"), http.StatusServiceUnavailable)
 	if b.cookie(anonymous.DefaultCookieName) == nil {
 		t.Fatal("the outage cost the visitor its guest cookie")
+	}
+}
+
+func TestPagesHaveTheirOwnTitles(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	title := regexp.MustCompile(`<title>([^<]*)</title>`)
+	seen := map[string]string{}
+	for _, path := range []string{"/", "/login"} {
+		m := title.FindStringSubmatch(b.get(path).body)
+		if m == nil {
+			t.Fatalf("%s has no <title>", path)
+		}
+		if other, ok := seen[m[1]]; ok {
+			t.Fatalf("%s and %s share the title %q", other, path, m[1])
+		}
+		seen[m[1]] = path
+	}
+}
+
+func TestButtonsNameTheirProduct(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	p := b.add("tea")
+	for _, want := range []string{
+		`id="add-tea">Add to cart<span class="vh">: Lapsang Tea</span>`,
+		`aria-label="One less Lapsang Tea"`,
+		`aria-label="One more Lapsang Tea"`,
+		`id="remove-tea">Remove<span class="vh"> Lapsang Tea</span>`,
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
+
+func TestLoginErrorIsAnnouncedAndTiedToTheFields(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	b.get("/")
+	p := b.login("alice", "nope")
+	wantStatus(t, p, http.StatusUnauthorized)
+	if !strings.Contains(p.body, `id="login-error" role="alert"`) {
+		t.Error("the login error is not an alert")
+	}
+	for _, field := range []string{"username", "password"} {
+		re := regexp.MustCompile(`<input[^>]* id="` + field + `"[^>]*>`)
+		input := re.FindString(p.body)
+		if !strings.Contains(input, `aria-invalid="true"`) || !strings.Contains(input, `aria-describedby="login-error"`) {
+			t.Errorf("the %s field after a failed login is %s, want aria-invalid and aria-describedby=login-error", field, input)
+		}
+	}
+	if strings.Contains(b.get("/login").body, `aria-invalid`) {
+		t.Error("a fresh login form marks its fields invalid")
+	}
+}
+
+func TestForgedFlashIsIgnored(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	other := newTestShop(t, Config{HashKey: []byte("another-32-byte-key-for-the-test")})
+	forged, err := other.shop.flash.Encode(flashCookie, flash{Kind: flashSignedOut, Arg: "Mallory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{forged, "signed-out", "", strings.Repeat("A", 4000)} {
+		req, _ := http.NewRequest(http.MethodGet, ts.srv.URL+"/", nil)
+		req.Header.Set("Cookie", flashCookie+"="+v)
+		resp, err := ts.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parsePage(t, resp)
+		wantStatus(t, p, http.StatusOK)
+		if strings.Contains(p.body, `id="notice"`) {
+			t.Fatalf("flash cookie %.20q shows a notice", v)
+		}
 	}
 }
