@@ -28,11 +28,20 @@ die() { log "$*"; exit 1; }
 # in_use PORT: something listens on 127.0.0.1:PORT.
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# our_pid PIDFILE: the pid in PIDFILE if it is still a redis-server.
+# alive PID: PID runs and has not exited. A daemonized node that exited
+# stays a zombie until init reaps it, which some inits do late or never.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ -n "$stat" ] && [ "${stat:0:1}" != Z ]
+}
+
+# our_pid PIDFILE: the pid in PIDFILE if it is still a running redis-server.
 our_pid() {
 	local pid
 	pid=$(cat "$1" 2>/dev/null || true)
-	[ -n "$pid" ] && grep -q redis-server "/proc/$pid/comm" 2>/dev/null && echo "$pid"
+	[ -n "$pid" ] && grep -q redis-server "/proc/$pid/comm" 2>/dev/null && alive "$pid" && echo "$pid"
 	return 0
 }
 
@@ -43,8 +52,8 @@ stop_dir() { # DIR PORT...: stop the nodes by the pids they wrote, then remove D
 		pid=$(our_pid "$dir/$port.pid")
 		[ -n "$pid" ] || continue
 		kill "$pid" 2>/dev/null || true # SIGTERM: with save "" nothing is written
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+		for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+		if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
 	done
 	rm -rf "$dir"
 }
