@@ -126,7 +126,7 @@ start() {
 		redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
 			--cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
 			--cluster-node-timeout "$timeout" --save "" --appendonly no "${extra[@]}" \
-			--repl-diskless-sync-delay 0 \
+			--repl-diskless-sync-delay 0 --dbfilename "$port.rdb" \
 			--dir "$dir" --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" >/dev/null 2>&1 || true
 		# Ours only if the server answering is the one whose pid file we named:
 		# another process may have taken the port since we probed it.
