@@ -8,9 +8,10 @@
 #          $REDIS_CLUSTER_BASE_PORT (default 30001) upward, in a fresh
 #          temporary folder; joins them with `redis-cli --cluster create
 #          --cluster-replicas N`; waits until every node reports
-#          cluster_state:ok and knows all the others, and every replica
-#          reports master_link_status:up; writes the state file and prints,
-#          alone on stdout, one line with every node, masters first:
+#          cluster_state:ok and knows all the others and which are replicas,
+#          and every replica reports master_link_status:up; writes the state
+#          file and prints, alone on stdout, one line with every node,
+#          masters first:
 #              REDIS_CLUSTER_ADDRS=127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3
 #          so that `a=$(scripts/redis-cluster.sh start) && export "$a"` sets
 #          it (and a failed start stops a `set -e` script).
@@ -149,14 +150,17 @@ start() {
 	redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes >"$dir/create.log" 2>&1 ||
 		{ cat "$dir/create.log" >&2; die "cluster create failed"; }
 
-	# Ready when every node is ok and knows every other, and every replica
-	# has its master's data.
+	# Ready when every node is ok, knows every other and which of them are
+	# replicas (that spreads by gossip, after the slots), none flagged failing,
+	# and every replica has its master's data.
 	local p ok=0 info
 	for _ in $(seq 300); do
 		ok=1
 		for p in "${ports[@]}"; do
 			info=$(redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r')
 			grep -q '^cluster_state:ok$' <<<"$info" && grep -q "^cluster_known_nodes:$nodes$" <<<"$info" || ok=0
+			info=$(redis-cli -p "$p" cluster nodes 2>/dev/null | tr -d '\r')
+			[ "$(awk '$3 ~ /fail|handshake|noaddr/ { bad = 1 } $3 ~ /slave/ { n++ } END { print bad ? -1 : n + 0 }' <<<"$info")" = $((nodes - MASTERS)) ] || ok=0
 			[ "$(info_field "$p" replication role)" != slave ] ||
 				[ "$(info_field "$p" replication master_link_status)" = up ] || ok=0
 		done
