@@ -69,7 +69,7 @@ var (
 	errUnauthorized       = &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "Unauthorized"}
 	errFailedToGetSession = &apiError{http.StatusInternalServerError, "FAILED_TO_GET_SESSION", "Failed to get session"}
 	errInvalidOrigin      = &apiError{http.StatusForbidden, "INVALID_ORIGIN", "Invalid origin"}
-	errTooManyRequests    = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."} // Better Auth's message; it sends no code
+	errTooManyRequests    = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."}                     // Better Auth's message; it sends no code
 	errSignedInUser       = &apiError{http.StatusBadRequest, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously"} // this package's own
 	errNotFound           = &apiError{http.StatusNotFound, "NOT_FOUND", "Not found"}                                                                     // this package's own
 	errMethodNotAllowed   = &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method not allowed"}                                           // this package's own

@@ -33,7 +33,7 @@ import (
 )
 
 // guestCookie is the package's default guest cookie name, which the shop keeps.
-const guestCookie = "anonymous_guest"
+const guestCookie = "__Host-anonymous_guest"
 
 // viewports are the window sizes every flow runs at: a phone, a narrow
 // window or small tablet, and a laptop.
@@ -368,10 +368,10 @@ func guestStored(t *testing.T, store anonymous.Store, id string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := store.Get(ctx, id)
+	rec, err := store.Get(ctx, id)
 	switch {
 	case err == nil:
-		return true
+		return !rec.Deleted // a deleted guest's record only reserves its id
 	case errors.Is(err, anonymous.ErrNotFound):
 		return false
 	default:

@@ -48,5 +48,3 @@ func ExampleNew_options() {
 	fmt.Println(store.Len())
 	// Output: 0
 }
-
-
