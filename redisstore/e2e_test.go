@@ -405,3 +405,50 @@ func TestConcurrentDataUpdates(t *testing.T) {
 		})
 	}
 }
+
+// The budget lives in Redis: two instances of the application share it, on a
+// single node and on a Cluster, and its keys expire.
+func TestBudgetSharedInRedis(t *testing.T) {
+	for name, client := range map[string]func(testing.TB) redis.UniversalClient{
+		"single":  func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
+		"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := client(t)
+			prefix := redistest.Prefix(t, c)
+			s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := newID(t) // a budget of this run's own
+			budget := anonymous.Budget{Rate: 10, Period: time.Hour, Burst: 3, Client: func(*http.Request) string { return client }}
+			a := manager(t, s, anonymous.Options{Budget: budget}).Middleware(whoami)
+			b := manager(t, s, anonymous.Options{Budget: budget}).Middleware(whoami)
+			stored := 0
+			for i := range 8 {
+				h := []http.Handler{a, b}[i%2]
+				r := httptest.NewRequest("POST", "/api/auth/sign-in/anonymous", nil)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				switch w.Code {
+				case http.StatusOK:
+					stored++
+				case http.StatusTooManyRequests:
+					if w.Header().Get("Retry-After") == "" {
+						t.Errorf("429 without Retry-After")
+					}
+				default:
+					t.Fatalf("sign-in: %d %s", w.Code, w.Body)
+				}
+			}
+			if stored != 3 {
+				t.Errorf("two instances stored %d guests for one client, want the shared burst of 3", stored)
+			}
+			key := "rate:" + prefix + "budget:" + client
+			if ttl := c.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > time.Hour {
+				t.Errorf("budget key %q has TTL %v, want one that expires within the period", key, ttl)
+			}
+			c.Del(context.Background(), key)
+		})
+	}
+}

@@ -1,0 +1,210 @@
+package anonymous_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// from serves one request from the client at addr, with cookie c if any.
+func from(h http.Handler, method, target, addr string, c *http.Cookie) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	r.RemoteAddr = addr
+	if c != nil {
+		r.AddCookie(c)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// newcomer is a script with a cookie jar: a first visit, then a return that
+// would store the guest. It returns the return's answer and cookie.
+func newcomer(t *testing.T, f *fixture, addr string) (*httptest.ResponseRecorder, *http.Cookie) {
+	t.Helper()
+	w := from(f.h, "GET", "/", addr, nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("first visit: %d", w.Code)
+	}
+	c := guestCookie(t, w)
+	w = from(f.h, "GET", "/", addr, c)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"isAnonymous":true`) {
+		t.Fatalf("return: %d %s", w.Code, w.Body)
+	}
+	if n := guestCookie(t, w); n != nil {
+		c = n
+	}
+	return w, c
+}
+
+// With the default budget, a client that keeps cookies stores 20 guests at
+// once and one more every 36 s (100 an hour); another client is unaffected,
+// and nobody gets a 5xx.
+func TestBudgetBoundsOneClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, anonymous.Options{})
+		for range 50 {
+			newcomer(t, f, "203.0.113.7:1000")
+		}
+		if n := f.store.creates.Load(); n != 20 {
+			t.Fatalf("one client stored %d guests at once, want the burst of 20", n)
+		}
+		newcomer(t, f, "198.51.100.9:1000")
+		if n := f.store.creates.Load(); n != 21 {
+			t.Errorf("another client's guest was not stored: %d creates", n)
+		}
+		time.Sleep(time.Hour)
+		for range 200 {
+			newcomer(t, f, "203.0.113.7:1000")
+		}
+		if n := f.store.creates.Load(); n != 41 {
+			t.Errorf("after an hour the client stored %d more, want 20 (the burst, refilled)", n-21)
+		}
+		start := f.store.creates.Load()
+		for range 10 {
+			time.Sleep(36 * time.Second)
+			newcomer(t, f, "203.0.113.7:1000")
+		}
+		if n := f.store.creates.Load() - start; n != 10 {
+			t.Errorf("one guest every 36 s: %d stored of 10", n)
+		}
+	})
+}
+
+// Over the budget a new visitor still gets a page and a guest, carried in its
+// cookie and stored once the budget allows; a visitor whose guest is stored
+// is never affected.
+func TestOverBudgetLosesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Minute, Burst: 1}})
+		const addr = "203.0.113.7:1000"
+		_, stored := newcomer(t, f, addr) // the budget's one guest
+		w, pending := newcomer(t, f, addr)
+		var over struct{ ID string }
+		json.Unmarshal(w.Body.Bytes(), &over)
+		if f.store.creates.Load() != 1 || over.ID == "" {
+			t.Fatalf("over the budget: %d creates, guest %q; want 1 and a guest", f.store.creates.Load(), over.ID)
+		}
+		// The stored guest comes back whatever the budget says.
+		var s struct{ ID string }
+		json.Unmarshal(from(f.h, "GET", "/", addr, stored).Body.Bytes(), &s)
+		if s.ID == "" || s.ID == over.ID {
+			t.Errorf("the stored guest came back as %q", s.ID)
+		}
+		time.Sleep(time.Minute)
+		w = from(f.h, "GET", "/", addr, pending)
+		var later struct{ ID string }
+		json.Unmarshal(w.Body.Bytes(), &later)
+		if later.ID != over.ID || f.store.creates.Load() != 2 || guestCookie(t, w) == nil {
+			t.Errorf("a minute later the guest %q came back as %q with %d creates; want it stored", over.ID, later.ID, f.store.creates.Load())
+		}
+	})
+}
+
+// Addresses in one IPv6 /64 share a budget; other /64s have their own.
+func TestBudgetIPv6Prefix(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	for i := range 5 {
+		newcomer(t, f, fmt.Sprintf("[2001:db8:1:2::%x]:443", i+1))
+	}
+	if n := f.store.creates.Load(); n != 2 {
+		t.Errorf("one /64 stored %d guests, want 2", n)
+	}
+	newcomer(t, f, "[2001:db8:1:3::1]:443")
+	if n := f.store.creates.Load(); n != 3 {
+		t.Errorf("another /64's guest was not stored: %d creates", n)
+	}
+	for addr, want := range map[string]string{
+		"192.0.2.1:80":          "192.0.2.1",
+		"[::ffff:192.0.2.1]:80": "192.0.2.1",
+		"[2001:db8::1]:80":      "2001:db8::/64",
+		"2001:db8:0:0:ffff::1":  "2001:db8::/64",
+		"not an address":        "",
+	} {
+		if got := anonymous.ClientAddr(addr); got != want {
+			t.Errorf("ClientAddr(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+// sign-in/anonymous past the budget answers as Better Auth's rate limiter:
+// 429, its message, and when to retry.
+func TestSignInOverBudget(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	for i := range 3 {
+		w := from(f.h, "POST", "/api/auth/sign-in/anonymous", "203.0.113.7:1000", nil)
+		if i < 2 {
+			if w.Code != http.StatusOK {
+				t.Fatalf("sign-in %d: %d %s", i, w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || w.Header().Get("X-Retry-After") != w.Header().Get("Retry-After") {
+			t.Fatalf("sign-in past the budget: %d, Retry-After %q, X-Retry-After %q", w.Code, w.Header().Get("Retry-After"), w.Header().Get("X-Retry-After"))
+		}
+		if secs := w.Header().Get("Retry-After"); secs != "3600" {
+			t.Errorf("Retry-After %s s, want 3600 (1 guest an hour, once the burst of 2 is spent)", secs)
+		}
+		var e struct{ Code, Message string }
+		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Message != "Too many requests. Please try again later." || e.Code != "TOO_MANY_REQUESTS" {
+			t.Errorf("body %s", w.Body)
+		}
+		if len(w.Header()["Set-Cookie"]) != 0 {
+			t.Errorf("a refused sign-in set %q", w.Header()["Set-Cookie"])
+		}
+	}
+	if w := from(f.h, "POST", "/api/auth/sign-in/anonymous", "198.51.100.9:1000", nil); w.Code != http.StatusOK {
+		t.Errorf("another client's sign-in: %d", w.Code)
+	}
+}
+
+// With Off, nothing is counted.
+func TestBudgetOff(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Off: true}})
+	for range 30 {
+		newcomer(t, f, "203.0.113.7:1000")
+	}
+	if n := f.store.creates.Load(); n != 30 {
+		t.Errorf("%d of 30 guests stored with the budget off", n)
+	}
+}
+
+// A full memstore fails open: new visitors keep guests in their cookies,
+// get pages, never a 5xx, and the log says so once a minute, not per request.
+func TestFullStoreFailsOpen(t *testing.T) {
+	ms := memstore.New(memstore.Options{MaxGuests: 2})
+	defer ms.Close()
+	logs := &logBuffer{}
+	m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: true},
+		ErrorLog: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u := anonymous.UserFrom(r.Context()); u == nil || !u.IsAnonymous {
+			t.Errorf("a visitor without a guest")
+		}
+	}))
+	for i := range 10 {
+		w := from(h, "GET", "/", "203.0.113.7:1", nil)
+		w = from(h, "GET", "/", "203.0.113.7:1", guestCookie(t, w))
+		if w.Code != http.StatusOK {
+			t.Fatalf("visitor %d: %d", i, w.Code)
+		}
+	}
+	if n := ms.Len(); n != 2 {
+		t.Errorf("the store holds %d guests, want its cap of 2", n)
+	}
+	if n := strings.Count(logs.String(), "the store is full"); n != 1 {
+		t.Errorf("'store is full' logged %d times, want once", n)
+	}
+}
