@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -23,14 +24,33 @@ type Options struct {
 	// which would change the keys' hash tag. Default: DefaultPrefix
 	// ("anon:").
 	Prefix string
+	// WaitReplicas, when above 0, makes the writes that guard exactly-once
+	// linking and deletion — a link's claim, and the record a link or a
+	// delete leaves — wait until that many replicas have them (WAIT on the
+	// write's own connection, in the same round trip), so that a failover
+	// cannot lose them. A write that fewer replicas acknowledge within
+	// WaitTimeout is reported as failed (ErrNotReplicated), although the
+	// master has it: the Manager then retries or gives the link up, as for
+	// any store failure, and a retry recognises the write that did happen.
+	// Other writes (a new guest, its data, its expiry) do not wait. Default:
+	// 0, no waiting.
+	WaitReplicas int
+	// WaitTimeout bounds WaitReplicas' wait. Default: 100 ms.
+	WaitTimeout time.Duration
 }
+
+// ErrNotReplicated is returned for a write that fewer than
+// Options.WaitReplicas replicas acknowledged within Options.WaitTimeout.
+var ErrNotReplicated = errors.New("redisstore: write not acknowledged by enough replicas")
 
 // Store is an anonymous.Store on Redis. Create it with New. It is safe for
 // concurrent use. It does not own the client: the caller closes it.
 type Store struct {
-	client redis.UniversalClient
-	prefix string
-	rate   *redis_rate.Limiter
+	client  redis.UniversalClient
+	prefix  string
+	rate    *redis_rate.Limiter
+	wait    int   // Options.WaitReplicas
+	waitFor int64 // Options.WaitTimeout, in ms
 }
 
 var (
@@ -62,7 +82,13 @@ func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
 	if strings.ContainsAny(p, "{}") {
 		return nil, fmt.Errorf("redisstore: Prefix %q contains a brace, which would break the keys' hash tag", p)
 	}
-	return &Store{client: client, prefix: p, rate: redis_rate.NewLimiter(client)}, nil
+	if o.WaitReplicas < 0 || o.WaitTimeout < 0 {
+		return nil, errors.New("redisstore: negative WaitReplicas or WaitTimeout")
+	}
+	return &Store{
+		client: client, prefix: p, rate: redis_rate.NewLimiter(client),
+		wait: o.WaitReplicas, waitFor: max(cmp.Or(o.WaitTimeout, 100*time.Millisecond).Milliseconds(), 1),
+	}, nil
 }
 
 // key is the guest's record key. Its hash tag {id} keeps a guest on one
@@ -142,12 +168,15 @@ const (
 // updateScript replaces the record if its version is still ARGV[1], the
 // eight bytes at offset offVersion. KEYS: record. ARGV: the version read,
 // the new value, its expiry in Unix ms.
-var updateScript = redis.NewScript(fmt.Sprintf(`
+var (
+	updateScriptSource = fmt.Sprintf(`
 local v = redis.call('GETRANGE', KEYS[1], %d, %d)
 if v == '' then return %d end
 if v ~= ARGV[1] then return %d end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return %d`, offVersion, offVersion+7, resNotFound, resConflict, resOK))
+return %d`, offVersion, offVersion+7, resNotFound, resConflict, resOK)
+	updateScript = redis.NewScript(updateScriptSource)
+)
 
 // Update replaces the record in one script call (EVALSHA, falling back to
 // EVAL once per server), if its version is rec.Version.
@@ -161,7 +190,16 @@ func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
 	var read [8]byte
 	binary.BigEndian.PutUint64(read[:], rec.Version)
 	id := rec.User.ID
-	n, err := updateScript.Run(ctx, s.client, []string{s.key(id)}, read[:], encode(rec, rec.Version+1), pxat(rec.Session.ExpiresAt)).Int()
+	keys, args := []string{s.key(id)}, []any{read[:], encode(rec, rec.Version+1), pxat(rec.Session.ExpiresAt)}
+	if s.wait > 0 && (rec.ClaimOwner != "" || rec.Deleted || rec.LinkedTo != "") {
+		return s.updateAndWait(ctx, id, keys, args)
+	}
+	n, err := updateScript.Run(ctx, s.client, keys, args...).Int()
+	return s.updated(ctx, id, n, err)
+}
+
+// updated maps the update script's answer to the Store's.
+func (s *Store) updated(ctx context.Context, id string, n int, err error) error {
 	switch {
 	case err != nil:
 		return failed(ctx, "update", id, err)
@@ -169,6 +207,37 @@ func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
 		return anonymous.ErrNotFound
 	case n == resConflict:
 		return anonymous.ErrConflict
+	}
+	return nil
+}
+
+// updateAndWait runs the update script and WAIT on one connection of the
+// key's master, pipelined: one round trip, plus the replicas' time.
+func (s *Store) updateAndWait(ctx context.Context, id string, keys []string, args []any) error {
+	node := redis.UniversalClient(s.client)
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return failed(ctx, "update", id, err)
+		}
+		node = m
+	}
+	var script *redis.Cmd
+	var acked *redis.Cmd
+	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		script = p.Eval(ctx, updateScriptSource, keys, args...)
+		acked = p.Do(ctx, "WAIT", s.wait, s.waitFor)
+		return nil
+	})
+	if err != nil && script.Err() != nil {
+		return failed(ctx, "update", id, script.Err())
+	}
+	n, _ := script.Int()
+	if err := s.updated(ctx, id, n, nil); err != nil {
+		return err // nothing written, nothing to wait for
+	}
+	if got, err := acked.Int(); err != nil || got < s.wait {
+		return failed(ctx, "update", id, fmt.Errorf("%w: %d of %d replicas (%v)", ErrNotReplicated, got, s.wait, err))
 	}
 	return nil
 }

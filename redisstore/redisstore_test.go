@@ -419,3 +419,41 @@ func usedMemory(t *testing.T, c *redis.Client) int64 {
 	t.Fatal("no used_memory in INFO memory")
 	return 0
 }
+
+// With WaitReplicas, the writes that guard links and deletion wait for
+// replicas; on a server without any, they are reported as not replicated
+// although the master has them, and other writes do not wait.
+func TestWaitReplicas(t *testing.T) {
+	c := redistest.Client(t)
+	if n := c.Info(context.Background(), "replication").Val(); strings.Contains(n, "connected_slaves:") && !strings.Contains(n, "connected_slaves:0") {
+		t.Fatalf("this test needs a Redis without replicas: %s", n)
+	}
+	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c), WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rec := guest(t)
+	if err := s.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Version, rec.Data = 1, []byte("cart")
+	if err := s.Update(ctx, rec); err != nil { // no replica would answer a WAIT
+		t.Errorf("a data update: %v", err)
+	}
+	rec.Version, rec.ClaimOwner, rec.ClaimUntil = 2, "owner-1", time.Now().Add(time.Minute)
+	if err := s.Update(ctx, rec); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("a claim with no replica to acknowledge it: %v, want ErrNotReplicated", err)
+	}
+	got, err := s.Get(ctx, rec.User.ID)
+	if err != nil || got.ClaimOwner != "owner-1" || got.Version != 3 {
+		t.Errorf("the master should hold the claim: %+v, %v", got, err)
+	}
+	// A conflict is answered at once, with nothing to wait for.
+	if err := s.Update(ctx, rec); !errors.Is(err, anonymous.ErrConflict) {
+		t.Errorf("a stale claim: %v, want ErrConflict", err)
+	}
+	if _, err := redisstore.New(c, redisstore.Options{WaitReplicas: -1}); err == nil {
+		t.Error("New accepted a negative WaitReplicas")
+	}
+}
