@@ -44,7 +44,7 @@ const shardCount = 64
 // Options configures a Store. The zero value is the default configuration.
 type Options struct {
 	// SweepInterval is how often the background sweeper frees expired
-	// guests and lapsed reservations of deleted ids. It bounds memory only:
+	// records (deleted guests' included). It bounds memory only:
 	// reads check expiry themselves. Default: DefaultSweepInterval (1 minute).
 	SweepInterval time.Duration
 	// MaxGuests caps the records the store holds: past it, Create stores
@@ -108,7 +108,7 @@ func own(rec *anonymous.Record) {
 // compared on the wall clock like the cookie's expiry and Redis's.
 func wall(t time.Time) time.Time { return t.Round(0) }
 
-// live reports whether e (guest or reservation) has not expired at now.
+// live reports whether e has not expired at now.
 func (e *entry) live(now time.Time) bool { return now.Before(e.exp) }
 
 // New returns an empty Store and starts its sweeper. Pass at most one
