@@ -59,6 +59,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrInvalidOptions is wrapped by every error New returns for bad Options.
@@ -322,6 +325,13 @@ type Options struct {
 	// BasePath is where the JSON endpoints are served, by the middleware
 	// and by Handler. Default: "/api/auth".
 	BasePath string
+	// MeterProvider receives the package's metrics (see the README's
+	// Observability section). Default: otel.GetMeterProvider(), a no-op
+	// until the application sets one.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives spans of links, and of store calls made for a
+	// request whose span is recording. Default: otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 	// TrustedOrigins are origins (scheme://host[:port]) allowed to make
 	// cross-site POSTs to the endpoints. Default: none (same origin only).
 	TrustedOrigins []string
@@ -338,6 +348,7 @@ type Manager struct {
 	api         *api // the JSON endpoints, built once by New
 	// fullLogged is when "the store is full" was last logged, Unix seconds.
 	fullLogged atomic.Int64
+	metrics    *metrics
 }
 
 // CookieName returns the guest cookie's name (see Options.CookieName).
@@ -358,7 +369,11 @@ func New(store Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	m := &Manager{store: store, opts: o, cc: cc, cookieAttrs: cookieAttributes(&o), log: o.ErrorLog}
+	mt, err := newMetrics(o.MeterProvider, o.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("anonymous: metrics: %w", err)
+	}
+	m := &Manager{store: newObservedStore(store, mt), opts: o, cc: cc, cookieAttrs: cookieAttributes(&o), log: o.ErrorLog, metrics: mt}
 	if m.api, err = newAPI(m); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

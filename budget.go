@@ -121,14 +121,23 @@ func (m *Manager) mayStore(r *http.Request) (time.Duration, error) {
 	return 0, nil
 }
 
-// storeNew stores a new guest after the budget of r's client allows it.
-func (m *Manager) storeNew(r *http.Request, rec *Record) (time.Duration, error) {
+// storeNew stores a new guest after the budget of r's client allows it;
+// source says what stores it, for the metrics.
+func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Duration, error) {
+	ctx := r.Context()
 	if wait, err := m.mayStore(r); err != nil {
+		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["budget"]...)
 		return wait, err
 	}
-	err := m.store.Create(r.Context(), rec)
-	if errors.Is(err, ErrStoreFull) && m.fullLogged.Swap(time.Now().Unix()) < time.Now().Add(-time.Minute).Unix() {
-		m.log.ErrorContext(r.Context(), "anonymous: the store is full; new guests live in their cookies until it has room (logged once a minute)")
+	err := m.store.Create(ctx, rec)
+	switch {
+	case err == nil:
+		m.metrics.stored.Add(ctx, 1, m.metrics.storedBy[source]...)
+	case errors.Is(err, ErrStoreFull):
+		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["store_full"]...)
+		if m.fullLogged.Swap(time.Now().Unix()) < time.Now().Add(-time.Minute).Unix() {
+			m.log.ErrorContext(ctx, "anonymous: the store is full; new guests live in their cookies until it has room (logged once a minute)")
+		}
 	}
 	return 0, err
 }

@@ -90,7 +90,7 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 		if err := apply(&next); err != nil {
 			return nil, err
 		}
-		_, err := m.storeNew(r, &next)
+		_, err := m.storeNew(r, &next, sourceData)
 		if err == nil {
 			m.replaceCookie(w, token, next.Session.ExpiresAt)
 			return out, nil

@@ -187,7 +187,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		next.TokenHash = sha256.Sum256([]byte(token))
 		next.Session.ExpiresAt = now.Add(m.opts.Lifetime)
 		next.Session.UpdatedAt = now
-		_, err := m.storeNew(r, &next)
+		_, err := m.storeNew(r, &next, sourceFirstReturn)
 		switch {
 		case err == nil:
 			next.Session.Token, next.Version = token, 1
@@ -215,6 +215,9 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	rec, err := m.store.Get(ctx, c.id)
 	switch {
 	case errors.Is(err, ErrNotFound):
+		if fromCookie { // a signed cookie of a guest the store lost, or that expired there first
+			m.metrics.unknown.Add(ctx, 1)
+		}
 		return nil, nil
 	case err != nil:
 		return nil, err
@@ -242,6 +245,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		}
 	}
 	rec.Session.Token = c.token
+	m.metrics.returning.Add(ctx, 1)
 	return g, nil
 }
 
@@ -265,13 +269,13 @@ func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
 // (ErrOverBudget, with how long to wait, or ErrStoreFull: no cookie is set
 // then); otherwise the cookie carries it until the visitor returns, for at
 // most FirstVisitWindow.
-func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*guest, time.Duration, error) {
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool, source string) (*guest, time.Duration, error) {
 	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
 	if err != nil {
 		return nil, 0, err
 	}
 	if persist {
-		if wait, err := m.storeNew(r, rec); err != nil {
+		if wait, err := m.storeNew(r, rec, source); err != nil {
 			return nil, wait, err
 		}
 		rec.Version = 1
@@ -280,6 +284,7 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool) (*
 		m.setCookie(w, token, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
 	}
 	rec.Session.Token = token
+	m.metrics.issued.Add(r.Context(), 1)
 	return &guest{rec: rec, issued: true}, 0, nil
 }
 
@@ -314,8 +319,9 @@ func (m *Manager) delete(ctx context.Context, rec *Record, reason DeleteReason) 
 	return err
 }
 
-// deleted runs OnGuestDeleted, if set.
+// deleted counts a deleted guest and runs OnGuestDeleted, if set.
 func (m *Manager) deleted(ctx context.Context, u *User, reason DeleteReason) {
+	m.metrics.deleted.Add(ctx, 1, m.metrics.deletedBy[reason]...)
 	if m.opts.OnGuestDeleted != nil {
 		m.opts.OnGuestDeleted(ctx, u, reason)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/codes"
 )
 
 // realUser returns the real user Options.Identify names, nil when there is
@@ -92,9 +94,21 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 // or deleted by a concurrent request.
 var errGone = errors.New("anonymous: guest already linked or deleted")
 
-// link runs the exactly-once link of guest g, which lookup found stored, to
-// newUser.
+// link runs the exactly-once link of guest g to newUser, in a span of its
+// own.
 func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
+	ctx, span := m.metrics.tracer.Start(r.Context(), "anonymous.link")
+	defer span.End()
+	err := m.linkGuest(w, r.WithContext(ctx), g, newUser)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "link failed")
+	}
+	return err
+}
+
+// linkGuest runs the exactly-once link of guest g to newUser.
+func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
 	rec := g.rec
 	if newUser.IsAnonymous || newUser.ID == rec.User.ID {
 		return nil // the spec's guards: nothing to link, nothing to delete
@@ -112,8 +126,10 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 		case errors.Is(err, ErrExists):
 			return nil // stored meanwhile under a token of its own: not this cookie's any more
 		case err != nil:
+			m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
 			return fmt.Errorf("anonymous: storing guest %s before linking: %w", id, err)
 		}
+		m.metrics.stored.Add(ctx, 1, m.metrics.storedBy[sourceLink]...)
 		stored.Version, stored.Session.Token = 1, rec.Session.Token
 		rec = &stored
 	}
@@ -145,6 +161,7 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 	case err != nil:
 		// The claim may have been written even though its answer was lost.
 		m.release(ctx, rec, owner)
+		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
 		return fmt.Errorf("anonymous: claiming guest %s: %w", id, err)
 	}
 	if cb := m.opts.OnLinkAccount; cb != nil {
@@ -158,6 +175,7 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 		cancel()
 		if err != nil {
 			m.release(ctx, claimed, owner)
+			m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failCallback]...)
 			return fmt.Errorf("anonymous: OnLinkAccount for guest %s: %w", id, err)
 		}
 	}
@@ -186,13 +204,19 @@ func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser
 	switch {
 	case errors.Is(err, ErrClaimed):
 		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount outlasted LinkLease and another request took the guest over; it may run again", "guest", id)
+		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failOutlasted]...)
 		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
 	case err != nil && !errors.Is(err, errStop) && !errors.Is(err, errGone):
 		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount succeeded but recording the link failed; it may run again after LinkLease", "guest", id, "err", err)
+		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
 		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", id, err)
 	}
 	m.expireCookie(w)
-	if !m.opts.DisableDeleteAnonymousUser && !errors.Is(err, errGone) {
+	if errors.Is(err, errGone) {
+		return nil // another request linked it
+	}
+	m.metrics.linked.Add(ctx, 1)
+	if !m.opts.DisableDeleteAnonymousUser {
 		m.deleted(ctx, &claimed.User, DeletedByLink)
 	}
 	return nil

@@ -41,9 +41,9 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		g, err := m.load(w, r)
 		if err == nil && g == nil {
-			g, _, err = m.issue(w, r, m.opts.Persist == PersistOnIssue)
+			g, _, err = m.issue(w, r, m.opts.Persist == PersistOnIssue, sourceIssue)
 			if notStored(err) {
-				g, _, err = m.issue(w, r, false) // stored when the visitor returns
+				g, _, err = m.issue(w, r, false, "") // stored when the visitor returns
 			}
 		}
 		if err != nil {

@@ -1,0 +1,134 @@
+package anonymous_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/guestpass/anonymous"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// counts sums each counter's data points, keyed "name" and
+// "name{key=value}" for each attribute, and each histogram's count.
+func counts(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			switch d := mt.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[mt.Name] += p.Value
+					for _, kv := range p.Attributes.ToSlice() {
+						out[mt.Name+"{"+string(kv.Key)+"="+kv.Value.Emit()+"}"] += p.Value
+					}
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					out[mt.Name] += int64(p.Count)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// After a scripted run, the counters are exactly what happened.
+func TestMetricsCountWhatHappened(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewSpanRecorder()
+	fail := true
+	f := newFixture(t, anonymous.Options{
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		Identify:       identifyHeader,
+		OnLinkAccount: func(context.Context, anonymous.LinkEvent) error {
+			if fail {
+				fail = false
+				return errors.New("accounts down")
+			}
+			return nil
+		},
+	})
+	const newVisitors, returns, links = 5, 7, 3
+	var cookies []*http.Cookie
+	for range newVisitors {
+		w, _ := f.do(t) // issued
+		w, _ = f.do(t, guestCookie(t, w))
+		cookies = append(cookies, guestCookie(t, w)) // stored on its first return
+	}
+	for i := range returns {
+		f.do(t, cookies[i%len(cookies)])
+	}
+	// One link fails in its callback, and is retried on the next request.
+	f.visit(t, cookies[0], "alice")
+	for i := range links {
+		f.visit(t, cookies[i], "user-"+string(rune('a'+i)))
+	}
+	// A valid cookie of a guest the store lost (another store's guest).
+	other := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	w, _ := other.do(t)
+	f.do(t, guestCookie(t, w)) // unknown, and a new guest issued
+	// A visitor deletes itself.
+	r := httptest.NewRequest("POST", "https://shop.example/api/auth/delete-anonymous-user", nil)
+	r.AddCookie(cookies[4])
+	f.h.ServeHTTP(httptest.NewRecorder(), r)
+
+	got := counts(t, reader)
+	want := map[string]int64{
+		"anonymous.guest.issued":                                newVisitors + 1,
+		"anonymous.guest.stored":                                newVisitors,
+		"anonymous.guest.stored{anonymous.source=first_return}": newVisitors,
+		"anonymous.guest.returning":                             returns + 1 + links + 1, // the returns, the failed link's and the links' lookups, the delete's
+		"anonymous.guest.linked":                                links,
+		"anonymous.link.failed":                                 1,
+		"anonymous.link.failed{anonymous.reason=callback}":      1,
+		"anonymous.guest.deleted":                               links + 1,
+		"anonymous.guest.deleted{anonymous.reason=link}":        links,
+		"anonymous.guest.deleted{anonymous.reason=visitor}":     1,
+		"anonymous.guest.unknown":                               1,
+		"anonymous.guest.not_stored":                            0,
+		"anonymous.store.errors":                                0,
+	}
+	for name, n := range want {
+		if got[name] != n {
+			t.Errorf("%s = %d, want %d", name, got[name], n)
+		}
+	}
+	if got["anonymous.store.duration"] == 0 {
+		t.Error("no store call was timed")
+	}
+	var linkSpans int
+	for _, s := range spans.Ended() {
+		if s.Name() == "anonymous.link" {
+			linkSpans++
+		}
+	}
+	if linkSpans != links+1 {
+		t.Errorf("%d link spans, want %d", linkSpans, links+1)
+	}
+}
+
+// Store failures are counted by operation.
+func TestMetricsCountStoreErrors(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	f := newFixture(t, anonymous.Options{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Persist: anonymous.PersistOnIssue})
+	w, _ := f.do(t)
+	f.store.fail.Store(true)
+	f.do(t, guestCookie(t, w)) // a failed get
+	f.do(t)                    // a failed create
+	got := counts(t, reader)
+	if got["anonymous.store.errors{anonymous.store.operation=get}"] != 1 || got["anonymous.store.errors{anonymous.store.operation=create}"] != 1 {
+		t.Errorf("store errors: %v", got)
+	}
+}
