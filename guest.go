@@ -154,6 +154,54 @@ func clientIP(r *http.Request) string {
 	return ""
 }
 
+// credential is a decoded guest credential.
+type credential struct {
+	id, token string
+	// tokenHash is the SHA-256 of token, hashed from the cookie's own bytes
+	// (hashing the string would copy it to the heap).
+	tokenHash [sha256.Size]byte
+	// pending is the whole guest, for a long-form cookie of a guest not
+	// stored yet (PersistOnReturn).
+	pending *Record
+}
+
+// maxCookies bounds how many guest cookies of one request are checked: each
+// costs an HMAC.
+const maxCookies = 4
+
+// credential reads the guest cookie, or else an "Authorization: Bearer"
+// token. Anything malformed, forged or expired is nil. Of several cookies
+// with the guest cookie's name, the first that verifies counts, so that a
+// cookie another site of the domain tossed in cannot hide the real one.
+// fromCookie tells whether a cookie (which the middleware keeps up to date)
+// was the source; hadCookie whether the request sent a guest cookie at all.
+func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, hadCookie bool) {
+	for i, ck := range r.CookiesNamed(m.opts.CookieName) {
+		if i == maxCookies {
+			break
+		}
+		hadCookie = true
+		if c, _ := m.cc.decode(ck.Value, now); c != nil { // nil for any error
+			return c, true, true
+		}
+	}
+	if tok, ok := bearer(r); ok {
+		if id := tokenID(tok); id != "" {
+			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false, hadCookie
+		}
+	}
+	return nil, false, hadCookie
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}
+
 // siblingWindow is how long after a first-visit cookie stored its guest
 // other copies of that cookie are taken for the storing request's
 // siblings (a page's concurrent requests) rather than for a planted copy.

@@ -1,0 +1,261 @@
+package anonymous
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Persist chooses when a freshly issued guest is written to the store.
+type Persist int
+
+const (
+	// PersistOnReturn, the default, writes nothing on a visitor's first
+	// request: the cookie carries the whole new guest, signed. The guest is
+	// stored when the browser sends the cookie back, proving it keeps
+	// cookies, so crawlers and one-hit visitors cost no store write.
+	PersistOnReturn Persist = iota
+	// PersistOnIssue writes the guest to the store on the first request.
+	PersistOnIssue
+)
+
+// StoreErrorPolicy chooses what the middleware does when the store fails.
+type StoreErrorPolicy int
+
+const (
+	// FailOpen, the default, serves the request without a guest and keeps
+	// the visitor's cookie untouched, so the guest comes back with the store.
+	FailOpen StoreErrorPolicy = iota
+	// FailClosed answers 503 Service Unavailable, cookie untouched.
+	FailClosed
+)
+
+// DefaultMaxDataSize is Options.MaxDataSize's default.
+const DefaultMaxDataSize = 4 << 10
+
+// DefaultCookieName is the guest cookie's name when Options.CookieName is
+// empty and the cookie is Secure, host-only and at Path "/".
+const DefaultCookieName = "__Host-anonymous_guest"
+
+// Key is one cookie key pair.
+type Key struct {
+	// Hash signs cookies with HMAC-SHA256: 32 or 64 random bytes.
+	Hash []byte
+	// Block, when set, encrypts cookies with AES: 16, 24 or 32 random
+	// bytes, not the hash key. Nil: cookies are signed, not encrypted (they
+	// hold nothing secret but the token, which a signature protects).
+	Block []byte
+}
+
+// Options configures a Manager. The zero value is a working configuration
+// (with random keys: see Keys).
+type Options struct {
+	// EmailDomainName, when set, makes generated emails temp-{id}@{domain}.
+	// Default: empty, giving temp@{id}.com.
+	EmailDomainName string
+	// GenerateRandomEmail, when set, generates guests' emails and
+	// EmailDomainName is ignored. The result must be a bare address
+	// (net/mail); anything else is ErrInvalidEmail and no guest is created.
+	// It is stored lower-cased. The function owns uniqueness. Default: nil.
+	GenerateRandomEmail func(ctx context.Context) (string, error)
+	// GenerateName, when set and returning a non-empty string, names guests.
+	// Default: nil, giving "Anonymous".
+	GenerateName func(ctx context.Context) string
+	// OnLinkAccount runs, exactly once per guest, when a guest becomes a real
+	// user: move the cart, the drafts, the preferences here. An error keeps
+	// the guest intact and the link is retried on the guest's next request.
+	// Its context ends before LinkLease runs out. Exactly once holds while the store
+	// answers; should the store fail after the callback succeeded, the guest
+	// is held for its remaining life, and if even that fails the link may run
+	// again after LinkLease: make the callback safe to repeat for a pair.
+	// Default: nil (the guest is deleted with nothing moved).
+	OnLinkAccount func(ctx context.Context, ev LinkEvent) error
+	// OnGuestDeleted runs after a guest was deleted, with why: so that the
+	// application drops what it keeps about the guest elsewhere. A guest
+	// that expires has no event: keep per-guest state in the guest's data
+	// (Manager.UpdateData), which expires with it, or give it the same
+	// expiry. It runs on the request that deleted the guest; errors are the
+	// application's to log. Default: nil.
+	OnGuestDeleted func(ctx context.Context, u *User, reason DeleteReason)
+	// MaxDataSize bounds a guest's data (Manager.UpdateData), in bytes: it is
+	// read on each of the guest's requests and kept for its whole life.
+	// Default: DefaultMaxDataSize (4 KiB), enough for a cart of a few dozen
+	// lines.
+	MaxDataSize int
+	// DisableDeleteAnonymousUser turns off the delete-anonymous-user endpoint
+	// and, on a link, keeps the guest's user record (marked as linked, its
+	// session revoked) instead of deleting it. Default: false.
+	DisableDeleteAnonymousUser bool
+
+	// Identify tells the middleware who the real user of a request is, or
+	// nil when nobody is logged in; typically from the application's own
+	// auth cookie. It runs on every request that is not skipped, so keep it
+	// cheap. A request with a guest cookie and a real user links the guest.
+	// A real user without a guest is never issued one. Default: nil (every
+	// visitor is a guest; link with Manager.Link).
+	Identify func(r *http.Request) (*User, error)
+
+	// CookieName is the guest cookie's name. Default: DefaultCookieName
+	// ("__Host-anonymous_guest") for a Secure, host-only cookie with Path
+	// "/", which no other host of the domain can set or shadow; otherwise
+	// "anonymous_guest". Set it to "anonymous_guest" to keep the cookies
+	// issued before the prefix became the default. A "__Host-" or
+	// "__Secure-" name must meet its prefix's rules.
+	CookieName string
+	// CookieDomain is the cookie's Domain attribute. Default: empty (host-only).
+	CookieDomain string
+	// CookiePath is the cookie's Path attribute. Default: "/".
+	CookiePath string
+	// CookieInsecure drops the Secure attribute. Default: false (Secure),
+	// which browsers honour on https and on http://localhost. Set it only
+	// for plain-HTTP development on other hosts.
+	CookieInsecure bool
+	// CookieSameSite is the cookie's SameSite attribute. Default:
+	// http.SameSiteLaxMode.
+	CookieSameSite http.SameSite
+
+	// Keys are the cookie key pairs, newest first. New cookies use the
+	// first; any of them decodes, which is how keys rotate. Default: one
+	// random sign-only key, with a warning that cookies will not survive a
+	// restart. Recommended: a random 32-byte hash key from a secret store.
+	Keys []Key
+
+	// Lifetime is how long a guest lives without a visit; each visit slides
+	// it (see RefreshAfter). Default: 30 days.
+	Lifetime time.Duration
+	// RefreshAfter is how old a guest's expiry may get before a visit moves
+	// it: the only store write on a returning guest's path. Default: 1 day
+	// (capped at Lifetime).
+	RefreshAfter time.Duration
+	// Persist chooses when a new guest is written. Default: PersistOnReturn.
+	Persist Persist
+	// Budget bounds how many guests one client may have stored. Over it, a
+	// new visitor's guest lives in its first-visit cookie until the budget
+	// allows storing it, and sign-in/anonymous answers 429. Default: on,
+	// 100 an hour with a burst of 20 per IPv4 address or IPv6 /64 (see
+	// Budget).
+	Budget Budget
+	// FirstVisitWindow is how long a first visit's cookie, which carries a
+	// guest not stored yet (PersistOnReturn), can store it: a visitor who
+	// returns later gets a new guest. The cookie is single-use: storing the
+	// guest gives it a new token, so a copy of the cookie planted in another
+	// browser stops working. Default: 1 hour (capped at Lifetime).
+	FirstVisitWindow time.Duration
+	// OnStoreError chooses what happens when the store fails. Default:
+	// FailOpen.
+	OnStoreError StoreErrorPolicy
+	// LinkLease bounds how long a link may hold its claim on a guest; a
+	// claim left by a crashed process is taken over after it.
+	// OnLinkAccount's context ends a fifth of LinkLease before the lease
+	// does, leaving the link time to confirm it. Keep it well above what the
+	// callback takes. Default: 1 minute.
+	LinkLease time.Duration
+
+	// Skip, when it returns true, makes the middleware pass the request
+	// through untouched: no cookie read or written, no store access (static
+	// files, health checks). Default: nil.
+	Skip func(r *http.Request) bool
+	// ErrorLog receives store failures and callback errors. Default:
+	// slog.Default().
+	ErrorLog *slog.Logger
+	// BasePath is where the JSON endpoints are served, by the middleware
+	// and by Handler. Default: "/api/auth".
+	BasePath string
+	// MeterProvider receives the package's metrics (see the README's
+	// Observability section). Default: otel.GetMeterProvider(), a no-op
+	// until the application sets one.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives spans of links, and of store calls made for a
+	// request whose span is recording. Default: otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// TrustedOrigins are origins (scheme://host[:port]) allowed to make
+	// cross-site POSTs to the endpoints. Default: none (same origin only).
+	TrustedOrigins []string
+}
+
+// parseOptions fills in opts' defaults and checks every field but the keys,
+// which newCookieCodec checks.
+func parseOptions(o Options) (Options, error) {
+	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 || o.MaxDataSize < 0 {
+		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
+	}
+	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
+	if b := o.Budget; b.Rate < 0 || b.Burst < 0 || b.Period < 0 {
+		return o, errors.New("negative Budget.Rate, Budget.Burst or Budget.Period")
+	}
+	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
+	if o.Lifetime < time.Second {
+		return o, fmt.Errorf("Lifetime %v is under a second", o.Lifetime)
+	}
+	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
+	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)
+	o.FirstVisitWindow = min(cmp.Or(o.FirstVisitWindow, time.Hour), o.Lifetime)
+	if o.Persist != PersistOnReturn && o.Persist != PersistOnIssue {
+		return o, fmt.Errorf("unknown Persist %d", o.Persist)
+	}
+	if o.OnStoreError != FailOpen && o.OnStoreError != FailClosed {
+		return o, fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
+	}
+	o.CookiePath = cmp.Or(o.CookiePath, "/")
+	if o.CookieName == "" {
+		o.CookieName = "anonymous_guest"
+		if !o.CookieInsecure && o.CookieDomain == "" && o.CookiePath == "/" {
+			o.CookieName = DefaultCookieName
+		}
+	}
+	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
+	if err := validCookie(&o); err != nil {
+		return o, err
+	}
+	o.BasePath = cmp.Or(o.BasePath, "/api/auth")
+	if !strings.HasPrefix(o.BasePath, "/") {
+		return o, fmt.Errorf("BasePath %q must start with /", o.BasePath)
+	}
+	o.BasePath = strings.TrimRight(o.BasePath, "/")
+	if o.EmailDomainName != "" {
+		if _, err := mail.ParseAddress("temp@" + o.EmailDomainName); err != nil {
+			return o, fmt.Errorf("EmailDomainName %q: %w", o.EmailDomainName, err)
+		}
+	}
+	if o.ErrorLog == nil {
+		o.ErrorLog = slog.Default()
+	}
+	if len(o.Keys) == 0 {
+		o.Keys = []Key{{Hash: randomBytes(32)}}
+		o.ErrorLog.Warn("anonymous: no Keys set; using random keys, so guest cookies will not survive a restart")
+	}
+	return o, nil
+}
+
+// validCookie checks the cookie's name, domain, path and SameSite, which the
+// middleware writes as they are.
+func validCookie(o *Options) error {
+	c := http.Cookie{Name: o.CookieName, Value: "v", Domain: o.CookieDomain}
+	if err := c.Valid(); err != nil {
+		return fmt.Errorf("cookie: %w", err)
+	}
+	for _, r := range o.CookiePath {
+		if r < 0x20 || r == 0x7f || r == ';' {
+			return fmt.Errorf("CookiePath %q holds a control character or ';'", o.CookiePath)
+		}
+	}
+	if o.CookieSameSite == http.SameSiteNoneMode && o.CookieInsecure {
+		return errors.New("SameSite=None cookies must be Secure")
+	}
+	if (strings.HasPrefix(o.CookieName, "__Secure-") || strings.HasPrefix(o.CookieName, "__Host-")) && o.CookieInsecure {
+		return fmt.Errorf("cookie %q must be Secure", o.CookieName)
+	}
+	if strings.HasPrefix(o.CookieName, "__Host-") && (o.CookieDomain != "" || o.CookiePath != "/") {
+		return fmt.Errorf("cookie %q must have no Domain and Path /", o.CookieName)
+	}
+	return nil
+}
