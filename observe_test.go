@@ -30,7 +30,7 @@ func counts(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
 				for _, p := range d.DataPoints {
 					out[mt.Name] += p.Value
 					for _, kv := range p.Attributes.ToSlice() {
-						out[mt.Name+"{"+string(kv.Key)+"="+kv.Value.Emit()+"}"] += p.Value
+						out[mt.Name+"{"+string(kv.Key)+"="+kv.Value.AsString()+"}"] += p.Value
 					}
 				}
 			case metricdata.Histogram[float64]:

@@ -194,7 +194,7 @@ func parseOptions(o Options) (Options, error) {
 	}
 	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
 	if o.Lifetime < time.Second {
-		return o, fmt.Errorf("Lifetime %v is under a second", o.Lifetime)
+		return o, fmt.Errorf("a Lifetime of %v is under a second", o.Lifetime)
 	}
 	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
 	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)

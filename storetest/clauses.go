@@ -433,21 +433,21 @@ func increment(ctx context.Context, s anonymous.Store, id string) error {
 	for range 4 * writers {
 		rec, err := s.Get(ctx, id)
 		if err != nil {
-			return fmt.Errorf("Get = %v", err)
+			return fmt.Errorf("a Get: %v", err)
 		}
 		n, err := counter(rec.Data)
 		if err != nil {
-			return fmt.Errorf("Get returned Data %q: %v", rec.Data, err)
+			return fmt.Errorf("a Get returned Data %q: %v", rec.Data, err)
 		}
 		rec.Data = strconv.AppendInt(nil, int64(n)+1, 10)
 		switch err := s.Update(ctx, rec); {
 		case err == nil:
 			return nil
 		case !errors.Is(err, anonymous.ErrConflict):
-			return fmt.Errorf("Update of version %d = %v", rec.Version, err)
+			return fmt.Errorf("an Update of version %d: %v", rec.Version, err)
 		}
 	}
-	return fmt.Errorf("Update returned ErrConflict %d times in a row", 4*writers)
+	return fmt.Errorf("an Update returned ErrConflict %d times in a row", 4*writers)
 }
 
 // contextTests call every method with a context that is already done: each
@@ -541,7 +541,7 @@ var concurrencyTests = []test{
 					case 2:
 						switch err = s.Create(ctx, NewRecord(id, Now().Add(long))); {
 						case err == nil:
-							err = fmt.Errorf("Create over guest %s succeeded, want ErrExists", id)
+							err = fmt.Errorf("a Create over guest %s succeeded, want ErrExists", id)
 						case errors.Is(err, anonymous.ErrExists):
 							err = nil
 						}
@@ -573,27 +573,27 @@ var concurrencyTests = []test{
 func lifetime(ctx context.Context, s anonymous.Store) error {
 	rec := NewRecord("", Now().Add(long))
 	if err := s.Create(ctx, rec); err != nil {
-		return fmt.Errorf("Create = %v", err)
+		return fmt.Errorf("a Create: %v", err)
 	}
 	rec.Version = 1
 	rec.Data = []byte("cart: 1 item")
 	if err := s.Update(ctx, rec); err != nil {
-		return fmt.Errorf("Update of version 1 = %v", err)
+		return fmt.Errorf("an Update of version 1: %v", err)
 	}
 	rec.Version = 2
 	tomb := bury(rec, "user-1")
 	if err := s.Update(ctx, tomb); err != nil {
-		return fmt.Errorf("Update of version 2 = %v", err)
+		return fmt.Errorf("an Update of version 2: %v", err)
 	}
 	got, err := s.Get(ctx, rec.User.ID)
 	if err != nil {
-		return fmt.Errorf("Get of a tombstone = %v", err)
+		return fmt.Errorf("a Get of a tombstone: %v", err)
 	}
 	if d := Diff(got, stored(tomb, 3)); len(d) > 0 {
-		return fmt.Errorf("Get of a tombstone returned a different record: %s", strings.Join(d, "; "))
+		return fmt.Errorf("a Get of a tombstone returned a different record: %s", strings.Join(d, "; "))
 	}
 	if err := s.Create(ctx, NewRecord(rec.User.ID, Now().Add(long))); !errors.Is(err, anonymous.ErrExists) {
-		return fmt.Errorf("Create over a tombstone = %v, want ErrExists", err)
+		return fmt.Errorf("a Create over a tombstone: %v, want ErrExists", err)
 	}
 	return nil
 }
