@@ -357,13 +357,16 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 	}
 }
 
+// topologies connect to a single node and to a Cluster.
+var topologies = map[string]func(testing.TB) redis.UniversalClient{
+	"single":  func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
+	"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
+}
+
 // Updates of one guest's data from 64 requests at once all count, on a
 // single node and on a Cluster.
 func TestConcurrentDataUpdates(t *testing.T) {
-	for name, client := range map[string]func(testing.TB) redis.UniversalClient{
-		"single":  func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
-		"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
-	} {
+	for name, client := range topologies {
 		t.Run(name, func(t *testing.T) {
 			c := client(t)
 			s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
@@ -409,10 +412,7 @@ func TestConcurrentDataUpdates(t *testing.T) {
 // The budget lives in Redis: two instances of the application share it, on a
 // single node and on a Cluster, and its keys expire.
 func TestBudgetSharedInRedis(t *testing.T) {
-	for name, client := range map[string]func(testing.TB) redis.UniversalClient{
-		"single":  func(t testing.TB) redis.UniversalClient { return redistest.Client(t) },
-		"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
-	} {
+	for name, client := range topologies {
 		t.Run(name, func(t *testing.T) {
 			c := client(t)
 			prefix := redistest.Prefix(t, c)

@@ -38,25 +38,8 @@ MASTERS=3
 log() { echo "redis-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# in_use PORT: something listens on 127.0.0.1:PORT.
-in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# alive PID: PID runs and has not exited. A daemonized node that exited
-# stays a zombie until init reaps it, which some inits do late or never.
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ -n "$stat" ] && [ "${stat:0:1}" != Z ]
-}
-
-# our_pid PIDFILE: the pid in PIDFILE if it is still a running redis-server.
-our_pid() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null || true)
-	[ -n "$pid" ] && grep -q redis-server "/proc/$pid/comm" 2>/dev/null && alive "$pid" && echo "$pid"
-	return 0
-}
+# shellcheck source=scripts/redis-lib.sh
+source "$(dirname "$0")/redis-lib.sh"
 
 stop_dir() { # DIR PORT...: stop the nodes by the pids they wrote, then remove DIR.
 	local dir=$1 port pid

@@ -1,0 +1,23 @@
+# shellcheck shell=bash
+# Shared by redis-cluster.sh and redis-sentinel.sh: sourced, not run.
+
+# in_use PORT: something listens on 127.0.0.1:PORT.
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# alive PID: PID runs and has not exited. A daemonized server that exited
+# stays a zombie until init reaps it, which some inits do late or never.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ -n "$stat" ] && [ "${stat:0:1}" != Z ]
+}
+
+# our_pid PIDFILE: the pid in PIDFILE if it is still a running redis-server
+# (a Sentinel is a redis-server too; its comm is redis-sentinel).
+our_pid() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null || true)
+	[ -n "$pid" ] && grep -q redis-se "/proc/$pid/comm" 2>/dev/null && alive "$pid" && echo "$pid"
+	return 0
+}
