@@ -1,6 +1,7 @@
 package anonymous
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -168,7 +169,8 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		ev := LinkEvent{
 			AnonymousUser: Account{User: &claimed.User, Session: &claimed.Session},
 			NewUser:       Account{User: newUser},
-			Data:          claimed.Data,
+			Data:          bytes.Clone(claimed.Data), // the callback's to keep
+
 		}
 		cctx, cancel := context.WithDeadline(r.Context(), deadline)
 		err := cb(cctx, ev)
