@@ -535,7 +535,10 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	b.screenshot("04-login-error")
 
 	// Logging in as alice merges the guest cart into her account's cart.
-	account := shop.Cart("alice")
+	account, err := shop.Cart(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := maps.Clone(account)
 	overlap := false
 	for id, n := range withCart.Cart {
