@@ -1,8 +1,9 @@
 // Package e2e drives the demo shop (examples/shop) in headless Chromium:
 // guest, cart, second tab, HttpOnly cookie, a failed and a good login with
 // the cart merged, Back after login, logout and "Forget me" with its
-// confirmation and from stale tabs, on the in-memory store and on Redis,
-// each at 390×844, 700×900 and 1280×800. On the way it checks every kind
+// confirmation and from stale tabs, on the in-memory stores and on Redis,
+// where the shop also restarts in the middle of a guest's visit and the
+// cart must survive it, each at 390×844, 700×900 and 1280×800. On the way it checks every kind
 // of page: nothing wider than the window, no product card overlapping
 // another or narrower than its content, and no serious or critical WCAG 2
 // A or AA violation found by axe-core.

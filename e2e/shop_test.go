@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -50,8 +51,9 @@ const (
 )
 
 // TestShopInBrowser walks a visitor through the shop at each window size,
-// on the in-memory store and on Redis. On every page it visits, the page
-// must lay out within the window (nothing wider than it, no product card
+// on the in-memory stores and on Redis, where the shop is also restarted in
+// the middle of a guest's visit. On every page it visits, the page must lay
+// out within the window (nothing wider than it, no product card
 // overlapping another or narrower than its content) and axe-core must find
 // no serious or critical WCAG 2 A or AA violation.
 func TestShopInBrowser(t *testing.T) {
@@ -61,14 +63,25 @@ func TestShopInBrowser(t *testing.T) {
 		t.Run("memory/"+vp.String(), func(t *testing.T) {
 			store := memstore.New()
 			t.Cleanup(func() { store.Close() })
-			runShopFlow(t, browser, axe, vp, store)
+			carts := app.NewMemoryCarts()
+			runShopFlow(t, browser, axe, vp, backend{open: func() (anonymous.Store, app.Carts) { return store, carts }})
 		})
 	}
 	for _, vp := range viewports {
 		t.Run("redis/"+vp.String(), func(t *testing.T) {
-			runShopFlow(t, browser, axe, vp, redisStore(t))
+			runShopFlow(t, browser, axe, vp, redisBackend(t))
 		})
 	}
+}
+
+// backend gives the shop its guest store and its accounts' carts.
+type backend struct {
+	// open returns them; with durable, each call connects anew to the
+	// same ones, as a restarted shop does.
+	open func() (anonymous.Store, app.Carts)
+	// durable says that the stores outlive the shop, so the flow restarts
+	// the shop in the middle of a guest's visit.
+	durable bool
 }
 
 // findBrowser returns the Chromium to drive. Without one the test skips,
@@ -97,11 +110,12 @@ func findBrowser(t *testing.T) string {
 	return ""
 }
 
-// redisStore returns a redisstore on REDIS_URL (default
-// redis://127.0.0.1:6379/0) under a random key prefix, whose keys are
-// removed at the end. Without a reachable Redis the test skips, loudly,
-// unless ANON_REQUIRE_REDIS=1, where it fails.
-func redisStore(t *testing.T) anonymous.Store {
+// redisBackend keeps the shop's guests and accounts' carts on REDIS_URL
+// (default redis://127.0.0.1:6379/0) under a random key prefix, whose keys
+// are removed at the end. Each open is a new client on the same keys.
+// Without a reachable Redis the test skips, loudly, unless
+// ANON_REQUIRE_REDIS=1, where it fails.
+func redisBackend(t *testing.T) backend {
 	t.Helper()
 	u := os.Getenv("REDIS_URL")
 	if u == "" {
@@ -124,11 +138,16 @@ func redisStore(t *testing.T) anonymous.Store {
 	}
 	prefix := "e2e-" + rand.Text()[:12] + ":"
 	t.Cleanup(func() { deleteKeys(t, client, prefix) })
-	s, err := redisstore.New(client, redisstore.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
+	open := func() (anonymous.Store, app.Carts) {
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { c.Close() })
+		s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, app.NewRedisCarts(c, prefix)
 	}
-	return s
+	return backend{open: open, durable: true}
 }
 
 // deleteKeys removes the test's own keys; the database is shared, so it is
@@ -380,24 +399,47 @@ func guestStored(t *testing.T, store anonymous.Store, id string) bool {
 	}
 }
 
-// runShopFlow serves the shop on store and walks one visitor through it in
+// runShopFlow serves the shop on be and walks one visitor through it in
 // headless Chromium with a vp-sized window: guest, cart, reload, second
-// tab, a failed and a good login with the cart merged, Back to the login
-// page, logout, Forget me with its confirmation, and Forget me from tabs
-// left open from before a login. It checks the layout and accessibility
-// of each kind of page on the way.
-func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous.Store) {
-	shop, err := app.New(store, app.Config{
-		HashKey: []byte("e2e-hash-key-of-exactly-32-bytes"),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
+// tab, a restart of the shop when be is durable, a failed and a good login
+// with the cart merged, Back to the login page, logout, Forget me with its
+// confirmation, and Forget me from tabs left open from before a login. It
+// checks the layout and accessibility of each kind of page on the way.
+func runShopFlow(t *testing.T, browser, axe string, vp viewport, be backend) {
+	newShop := func() (*app.Shop, anonymous.Store) {
+		store, carts := be.open()
+		shop, err := app.New(store, app.Config{
+			HashKey: []byte("e2e-hash-key-of-exactly-32-bytes"),
+			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Carts:   carts,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return shop, store
 	}
+	shop, store := newShop()
 	// Plain HTTP on 127.0.0.1, Secure cookies kept: browsers treat loopback
 	// as a secure context, as the shop's README promises.
 	srv := httptest.NewServer(shop)
 	t.Cleanup(srv.Close)
+	// restart stops the shop and starts a new one on the same address, with
+	// new connections to the same stores, as a redeploy does.
+	restart := func() {
+		t.Helper()
+		addr := srv.Listener.Addr().String()
+		srv.Close()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listening again on %s: %v", addr, err)
+		}
+		shop, store = newShop()
+		srv = httptest.NewUnstartedServer(shop)
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		t.Cleanup(srv.Close)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), flowTimeout)
 	t.Cleanup(cancel)
@@ -497,6 +539,18 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	}
 	b2.screenshot("03-second-tab")
 
+	// A restart in the middle of the visit loses nothing: the guest's cart
+	// is its data, in the store with it.
+	if be.durable {
+		restart()
+		if p := b.load("reload after a restart", chromedp.Reload()); !samePage(p, withCart) {
+			t.Fatalf("after the shop restarted the page shows %+v, want %+v", p, withCart)
+		}
+		if !guestStored(t, store, first.ID) {
+			t.Fatal("the guest is not in the store after the restart")
+		}
+	}
+
 	// The guest cookie is there, but scripts cannot read it.
 	var docCookie string
 	b.step("reading document.cookie", func(ctx context.Context) error {
@@ -535,7 +589,10 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	b.screenshot("04-login-error")
 
 	// Logging in as alice merges the guest cart into her account's cart.
-	account := shop.Cart("alice")
+	account, err := shop.Cart(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := maps.Clone(account)
 	overlap := false
 	for id, n := range withCart.Cart {
@@ -555,6 +612,9 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, store anonymous
 	}
 	b.check("the home page, signed in")
 	b.screenshot("05-signed-in-merged")
+	if got, err := shop.Cart(context.Background(), "alice"); err != nil || !maps.Equal(got, want) {
+		t.Fatalf("alice's cart in the shop's store is %v (%v), want %v", got, err, want)
+	}
 	if guestStored(t, store, first.ID) {
 		t.Fatal("the guest is still in the store after login")
 	}

@@ -1,10 +1,12 @@
 // Command shop is a small demo shop built on package anonymous: every
 // visitor is greeted by a generated guest name and gets a cart without
 // signing up; signing in to a demo account moves the guest's cart into the
-// account's, merging quantities.
+// account's, merging quantities. A guest's cart is the guest's data, kept
+// with the guest; accounts' carts are kept in memory, or with -redis in
+// Redis beside the guests, so that a restart loses no cart.
 //
-//	go run ./examples/shop                  # http://localhost:8080, guests in memory
-//	go run ./examples/shop -redis redis://127.0.0.1:6379/0
+//	go run ./examples/shop                  # http://localhost:8080, all in memory
+//	go run ./examples/shop -redis redis://127.0.0.1:6379/0 -hash-key "$(openssl rand -hex 32)"
 //
 // Cookies are Secure by default. Browsers keep Secure cookies on
 // http://localhost and http://127.0.0.1; to try the shop over plain HTTP
@@ -17,8 +19,8 @@
 //	                       $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)
 //	-insecure-cookies      drop the cookies' Secure attribute (plain HTTP on a host
 //	                       other than localhost)
-//	-redis string          keep guests in Redis at this URL (redis://host:port/db);
-//	                       default: in memory
+//	-redis string          keep guests and accounts' carts in Redis at this URL
+//	                       (redis://host:port/db); default: in memory
 //	-redis-prefix string   prefix of the shop's Redis keys (default "anon:")
 package main
 
@@ -73,7 +75,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.StringVar(&c.addr, "addr", ":8080", "address to listen on")
 	fs.StringVar(&key, "hash-key", "", "64 hex digits (32 bytes) signing the cookies; default $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)")
 	fs.BoolVar(&c.insecure, "insecure-cookies", false, "drop the cookies' Secure attribute, for plain HTTP on a host other than localhost")
-	fs.StringVar(&c.redisURL, "redis", "", "keep guests in Redis at this URL (redis://host:port/db); default: in memory")
+	fs.StringVar(&c.redisURL, "redis", "", "keep guests and accounts' carts in Redis at this URL (redis://host:port/db); default: in memory")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of the shop's Redis keys")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -113,29 +115,31 @@ func redisOptions(url string) (*redis.Options, error) {
 	return ro, nil
 }
 
-// openStore returns the guest store the flags choose, and how to close it.
-func openStore(ctx context.Context, c *config) (anonymous.Store, func(), error) {
+// openStore returns the guest store and the accounts' carts the flags
+// choose, and how to close them: both in memory, or both in Redis on one
+// client, under the same key prefix.
+func openStore(ctx context.Context, c *config) (anonymous.Store, app.Carts, func(), error) {
 	if c.redisURL == "" {
 		s := memstore.New()
-		return s, func() { s.Close() }, nil
+		return s, app.NewMemoryCarts(), func() { s.Close() }, nil
 	}
 	ro, err := redisOptions(c.redisURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-redis: %w", err)
+		return nil, nil, nil, fmt.Errorf("-redis: %w", err)
 	}
 	client := redis.NewClient(ro)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		client.Close()
-		return nil, nil, fmt.Errorf("redis at %s: %w", ro.Addr, err)
+		return nil, nil, nil, fmt.Errorf("redis at %s: %w", ro.Addr, err)
 	}
 	s, err := redisstore.New(client, redisstore.Options{Prefix: c.redisPrefix})
 	if err != nil {
 		client.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return s, func() { client.Close() }, nil
+	return s, app.NewRedisCarts(client, c.redisPrefix), func() { client.Close() }, nil
 }
 
 // run serves the shop until ctx is done.
@@ -145,12 +149,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	store, closeStore, err := openStore(ctx, c)
+	store, carts, closeStore, err := openStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	shop, err := app.New(store, app.Config{HashKey: c.hashKey, InsecureCookies: c.insecure, Logger: log})
+	shop, err := app.New(store, app.Config{HashKey: c.hashKey, InsecureCookies: c.insecure, Logger: log, Carts: carts})
 	if err != nil {
 		return err
 	}

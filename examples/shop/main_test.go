@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,7 +139,7 @@ func TestRunServesTheShopUntilCancelled(t *testing.T) {
 func TestOpenStoreRejectsBadRedis(t *testing.T) {
 	for _, u := range []string{"not a url", "http://127.0.0.1:6379", "redis://127.0.0.1:1/0"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, closeStore, err := openStore(ctx, &config{redisURL: u})
+		_, _, closeStore, err := openStore(ctx, &config{redisURL: u})
 		cancel()
 		if err == nil {
 			closeStore()
@@ -147,9 +148,12 @@ func TestOpenStoreRejectsBadRedis(t *testing.T) {
 	}
 }
 
-// TestRedisFlagKeepsGuestsInRedis checks that -redis and -redis-prefix put
-// the shop's guests in that Redis, under that prefix.
-func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
+// testRedis returns REDIS_URL (default redis://127.0.0.1:6379/0), a client
+// on it and a random key prefix, whose keys are removed at the end. Without
+// a reachable Redis the test skips, loudly, unless ANON_REQUIRE_REDIS=1,
+// where it fails.
+func testRedis(t *testing.T) (url string, raw *redis.Client, prefix string) {
+	t.Helper()
 	u := os.Getenv("REDIS_URL")
 	if u == "" {
 		u = "redis://127.0.0.1:6379/0"
@@ -158,30 +162,39 @@ func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("REDIS_URL: %v", err)
 	}
-	raw := redis.NewClient(opts)
-	defer raw.Close()
+	raw = redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := raw.Ping(ctx).Err(); err != nil {
+		raw.Close()
 		if os.Getenv("ANON_REQUIRE_REDIS") == "1" {
 			t.Fatalf("NO REDIS at %s: %v", opts.Addr, err)
 		}
 		t.Skipf("SKIPPED: NO REDIS at %s: %v (set REDIS_URL, or ANON_REQUIRE_REDIS=1 to fail instead)", opts.Addr, err)
 	}
-	prefix := "shoptest-" + rand.Text()[:12] + ":"
+	prefix = "shoptest-" + rand.Text()[:12] + ":"
 	// The database is shared: remove only this test's keys, never flush.
-	defer func() {
+	t.Cleanup(func() {
 		if keys := scanKeys(t, raw, prefix); len(keys) > 0 {
 			raw.Del(context.Background(), keys...)
 		}
-	}()
+		raw.Close()
+	})
+	return u, raw, prefix
+}
 
-	store, closeStore, err := openStore(ctx, &config{redisURL: u, redisPrefix: prefix})
+// TestRedisFlagKeepsGuestsInRedis checks that -redis and -redis-prefix put
+// the shop's guests and accounts' carts in that Redis, under that prefix.
+func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
+	u, raw, prefix := testRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	store, carts, closeStore, err := openStore(ctx, &config{redisURL: u, redisPrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeStore()
-	shop, err := app.New(store, app.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	shop, err := app.New(store, app.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Carts: carts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +209,19 @@ func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	if len(scanKeys(t, raw, prefix)) == 0 {
-		t.Fatalf("no key under %q in Redis after a returning guest", prefix)
+	var guests, carted []string
+	for _, k := range scanKeys(t, raw, prefix) {
+		if strings.HasPrefix(k, prefix+"cart:") {
+			carted = append(carted, k)
+		} else {
+			guests = append(guests, k)
+		}
+	}
+	if len(guests) == 0 {
+		t.Fatalf("no guest under %q in Redis after a returning guest", prefix)
+	}
+	if !slices.Contains(carted, prefix+"cart:alice") {
+		t.Fatalf("alice's seeded cart is not under %q in Redis (cart keys %q)", prefix, carted)
 	}
 }
 

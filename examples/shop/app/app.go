@@ -1,7 +1,9 @@
 // Package app is the demo shop: every visitor gets a guest with a friendly
 // name and a cart, and signing in to a demo account moves the guest's cart
-// into the account's, merging quantities. The command in the parent folder
-// serves it; the browser tests build it in process.
+// into the account's, merging quantities. A guest's cart lives in the
+// guest's data, so it is stored, expires and is deleted with the guest; an
+// account's lives in Carts (in memory, or in Redis). The command in the
+// parent folder serves it; the browser tests build it in process.
 package app
 
 import (
@@ -10,13 +12,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -47,9 +51,28 @@ var demoAccounts = map[string]account{
 	"bob":   {user: anonymous.User{ID: "bob", Name: "Bob", Email: "bob@example.com", EmailVerified: true}, password: "builder"},
 }
 
+// A guest's cart lives in the guest's data (anonymous.UpdateJSON), so it
+// is stored with the guest, expires with it and is deleted with it: no
+// guest leaves anything behind in the shop. An account's cart lives in
+// Carts: in process memory, or in Redis beside the guests.
+
+// guestData is what the shop keeps in a guest's data.
+type guestData struct {
+	// Cart is product id → quantity, each from 1 to maxQty.
+	Cart map[string]int `json:"cart,omitempty"`
+}
+
+// maxMerged bounds AccountCart.Merged: the guests a repeated OnLinkAccount
+// must recognise.
+const maxMerged = 20
+
 // seedCarts are the account carts the shop starts with, so that a first
-// login already shows quantities merging.
+// login already shows quantities merging. An account's cart is seeded only
+// when it has none, so a restart on Redis keeps what the account holds.
 var seedCarts = map[string]map[string]int{"alice": {"mug": 1}}
+
+// seedTimeout bounds seeding the account carts when the shop starts.
+const seedTimeout = 5 * time.Second
 
 // Config configures a Shop. The zero value works (random keys).
 type Config struct {
@@ -63,38 +86,45 @@ type Config struct {
 	// Logger receives the shop's and the package's logs. Default:
 	// slog.Default().
 	Logger *slog.Logger
+	// Carts keeps the accounts' carts. Default: NewMemoryCarts(), which
+	// loses them when the process ends. Guests' carts are in the guest
+	// store whatever this is.
+	Carts Carts
 }
 
-// Shop is the demo shop's web application: an http.Handler. Carts live in
-// process memory. It is safe for concurrent use.
+// Shop is the demo shop's web application: an http.Handler. It keeps
+// nothing about its visitors in process memory but what Config.Carts does.
+// It is safe for concurrent use.
 type Shop struct {
 	guests  *anonymous.Manager
+	store   anonymous.Store
+	carts   Carts
 	login   *securecookie.SecureCookie
 	flash   *securecookie.SecureCookie
 	log     *slog.Logger
 	secure  bool
 	handler http.Handler
-
-	mu    sync.Mutex
-	carts map[string]map[string]int // owner (guest or account id) → product id → quantity
-	// notices holds one message per account, shown on its next page.
-	notices map[string]string
 }
 
-// New returns the shop, keeping its guests in store.
+// New returns the shop, keeping its guests in store and its accounts'
+// carts in cfg.Carts, where it seeds the demo accounts' carts they do not
+// have yet.
 func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Shop{
-		log:     log,
-		secure:  !cfg.InsecureCookies,
-		carts:   make(map[string]map[string]int),
-		notices: make(map[string]string),
+	carts := cfg.Carts
+	if carts == nil {
+		carts = NewMemoryCarts()
 	}
-	for owner, c := range seedCarts {
-		s.carts[owner] = copyCart(c)
+	s := &Shop{log: log, store: store, carts: carts, secure: !cfg.InsecureCookies}
+	ctx, cancel := context.WithTimeout(context.Background(), seedTimeout)
+	defer cancel()
+	for account, items := range seedCarts {
+		if _, err := carts.Seed(ctx, account, AccountCart{Items: maps.Clone(items)}); err != nil {
+			return nil, err
+		}
 	}
 
 	var keys []anonymous.Key
@@ -151,20 +181,35 @@ func (s *Shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
-// Cart returns a copy of owner's cart (a guest id or an account id):
-// product id → quantity. An owner without a cart gets an empty map.
-func (s *Shop) Cart(owner string) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return copyCart(s.carts[owner])
+// Cart returns owner's cart, product id → quantity: an account's from
+// Carts, a guest's from its data in the guest store (empty once the guest
+// is deleted, linked or gone).
+func (s *Shop) Cart(ctx context.Context, owner string) (map[string]int, error) {
+	if _, ok := demoAccounts[owner]; ok {
+		c, err := s.carts.Get(ctx, owner)
+		return orEmpty(c.Items), err
+	}
+	rec, err := s.store.Get(ctx, owner)
+	switch {
+	case errors.Is(err, anonymous.ErrNotFound):
+		return map[string]int{}, nil
+	case err != nil:
+		return nil, err
+	}
+	var d guestData
+	if len(rec.Data) > 0 {
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			return nil, fmt.Errorf("shop: the data of guest %s is not a cart: %w", owner, err)
+		}
+	}
+	return orEmpty(d.Cart), nil
 }
 
-func copyCart(c map[string]int) map[string]int {
-	out := make(map[string]int, len(c))
-	for k, v := range c {
-		out[k] = v
+func orEmpty(c map[string]int) map[string]int {
+	if c == nil {
+		return map[string]int{}
 	}
-	return out
+	return c
 }
 
 // identify is Options.Identify: the account named by the shop's login
@@ -186,25 +231,52 @@ func (s *Shop) identify(r *http.Request) (*anonymous.User, error) {
 	return &u, nil
 }
 
-// moveCart is Options.OnLinkAccount: the guest's cart joins the account's.
-// It deletes the guest's cart as it adds it, so a rare repeat (see
-// Options.OnLinkAccount) finds nothing to add.
-func (s *Shop) moveCart(_ context.Context, l anonymous.LinkEvent) error {
-	guest, owner := l.AnonymousUser.User, l.NewUser.User
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	moved := 0
-	if g := s.carts[guest.ID]; len(g) > 0 {
-		dst := s.cartOf(owner.ID)
-		for id, n := range g {
-			dst[id] = min(dst[id]+n, maxQty)
-			moved += n
+// moveCart is Options.OnLinkAccount: the guest's cart, handed over as the
+// guest's data, joins the account's, with a notice for the account's next
+// page, in one atomic update of the account's cart. The update records the
+// guest's id, so should the package run the callback again for the same
+// guest (see Options.OnLinkAccount), it adds nothing twice. An error keeps
+// the guest, and its cart, for the package to retry.
+func (s *Shop) moveCart(ctx context.Context, ev anonymous.LinkEvent) error {
+	guest, owner := ev.AnonymousUser.User, ev.NewUser.User
+	var d guestData
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			// Only the shop writes guests' data: a value that is no cart is a
+			// bug, and retrying the link would not mend it.
+			s.log.ErrorContext(ctx, "shop: the guest's data is not a cart; nothing moved", "guest", guest.ID, "account", owner.ID, "err", err)
+			return nil
 		}
 	}
-	delete(s.carts, guest.ID)
-	if moved > 0 {
-		s.notices[owner.ID] = fmt.Sprintf("We moved %d %s from your guest cart (as %s) into your account.",
-			moved, plural(moved, "item", "items"), guest.Name)
+	moved, again := 0, false
+	if len(d.Cart) > 0 {
+		_, err := s.carts.Update(ctx, owner.ID, func(c *AccountCart) error {
+			moved, again = 0, slices.Contains(c.Merged, guest.ID)
+			if again {
+				return ErrNoChange
+			}
+			if c.Items == nil {
+				c.Items = make(map[string]int)
+			}
+			for id, n := range d.Cart {
+				c.Items[id] = min(c.Items[id]+n, maxQty)
+				moved += n
+			}
+			c.Merged = append(c.Merged, guest.ID)
+			if len(c.Merged) > maxMerged {
+				c.Merged = slices.Clone(c.Merged[len(c.Merged)-maxMerged:])
+			}
+			c.Notice = fmt.Sprintf("We moved %d %s from your guest cart (as %s) into your account.",
+				moved, plural(moved, "item", "items"), guest.Name)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("shop: moving the cart of guest %s into %s: %w", guest.ID, owner.ID, err)
+		}
+	}
+	if again {
+		s.log.Info("shop: guest linked again; its cart was merged already", "guest", guest.ID, "account", owner.ID)
+		return nil
 	}
 	s.log.Info("shop: guest linked to account", "guest", guest.ID, "account", owner.ID, "items", moved)
 	return nil
@@ -241,15 +313,48 @@ func form(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// cartOf returns owner's cart, making an empty one if it has none. The
-// caller holds s.mu.
-func (s *Shop) cartOf(owner string) map[string]int {
-	c := s.carts[owner]
-	if c == nil {
-		c = make(map[string]int)
-		s.carts[owner] = c
+// changeCart applies change to the request's cart, the guest's data or
+// the account's cart, atomically: change may run more than once, and
+// returns false to leave the cart as it was (nothing is written then).
+func (s *Shop) changeCart(w http.ResponseWriter, r *http.Request, u *anonymous.User, change func(c map[string]int) bool) error {
+	if u.IsAnonymous {
+		// A first-visit guest is stored now, with its cart, and its cookie
+		// re-set: this runs before the response is written.
+		_, err := anonymous.UpdateJSON(s.guests, w, r, func(d *guestData) error {
+			if d.Cart == nil {
+				d.Cart = make(map[string]int)
+			}
+			if !change(d.Cart) {
+				return ErrNoChange
+			}
+			return nil
+		})
+		if errors.Is(err, ErrNoChange) {
+			return nil
+		}
+		return err
 	}
-	return c
+	_, err := s.carts.Update(r.Context(), u.ID, func(c *AccountCart) error {
+		if c.Items == nil {
+			c.Items = make(map[string]int)
+		}
+		if !change(c.Items) {
+			return ErrNoChange
+		}
+		return nil
+	})
+	return err
+}
+
+// cartFailed leaves a notice of why the cart did not change, and logs what
+// the visitor cannot mend.
+func (s *Shop) cartFailed(w http.ResponseWriter, r *http.Request, u *anonymous.User, err error) {
+	if errors.Is(err, anonymous.ErrOverBudget) {
+		s.setFlash(w, flashCartBudget, "")
+		return
+	}
+	s.log.ErrorContext(r.Context(), "shop: changing the cart failed", "user", u.ID, "err", err)
+	s.setFlash(w, flashCartFailed, "")
 }
 
 func seeOther(w http.ResponseWriter, r *http.Request, to string) {
@@ -269,16 +374,20 @@ func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	s.mu.Lock()
-	c := s.cartOf(u.ID)
-	full := c[p.ID] >= maxQty
-	if !full {
-		c[p.ID]++
-	}
-	s.mu.Unlock()
-	if full {
+	full := false
+	err := s.changeCart(w, r, u, func(c map[string]int) bool {
+		full = c[p.ID] >= maxQty
+		if !full {
+			c[p.ID]++
+		}
+		return !full
+	})
+	switch {
+	case err != nil:
+		s.cartFailed(w, r, u, err)
+	case full:
 		s.setFlash(w, flashAtMost, p.ID)
-	} else {
+	default:
 		s.setFlash(w, flashAdded, p.ID)
 	}
 	seeOther(w, r, "/")
@@ -303,23 +412,22 @@ func (s *Shop) cartSet(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	s.mu.Lock()
-	c := s.carts[u.ID]
-	switch {
-	case n > 0 && c == nil:
-		s.carts[u.ID] = map[string]int{p.ID: n}
-	case n > 0:
-		c[p.ID] = n
-	case c != nil:
-		delete(c, p.ID)
-		if len(c) == 0 {
-			delete(s.carts, u.ID)
+	err = s.changeCart(w, r, u, func(c map[string]int) bool {
+		if n == 0 {
+			_, had := c[p.ID]
+			delete(c, p.ID)
+			return had
 		}
-	}
-	s.mu.Unlock()
-	if n == 0 {
+		had := c[p.ID]
+		c[p.ID] = n
+		return had != n
+	})
+	switch {
+	case err != nil:
+		s.cartFailed(w, r, u, err)
+	case n == 0:
 		s.setFlash(w, flashRemoved, p.ID)
-	} else {
+	default:
 		s.setFlash(w, flashSet, p.ID)
 	}
 	seeOther(w, r, "/")
@@ -380,6 +488,7 @@ type pageData struct {
 	Lines    []cartLine
 	Count    int
 	Total    int
+	CartDown bool // the cart could not be read
 	Notices  []notice
 	Alert    bool // a notice is a warning: the notices are an alert
 	Error    string
@@ -397,38 +506,64 @@ func (l cartLine) Subtotal() int { return l.Qty * l.Product.Price }
 
 type demoLogin struct{ Username, Password, Name string }
 
-// fillCart puts u's cart into d, in catalog order so that it stays put.
-func (s *Shop) fillCart(d *pageData, u *anonymous.User) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.carts[u.ID]
+// fillCart puts u's cart into d, in catalog order so that it stays put,
+// and returns the notice an account's cart holds for its next page. A
+// guest's cart is in the guest's data, which the middleware read with the
+// guest; a cart that cannot be read sets d.CartDown.
+func (s *Shop) fillCart(r *http.Request, d *pageData, u *anonymous.User) (kept string) {
+	var items map[string]int
+	if u.IsAnonymous {
+		g, err := anonymous.JSONFrom[guestData](r.Context())
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "shop: reading the guest's cart failed", "guest", u.ID, "err", err)
+			d.CartDown = true
+			return ""
+		}
+		items = g.Cart
+	} else {
+		c, err := s.carts.Get(r.Context(), u.ID)
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "shop: reading the account's cart failed", "account", u.ID, "err", err)
+			d.CartDown = true
+			return ""
+		}
+		items, kept = c.Items, c.Notice
+	}
 	for _, p := range catalog {
-		if n := c[p.ID]; n > 0 {
+		if n := items[p.ID]; n > 0 {
 			d.Lines = append(d.Lines, cartLine{Product: p, Qty: n})
 			d.Count += n
 			d.Total += n * p.Price
 		}
 	}
+	return kept
 }
 
 func (s *Shop) home(w http.ResponseWriter, r *http.Request) {
 	d := &pageData{Products: catalog}
 	u := anonymous.UserFrom(r.Context())
+	var kept string // a notice the account's cart kept for this page
 	if u != nil {
-		s.fillCart(d, u)
+		kept = s.fillCart(r, d, u)
 	}
 	if f, ok := s.takeFlash(w, r); ok {
 		if n, ok := f.notice(u, d.Lines); ok {
 			d.Notices = append(d.Notices, n)
 		}
 	}
-	if u != nil && !u.IsAnonymous {
-		s.mu.Lock()
-		if text := s.notices[u.ID]; text != "" {
-			d.Notices = append(d.Notices, notice{Text: text})
+	if kept != "" {
+		d.Notices = append(d.Notices, notice{Text: kept})
+		// Shown once: clear it unless a newer one took its place.
+		_, err := s.carts.Update(r.Context(), u.ID, func(c *AccountCart) error {
+			if c.Notice != kept {
+				return ErrNoChange
+			}
+			c.Notice = ""
+			return nil
+		})
+		if err != nil {
+			s.log.WarnContext(r.Context(), "shop: clearing the account's notice failed", "account", u.ID, "err", err)
 		}
-		delete(s.notices, u.ID)
-		s.mu.Unlock()
 	}
 	for _, n := range d.Notices {
 		d.Alert = d.Alert || n.Warn

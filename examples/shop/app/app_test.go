@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,6 +168,17 @@ func (ts *testShop) stored(t *testing.T, id string) bool {
 	}
 }
 
+// cart returns owner's cart as the shop keeps it: an account's in its
+// Carts, a guest's in its data in the store.
+func (ts *testShop) cart(t *testing.T, owner string) map[string]int {
+	t.Helper()
+	c, err := ts.shop.Cart(context.Background(), owner)
+	if err != nil {
+		t.Fatalf("Cart(%s): %v", owner, err)
+	}
+	return c
+}
+
 func wantStatus(t *testing.T, p *page, want int) {
 	t.Helper()
 	if p.status != want {
@@ -238,7 +251,7 @@ func TestCartAddAndRemove(t *testing.T) {
 	wantCart(t, b.set("tea", 5), map[string]int{"tea": 5, "mug": 1})
 	wantCart(t, b.set("mug", 0), map[string]int{"tea": 5})
 	wantCart(t, b.set("tea", 4), map[string]int{"tea": 4}) // the "−" button
-	if got := ts.shop.Cart(id); !maps.Equal(got, map[string]int{"tea": 4}) {
+	if got := ts.cart(t, id); !maps.Equal(got, map[string]int{"tea": 4}) {
 		t.Fatalf("shop keeps cart %v for guest %s, want tea:4", got, id)
 	}
 	p = b.set("tea", 0)
@@ -275,7 +288,7 @@ func TestCartRejectsBadInput(t *testing.T) {
 			t.Errorf("GET %s: status %d, want 405", path, p.status)
 		}
 	}
-	if got := ts.shop.Cart(id); !maps.Equal(got, map[string]int{"candle": 1}) {
+	if got := ts.cart(t, id); !maps.Equal(got, map[string]int{"candle": 1}) {
 		t.Fatalf("bad requests changed the cart to %v", got)
 	}
 }
@@ -295,7 +308,7 @@ func TestCrossSiteFormIsRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site POST: status %d, want 403", resp.StatusCode)
 	}
-	if got := ts.shop.Cart(id); len(got) != 0 {
+	if got := ts.cart(t, id); len(got) != 0 {
 		t.Fatalf("a cross-site POST changed the cart to %v", got)
 	}
 }
@@ -339,10 +352,10 @@ func TestLoginMergesGuestCartIntoAccountCart(t *testing.T) {
 			if !strings.Contains(p.body, "from your guest cart (as "+guest.name+")") {
 				t.Fatalf("no notice about the moved cart:\n%s", p.body)
 			}
-			if got := ts.shop.Cart(tc.user); !maps.Equal(got, tc.want) {
+			if got := ts.cart(t, tc.user); !maps.Equal(got, tc.want) {
 				t.Fatalf("account cart is %v, want %v", got, tc.want)
 			}
-			if got := ts.shop.Cart(guest.id); len(got) != 0 {
+			if got := ts.cart(t, guest.id); len(got) != 0 {
 				t.Fatalf("guest cart still holds %v", got)
 			}
 			if ts.stored(t, guest.id) {
@@ -496,8 +509,13 @@ func TestForgetMeAsksThenForgets(t *testing.T) {
 	if ts.stored(t, guest.id) {
 		t.Fatal("the guest is still in the store after Forget me")
 	}
-	if got := ts.shop.Cart(guest.id); len(got) != 0 {
+	if got := ts.cart(t, guest.id); len(got) != 0 {
 		t.Fatalf("the forgotten guest's cart is still kept: %v", got)
+	}
+	// The cart was the guest's data: the record the deleted guest leaves,
+	// which only reserves its id, holds none of it.
+	if rec, err := ts.store.Get(context.Background(), guest.id); err == nil && (!rec.Deleted || len(rec.Data) > 0) {
+		t.Fatalf("the forgotten guest's record is %+v, want a deleted one without data", rec)
 	}
 	if again := b.get("/"); again.id != p.id || strings.Contains(again.body, `id="notice"`) {
 		t.Fatalf("the next page is guest %s (want %s) or repeats the notice", again.id, p.id)
@@ -778,5 +796,137 @@ func TestForgedFlashIsIgnored(t *testing.T) {
 		if strings.Contains(p.body, `id="notice"`) {
 			t.Fatalf("flash cookie %.20q shows a notice", v)
 		}
+	}
+}
+
+func TestCartLivesInTheGuestsData(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	b := ts.browser(t)
+	// A first visit that adds at once: the guest is stored with its cart.
+	p := b.add("socks")
+	wantStatus(t, p, http.StatusOK)
+	wantCart(t, p, map[string]int{"socks": 1})
+	b.add("tea")
+	rec, err := ts.store.Get(context.Background(), p.id)
+	if err != nil {
+		t.Fatalf("the guest who added to the cart is not stored: %v", err)
+	}
+	var d guestData
+	if err := json.Unmarshal(rec.Data, &d); err != nil || !maps.Equal(d.Cart, map[string]int{"socks": 1, "tea": 1}) {
+		t.Fatalf("the guest's data is %q (%v), want its cart", rec.Data, err)
+	}
+
+	// Another shop on the same store and keys, as after a restart, shows
+	// the same guest with the same cart.
+	again, err := New(ts.store, Config{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(again)
+	defer srv.Close()
+	b.ts = &testShop{shop: again, store: ts.store, srv: srv} // the jar's cookies are the host's, whatever the port
+	b.c.Transport = srv.Client().Transport
+	p2 := b.get("/")
+	if p2.id != p.id {
+		t.Fatalf("after a restart the visitor is %s, want guest %s", p2.id, p.id)
+	}
+	wantCart(t, p2, map[string]int{"socks": 1, "tea": 1})
+}
+
+func TestMoveCartMergesEachGuestOnce(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testMoveCartMergesEachGuestOnce(t, NewMemoryCarts()) })
+	t.Run("redis", func(t *testing.T) {
+		client, prefix := testRedis(t)
+		testMoveCartMergesEachGuestOnce(t, NewRedisCarts(client, prefix))
+	})
+}
+
+func testMoveCartMergesEachGuestOnce(t *testing.T, carts Carts) {
+	ts := newTestShop(t, Config{Carts: carts})
+	ctx := context.Background()
+	ev := anonymous.LinkEvent{
+		AnonymousUser: anonymous.Account{User: &anonymous.User{ID: "01JGUEST0000000000000000AA", Name: "Quiet Otter", IsAnonymous: true}},
+		NewUser:       anonymous.Account{User: &anonymous.User{ID: "alice", Name: "Alice"}},
+		Data:          []byte(`{"cart":{"mug":2,"tea":1}}`),
+	}
+	// The package may run the callback again for a guest (its final write
+	// failed, say): the cart is added once.
+	for range 3 {
+		if err := ts.shop.moveCart(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]int{"mug": 3, "tea": 1} // alice's seeded mug, and the guest's
+	if got := ts.cart(t, "alice"); !maps.Equal(got, want) {
+		t.Fatalf("after the callback ran three times alice's cart is %v, want %v", got, want)
+	}
+	c, _ := ts.shop.carts.Get(ctx, "alice")
+	if !strings.Contains(c.Notice, "We moved 3 items from your guest cart (as Quiet Otter)") {
+		t.Fatalf("alice's notice is %q", c.Notice)
+	}
+	// Another guest's cart is merged too.
+	ev.AnonymousUser.User = &anonymous.User{ID: "01JGUEST0000000000000000BB", Name: "Brave Heron", IsAnonymous: true}
+	ev.Data = []byte(`{"cart":{"tea":1}}`)
+	if err := ts.shop.moveCart(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.cart(t, "alice"); got["tea"] != 2 {
+		t.Fatalf("a second guest's tea was not merged: %v", got)
+	}
+	// Data that is no cart moves nothing and does not hold the link up.
+	ev.AnonymousUser.User = &anonymous.User{ID: "01JGUEST0000000000000000CC", Name: "Sleepy Fox", IsAnonymous: true}
+	ev.Data = []byte(`not json`)
+	if err := ts.shop.moveCart(ctx, ev); err != nil {
+		t.Fatalf("moveCart on data that is no cart: %v, want nil", err)
+	}
+}
+
+func TestAddingOverTheBudgetSaysSo(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	// Each new visitor who adds to the cart stores a guest; the shop keeps
+	// the package's default budget of 20 at once per address.
+	for i := range 20 {
+		if p := ts.browser(t).add("tea"); len(p.cart) != 1 {
+			t.Fatalf("new visitor %d: the cart is %v after adding a tea", i+1, p.cart)
+		}
+	}
+	p := ts.browser(t).add("tea")
+	wantStatus(t, p, http.StatusOK)
+	wantCart(t, p, map[string]int{})
+	if !strings.Contains(p.body, `role="alert"`) || !strings.Contains(p.body, "Your cart was not changed: so many new guests came from your network") {
+		t.Fatalf("a visitor over the budget is not told why the cart is empty:\n%s", p.body)
+	}
+	// An account is not a guest: its cart does not count against the budget.
+	b := ts.browser(t)
+	b.login("bob", "builder")
+	wantCart(t, b.add("tea"), map[string]int{"tea": 1})
+}
+
+func TestConcurrentAddsAllCount(t *testing.T) {
+	ts := newTestShop(t, Config{})
+	for _, who := range []string{"guest", "bob"} {
+		t.Run(who, func(t *testing.T) {
+			b := ts.browser(t)
+			b.get("/")
+			if who == "bob" {
+				b.login("bob", "builder")
+			} else {
+				b.get("/") // stored now
+			}
+			const n = 16
+			var wg sync.WaitGroup
+			for range n { // many tabs at once
+				wg.Go(func() {
+					resp, err := b.c.PostForm(ts.srv.URL+"/cart/add", url.Values{"product": {"candle"}})
+					if err == nil {
+						resp.Body.Close()
+					}
+				})
+			}
+			wg.Wait()
+			if p := b.get("/"); p.cart["candle"] != n {
+				t.Fatalf("%d concurrent adds gave a cart of %v", n, p.cart)
+			}
+		})
 	}
 }

@@ -8,11 +8,12 @@ import (
 )
 
 // Forget me takes two steps, both plain HTML: GET /forget says what it
-// deletes and asks, and its form's POST /forget deletes the guest, its
-// cart and its cookie, then the home page says so and introduces the new
-// guest. The confirmation names the guest it was shown for, so a tab left
-// open from before a login, or from before that guest was forgotten
-// elsewhere, deletes nothing and says why.
+// deletes and asks, and its form's POST /forget deletes the guest, with
+// its cart (the guest's data, which nothing else keeps), and its cookie,
+// then the home page says so and introduces the new guest. The
+// confirmation names the guest it was shown for, so a tab left open from
+// before a login, or from before that guest was forgotten elsewhere,
+// deletes nothing and says why.
 
 // forgetPage asks a guest to confirm Forget me. A signed-in visitor, who
 // followed the link from a page older than their login, is told that
@@ -20,7 +21,7 @@ import (
 func (s *Shop) forgetPage(w http.ResponseWriter, r *http.Request) {
 	d := &pageData{}
 	if u := anonymous.UserFrom(r.Context()); u != nil {
-		s.fillCart(d, u)
+		s.fillCart(r, d, u)
 		if !u.IsAnonymous {
 			d.Title = "Nothing to forget"
 		}
@@ -47,9 +48,7 @@ func (s *Shop) forget(w http.ResponseWriter, r *http.Request) {
 		// issues a new one.
 		switch err := s.guests.DeleteGuest(r.Context(), u.ID); {
 		case err == nil:
-			s.mu.Lock()
-			delete(s.carts, u.ID)
-			s.mu.Unlock()
+			// The cart was the guest's data: it went with the guest.
 			s.log.Info("shop: guest forgotten", "guest", u.ID)
 			s.setFlash(w, flashForgotten, u.Name)
 		case errors.Is(err, anonymous.ErrNotFound):

@@ -179,15 +179,13 @@ const home = `
 {{- end}}
 </div>
 {{- end}}
-{{- with .User}}
-{{- if .IsAnonymous}}
+{{- if or (not .User) .CartDown}}
+<p class="warn">We cannot see your cart right now. It is safe; please try again in a moment.</p>
+{{- else if .User.IsAnonymous}}
 <p class="lede">You are shopping as a guest: no sign-up, no email. Your cart waits for you on this browser
 and moves into your account when you sign in.</p>
 {{- else}}
 <p class="lede">Your cart is saved in your account.</p>
-{{- end}}
-{{- else}}
-<p class="warn">We cannot see your cart right now. It is safe; please try again in a moment.</p>
 {{- end}}
 </section>
 <div class="layout">
