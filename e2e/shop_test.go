@@ -693,4 +693,21 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, be backend) {
 		t.Fatalf("a confirmation older than the login, confirmed, shows %+v", p)
 	}
 	staleAsk.screenshot("11-stale-confirmation")
+
+	// The statistics page counts the two guests who became accounts (Alice,
+	// then Bob), from the shop's own metrics.
+	if p := b.click("stats-link"); p.Path != "/stats" {
+		t.Fatalf("the statistics link leads to %+v", p)
+	}
+	b.check("the statistics page")
+	var linked string
+	b.step("reading the statistics", func(ctx context.Context) error {
+		var err error
+		linked, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#stat-linked")?.textContent ?? ""`))
+		return err
+	})
+	if linked != "2 (2 today)" {
+		t.Fatalf("the statistics page says %q guests made an account, want 2 (2 today)", linked)
+	}
+	b.screenshot("12-statistics")
 }

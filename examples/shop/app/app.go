@@ -103,6 +103,7 @@ type Shop struct {
 	flash   *securecookie.SecureCookie
 	log     *slog.Logger
 	secure  bool
+	meters  *meters
 	handler http.Handler
 }
 
@@ -118,7 +119,7 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	if carts == nil {
 		carts = NewMemoryCarts()
 	}
-	s := &Shop{log: log, store: store, carts: carts, secure: !cfg.InsecureCookies}
+	s := &Shop{log: log, store: store, carts: carts, secure: !cfg.InsecureCookies, meters: newMeters()}
 	ctx, cancel := context.WithTimeout(context.Background(), seedTimeout)
 	defer cancel()
 	for account, items := range seedCarts {
@@ -154,6 +155,8 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 		CookieInsecure: cfg.InsecureCookies,
 		BasePath:       BasePath,
 		ErrorLog:       log,
+		MeterProvider:  s.meters.provider,
+		OnGuestDeleted: s.meters.guestDeleted,
 	})
 	if err != nil {
 		return nil, err
@@ -168,8 +171,13 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /forget", s.forgetPage)
 	mux.HandleFunc("POST /forget", s.forget)
-	// Cross-site form posts are refused before a guest is even looked at.
-	s.handler = http.NewCrossOriginProtection().Handler(s.guests.Middleware(mux))
+	mux.HandleFunc("GET /stats", s.statsPage)
+	// Cross-site form posts are refused before a guest is even looked at;
+	// /metrics is for a scraper, which gets no guest.
+	outer := http.NewServeMux()
+	outer.Handle("/", http.NewCrossOriginProtection().Handler(s.guests.Middleware(mux)))
+	outer.HandleFunc("GET /metrics", s.serveMetrics)
+	s.handler = outer
 	return s, nil
 }
 
@@ -494,6 +502,7 @@ type pageData struct {
 	Error    string
 	Username string
 	Accounts []demoLogin
+	Stats    *stats
 }
 
 type cartLine struct {
@@ -585,7 +594,7 @@ func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // pageTitles name the pages in their <title>, each its own, so that tabs,
 // history and screen readers tell them apart.
-var pageTitles = map[string]string{"home": "Shop", "login": "Sign in", "forget": "Forget me?"}
+var pageTitles = map[string]string{"home": "Shop", "login": "Sign in", "forget": "Forget me?", "stats": "Statistics"}
 
 // render fills the common fields and writes the page, or a clean 500 when
 // the template fails (never half a page).

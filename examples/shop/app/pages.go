@@ -154,6 +154,7 @@ h1{font-size:1.5rem}
 <p>Signed in to account <code id="user-id">{{.ID}}</code>.</p>
 {{- end}}
 {{- end}}
+<p><a id="stats-link" href="/stats"{{if eq $.Page "stats"}} aria-current="page"{{end}}>Shop statistics</a></p>
 </footer>
 </body>
 </html>
@@ -271,6 +272,17 @@ To sign in as someone else, log out first.</p>
 `
 
 const forget = `
+{{define "stats"}}{{template "head" .}}
+<h1>Shop statistics</h1>
+<p>Since the shop started, as its metrics count them (also at <a href="/metrics">/metrics</a>, for Prometheus).</p>
+<dl class="stats">
+<dt>Guests in the store</dt><dd id="stat-live">{{with .Stats.Live}}{{.}}{{else}}not counted by this store{{end}}</dd>
+<dt>Guests stored</dt><dd id="stat-stored">{{.Stats.Stored}}</dd>
+<dt>Guests who made an account</dt><dd id="stat-linked">{{.Stats.Linked}} ({{.Stats.LinkedToday}} today)</dd>
+<dt>Conversion</dt><dd id="stat-conversion">{{.Stats.Conversion}}</dd>
+</dl>
+{{template "foot" .}}{{end}}
+
 {{define "forget"}}{{template "head" .}}
 {{- with .User}}
 {{- if .IsAnonymous}}
