@@ -168,4 +168,3 @@ func (s *Shop) statsPage(w http.ResponseWriter, r *http.Request) {
 	s.meters.mu.Unlock()
 	s.render(w, r, http.StatusOK, "stats", &pageData{Stats: st})
 }
-
