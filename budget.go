@@ -44,7 +44,10 @@ type Budget struct {
 	Off bool
 	// Client names a request's client. Default: ClientAddr of RemoteAddr,
 	// an IPv4 address or an IPv6 /64. Behind a proxy, name the client from
-	// the header the proxy sets, and only from a proxy you trust.
+	// the header the proxy sets, and only from a proxy you trust; pass it
+	// through ClientAddr, since the name is a key the limiter keeps: a raw
+	// header would let a client choose its length and get a fresh budget
+	// with each new spelling.
 	Client func(r *http.Request) string
 	// Limiter keeps the budgets. Default: the store's own when it is a
 	// Limiter (redisstore's: shared by every instance of the application),
@@ -135,7 +138,8 @@ func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Du
 		m.metrics.stored.Add(ctx, 1, m.metrics.storedBy[source]...)
 	case errors.Is(err, ErrStoreFull):
 		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["store_full"]...)
-		if m.fullLogged.Swap(time.Now().Unix()) < time.Now().Add(-time.Minute).Unix() {
+		now, last := time.Now().Unix(), m.fullLogged.Load()
+		if now-last >= 60 && m.fullLogged.CompareAndSwap(last, now) {
 			m.log.ErrorContext(ctx, "anonymous: the store is full; new guests live in their cookies until it has room (logged once a minute)")
 		}
 	}

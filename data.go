@@ -3,6 +3,7 @@ package anonymous
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,14 +80,19 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 	if rec.Version == 0 {
 		// Not stored yet (a first visit): store it now, with its data, if
 		// the client's budget allows. A guest from a first-visit cookie gets
-		// a new token, as when lookup stores one; a guest issued on this
-		// request keeps its own, which no response has carried yet.
+		// a new token, as when lookup stores one (the same for every update
+		// of this request); a guest issued on this request keeps its own,
+		// which no response has carried yet.
 		token := rec.Session.Token
 		if !g.issued {
-			token = newToken(rec.User.ID)
+			fresh := newToken(rec.User.ID)
+			g.storedAs.CompareAndSwap(nil, &fresh)
+			token = *g.storedAs.Load()
 		}
+		now := time.Now()
 		next := *rec
 		next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
+		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
 		if err := apply(&next); err != nil {
 			return nil, err
 		}
@@ -95,17 +101,25 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 			m.replaceCookie(w, token, next.Session.ExpiresAt)
 			return out, nil
 		}
-		if !errors.Is(err, ErrExists) {
+		if !errors.Is(err, ErrExists) && !errors.Is(err, ErrOverBudget) {
 			return nil, err
 		}
-		// Stored by an earlier UpdateData of this request, or by another
-		// request with this first-visit cookie, whose guest it is now.
-		if rec, err = m.store.Get(ctx, rec.User.ID); err != nil {
+		// Perhaps stored by an earlier update of this request: then it is
+		// this request's to update, whatever the budget says now.
+		stored, gerr := m.store.Get(ctx, rec.User.ID)
+		switch {
+		case errors.Is(gerr, ErrNotFound) && errors.Is(err, ErrOverBudget):
 			return nil, err
-		}
-		if rec.TokenHash != next.TokenHash {
+		case gerr != nil:
+			return nil, gerr
+		case !stored.live() || subtle.ConstantTimeCompare(stored.TokenHash[:], next.TokenHash[:]) != 1:
+			if errors.Is(err, ErrOverBudget) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("anonymous: updating guest %s: %w", rec.User.ID, ErrClaimed)
 		}
+		stored.Session.Token = token
+		rec = stored
 	}
 	if _, err := m.modify(ctx, rec, apply); err != nil {
 		return nil, err

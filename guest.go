@@ -12,6 +12,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -33,6 +34,9 @@ type guest struct {
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
 	renew bool
+	// storedAs is the token UpdateData stores a guest from a first-visit
+	// cookie under: set once, by the request's first update.
+	storedAs atomic.Pointer[string]
 }
 
 // newGuest generates a guest: identity per the spec, a fresh session with a
@@ -166,8 +170,10 @@ type credential struct {
 }
 
 // maxCookies bounds how many guest cookies of one request are checked: each
-// costs an HMAC.
-const maxCookies = 4
+// costs an HMAC. A request with more, none of which verified, is served
+// without a guest and without a cookie (held), so that cookies tossed in
+// from elsewhere cannot push the real one out.
+const maxCookies = 16
 
 // credential reads the guest cookie, or else an "Authorization: Bearer"
 // token. Anything malformed, forged or expired is nil. Of several cookies
@@ -178,7 +184,7 @@ const maxCookies = 4
 func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, hadCookie bool) {
 	for i, ck := range r.CookiesNamed(m.opts.CookieName) {
 		if i == maxCookies {
-			break
+			return nil, true, true
 		}
 		hadCookie = true
 		if c, _ := m.cc.decode(ck.Value, now); c != nil { // nil for any error
@@ -221,8 +227,11 @@ var held = &guest{}
 // error is a store failure.
 func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	now := time.Now()
-	c, fromCookie, _ := m.credential(r, now)
+	c, fromCookie, hadCookie := m.credential(r, now)
 	if c == nil {
+		if fromCookie && hadCookie { // more guest cookies than maxCookies
+			return held, nil
+		}
 		return nil, nil
 	}
 	ctx := r.Context()
@@ -240,17 +249,20 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		case err == nil:
 			next.Session.Token, next.Version = token, 1
 			return &guest{rec: &next, renew: true}, nil
-		case notStored(err):
-			// Not now (the client's budget is spent, or the store is full):
-			// the guest lives on in its cookie, stored on a later visit.
-			p.Session.Token = c.token
-			return &guest{rec: p}, nil
-		case !errors.Is(err, ErrExists):
+		case !notStored(err) && !errors.Is(err, ErrExists):
 			return nil, err
 		}
-		// Stored already: by a sibling request moments ago, or long ago by a
-		// copy of this cookie; or it was linked or deleted.
-		switch rec, err := m.store.Get(ctx, c.id); {
+		// Not stored now: the budget or the store said no, or the id is
+		// taken — by a sibling request moments ago, long ago by a copy of
+		// this cookie, or it was linked or deleted since.
+		refused := notStored(err)
+		rec, err := m.store.Get(ctx, c.id)
+		switch {
+		case errors.Is(err, ErrNotFound) && refused:
+			// Nobody has it: the guest lives on in its cookie, stored on a
+			// later visit.
+			p.Session.Token = c.token
+			return &guest{rec: p}, nil
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
 		case err != nil:

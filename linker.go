@@ -118,21 +118,11 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	ctx := context.WithoutCancel(r.Context())
 	id := rec.User.ID
 	if rec.Version == 0 {
-		// A first-visit guest the budget kept from being stored: store it
-		// now, whatever the budget, so that the claim below decides between
-		// concurrent links; the link removes it right after.
-		stored := *rec
-		stored.Session.Token = ""
-		switch err := m.store.Create(ctx, &stored); {
-		case errors.Is(err, ErrExists):
-			return nil // stored meanwhile under a token of its own: not this cookie's any more
-		case err != nil:
-			m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
-			return fmt.Errorf("anonymous: storing guest %s before linking: %w", id, err)
-		}
-		m.metrics.stored.Add(ctx, 1, m.metrics.storedBy[sourceLink]...)
-		stored.Version, stored.Session.Token = 1, rec.Session.Token
-		rec = &stored
+		// A first-visit guest the budget (or a full store) kept from being
+		// stored: the claim needs it stored, and a link must not get round
+		// the budget. It is linked once it is stored, on a later request.
+		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
+		return fmt.Errorf("anonymous: linking guest %s: not stored yet: %w", id, ErrOverBudget)
 	}
 	owner := hex.EncodeToString(randomBytes(16))
 	// The lease is counted from before the claim's round trip, and the
@@ -191,7 +181,9 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 				return errStop // written already, by an attempt whose answer was lost
 			case !rec.live():
 				return errGone
-			case rec.ClaimOwner != owner:
+			case rec.ClaimOwner != owner, !bytes.Equal(rec.Data, claimed.Data):
+				// Our lease ran out: another request took the guest over, or
+				// data was added that the callback never saw.
 				return ErrClaimed
 			}
 			bury(rec, newUser.ID, m.opts.DisableDeleteAnonymousUser)

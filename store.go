@@ -3,6 +3,7 @@ package anonymous
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"time"
 )
@@ -93,9 +94,11 @@ var errStop = errors.New("anonymous: nothing to write")
 // modify writes fn's change of rec back to the store. On a conflict it reads
 // the record again and applies fn to it afresh, so that no concurrent write
 // is lost. fn changes a copy and may refuse with an error, which modify
-// returns. The result is the record as written, with rec's token.
+// returns. A guest read again under another token is not rec's guest (a
+// stale first-visit cookie's, say): modify returns ErrNotFound. The result
+// is the record as written, with rec's token.
 func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) error) (*Record, error) {
-	token := rec.Session.Token
+	token, hash := rec.Session.Token, rec.TokenHash
 	for try := 1; ; try++ {
 		next := *rec
 		next.Session.Token = "" // a store never sees a token
@@ -113,6 +116,9 @@ func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) erro
 		}
 		if rec, err = m.store.Get(ctx, rec.User.ID); err != nil {
 			return nil, err
+		}
+		if rec.live() && subtle.ConstantTimeCompare(rec.TokenHash[:], hash[:]) != 1 {
+			return nil, ErrNotFound
 		}
 	}
 }

@@ -1,0 +1,344 @@
+package anonymous_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// rv is a small harness: one Manager, a handler that reports the user and
+// can update data, and requests from a chosen client address.
+type rv struct {
+	m     *anonymous.Manager
+	store *memstore.Store
+	h     http.Handler
+}
+
+func newRV(t *testing.T, opts anonymous.Options) *rv {
+	t.Helper()
+	ms := memstore.New()
+	t.Cleanup(func() { ms.Close() })
+	opts.Keys = []anonymous.Key{{Hash: hashKey1}}
+	m, err := anonymous.New(ms, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var s seen
+		if u := anonymous.UserFrom(r.Context()); u != nil {
+			s = seen{ID: u.ID, IsAnonymous: u.IsAnonymous}
+		}
+		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
+		json.NewEncoder(w).Encode(s)
+	})
+	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		for i := range max(1, len(r.URL.Query()["n"])) {
+			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				w.Header().Add("X-Err", err.Error())
+				_ = i
+			}
+		}
+	})
+	return &rv{m: m, store: ms, h: m.Middleware(mux)}
+}
+
+func (v *rv) req(t *testing.T, method, target, remote, user string, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
+	t.Helper()
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	r.RemoteAddr = remote
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	if user != "" {
+		r.Header.Set("X-User", user)
+	}
+	w := httptest.NewRecorder()
+	v.h.ServeHTTP(w, r)
+	var s seen
+	if strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") && w.Code == 200 && w.Body.Len() > 0 {
+		json.Unmarshal(w.Body.Bytes(), &s)
+	}
+	return w, s
+}
+
+const (
+	victimIP   = "192.0.2.1:1111"
+	attackerIP = "198.51.100.7:2222"
+)
+
+// A copy of a first-visit cookie, replayed by a client whose own budget is
+// spent (an attacker can spend his own), is never served as the guest the
+// victim's browser stored from it, and cannot delete it.
+func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+	// The attacker gets a first-visit cookie F (free: nothing stored).
+	w, _ := v.req(t, "GET", "/", attackerIP, "")
+	F := guestCookie(t, w)
+	// F is planted in the victim's browser, which stores the guest under a
+	// new token T2 and puts a cart in it.
+	w, victim := v.req(t, "GET", "/", victimIP, "", F)
+	T2 := guestCookie(t, w)
+	if T2 == nil || victim.ID == "" {
+		t.Fatal("victim's guest not stored")
+	}
+	v.req(t, "POST", "/add", victimIP, "", T2)
+	// The attacker spends his own budget (one sign-in).
+	w, _ = v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+	if w.Code != 200 {
+		t.Fatalf("sign-in %d", w.Code)
+	}
+	// Now F, stale, is served as the victim's guest id.
+	_, s := v.req(t, "GET", "/", attackerIP, "", F)
+	if s.ID == victim.ID {
+		t.Errorf("stale first-visit cookie served as the victim's guest %s (single-use broken)", s.ID)
+	}
+	// And it deletes the victim's guest.
+	w, _ = v.req(t, "POST", "/api/auth/delete-anonymous-user", attackerIP, "", F)
+	t.Logf("delete with stale F: %d %s", w.Code, w.Body)
+	w, s = v.req(t, "GET", "/", victimIP, "", T2)
+	if s.ID != victim.ID || w.Header().Get("X-Data") != "x" {
+		t.Errorf("victim's guest gone after the attacker's delete: now %q data %q", s.ID, w.Header().Get("X-Data"))
+	}
+}
+
+// A logged-in client whose budget is spent cannot store guests by linking
+// fresh first-visit guests, nor make OnLinkAccount run for them.
+func TestLinkBypassesBudget(t *testing.T) {
+	var calls atomic.Int64
+	v := newRV(t, anonymous.Options{
+		Budget:        anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		Identify:      identifyHeader,
+		OnLinkAccount: func(context.Context, anonymous.LinkEvent) error { calls.Add(1); return nil },
+	})
+	// Spend the budget.
+	w, _ := v.req(t, "GET", "/", attackerIP, "")
+	v.req(t, "GET", "/", attackerIP, "", guestCookie(t, w))
+	before := v.store.Len()
+	const n = 200
+	for range n {
+		w, _ := v.req(t, "GET", "/", attackerIP, "")                   // a free first-visit cookie
+		v.req(t, "GET", "/", attackerIP, "mallory", guestCookie(t, w)) // linked: stored first
+	}
+	if got := v.store.Len() - before; got > 1 {
+		t.Errorf("budget of 1 spent, yet %d records stored by links (OnLinkAccount ran %d times)", got, calls.Load())
+	}
+}
+
+// A first-visit guest whose OnLinkAccount fails once is linked on the next
+// request.
+func TestFailedLinkOfFirstVisitGuestIsRetried(t *testing.T) {
+	c := newCarts()
+	c.fail.Store(1)
+	v := newRV(t, anonymous.Options{
+		Budget:        anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2},
+		Identify:      identifyHeader,
+		OnLinkAccount: c.onLink,
+	})
+	w, _ := v.req(t, "GET", "/", victimIP, "") // spends nothing
+	w2, _ := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	_ = w2 // one guest of the budget's two is spent; the link stores the second
+	w, g := v.req(t, "GET", "/", victimIP, "")
+	F := guestCookie(t, w)
+	c.put(g.ID, 3)                                    // the app's cart, keyed by guest id (as in the README's quick start)
+	w, _ = v.req(t, "GET", "/", victimIP, "alice", F) // callback fails
+	if c := guestCookie(t, w); c != nil {
+		F = c // the browser keeps what it is sent
+	}
+	v.req(t, "GET", "/", victimIP, "alice", F) // should retry
+	if c.calls.Load() != 2 || c.get("alice") != 3 {
+		t.Errorf("OnLinkAccount ran %d times, alice's cart %d: the failed link was never retried", c.calls.Load(), c.get("alice"))
+	}
+}
+
+// switchLimiter refuses while refuse is set.
+type switchLimiter struct{ refuse atomic.Bool }
+
+func (l *switchLimiter) Allow(context.Context, string, anonymous.Budget) (time.Duration, error) {
+	if l.refuse.Load() {
+		return time.Minute, nil
+	}
+	return 0, nil
+}
+
+// UpdateData that stores a guest from a first-visit cookie stores it for its
+// whole Lifetime, and a second UpdateData of the same request updates it.
+func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
+	lim := &switchLimiter{}
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+	var ws []*httptest.ResponseRecorder
+	v.h = func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			lim.refuse.Store(r.Header.Get("X-Refuse") != "")
+			inner.ServeHTTP(w, r)
+		})
+	}(v.h)
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	F := guestCookie(t, w)
+	// The lookup is refused, then the budget frees before UpdateData (here:
+	// the limiter allows from the handler on).
+	r := httptest.NewRequest("POST", "https://shop.example/add?n=1&n=2", nil)
+	r.AddCookie(F)
+	r.Header.Set("X-Refuse", "1")
+	mw := v.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lim.refuse.Store(false)
+		for range 2 {
+			if _, err := v.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				w.Header().Add("X-Err", err.Error())
+			}
+		}
+	}))
+	rec := httptest.NewRecorder()
+	lim.refuse.Store(true)
+	mw.ServeHTTP(rec, r)
+	ws = append(ws, rec)
+	if errs := rec.Header()["X-Err"]; len(errs) > 0 {
+		t.Errorf("second UpdateData of one request: %q", errs)
+	}
+	c := guestCookie(t, rec)
+	if c == nil {
+		t.Fatal("no cookie")
+	}
+	if c.MaxAge < 24*3600 {
+		t.Errorf("guest with data stored with a cookie of Max-Age %ds: it (and its data) expires at the end of FirstVisitWindow", c.MaxAge)
+	}
+}
+
+// Several UpdateData calls in the request that issued the guest all work,
+// whatever the budget has left after the first stored it.
+func TestSeveralUpdatesOnAnIssuedGuest(t *testing.T) {
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+	w, _ := v.req(t, "GET", "/add?n=1&n=2", victimIP, "")
+	if errs := w.Header()["X-Err"]; len(errs) > 0 {
+		t.Errorf("two UpdateData calls on a first request: %q", errs)
+	}
+}
+
+// Cookies tossed in under the guest cookie's name (possible when the name is
+// not __Host-) do not hide the real one, and never get a new guest issued
+// over it.
+func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
+	v := newRV(t, anonymous.Options{CookieName: "anonymous_guest", Budget: anonymous.Budget{Off: true}})
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	w, g := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	real := guestCookie(t, w)
+	var cs []*http.Cookie
+	for range 4 {
+		cs = append(cs, &http.Cookie{Name: "anonymous_guest", Value: "tossed"})
+	}
+	w, s := v.req(t, "GET", "/", victimIP, "", append(cs, real)...)
+	if s.ID != g.ID || guestCookie(t, w) != nil {
+		t.Errorf("4 tossed cookies: guest %s became %s and a new cookie was set: %q", g.ID, s.ID, w.Header()["Set-Cookie"])
+	}
+	// More than the middleware checks: no guest for that request, and above
+	// all no new cookie over the real one.
+	for range 20 {
+		cs = append(cs, &http.Cookie{Name: "anonymous_guest", Value: "tossed"})
+	}
+	if w, s := v.req(t, "GET", "/", victimIP, "", append(cs, real)...); s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
+		t.Errorf("24 tossed cookies: guest %q, Set-Cookie %q; want neither", s.ID, w.Header()["Set-Cookie"])
+	}
+}
+
+// A link whose callback outlives its lease does not bury data an update wrote
+// after the lease ran out: the link is left to be retried.
+func TestLinkPastLeaseKeepsNewData(t *testing.T) {
+	var got []byte
+	release := make(chan struct{})
+	v := newRV(t, anonymous.Options{
+		Budget:    anonymous.Budget{Off: true},
+		Identify:  identifyHeader,
+		LinkLease: 200 * time.Millisecond,
+		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+			got = ev.Data
+			<-release // a slow merge that does not watch its context
+			return nil
+		},
+	})
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	w, g := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	T := guestCookie(t, w)
+	v.req(t, "POST", "/add", victimIP, "", T) // data "x"
+	done := make(chan struct{})
+	go func() { defer close(done); v.req(t, "GET", "/", victimIP, "alice", T) }()
+	time.Sleep(300 * time.Millisecond) // past the lease
+	w, _ = v.req(t, "POST", "/add", victimIP, "", T)
+	added := len(w.Header()["X-Err"]) == 0
+	close(release)
+	<-done
+	rec, err := v.store.Get(context.Background(), g.ID)
+	if added && err == nil && !rec.Deleted {
+		return
+	}
+	if added {
+		t.Errorf("UpdateData succeeded during the link (data now \"xx\"), the callback got %q, and the guest was buried: one item lost without an error", got)
+	}
+}
+
+// "The store is full" is logged once a minute while it lasts.
+func TestStoreFullLoggedOnceAMinute(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := memstore.New(memstore.Options{MaxGuests: 1})
+		defer ms.Close()
+		logs := &logBuffer{}
+		m, err := anonymous.New(ms, anonymous.Options{
+			Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
+			Budget: anonymous.Budget{Off: true}, ErrorLog: slog.New(slog.NewTextHandler(logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		for range 60 { // a request every 10 s for 10 minutes, the store full throughout
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+			time.Sleep(10 * time.Second)
+		}
+		if n := strings.Count(logs.String(), "the store is full"); n < 5 {
+			t.Errorf("store full for 10 minutes, logged %d times", n)
+		}
+	})
+}
+
+// A first-visit guest over the budget is linked once the budget allows
+// storing it: a link stores a guest like any other, and a failed callback is
+// retried.
+func TestOverBudgetGuestLinksLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCarts()
+		c.fail.Store(1)
+		v := newRV(t, anonymous.Options{
+			Budget: anonymous.Budget{Rate: 2, Period: time.Hour, Burst: 1}, Identify: identifyHeader, OnLinkAccount: c.onLink,
+		})
+		w, _ := v.req(t, "GET", "/", victimIP, "")
+		v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
+		w, g := v.req(t, "GET", "/", victimIP, "")
+		F := guestCookie(t, w)
+		c.put(g.ID, 3)
+		login := func() {
+			w, _ := v.req(t, "GET", "/", victimIP, "alice", F)
+			if n := guestCookie(t, w); n != nil && n.MaxAge > 0 {
+				F = n
+			}
+		}
+		login() // over the budget: not stored, so not linked yet
+		if c.calls.Load() != 0 {
+			t.Fatalf("a guest over the budget was linked: %d calls", c.calls.Load())
+		}
+		time.Sleep(31 * time.Minute) // the budget allows one more, within FirstVisitWindow
+		login()                      // stored now; the callback fails
+		login()                      // retried
+		if c.calls.Load() != 2 || c.get("alice") != 3 {
+			t.Errorf("OnLinkAccount ran %d times, alice's cart %d; want 2 and 3", c.calls.Load(), c.get("alice"))
+		}
+	})
+}
