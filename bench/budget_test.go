@@ -242,19 +242,25 @@ func TestBudgetRoundTrips(t *testing.T) {
 	})
 
 	t.Run("PersistOnReturn, stored by UpdateData", func(t *testing.T) {
-		s, rt, m, _ := setup(t, anonymous.PersistOnReturn, anonymous.Budget{})
-		h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, err := anonymous.UpdateJSON(m, w, r, func(c *cart) error { *c = newCart(); return nil }); err == nil {
-				report(r, anonymous.UserFrom(r.Context()).ID)
+		for _, on := range []bool{true, false} {
+			b, expect, label := noBudget, []string{"set"}, "budget off"
+			if on {
+				b, expect, label = anonymous.Budget{}, []string{"evalsha budget", "set"}, "budget on"
 			}
-		}))
-		var id string
-		trips, cmds := rt.measure(t, func() { id, _ = visit(h, "") })
-		if id == "" {
-			t.Fatal("UpdateJSON on a first visit failed")
+			s, rt, m, _ := setup(t, anonymous.PersistOnReturn, b)
+			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, err := anonymous.UpdateJSON(m, w, r, func(c *cart) error { *c = newCart(); return nil }); err == nil {
+					report(r, anonymous.UserFrom(r.Context()).ID)
+				}
+			}))
+			var id string
+			trips, cmds := rt.measure(t, func() { id, _ = visit(h, "") })
+			if id == "" {
+				t.Fatal("UpdateJSON on a first visit failed")
+			}
+			want(t, "first visit with UpdateData, "+label, trips, cmds, expect...)
+			stored(t, s, id)
 		}
-		want(t, "first visit with UpdateData", trips, cmds, "evalsha budget", "set")
-		stored(t, s, id)
 	})
 
 	t.Run("over budget", func(t *testing.T) {
