@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the comparison benchmarks COUNT times, keeps the raw output, and
 # prints a benchstat table and the ratios of medians (cmd/ratios), with the
-# performance targets met or not. About 6 minutes on 2 cores.
+# performance targets met or not. About 7 minutes on 2 cores.
 #
 #   ./run.sh                      # COUNT=6 BENCHTIME=1s
 #   COUNT=10 BENCHTIME=2s ./run.sh
 #   BENCH='^BenchmarkReturning$' ./run.sh
+#   BENCH='^Benchmark(ReturningWithData|UpdateCart|NewGuestBudget)$' ./run.sh
 #
 # Environment: COUNT (default 6), BENCHTIME (default 1s), BENCH (default .),
 # OUT (raw output file; default results/raw-<date>.txt), REDIS_URL (default

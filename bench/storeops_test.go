@@ -4,10 +4,14 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/alexedwards/scs/goredisstore"
+	"github.com/alexedwards/scs/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/guestpass/anonymous"
@@ -61,7 +65,7 @@ func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		h.mu.Lock()
 		h.trips++
-		h.commands = append(h.commands, cmd.Name())
+		h.commands = append(h.commands, commandName(cmd))
 		h.mu.Unlock()
 		return next(ctx, cmd)
 	}
@@ -72,11 +76,24 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 		h.mu.Lock()
 		h.trips++
 		for _, c := range cmds {
-			h.commands = append(h.commands, c.Name())
+			h.commands = append(h.commands, commandName(c))
 		}
 		h.mu.Unlock()
 		return next(ctx, cmds)
 	}
+}
+
+// commandName is cmd's name, "evalsha budget" for a call of the budget's
+// limiter script (its key names a client's budget) rather than of
+// redisstore's update script.
+func commandName(cmd redis.Cmder) string {
+	name := cmd.Name()
+	if args := cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 3 {
+		if key, _ := args[3].(string); strings.Contains(key, "budget:") {
+			return name + " budget"
+		}
+	}
+	return name
 }
 
 func (h *roundTrips) reset() {
@@ -98,9 +115,10 @@ func (h *roundTrips) measure(t *testing.T, f func()) (int, []string) {
 	return h.trips, h.commands
 }
 
-// countedRedis returns a redisstore on a one-connection client whose round
-// trips h counts, with the connection already open.
-func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
+// countedClient returns a one-connection client whose round trips h
+// counts, with the connection already open, and a key prefix of the test's
+// own.
+func countedClient(t *testing.T) (*redis.Client, string, *roundTrips) {
 	redistest.Client(t) // skips, or fails under ANON_REQUIRE_REDIS=1, without Redis
 	o := redistest.Options(t)
 	o.PoolSize, o.MinIdleConns = 1, 0
@@ -112,6 +130,13 @@ func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
 	}
 	h := &roundTrips{}
 	c.AddHook(h)
+	return c, prefix, h
+}
+
+// countedRedis returns a redisstore on a one-connection client whose round
+// trips h counts, with the connection already open.
+func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
+	c, prefix, h := countedClient(t)
 	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +144,13 @@ func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
 	return s, h
 }
 
+// guestHandler is package anonymous's middleware around readGuest, with the
+// budget off as in the comparison.
 func guestHandler(t *testing.T, store anonymous.Store, p anonymous.Persist) http.Handler {
 	t.Helper()
 	m, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+		Budget: noBudget,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +215,7 @@ func TestNewVisitorOnReturnTouchesNoStore(t *testing.T) {
 }
 
 // TestRedisRoundTrips counts what package anonymous sends to a real Redis
-// per request.
+// per request, with the budget off.
 func TestRedisRoundTrips(t *testing.T) {
 	t.Run("new visitor, PersistOnIssue: one round trip, guest stored", func(t *testing.T) {
 		s, rt := countedRedis(t)
@@ -245,4 +273,87 @@ func TestRedisRoundTrips(t *testing.T) {
 			t.Fatalf("%d round trips %v, id %q; want none and a new guest", trips, cmds, got)
 		}
 	})
+}
+
+// TestGuestDataRoundTrips counts the Redis round trips of a returning guest
+// with data (a cart of cartSize bytes) and of an update of it, against scs
+// doing the same on its go-redis store. Each contender's script, if it has
+// one, is loaded by the setup, as on any server after its first call.
+func TestGuestDataRoundTrips(t *testing.T) {
+	cases := []struct {
+		name      string
+		build     func(t *testing.T, c *redis.Client, prefix string) (fresh, read, update http.Handler)
+		read, upd []string
+	}{
+		{
+			"anonymous", func(t *testing.T, c *redis.Client, prefix string) (http.Handler, http.Handler, http.Handler) {
+				s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return anonymousData(func(testing.TB) anonymous.Store { return s }, false)(t)
+			},
+			// The data comes with the guest; UpdateData is one script call
+			// (compare and set) after the middleware's GET.
+			[]string{"get"}, []string{"get", "evalsha"},
+		},
+		{
+			"scs", func(t *testing.T, c *redis.Client, prefix string) (http.Handler, http.Handler, http.Handler) {
+				return scsData(func(testing.TB) scs.Store { return goredisstore.NewWithPrefix(c, prefix) })(t)
+			},
+			// LoadAndSave's GET, then the commit's SET of the whole session.
+			[]string{"get"}, []string{"get", "set"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, prefix, rt := countedClient(t)
+			fresh, read, update := tc.build(t, c, prefix)
+			ck, id := visitorWithCart(t, fresh, read)
+			for i := range 3 {
+				var got string
+				var seen cart
+				trips, cmds := rt.measure(t, func() {
+					read.ServeHTTP(&headerWriter{h: http.Header{}}, withCartSink(request(ck, &got), &seen))
+				})
+				if got != id || len(seen.Lines) != cartLines || trips != len(tc.read) || !slices.Equal(cmds, tc.read) {
+					t.Fatalf("returning visitor with a cart: id %q, %d lines, %d round trips %v; want %q, %d lines, %d round trips %v",
+						got, len(seen.Lines), trips, cmds, id, cartLines, len(tc.read), tc.read)
+				}
+				w := &headerWriter{h: http.Header{}}
+				trips, cmds = rt.measure(t, func() { update.ServeHTTP(w, request(ck, &got)) })
+				if got != id || trips != len(tc.upd) || !slices.Equal(cmds, tc.upd) {
+					t.Fatalf("update %d: id %q, %d round trips %v; want %q, %d round trips %v", i+1, got, trips, cmds, id, len(tc.upd), tc.upd)
+				}
+				if next := cookieHeader(w.h); next != "" {
+					ck = next // scs re-sets its cookie on every write
+				}
+				if i == 0 {
+					t.Logf("read: %v; update: %v", tc.read, tc.upd)
+				}
+			}
+		})
+	}
+}
+
+// TestGuestDataStoreOps counts the store operations of the same requests on
+// memstore: one Get for a returning guest with data, and one Update more
+// for an uncontended update of it.
+func TestGuestDataStoreOps(t *testing.T) {
+	cs := &countingStore{Store: newMemstore(t)}
+	fresh, read, update := anonymousData(func(testing.TB) anonymous.Store { return cs }, false)(t)
+	ck, id := visitorWithCart(t, fresh, read)
+	for i := range 3 {
+		var got string
+		cs.calls.Store(0)
+		read.ServeHTTP(&headerWriter{h: http.Header{}}, request(ck, &got))
+		if n := cs.calls.Load(); got != id || n != 1 {
+			t.Fatalf("returning visitor with a cart: id %q, %d store operations; want %q, 1", got, n, id)
+		}
+		cs.calls.Store(0)
+		update.ServeHTTP(&headerWriter{h: http.Header{}}, request(ck, &got))
+		if n := cs.calls.Load(); got != id || n != 2 {
+			t.Fatalf("update %d: id %q, %d store operations; want %q, 2 (Get, Update)", i+1, got, n, id)
+		}
+	}
 }
