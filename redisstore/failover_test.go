@@ -81,6 +81,40 @@ type failoverTopo struct {
 	// promoted waits until a replica of the victim is master and serving,
 	// and returns its address.
 	promoted func(t *testing.T) string
+	// master returns the address of the node that serves the victim's
+	// keys now.
+	master func(ctx context.Context) (string, error)
+	// setDetection sets how long the topology waits before it takes a
+	// silent master for dead (Sentinel's down-after-milliseconds, a
+	// Cluster's cluster-node-timeout); quick is what the script set.
+	setDetection func(ctx context.Context, d time.Duration) error
+	quick        time.Duration
+}
+
+// patientDetection is how long a topology waits before it takes a silent
+// master for dead while a test wants no failover: on a loaded machine a
+// server can stall for longer than the scripts' quick settings, and a
+// failover nobody caused would lose the writes the test checks.
+const patientDetection = 10 * time.Second
+
+// detect sets how long tp waits before it takes a silent master for dead.
+func (tp *failoverTopo) detect(t *testing.T, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tp.setDetection(ctx, d); err != nil {
+		t.Fatalf("setting the failure detection to %v: %v", d, err)
+	}
+}
+
+// checkMaster fails the test unless want serves the victim's keys.
+func (tp *failoverTopo) checkMaster(t *testing.T, want, when string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := tp.master(ctx); err != nil || got != want {
+		t.Fatalf("%s, %s serves the victim's keys (%v), not %s: a failover the test did not cause (a server stalled past the failure detection)", when, got, err, want)
+	}
 }
 
 // clusterTopo starts a Cluster of three masters with two replicas each, on
@@ -112,6 +146,24 @@ func clusterTopo(t *testing.T, base int) *failoverTopo {
 		},
 	}
 	tp.replicas = replicasOf(t, tp.victim, 2)
+	tp.setDetection = cl.SetNodeTimeout
+	quick, err := cl.NodeTimeout(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.quick = quick
+	tp.master = func(ctx context.Context) (string, error) {
+		var masters []string
+		for _, n := range append([]*redis.Client{tp.victim}, tp.replicas...) {
+			if redistest.Role(ctx, n) == "master" {
+				masters = append(masters, n.Options().Addr)
+			}
+		}
+		if len(masters) != 1 {
+			return "", fmt.Errorf("%d masters among %s and its replicas: %v", len(masters), cl.Masters[0], masters)
+		}
+		return masters[0], nil
+	}
 	tp.promoted = func(t *testing.T) string {
 		var addr string
 		redistest.Poll(t, 30*time.Second, "a replica of "+cl.Masters[0]+" promoted", func(ctx context.Context) error {
@@ -161,6 +213,13 @@ func sentinelTopo(t *testing.T, base int) *failoverTopo {
 	for _, r := range tp.replicas {
 		nodes[r.Options().Addr] = r
 	}
+	tp.setDetection = s.SetDownAfter
+	quick, err := s.DownAfter(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.quick = quick
+	tp.master = s.MasterAddr
 	tp.promoted = func(t *testing.T) string {
 		var addr string
 		redistest.Poll(t, 30*time.Second, "a replica of "+s.Nodes[0]+" promoted", func(ctx context.Context) error {
@@ -684,6 +743,7 @@ func TestFailoverKillMasterSentinel(t *testing.T) {
 //     cookie must not bring it back; how often each callback succeeded is
 //     logged, as are all the figures without WaitReplicas.
 func killMaster(t *testing.T, tp *failoverTopo) {
+	tp.detect(t, patientDetection)
 	c := tp.client(t)
 	ctx := context.Background()
 	measureWaitCost(t, tp, c)
@@ -747,6 +807,9 @@ func killMaster(t *testing.T, tp *failoverTopo) {
 	}()
 	time.Sleep(500 * time.Millisecond) // traffic before the storm
 
+	// The kill is detected as the script set the topology up to.
+	tp.checkMaster(t, tp.victim.Options().Addr, "before the kill")
+	tp.detect(t, tp.quick)
 	stormStart := time.Now()
 	var stormWG sync.WaitGroup
 	for j, g := range storm {
@@ -770,6 +833,7 @@ func killMaster(t *testing.T, tp *failoverTopo) {
 	newMaster := tp.promoted(t)
 	promotedAfter := time.Since(killed)
 	t.Logf("%s promoted %v after the kill (seen by polling)", newMaster, promotedAfter.Round(time.Millisecond))
+	tp.detect(t, patientDetection)
 
 	// The logins again, until every guest is linked or gone.
 	deadline := killed.Add(linkLease + 30*time.Second)
@@ -810,6 +874,7 @@ func killMaster(t *testing.T, tp *failoverTopo) {
 	}
 	close(stop)
 	trafficDone.Wait()
+	tp.checkMaster(t, newMaster, "after the failover")
 
 	tf := summarize(runs, killed)
 	t.Logf("failover figures: topology=%s visitors=%d requests=%d after_kill=%d served_without_guest=%d guests_replaced=%d errors=%d slowest_fail_open=%v recovery=%v promoted=%v",
@@ -968,6 +1033,7 @@ func TestFailoverLostWriteSentinel(t *testing.T) {
 //     link succeeds on the victim alone; whether the guest comes back and
 //     the callback runs again is logged.
 func lostWrite(t *testing.T, tp *failoverTopo) {
+	tp.detect(t, patientDetection)
 	c := tp.client(t)
 	ctx := context.Background()
 	a0, a1 := newApp(t, c, 0, false), newApp(t, c, 1, false)
@@ -1030,6 +1096,8 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 	errA0 := outcome(gA0)
 	t.Logf("A0 (WaitReplicas 0, cut off before the link): %d %q; link error: %v", hA0.status, hA0.body, errA0)
 
+	tp.checkMaster(t, tp.victim.Options().Addr, "before the kill")
+	tp.detect(t, tp.quick)
 	if err := redistest.Kill(pid); err != nil {
 		t.Fatal(err)
 	}
@@ -1042,6 +1110,7 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 	}
 	newMaster := tp.promoted(t)
 	t.Logf("%s promoted %v after the kill", newMaster, time.Since(killed).Round(time.Millisecond))
+	tp.detect(t, patientDetection)
 	redistest.Poll(t, 30*time.Second, "the client serving again", func(context.Context) error {
 		if h := send(hc, a1.url+"/", gA1.cookie, ""); h.body == "none" || h.err != nil {
 			return fmt.Errorf("%d %q %v", h.status, h.body, h.err)
@@ -1067,6 +1136,7 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	tp.checkMaster(t, newMaster, "after the failover")
 	for _, g := range []struct {
 		name string
 		g    *storedGuest

@@ -137,6 +137,35 @@ func StartCluster(t testing.TB, base, replicas int) *Cluster {
 	return &Cluster{Addrs: addrs, Masters: addrs[:3]}
 }
 
+// NodeTimeout returns cluster-node-timeout, how long the Cluster waits
+// before it takes a silent node for failed, as its first node has it.
+func (c *Cluster) NodeTimeout(ctx context.Context) (time.Duration, error) {
+	n := redis.NewClient(&redis.Options{Addr: c.Addrs[0], DialTimeout: time.Second})
+	defer n.Close()
+	v, err := n.ConfigGet(ctx, "cluster-node-timeout").Result()
+	if err != nil {
+		return 0, err
+	}
+	ms, err := strconv.Atoi(v["cluster-node-timeout"])
+	return time.Duration(ms) * time.Millisecond, err
+}
+
+// SetNodeTimeout sets cluster-node-timeout on every node that answers: a
+// test lengthens it while it wants no failover, since a loaded machine can
+// stall a node past a short one.
+func (c *Cluster) SetNodeTimeout(ctx context.Context, d time.Duration) error {
+	for _, a := range c.Addrs {
+		n := redis.NewClient(&redis.Options{Addr: a, DialTimeout: time.Second, MaxRetries: -1})
+		err := n.ConfigSet(ctx, "cluster-node-timeout", strconv.FormatInt(d.Milliseconds(), 10)).Err()
+		n.Close()
+		var op *net.OpError
+		if err != nil && !(errors.As(err, &op) && op.Op == "dial") {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+	}
+	return nil
+}
+
 // Sentinel is a master with two replicas watched by three Sentinels, of one
 // test's own.
 type Sentinel struct {
@@ -182,6 +211,34 @@ func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 		addr = got
 	}
 	return addr, nil
+}
+
+// DownAfter returns down-after-milliseconds, how long the Sentinels wait
+// before they take a silent master for dead, as the first Sentinel has it.
+func (s *Sentinel) DownAfter(ctx context.Context) (time.Duration, error) {
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addrs[0], DialTimeout: time.Second})
+	defer c.Close()
+	m, err := c.Master(ctx, s.Master).Result()
+	if err != nil {
+		return 0, err
+	}
+	ms, err := strconv.Atoi(m["down-after-milliseconds"])
+	return time.Duration(ms) * time.Millisecond, err
+}
+
+// SetDownAfter sets down-after-milliseconds on every Sentinel: a test
+// lengthens it while it wants no failover, since a loaded machine can
+// stall a master past a short one.
+func (s *Sentinel) SetDownAfter(ctx context.Context, d time.Duration) error {
+	for _, a := range s.Addrs {
+		c := redis.NewSentinelClient(&redis.Options{Addr: a, DialTimeout: time.Second})
+		err := c.Set(ctx, s.Master, "down-after-milliseconds", strconv.FormatInt(d.Milliseconds(), 10)).Err()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("sentinel %s: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // Node returns a client of the one server at addr, without Cluster
