@@ -744,9 +744,9 @@ func TestFailoverKillMasterSentinel(t *testing.T) {
 //     master is killed from inside an OnLinkAccount call of the first,
 //     after its claim was replicated and before its final write. After the
 //     failover the logins are sent again until every guest is linked (or
-//     gone). With WaitReplicas 1 each guest must be linked and its old
-//     cookie must not bring it back; how often each callback succeeded is
-//     logged, as are all the figures without WaitReplicas.
+//     gone). With WaitReplicas 1 each guest's callback must have succeeded
+//     once, each guest must be linked and its old cookie must not bring it
+//     back; without, the figures are only logged.
 func killMaster(t *testing.T, tp *failoverTopo) {
 	tp.detect(t, patientDetection)
 	c := tp.client(t)
@@ -956,6 +956,16 @@ func killMaster(t *testing.T, tp *failoverTopo) {
 		if cameBack > 0 {
 			t.Errorf("WaitReplicas 1: %d linked guests came back with their old cookies", cameBack)
 		}
+		// The link in OnLinkAccount when the master died had its claim
+		// replicated and its final write fail: it must be finished, by
+		// itself or a later request, without running the callback again.
+		if n := a.calls.count(killedGuest); n != 1 {
+			t.Errorf("WaitReplicas 1: the link whose master died during OnLinkAccount (guest %s) ran the callback %d times before it was recorded; want once", killedGuest, n)
+		}
+		if twice > 0 {
+			t.Errorf("WaitReplicas 1: OnLinkAccount succeeded more than once for %d of %d guests: %v; %d links logged that recording them failed after the callback",
+				twice, len(guests[i]), doubled, a.logs.count("anonymous: OnLinkAccount succeeded but recording the link failed"))
+		}
 	}
 }
 
@@ -1032,8 +1042,8 @@ func TestFailoverLostWriteSentinel(t *testing.T) {
 //     a new login links it, the callback running once in all.
 //   - guest B1, WaitReplicas 1, whose replicas are cut off while
 //     OnLinkAccount runs: its claim was replicated, its final write is
-//     not. What the link reports, whether the guest comes back and whether
-//     the callback runs again after the lease is logged.
+//     not. The link must not report success; whether the guest comes back
+//     and whether the callback runs again after the lease is logged.
 //   - guest A0, WaitReplicas 0, linked while the replicas are cut off: the
 //     link succeeds on the victim alone; whether the guest comes back and
 //     the callback runs again is logged.
@@ -1152,5 +1162,11 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 	}
 	if n, u := a1.calls.count(gA1.id), a1.linkedTo(gA1.id); n != 1 || u != gA1.user {
 		t.Errorf("A1: after the failover OnLinkAccount succeeded %d times and the guest is linked to %q; want once, and linked to %s", n, u, gA1.user)
+	}
+	// A link whose final write no replica acknowledged is not done: it must
+	// not be reported as done, for a failover brings the guest back.
+	if !errors.Is(errB1, redisstore.ErrNotReplicated) {
+		t.Errorf("B1: Link answered %v for a final write that no replica acknowledged, want an error wrapping ErrNotReplicated; after the failover the guest came back with its old cookie: %v, and OnLinkAccount succeeded %d times",
+			errB1, cameBack[gB1], a1.calls.count(gB1.id))
 	}
 }
