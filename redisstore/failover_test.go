@@ -1080,19 +1080,24 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 	}
 
 	// B1: the replicas are cut off while its callback runs.
-	var cutErr error
+	cutDone := make(chan error, 1)
 	cut := func(id string) {
 		if id == gB1.id {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			cutErr = cutOff(ctx)
+			cutDone <- cutOff(ctx)
 		}
 	}
 	a1.calls.after.Store(&cut)
 	hB1 := login(gB1)
 	a1.calls.after.Store(nil)
-	if cutErr != nil {
-		t.Fatal(cutErr)
+	select {
+	case err := <-cutDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("B1: OnLinkAccount did not run, so the replicas were not cut off: %d %q", hB1.status, hB1.body)
 	}
 	errB1 := outcome(gB1)
 	t.Logf("B1 (WaitReplicas 1, cut off during OnLinkAccount): %d %q; link error: %v", hB1.status, hB1.body, errB1)
