@@ -7,6 +7,10 @@
 // ANON_REQUIRE_REDIS=1, which turns the skip into a failure (CI sets it).
 // Tests never flush a database: each takes its own random key Prefix, and
 // the keys under it are removed when the test ends.
+//
+// Failover tests, which run only with ANON_FAILOVER=1, start a replicated
+// topology of their own instead (StartCluster, StartSentinel) and kill,
+// cut off and watch its servers.
 package redistest
 
 import (
