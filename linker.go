@@ -174,11 +174,19 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	// One write both ends the guest and records the link; it holds only
 	// while the lease is still ours, so a callback that outlasted the lease
 	// leaves the guest to the request that took it over.
-	for try := 0; ; try++ {
+	// The store may fail here (a failover, say): the write is retried until
+	// the lease runs out, after which another request could run the
+	// callback again. An attempt that failed may still have been written:
+	// the next one finds it and writes it once more, so that the store
+	// confirms it (with redisstore's WaitReplicas, that replicas have it).
+	failed := false
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		_, err = m.modify(ctx, claimed, func(rec *Record) error {
 			switch {
+			case rec.LinkedTo == newUser.ID && !failed:
+				return errStop // linked already, by another request of this user
 			case rec.LinkedTo == newUser.ID:
-				return errStop // written already, by an attempt whose answer was lost
+				return nil // our lost attempt: write it again, unchanged
 			case !rec.live():
 				return errGone
 			case rec.ClaimOwner != owner, !bytes.Equal(rec.Data, claimed.Data):
@@ -190,10 +198,11 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 			return nil
 		})
 		if err == nil || errors.Is(err, errStop) || errors.Is(err, errGone) || errors.Is(err, ErrClaimed) ||
-			try == 2 || time.Now().After(leaseEnd) {
+			!time.Now().Before(leaseEnd) {
 			break
 		}
-		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond) // a store's hiccup
+		failed = true
+		time.Sleep(min(wait, time.Until(leaseEnd)))
 	}
 	switch {
 	case errors.Is(err, ErrClaimed):

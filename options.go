@@ -73,10 +73,11 @@ type Options struct {
 	// OnLinkAccount runs, exactly once per guest, when a guest becomes a real
 	// user: move the cart, the drafts, the preferences here. An error keeps
 	// the guest intact and the link is retried on the guest's next request.
-	// Its context ends before LinkLease runs out. Exactly once holds while the store
-	// answers; should the store fail after the callback succeeded, the guest
-	// is held for its remaining life, and if even that fails the link may run
-	// again after LinkLease: make the callback safe to repeat for a pair.
+	// Its context ends before LinkLease runs out. Exactly once holds while
+	// the store answers: should it fail after the callback succeeded, the
+	// link retries its last write until LinkLease runs out, and only if the
+	// store is down all that time may the link run again: make the callback
+	// safe to repeat for a pair.
 	// Default: nil (the guest is deleted with nothing moved).
 	OnLinkAccount func(ctx context.Context, ev LinkEvent) error
 	// OnGuestDeleted runs after a guest was deleted, with why: so that the

@@ -371,6 +371,11 @@ type app struct {
 // user and "none" without either; /login?user=ID links the request's guest
 // with Manager.Link.
 func newApp(t *testing.T, c redis.UniversalClient, wait int, identify bool) *app {
+	return newAppLease(t, c, wait, identify, linkLease)
+}
+
+// newAppLease is newApp with a LinkLease of its own.
+func newAppLease(t *testing.T, c redis.UniversalClient, wait int, identify bool, lease time.Duration) *app {
 	s, err := redisstore.New(c, redisstore.Options{Prefix: failoverPrefix, WaitReplicas: wait})
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +383,7 @@ func newApp(t *testing.T, c redis.UniversalClient, wait int, identify bool) *app
 	a := &app{wait: wait, store: s, calls: newLinkCalls(), logs: &logCount{n: map[string]int{}, errs: map[string]int{}}}
 	o := anonymous.Options{
 		Keys: testKeys, CookieInsecure: true, Budget: anonymous.Budget{Off: true},
-		OnLinkAccount: a.calls.onLink, LinkLease: linkLease, ErrorLog: slog.New(a.logs),
+		OnLinkAccount: a.calls.onLink, LinkLease: lease, ErrorLog: slog.New(a.logs),
 	}
 	if identify {
 		o.Identify = func(r *http.Request) (*anonymous.User, error) {
@@ -1051,7 +1056,10 @@ func lostWrite(t *testing.T, tp *failoverTopo) {
 	tp.detect(t, patientDetection)
 	c := tp.client(t)
 	ctx := context.Background()
-	a0, a1 := newApp(t, c, 0, false), newApp(t, c, 1, false)
+	// A link whose last write is not replicated retries it until its lease
+	// runs out: a short lease keeps the replicas' cut-off shorter than what
+	// Sentinel still promotes a replica after.
+	a0, a1 := newApp(t, c, 0, false), newAppLease(t, c, 1, false, 2*time.Second)
 	hc := httpClient(newTransport(t))
 	onVictim := func(id string) bool { return tp.onVictim(ctx, c, failoverPrefix+"{"+id+"}") }
 	g1 := newStoredGuests(t, hc, a1, 2, onVictim)
