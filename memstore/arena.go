@@ -18,7 +18,9 @@ import (
 //
 // A new chunk holds a quarter of what the arena holds already, from
 // chunkMin to chunkMax bytes, so that a growing arena leaves little of its
-// last chunk unused. Chunks are never returned.
+// last chunk unused. Chunks are never returned, except by compaction,
+// which copies the live records into a fresh arena once most of one is
+// free.
 type arena struct {
 	chunks [][]byte
 	top    int                // bytes carved from the last chunk
@@ -39,6 +41,7 @@ const (
 	offBits     = 12       // a ref's low bits: the block's offset in its chunk, in blockAligns
 	bigRef      = 1 << 31  // a ref with this bit is an index into big
 	maxChunks   = bigRef >> offBits
+	compactMin  = 256 << 10 // free bytes an arena tolerates before compaction
 )
 
 // numClasses is the number of block sizes.
@@ -243,4 +246,22 @@ func (a *arena) retireTop() {
 			a.top += classes[c]
 		}
 	}
+}
+
+// wasteful reports whether compaction would free enough to be worth it:
+// more than half of the chunks' bytes, and at least compactMin.
+func (a *arena) wasteful() bool {
+	free := a.size - a.used
+	return free > a.used && free >= compactMin
+}
+
+// move stores the record at r of old in a and returns its new ref. A big
+// record moves without a copy.
+func (a *arena) move(old *arena, r uint32) uint32 {
+	if r&bigRef != 0 {
+		a.big = append(a.big, old.big[r&^bigRef])
+		return bigRef | uint32(len(a.big)-1)
+	}
+	nr, _ := a.put(old.get(r)) // a holds fewer records than old did: there is room
+	return nr
 }

@@ -99,3 +99,19 @@ func (x *index) remove(i int) {
 		}
 	}
 }
+
+// rebuilt returns a copy of the index in the smallest table that holds it
+// at most half full, its refs changed by move.
+func (x *index) rebuilt(move func(uint32) uint32) index {
+	n := indexMin
+	for n < 2*x.n {
+		n *= 2
+	}
+	fresh := index{slots: make([]uint64, n), n: x.n}
+	for _, s := range x.slots {
+		if s != 0 {
+			fresh.place(s&^(1<<32-1) | uint64(move(uint32(s)-1)+1))
+		}
+	}
+	return fresh
+}

@@ -74,6 +74,11 @@ func TestIndex(t *testing.T) {
 					checkIndex(t, &x, &a, want, tagOf)
 				}
 			}
+			rebuilt := x.rebuilt(func(r uint32) uint32 { return r })
+			if n := len(rebuilt.slots); n < 2*x.n || n > indexMin && n >= 4*x.n {
+				t.Errorf("rebuilt %d records into %d slots, want the fewest that hold them half full", x.n, n)
+			}
+			checkIndex(t, &rebuilt, &a, want, tagOf)
 		})
 	}
 }

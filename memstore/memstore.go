@@ -27,9 +27,11 @@
 // of the id's 64-bit keyed hash (hash/maphash) and the place of its
 // record; the record holds the full id, checked on every lookup, so ids
 // whose hashes collide are kept apart. A freed block is reused by a later
-// record. Create and Update encode the caller's record, so the store keeps
-// its own copy of every byte; Get decodes into a new record whose strings
-// and data share one fresh allocation, the caller's own.
+// record, and the sweeper compacts a shard's slabs once most of them are
+// free, so memory comes back after a peak. Create and Update encode the
+// caller's record, so the store keeps its own copy of every byte; Get
+// decodes into a new record whose strings and data share one fresh
+// allocation, the caller's own.
 package memstore
 
 import (
@@ -164,7 +166,8 @@ func (s *Store) sweeper(every time.Duration) {
 }
 
 // sweep drops every expired record, one shard at a time so that requests
-// wait for at most one shard's scan.
+// wait for at most one shard's scan, and compacts the shards whose slabs
+// are mostly free.
 func (s *Store) sweep() {
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -181,8 +184,19 @@ func (s *Store) sweep() {
 			}
 			j++
 		}
+		if sh.arena.wasteful() {
+			sh.compact()
+		}
 		sh.mu.Unlock()
 	}
+}
+
+// compact moves the shard's records into fresh slabs, and its index into
+// a table sized for what is left.
+func (sh *shardBody) compact() {
+	var fresh arena
+	sh.index = sh.index.rebuilt(func(r uint32) uint32 { return fresh.move(&sh.arena, r) })
+	sh.arena = fresh
 }
 
 // Len returns the number of records the store holds: guests, deleted or

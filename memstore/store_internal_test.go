@@ -240,3 +240,72 @@ func TestStoreFullAfterExpiry(t *testing.T) {
 		}
 	})
 }
+
+// TestCompaction checks that the sweeper gives the memory of expired
+// guests back, and keeps every survivor, big records included.
+func TestCompaction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s := New(Options{MaxGuests: -1})
+		defer s.Close()
+		var kept []*anonymous.Record
+		for i := range 20_000 {
+			life := time.Second
+			if i%50 == 0 {
+				life = time.Hour
+			}
+			rec := storetest.NewRecord("", time.Now().Add(life))
+			rec.Data = bytes.Repeat([]byte{byte(i)}, 1000)
+			if i%1000 == 0 {
+				rec.Data = bytes.Repeat([]byte{byte(i)}, 2*maxBlock)
+			}
+			if err := s.Create(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			if life == time.Hour {
+				rec.Version = 1
+				kept = append(kept, rec)
+			}
+		}
+		size := func() (slabs, slots int) {
+			for i := range s.shards {
+				s.shards[i].mu.RLock()
+				slabs += s.shards[i].arena.size
+				slots += len(s.shards[i].index.slots)
+				s.shards[i].mu.RUnlock()
+			}
+			return slabs, slots
+		}
+		slabs, slots := size()
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait()
+		if got := s.Len(); got != len(kept) {
+			t.Errorf("Len after the sweep = %d, want %d", got, len(kept))
+		}
+		if after, _ := size(); after > slabs/10 {
+			t.Errorf("slabs hold %d bytes after 98%% of the guests were swept, %d before: not compacted", after, slabs)
+		}
+		if _, after := size(); after > slots/10 {
+			t.Errorf("indexes have %d slots after 98%% of the guests were swept, %d before: not rebuilt", after, slots)
+		}
+		for _, want := range kept {
+			got, err := s.Get(ctx, want.User.ID)
+			if err != nil {
+				t.Fatalf("Get of a guest that outlived the sweep: %v", err)
+			}
+			if d := storetest.Diff(got, want); len(d) > 0 {
+				t.Fatalf("a guest that outlived the sweep differs:\n\t%s", strings.Join(d, "\n\t"))
+			}
+		}
+		// The compacted shards take new guests and updates as before.
+		for _, rec := range kept[:50] {
+			rec.Data = []byte("after")
+			if err := s.Update(ctx, rec); err != nil {
+				t.Errorf("Update after compaction: %v", err)
+			}
+			if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); err != nil {
+				t.Errorf("Create after compaction: %v", err)
+			}
+		}
+	})
+}
