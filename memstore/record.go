@@ -323,9 +323,9 @@ func decode(rec *anonymous.Record, buf []byte, n int) {
 	}
 	switch {
 	case flags&flagIPv4 != 0:
-		s.IPAddress, text = appendIP(text, netip.AddrFrom4([4]byte(d.bytes(4))))
+		s.IPAddress, _ = appendIP(text, netip.AddrFrom4([4]byte(d.bytes(4))))
 	case flags&flagIPv6 != 0:
-		s.IPAddress, text = appendIP(text, netip.AddrFrom16([16]byte(d.bytes(16))))
+		s.IPAddress, _ = appendIP(text, netip.AddrFrom16([16]byte(d.bytes(16))))
 	default:
 		s.IPAddress = d.string()
 	}
