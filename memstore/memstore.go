@@ -17,14 +17,27 @@
 // guests' memory once per Options.SweepInterval. Guests are spread over 64
 // shards, each behind its own sync.RWMutex, so a returning guest's Get is a
 // read lock and one copy and scales with cores.
+//
+// The store holds no pointer per guest, so that the garbage collector's
+// work does not grow with the number of guests. Each record is encoded in
+// a compact binary form that leaves out what can be derived (a guest with
+// a browser's User-Agent and no data takes about 250 bytes, index
+// included), in a block carved from byte slabs of up to 64 KiB. Each shard
+// finds a record through a hash table of uint64 slots, each the upper half
+// of the id's 64-bit keyed hash (hash/maphash) and the place of its
+// record; the record holds the full id, checked on every lookup, so ids
+// whose hashes collide are kept apart. A freed block is reused by a later
+// record, and the sweeper compacts a shard's slabs once most of them are
+// free, so memory comes back after a peak. Create and Update encode the
+// caller's record, so the store keeps its own copy of every byte; Get
+// decodes into a new record whose strings and data share one fresh
+// allocation, the caller's own.
 package memstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +64,7 @@ type Options struct {
 	// nothing and returns anonymous.ErrStoreFull, and the Manager fails
 	// open (new visitors' guests live in their cookies), so the process
 	// never runs out of memory. Negative: no cap. Default: DefaultMaxGuests,
-	// 250,000 guests, about 175 MB with browsers' User-Agents: sized for a
+	// 250,000 guests, about 65 MB with browsers' User-Agents: sized for a
 	// small server.
 	MaxGuests int
 }
@@ -63,6 +76,7 @@ const DefaultMaxGuests = 250_000
 // sweeper with Close. All its methods are safe for concurrent use.
 type Store struct {
 	seed   maphash.Seed
+	mask   uint64 // applied to ids' hashes: all ones, but tests make ids collide
 	shards [shardCount]shard
 
 	stop      chan struct{} // closed by Close
@@ -75,41 +89,25 @@ type Store struct {
 
 var _ anonymous.Store = (*Store)(nil)
 
-// shard is one lock and its map, padded to its own cache lines so that
-// readers of neighbouring shards do not contend on one line.
+// shard is one lock and what it guards, padded to its own cache lines so
+// that readers of neighbouring shards do not contend on one line.
 type shard struct {
 	shardBody
 	_ [128 - unsafe.Sizeof(shardBody{})%128]byte
 }
 
 type shardBody struct {
-	mu sync.RWMutex
-	m  map[string]*entry
+	mu    sync.RWMutex
+	index index // finds records in arena
+	arena arena
 }
 
-// entry is what the store keeps under a guest id until exp.
-type entry struct {
-	rec anonymous.Record
-	exp time.Time
+// unixNow returns the time as Unix seconds and nanoseconds, as records
+// hold their expiry.
+func unixNow() (int64, int32) {
+	now := time.Now()
+	return now.Unix(), int32(now.Nanosecond())
 }
-
-// own makes rec's strings and data the store's own copies: what the caller
-// hands over may be a slice of a request's memory (a header, a body), which
-// the store would otherwise keep alive for the guest's whole life.
-func own(rec *anonymous.Record) {
-	u, ss := &rec.User, &rec.Session
-	for _, p := range []*string{&u.ID, &u.Email, &u.Name, &ss.ID, &ss.UserID, &ss.IPAddress, &ss.UserAgent, &rec.LinkedTo, &rec.ClaimOwner} {
-		*p = strings.Clone(*p)
-	}
-	rec.Data = bytes.Clone(rec.Data)
-}
-
-// wall strips t's monotonic clock reading: expiries and leases are dates,
-// compared on the wall clock like the cookie's expiry and Redis's.
-func wall(t time.Time) time.Time { return t.Round(0) }
-
-// live reports whether e has not expired at now.
-func (e *entry) live(now time.Time) bool { return now.Before(e.exp) }
 
 // New returns an empty Store and starts its sweeper. Pass at most one
 // Options (more is a programming error, and panics); without one, or with
@@ -134,12 +132,10 @@ func New(opts ...Options) *Store {
 	}
 	s := &Store{
 		seed: maphash.MakeSeed(),
+		mask: ^uint64(0),
 		max:  o.MaxGuests,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
-	}
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]*entry)
 	}
 	go s.sweeper(o.SweepInterval)
 	return s
@@ -169,21 +165,38 @@ func (s *Store) sweeper(every time.Duration) {
 	}
 }
 
-// sweep drops every expired entry, one shard at a time so that requests
-// wait for at most one shard's scan.
+// sweep drops every expired record, one shard at a time so that requests
+// wait for at most one shard's scan, and compacts the shards whose slabs
+// are mostly free.
 func (s *Store) sweep() {
 	for i := range s.shards {
 		sh := &s.shards[i]
-		now := time.Now()
+		sec, nsec := unixNow()
 		sh.mu.Lock()
-		for id, e := range sh.m {
-			if !e.live(now) {
-				delete(sh.m, id)
-				s.n.Add(-1)
+		for j := 0; j < len(sh.index.slots); {
+			if sh.index.slots[j] != 0 {
+				if r := sh.index.ref(j); !live(sh.arena.get(r), sec, nsec) {
+					sh.arena.drop(r)
+					sh.index.remove(j) // which may move a later slot to j
+					s.n.Add(-1)
+					continue
+				}
 			}
+			j++
+		}
+		if sh.arena.wasteful() {
+			sh.compact()
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// compact moves the shard's records into fresh slabs, and its index into
+// a table sized for what is left.
+func (sh *shardBody) compact() {
+	var fresh arena
+	sh.index = sh.index.rebuilt(func(r uint32) uint32 { return fresh.move(&sh.arena, r) })
+	sh.arena = fresh
 }
 
 // Len returns the number of records the store holds: guests, deleted or
@@ -192,9 +205,17 @@ func (s *Store) sweep() {
 // memory and for tests. It is safe for concurrent use.
 func (s *Store) Len() int { return int(s.n.Load()) }
 
-func (s *Store) shard(id string) *shard {
-	return &s.shards[maphash.String(s.seed, id)%shardCount]
-}
+// hash returns the hash of id: its low bits choose the shard, its upper 32
+// bits are the tag the shard's index files the record under.
+func (s *Store) hash(id string) uint64 { return maphash.String(s.seed, id) & s.mask }
+
+func (s *Store) shard(h uint64) *shard { return &s.shards[h%shardCount] }
+
+func tag(h uint64) uint32 { return uint32(h >> 32) }
+
+// recordBuf is the size of a buffer on the stack that a record without
+// much data is encoded into.
+const recordBuf = 512
 
 var errNilRecord = errors.New("memstore: nil record")
 
@@ -209,23 +230,34 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	if rec == nil {
 		return errNilRecord
 	}
-	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
-	own(&e.rec)
-	e.rec.Version = 1
-	now := time.Now()
-	sh := s.shard(rec.User.ID)
+	var buf [recordBuf]byte
+	b := appendRecord(buf[:0], rec, 1)
+	id := rec.User.ID
+	h := s.hash(id)
+	sec, nsec := unixNow()
+	sh := s.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	old := sh.m[rec.User.ID]
+	i, found := sh.index.find(tag(h), id, &sh.arena)
 	switch {
-	case old != nil && old.live(now):
+	case found && live(sh.arena.get(sh.index.ref(i)), sec, nsec):
 		return anonymous.ErrExists
-	case old == nil && s.max > 0 && s.n.Load() >= int64(s.max):
+	case found: // expired, and not swept yet: as good as absent
+		r, ok := sh.arena.replace(sh.index.ref(i), b)
+		if !ok {
+			return anonymous.ErrStoreFull
+		}
+		sh.index.set(i, r)
+		return nil
+	case s.max > 0 && s.n.Load() >= int64(s.max):
 		return anonymous.ErrStoreFull
-	case old == nil:
-		s.n.Add(1)
 	}
-	sh.m[e.rec.User.ID] = e
+	r, ok := sh.arena.put(b)
+	if !ok {
+		return anonymous.ErrStoreFull
+	}
+	sh.index.insert(tag(h), r)
+	s.n.Add(1)
 	return nil
 }
 
@@ -235,19 +267,26 @@ func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	sh := s.shard(id)
+	h := s.hash(id)
+	sec, nsec := unixNow()
+	sh := s.shard(h)
 	sh.mu.RLock()
-	e := sh.m[id]
-	if e == nil || !e.live(now) {
+	i, found := sh.index.find(tag(h), id, &sh.arena)
+	if !found {
 		sh.mu.RUnlock()
 		return nil, anonymous.ErrNotFound
 	}
-	rec := new(anonymous.Record)
-	*rec = e.rec
+	stored := sh.arena.get(sh.index.ref(i))
+	if !live(stored, sec, nsec) {
+		sh.mu.RUnlock()
+		return nil, anonymous.ErrNotFound
+	}
+	// One allocation for the record's bytes and the text decode derives.
+	buf := make([]byte, len(stored)+textSize(stored))
+	n := copy(buf, stored)
 	sh.mu.RUnlock()
-	// The data is the caller's own copy; the strings are immutable.
-	rec.Data = bytes.Clone(rec.Data)
+	rec := new(anonymous.Record)
+	decode(rec, buf, n)
 	return rec, nil
 }
 
@@ -263,20 +302,25 @@ func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
 	if rec == nil {
 		return errNilRecord
 	}
-	e := &entry{rec: *rec, exp: wall(rec.Session.ExpiresAt)}
-	own(&e.rec)
-	e.rec.Version = rec.Version + 1
-	now := time.Now()
-	sh := s.shard(rec.User.ID)
+	var buf [recordBuf]byte
+	b := appendRecord(buf[:0], rec, rec.Version+1)
+	id := rec.User.ID
+	h := s.hash(id)
+	sec, nsec := unixNow()
+	sh := s.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	old := sh.m[rec.User.ID]
+	i, found := sh.index.find(tag(h), id, &sh.arena)
 	switch {
-	case old == nil || !old.live(now):
+	case !found || !live(sh.arena.get(sh.index.ref(i)), sec, nsec):
 		return anonymous.ErrNotFound
-	case old.rec.Version != rec.Version:
+	case version(sh.arena.get(sh.index.ref(i))) != rec.Version:
 		return anonymous.ErrConflict
 	}
-	sh.m[e.rec.User.ID] = e
+	r, ok := sh.arena.replace(sh.index.ref(i), b)
+	if !ok {
+		return anonymous.ErrStoreFull
+	}
+	sh.index.set(i, r)
 	return nil
 }
