@@ -176,7 +176,6 @@ func (l *switchLimiter) Allow(context.Context, string, anonymous.Budget) (time.D
 func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 	lim := &switchLimiter{}
 	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
-	var ws []*httptest.ResponseRecorder
 	v.h = func(inner http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			lim.refuse.Store(r.Header.Get("X-Refuse") != "")
@@ -201,7 +200,6 @@ func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 	rec := httptest.NewRecorder()
 	lim.refuse.Store(true)
 	mw.ServeHTTP(rec, r)
-	ws = append(ws, rec)
 	if errs := rec.Header()["X-Err"]; len(errs) > 0 {
 		t.Errorf("second UpdateData of one request: %q", errs)
 	}

@@ -88,7 +88,7 @@ func promName(mt metricdata.Metrics) string {
 func promLabels(kvs []attribute.KeyValue, le string) string {
 	var parts []string
 	for _, kv := range kvs {
-		parts = append(parts, strings.ReplaceAll(string(kv.Key), ".", "_")+"="+strconv.Quote(kv.Value.Emit()))
+		parts = append(parts, strings.ReplaceAll(string(kv.Key), ".", "_")+"="+strconv.Quote(kv.Value.AsString()))
 	}
 	if le != "" {
 		parts = append(parts, `le="`+le+`"`)
