@@ -160,7 +160,6 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 			AnonymousUser: Account{User: &claimed.User, Session: &claimed.Session},
 			NewUser:       Account{User: newUser},
 			Data:          bytes.Clone(claimed.Data), // the callback's to keep
-
 		}
 		cctx, cancel := context.WithDeadline(r.Context(), deadline)
 		err := cb(cctx, ev)
@@ -174,6 +173,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	// One write both ends the guest and records the link; it holds only
 	// while the lease is still ours, so a callback that outlasted the lease
 	// leaves the guest to the request that took it over.
+	//
 	// The store may fail here (a failover, say): the write is retried until
 	// the lease runs out, after which another request could run the
 	// callback again. An attempt that failed may still have been written:
