@@ -2,7 +2,6 @@ package anonymous
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -62,7 +61,7 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 		switch {
 		case !rec.live():
 			return ErrNotFound
-		case rec.ClaimOwner != "" && time.Now().Before(rec.ClaimUntil):
+		case rec.leased(time.Now()):
 			return fmt.Errorf("anonymous: updating guest %s: %w", rec.User.ID, ErrClaimed)
 		}
 		data, err := fn(append([]byte(nil), rec.Data...))
@@ -89,10 +88,7 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 			g.storedAs.CompareAndSwap(nil, &fresh)
 			token = *g.storedAs.Load()
 		}
-		now := time.Now()
-		next := *rec
-		next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
-		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
+		next := m.firstStored(rec, token, time.Now())
 		if err := apply(&next); err != nil {
 			return nil, err
 		}

@@ -62,7 +62,7 @@ func (m *Manager) newGuest(ctx context.Context, now time.Time, ip, ua string) (*
 	if len(name) > maxField || len(email) > maxField {
 		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
 	}
-	token := id + "." + base64.RawURLEncoding.EncodeToString(ent[20:])
+	token := formatToken(id, ent[20:])
 	return &Record{
 		User: User{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
 		Session: Session{
@@ -107,8 +107,11 @@ func newID(now time.Time, entropy []byte) string {
 // round trip; the random part is the secret.
 
 // newToken returns a fresh token for guest id.
-func newToken(id string) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
+func newToken(id string) string { return formatToken(id, randomBytes(32)) }
+
+// formatToken is the token of guest id with the given 32-byte secret.
+func formatToken(id string, secret []byte) string {
+	return id + "." + base64.RawURLEncoding.EncodeToString(secret)
 }
 
 // tokenID returns the guest id a token names, or "" for a malformed token.
@@ -180,23 +183,23 @@ const maxCookies = 16
 // with the guest cookie's name, the first that verifies counts, so that a
 // cookie another site of the domain tossed in cannot hide the real one.
 // fromCookie tells whether a cookie (which the middleware keeps up to date)
-// was the source; hadCookie whether the request sent a guest cookie at all.
-func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, hadCookie bool) {
+// was the source; crowded, that the request sent more guest cookies than
+// maxCookies and none of those checked verified.
+func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, crowded bool) {
 	for i, ck := range r.CookiesNamed(m.opts.CookieName) {
 		if i == maxCookies {
-			return nil, true, true
+			return nil, false, true
 		}
-		hadCookie = true
 		if c, _ := m.cc.decode(ck.Value, now); c != nil { // nil for any error
-			return c, true, true
+			return c, true, false
 		}
 	}
 	if tok, ok := bearer(r); ok {
 		if id := tokenID(tok); id != "" {
-			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false, hadCookie
+			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false, false
 		}
 	}
-	return nil, false, hadCookie
+	return nil, false, false
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -227,11 +230,11 @@ var held = &guest{}
 // error is a store failure.
 func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	now := time.Now()
-	c, fromCookie, hadCookie := m.credential(r, now)
-	if c == nil {
-		if fromCookie && hadCookie { // more guest cookies than maxCookies
-			return held, nil
-		}
+	c, fromCookie, crowded := m.credential(r, now)
+	switch {
+	case crowded:
+		return held, nil
+	case c == nil:
 		return nil, nil
 	}
 	ctx := r.Context()
@@ -240,10 +243,7 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		// The first-visit cookie is single-use: the stored guest gets a new
 		// token, so that a copy planted in another browser stops working.
 		token := newToken(p.User.ID)
-		next := *p
-		next.TokenHash = sha256.Sum256([]byte(token))
-		next.Session.ExpiresAt = now.Add(m.opts.Lifetime)
-		next.Session.UpdatedAt = now
+		next := m.firstStored(p, token, now)
 		_, err := m.storeNew(r, &next, sourceFirstReturn)
 		switch {
 		case err == nil:
@@ -309,6 +309,15 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	return g, nil
 }
 
+// firstStored is rec, a guest not stored yet, as it is first stored: under
+// token, with a whole Lifetime from now.
+func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
+	next := *rec
+	next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
+	next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
+	return next
+}
+
 // load is lookup for code that answers the request itself, such as the
 // endpoints: it re-sets the cookie at once when lookup asks for it.
 func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*guest, error) {
@@ -367,7 +376,7 @@ func (m *Manager) delete(ctx context.Context, rec *Record, reason DeleteReason) 
 		switch {
 		case !rec.live():
 			return ErrNotFound
-		case rec.ClaimOwner != "" && time.Now().Before(rec.ClaimUntil):
+		case rec.leased(time.Now()):
 			return fmt.Errorf("anonymous: deleting guest %s: %w", rec.User.ID, ErrClaimed)
 		}
 		bury(rec, "", false)

@@ -135,7 +135,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		switch {
 		case !rec.live():
 			return errGone
-		case rec.ClaimOwner != "" && time.Now().Before(rec.ClaimUntil):
+		case rec.leased(time.Now()):
 			return ErrClaimed
 		}
 		rec.ClaimOwner, rec.ClaimUntil = owner, leaseEnd

@@ -54,6 +54,11 @@ type Record struct {
 // live reports whether rec is a guest: not deleted, not linked.
 func (rec *Record) live() bool { return !rec.Deleted && rec.LinkedTo == "" }
 
+// leased reports whether a link holds rec's lease at now.
+func (rec *Record) leased(now time.Time) bool {
+	return rec.ClaimOwner != "" && now.Before(rec.ClaimUntil)
+}
+
 // Store keeps guests' records. It is a small, versioned key-value store:
 // the Manager reads a record, decides, and writes it back only if nobody
 // wrote it meanwhile, so that a Store needs no knowledge of leases, links
