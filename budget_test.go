@@ -1,6 +1,7 @@
 package anonymous_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -206,5 +207,21 @@ func TestFullStoreFailsOpen(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "the store is full"); n != 1 {
 		t.Errorf("'store is full' logged %d times, want once", n)
+	}
+}
+
+// Over the budget under PersistOnIssue, a new visitor's guest is generated
+// once: the application's GenerateName runs once per visitor.
+func TestOverBudgetIssuesOnce(t *testing.T) {
+	var names int
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		GenerateName: func(context.Context) string { names++; return "Quiet Marten" }})
+	for range 2 {
+		if w := from(f.h, "GET", "/", "203.0.113.7:1000", nil); guestCookie(t, w) == nil {
+			t.Fatal("no guest cookie")
+		}
+	}
+	if names != 2 || f.store.creates.Load() != 1 {
+		t.Errorf("GenerateName ran %d times for 2 visitors, %d stored; want 2 and 1", names, f.store.creates.Load())
 	}
 }

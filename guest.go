@@ -333,21 +333,27 @@ func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
 	}
 }
 
-// issue creates a new guest and sets its cookie. With persist, it is stored
-// now, unless the client's budget is spent or the store is full
-// (ErrOverBudget, with how long to wait, or ErrStoreFull: no cookie is set
-// then); otherwise the cookie carries it until the visitor returns, for at
-// most FirstVisitWindow.
-func (m *Manager) issue(w http.ResponseWriter, r *http.Request, persist bool, source string) (*guest, time.Duration, error) {
+// issue creates a new guest and sets its cookie. With a source, it is
+// stored now; when the client's budget is spent or the store is full, strict
+// returns that error (ErrOverBudget, with how long to wait, or ErrStoreFull)
+// and sets no cookie, and otherwise the guest is not stored. A guest not
+// stored lives in its cookie until the visitor returns, for at most
+// FirstVisitWindow.
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, strict bool) (*guest, time.Duration, error) {
 	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
 	if err != nil {
 		return nil, 0, err
 	}
-	if persist {
-		if wait, err := m.storeNew(r, rec, source); err != nil {
+	if source != "" {
+		wait, err := m.storeNew(r, rec, source)
+		switch {
+		case err == nil:
+			rec.Version = 1
+		case strict || !notStored(err):
 			return nil, wait, err
 		}
-		rec.Version = 1
+	}
+	if rec.Version == 1 {
 		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
 	} else {
 		m.setCookie(w, token, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)

@@ -173,7 +173,7 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSignInAgain)
 		return
 	}
-	g, wait, err := m.issue(w, r, true, sourceSignIn)
+	g, wait, err := m.issue(w, r, sourceSignIn, true)
 	switch {
 	case errors.Is(err, ErrOverBudget):
 		writeTooManyRequests(w, wait)

@@ -41,10 +41,11 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		g, err := m.load(w, r)
 		if err == nil && g == nil {
-			g, _, err = m.issue(w, r, m.opts.Persist == PersistOnIssue, sourceIssue)
-			if notStored(err) {
-				g, _, err = m.issue(w, r, false, "") // stored when the visitor returns
+			source := "" // stored when the visitor returns
+			if m.opts.Persist == PersistOnIssue {
+				source = sourceIssue // and if the budget says no, then
 			}
+			g, _, err = m.issue(w, r, source, false)
 		}
 		if err != nil {
 			m.storeFailed(w, r, next, err)
