@@ -60,14 +60,6 @@ node_pid() { redis-cli -p "$1" info server 2>/dev/null | tr -d '\r' | sed -n 's/
 # info_field PORT SECTION FIELD: FIELD of INFO SECTION on PORT.
 info_field() { redis-cli -p "$1" info "$2" 2>/dev/null | tr -d '\r' | sed -n "s/^$3://p"; }
 
-# debug_refused: the server refuses DEBUG unless allowed by enable-debug-command
-# (Redis 7 and later; older servers allow it and reject that option).
-debug_refused() {
-	local v
-	v=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
-	[ "${v:-0}" -ge 7 ]
-}
-
 start() {
 	local replicas=0
 	while [ $# -gt 0 ]; do

@@ -21,3 +21,11 @@ our_pid() {
 	[ -n "$pid" ] && grep -q redis-se "/proc/$pid/comm" 2>/dev/null && alive "$pid" && echo "$pid"
 	return 0
 }
+
+# debug_refused: the server refuses DEBUG unless allowed by enable-debug-command
+# (Redis 7 and later; older servers allow it and reject that option).
+debug_refused() {
+	local v
+	v=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+	[ "${v:-0}" -ge 7 ]
+}

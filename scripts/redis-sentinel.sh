@@ -82,14 +82,6 @@ info_field() { cli "$1" info "$2" | sed -n "s/^$3://p"; }
 # redis-cli printed one element a line (such as SENTINEL MASTER).
 reply_field() { awk -v k="$1" 'NR % 2 == 1 && $0 == k { getline; print; exit }'; }
 
-# debug_refused: the server refuses DEBUG unless allowed by enable-debug-command
-# (Redis 7 and later; older servers allow it and reject that option).
-debug_refused() {
-	local v
-	v=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
-	[ "${v:-0}" -ge 7 ]
-}
-
 # launch PORT COMMAND...: run COMMAND, which daemonizes a server on PORT that
 # writes $dir/PORT.pid; succeed if the server answering on PORT is that one:
 # another process may have taken the port since we probed it.
