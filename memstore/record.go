@@ -262,6 +262,41 @@ func textSize(rec []byte) int {
 	return n
 }
 
+// newRecord returns a record and n bytes for decode to fill it from, in
+// one allocation when they fit one of withText's sizes (a guest without
+// data fits the first): a returning guest's Get allocates once.
+func newRecord(n int) (*anonymous.Record, []byte) {
+	switch {
+	case n <= 704-recordSize:
+		return allocRecord[[704 - recordSize]byte](n)
+	case n <= 1024-recordSize:
+		return allocRecord[[1024 - recordSize]byte](n)
+	case n <= 2048-recordSize:
+		return allocRecord[[2048 - recordSize]byte](n)
+	case n <= 4864-recordSize:
+		return allocRecord[[4864 - recordSize]byte](n)
+	}
+	return new(anonymous.Record), make([]byte, n)
+}
+
+// recordSize is the size of an anonymous.Record; the sizes of withText
+// are sizes the Go allocator has a class for, so none is wasted.
+const recordSize = int(unsafe.Sizeof(anonymous.Record{}))
+
+// withText is a record and the bytes its strings and data point into: T
+// is a byte array.
+type withText[T any] struct {
+	rec  anonymous.Record
+	text T
+}
+
+// allocRecord allocates a withText[T] and returns its record and the first
+// n bytes of its text, capacity n.
+func allocRecord[T any](n int) (*anonymous.Record, []byte) {
+	p := new(withText[T])
+	return &p.rec, unsafe.Slice((*byte)(unsafe.Pointer(&p.text)), unsafe.Sizeof(p.text))[:n:n]
+}
+
 // decode fills rec from the record in buf[:n], a copy that becomes rec's:
 // its strings and data point into buf, and the text of what the record
 // holds in binary or leaves out goes into buf[n:] (textSize bytes).

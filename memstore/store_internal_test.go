@@ -169,18 +169,38 @@ func TestDataAppend(t *testing.T) {
 	}
 }
 
-// TestGetAllocs: a Get allocates the record and one buffer, data or not.
+// TestGetAllocs: a Get allocates once, for the record and its text
+// together, up to several KiB of data, and twice beyond; the record reads
+// back whole at every size.
 func TestGetAllocs(t *testing.T) {
 	ctx := t.Context()
 	s := New()
 	defer s.Close()
-	rec := storetest.NewRecord("", time.Now().Add(time.Hour))
-	rec.Data = []byte(`{"cart":[1,2,3]}`)
-	if err := s.Create(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(100, func() { s.Get(ctx, rec.User.ID) }); n > 2 {
-		t.Errorf("Get allocates %v times, want at most 2", n)
+	for _, size := range []int{0, 16, 300, 700, 1500, 3000, 4400, 5000, 60_000} {
+		rec := storetest.NewRecord("", time.Now().Add(time.Hour))
+		rec.Session.UserAgent = strings.Repeat("u", 115)
+		rec.Data = bytes.Repeat([]byte{'d'}, size)
+		if size == 0 {
+			rec.Data = nil
+		}
+		if err := s.Create(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Version = 1
+		got, err := s.Get(ctx, rec.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := storetest.Diff(got, rec); len(d) > 0 {
+			t.Errorf("%d bytes of data:\n\t%s", size, strings.Join(d, "\n\t"))
+		}
+		want := 1.0
+		if size > 4000 {
+			want = 2
+		}
+		if n := testing.AllocsPerRun(100, func() { s.Get(ctx, rec.User.ID) }); n != want {
+			t.Errorf("with %d bytes of data, Get allocates %v times, want %v", size, n, want)
+		}
 	}
 }
 
