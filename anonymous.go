@@ -169,8 +169,10 @@ type Manager struct {
 	opts        Options
 	cc          *cookieCodec
 	cookieAttrs string // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
-	log         *slog.Logger
-	api         *api // the JSON endpoints, built once by New
+	// emailPrefix and emailSuffix surround a generated email's id.
+	emailPrefix, emailSuffix string
+	log                      *slog.Logger
+	api                      *api // the JSON endpoints, built once by New
 	// fullLogged is when "the store is full" was last logged, Unix seconds.
 	fullLogged atomic.Int64
 	metrics    *metrics
@@ -199,6 +201,7 @@ func New(store Store, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("anonymous: metrics: %w", err)
 	}
 	m := &Manager{store: newObservedStore(store, mt), opts: o, cc: cc, cookieAttrs: cookieAttributes(&o), log: o.ErrorLog, metrics: mt}
+	m.emailPrefix, m.emailSuffix = emailAffixes(&o)
 	if m.api, err = newAPI(m); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

@@ -9,20 +9,45 @@ import (
 type ctxKey struct{}
 
 // reqState is what a Manager's middleware learned about a request. It is
-// made once per request and never modified.
+// the request's context itself (its parent's, plus Value(ctxKey{})), and it
+// holds the request the handler gets, the request's guest and the header
+// values the middleware sets, so that all of it costs one allocation. It is
+// never modified once the handler has it.
 type reqState struct {
+	context.Context
 	m *Manager
 	// outer is the state an outer Manager's middleware put in the context,
 	// so that two Managers in one handler chain do not hide each other.
 	outer *reqState
 	// user is the request's user: the guest's, or the real user's.
 	user *User
-	// guest is the request's guest, nil for a real user or nobody.
+	// guest is the request's guest, nil for a real user or nobody; own is
+	// where the middleware keeps it.
 	guest *guest
+	own   guest
 	// real is true when Identify named a real user; linkErr is then the
 	// outcome of the middleware's link of the request's guest, if it had one.
 	real    bool
 	linkErr error
+	// req is the request the handler gets: r with s as its context (see
+	// request).
+	req http.Request
+	// The header values the middleware sets, held here (see headerValue).
+	vary   [2]string
+	values [2]string // by slotSetCookie, slotCacheControl
+}
+
+const (
+	slotSetCookie = iota
+	slotCacheControl
+)
+
+// Value answers the state for ctxKey{}, and the parent's values otherwise.
+func (s *reqState) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return s
+	}
+	return s.Context.Value(key)
 }
 
 // UserFrom returns the request's user: a guest (IsAnonymous true) or the real
@@ -57,9 +82,48 @@ func (m *Manager) state(ctx context.Context) *reqState {
 	return s
 }
 
-// withState returns r carrying s, which m's middleware made.
-func (m *Manager) withState(r *http.Request, s *reqState) *http.Request {
-	s.m = m
-	s.outer, _ = r.Context().Value(ctxKey{}).(*reqState)
-	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, s))
+// newState returns a request's state, to be filled by m's middleware and
+// handed on as the request's context.
+func (m *Manager) newState(r *http.Request) *reqState {
+	s := &reqState{Context: r.Context(), m: m, vary: [2]string{"Cookie", "Authorization"}}
+	s.outer, _ = s.Context.Value(ctxKey{}).(*reqState)
+	return s
+}
+
+// setVary adds the headers every answer of the middleware depends on to
+// Vary, in s's storage when the response has no Vary yet: its capacity is
+// its length, so an append by the handler copies it.
+func (s *reqState) setVary(h http.Header) {
+	if v := h["Vary"]; len(v) > 0 {
+		h["Vary"] = append(v, s.vary[:]...)
+	} else {
+		h["Vary"] = s.vary[:]
+	}
+}
+
+// headerValue returns v as a header's values: in st's slot when st is not
+// nil (a request the middleware serves), so that it costs no allocation.
+// Its capacity is its length, so that an append copies it.
+func (st *reqState) headerValue(slot int, v string) []string {
+	if st == nil {
+		return []string{v}
+	}
+	st.values[slot] = v
+	return st.values[slot : slot+1 : slot+1]
+}
+
+// guestSlot returns where a guest found or made for st's request goes: st's
+// own, or a new guest when st is nil.
+func (st *reqState) guestSlot() *guest {
+	if st == nil {
+		return new(guest)
+	}
+	return &st.own
+}
+
+// request returns r with s as its context, held in s: r.WithContext's copy,
+// which does not escape, made in place.
+func (s *reqState) request(r *http.Request) *http.Request {
+	s.req = *r.WithContext(s)
+	return &s.req
 }

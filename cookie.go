@@ -24,17 +24,20 @@ import (
 // reads and writes it. Its payload is a compact binary form, not gob.
 
 // setCookie sets the guest cookie: the short form (token and expiry) for a
-// stored guest, the long form (the whole guest) for a pending one.
-func (m *Manager) setCookie(w http.ResponseWriter, token string, exp time.Time, pending *Record) {
-	line := make([]byte, 0, 640)
-	line = append(append(line, m.opts.CookieName...), '=')
-	line, err := m.cc.appendEncoded(line, token, exp, pending)
+// stored guest, the long form (the whole guest) for a pending one. now is
+// the time of the request; st, when not nil, holds the header's values.
+func (m *Manager) setCookie(w http.ResponseWriter, st *reqState, token string, now, exp time.Time, pending *Record) {
+	sp := scratch.Get().(*[]byte)
+	defer scratch.Put(sp)
+	line := append(append((*sp)[:0], m.opts.CookieName...), '=')
+	line, err := m.cc.appendEncoded(line, token, now, exp, pending)
+	*sp = line
 	if err != nil {
 		// newGuest bounds every field, so this is a bug, not bad input.
 		m.log.Error("anonymous: encoding the guest cookie failed", "err", err)
 		return
 	}
-	m.writeCookie(w, line, max(int(time.Until(exp).Round(time.Second)/time.Second), 1))
+	m.writeCookie(w, st, line, max(int(exp.Sub(now).Round(time.Second)/time.Second), 1))
 }
 
 // replaceCookie sets the guest cookie in its short form in place of any
@@ -43,34 +46,38 @@ func (m *Manager) replaceCookie(w http.ResponseWriter, token string, exp time.Ti
 	h := w.Header()
 	prefix := m.opts.CookieName + "="
 	h["Set-Cookie"] = slices.DeleteFunc(h["Set-Cookie"], func(l string) bool { return strings.HasPrefix(l, prefix) })
-	m.setCookie(w, token, exp, nil)
+	m.setCookie(w, nil, token, time.Now(), exp, nil)
 }
 
 // expireCookie tells the browser to drop the guest cookie.
 func (m *Manager) expireCookie(w http.ResponseWriter) {
-	m.writeCookie(w, append([]byte(m.opts.CookieName), '='), 0)
+	m.writeCookie(w, nil, append([]byte(m.opts.CookieName), '='), 0)
 }
 
 // writeCookie finishes and writes a Set-Cookie line that starts with
 // "name=value". The middleware writes it itself: the value is base64url and
 // the attributes were checked by New, so http.SetCookie's sanitising of
 // every byte would be work done twice.
-func (m *Manager) writeCookie(w http.ResponseWriter, line []byte, maxAge int) {
+func (m *Manager) writeCookie(w http.ResponseWriter, st *reqState, line []byte, maxAge int) {
 	line = append(line, "; Max-Age="...)
 	line = strconv.AppendInt(line, int64(maxAge), 10)
 	line = append(line, m.cookieAttrs...)
 	h := w.Header()
-	h["Set-Cookie"] = append(h["Set-Cookie"], string(line))
-	noCacheSetCookie(h)
+	if old := h["Set-Cookie"]; len(old) > 0 {
+		h["Set-Cookie"] = append(old, string(line))
+	} else {
+		h["Set-Cookie"] = st.headerValue(slotSetCookie, string(line))
+	}
+	noCacheSetCookie(h, st)
 }
 
 // noCacheSetCookie keeps caches from storing the Set-Cookie header, without
 // weakening a Cache-Control already set: no-store, private or a bare
 // no-cache are stronger and are left alone; other directives keep theirs.
-func noCacheSetCookie(h http.Header) {
+func noCacheSetCookie(h http.Header, st *reqState) {
 	cc := h.Get("Cache-Control")
 	if cc == "" {
-		h["Cache-Control"] = []string{`no-cache="Set-Cookie"`}
+		h["Cache-Control"] = st.headerValue(slotCacheControl, `no-cache="Set-Cookie"`)
 		return
 	}
 	for d := range strings.SplitSeq(cc, ",") {
@@ -175,7 +182,7 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 			cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
 		}
 	}
-	if _, err := cc.appendEncoded(nil, "x", time.Now(), nil); err != nil {
+	if _, err := cc.appendEncoded(nil, "x", time.Now(), time.Now(), nil); err != nil {
 		return nil, fmt.Errorf("cookie keys: %w", err)
 	}
 	return cc, nil
@@ -186,8 +193,8 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 
 // appendEncoded appends the cookie value to dst. The payload is the kind,
 // the expiry (Unix seconds), the token, and for a pending guest the rest of
-// it.
-func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pending *Record) ([]byte, error) {
+// it. now is the time securecookie's format records.
+func (cc *cookieCodec) appendEncoded(dst []byte, token string, now, exp time.Time, pending *Record) ([]byte, error) {
 	sp := scratch.Get().(*[]byte)
 	defer scratch.Put(sp)
 	b := (*sp)[:0]
@@ -214,7 +221,7 @@ func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pe
 	// base64("date|base64(payload)|mac"), the mac over
 	// "name|date|base64(payload)". The date is informational, as there.
 	n := len(b)
-	b = strconv.AppendInt(b, time.Now().Unix(), 10)
+	b = strconv.AppendInt(b, now.Unix(), 10)
 	b = append(b, '|')
 	b = base64.URLEncoding.AppendEncode(b, b[:n])
 	h := cc.macs[0].Get().(hash.Hash)
@@ -231,45 +238,45 @@ func (cc *cookieCodec) appendEncoded(dst []byte, token string, exp time.Time, pe
 }
 
 // decode verifies and parses a cookie value; an expired payload is an error.
-func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) {
+func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 	var b []byte
 	if cc.macs == nil {
 		var err error
 		if b, err = cc.decodeSecure(value); err != nil {
-			return nil, err
+			return credential{}, err
 		}
 	} else {
 		buf := decodeBufs.Get().(*[2 * maxCookie]byte)
 		defer decodeBufs.Put(buf)
 		var err error
 		if b, err = cc.verify(value, buf); err != nil {
-			return nil, err
+			return credential{}, err
 		}
 	}
 	if len(b) < 9 || (b[0] != kindStored && b[0] != kindPending) {
-		return nil, errPayload
+		return credential{}, errPayload
 	}
 	kind := b[0]
 	exp := time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
 	if !now.Before(exp) {
-		return nil, errors.New("anonymous: cookie expired")
+		return credential{}, errors.New("anonymous: cookie expired")
 	}
 	b = b[9:]
 	raw, b, ok := readBytes(b)
 	token := string(raw)
 	id := tokenID(token)
 	if !ok || id == "" {
-		return nil, errPayload
+		return credential{}, errPayload
 	}
-	c := &credential{id: id, token: token, tokenHash: sha256.Sum256(raw)}
+	c := credential{id: id, token: token, tokenHash: sha256.Sum256(raw)}
 	if kind == kindStored {
 		if len(b) != 0 {
-			return nil, errPayload
+			return credential{}, errPayload
 		}
 		return c, nil
 	}
 	if len(b) < 8 {
-		return nil, errPayload
+		return credential{}, errPayload
 	}
 	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC()
 	b = b[8:]
@@ -277,7 +284,7 @@ func (cc *cookieCodec) decode(value string, now time.Time) (*credential, error) 
 	email, b, ok2 := readString(b)
 	name, b, ok3 := readString(b)
 	if !ok1 || !ok2 || !ok3 || len(b) != 0 {
-		return nil, errPayload
+		return credential{}, errPayload
 	}
 	c.pending = &Record{
 		User: User{ID: id, Email: email, Name: name, CreatedAt: created, UpdatedAt: created, IsAnonymous: true},

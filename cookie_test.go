@@ -8,7 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	"github.com/oklog/ulid/v2"
 )
 
 // The guest cookie claims gorilla/securecookie's format, and sign-only keys
@@ -46,9 +49,16 @@ func ckKey(tag byte, n int) []byte {
 	return k
 }
 
+// ckID is a ULID with the given time and entropy.
+func ckID(t time.Time, entropy []byte) string {
+	var b [ulid.EncodedSize]byte
+	ulidText(b[:], t, entropy)
+	return string(b[:])
+}
+
 // ckToken is a well-formed session token, distinct per seed.
 func ckToken(seed byte) string {
-	id := newID(time.UnixMilli(1_700_000_000_000+int64(seed)), bytes.Repeat([]byte{seed}, 10))
+	id := ckID(time.UnixMilli(1_700_000_000_000+int64(seed)), bytes.Repeat([]byte{seed}, 10))
 	return id + "." + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{seed ^ 0x5a}, 32))
 }
 
@@ -62,7 +72,7 @@ func ckPending(token string) *Record {
 			CreatedAt: created, UpdatedAt: created, IsAnonymous: true,
 		},
 		Session: Session{
-			ID: newID(created, bytes.Repeat([]byte{0xee}, 10)), UserID: id,
+			ID: ckID(created, bytes.Repeat([]byte{0xee}, 10)), UserID: id,
 			ExpiresAt: ckExp, CreatedAt: created, UpdatedAt: created,
 		},
 	}
@@ -158,7 +168,7 @@ func ckSlow(cc *cookieCodec) *cookieCodec {
 
 func ckEncode(t testing.TB, cc *cookieCodec, token string, exp time.Time, pending *Record) string {
 	t.Helper()
-	v, err := cc.appendEncoded(nil, token, exp, pending)
+	v, err := cc.appendEncoded(nil, token, time.Now(), exp, pending)
 	if err != nil {
 		t.Fatalf("appendEncoded: %v", err)
 	}
@@ -169,7 +179,7 @@ func ckEncode(t testing.TB, cc *cookieCodec, token string, exp time.Time, pendin
 // not nil, the pending guest rec.
 func ckCheck(t testing.TB, c *credential, err error, token string, exp time.Time, rec *Record) {
 	t.Helper()
-	if err != nil || c == nil {
+	if err != nil || c.id == "" {
 		t.Fatalf("decode = %v, %v; want a credential", c, err)
 	}
 	id := tokenID(token)
@@ -243,12 +253,12 @@ func ckAgree(t testing.TB, fast *cookieCodec, value string) bool {
 		t.Fatalf("value %q:\nfast path:    %+v, %v\nsecurecookie: %+v, %v", value, fc, ferr, sc, serr)
 	}
 	if ferr != nil {
-		if fc != nil {
+		if fc != (credential{}) {
 			t.Fatalf("value %q: error %v with credential %+v", value, ferr, fc)
 		}
 		return false
 	}
-	ckInvariants(t, fc)
+	ckInvariants(t, &fc)
 	return true
 }
 
@@ -298,7 +308,7 @@ func TestCookieRoundTrip(t *testing.T) {
 		} {
 			t.Run(kc.name+"/"+fc.name, func(t *testing.T) {
 				dst := []byte("anonymous_guest=")
-				out, err := cc.appendEncoded(dst, tok, fc.exp, fc.rec)
+				out, err := cc.appendEncoded(dst, tok, time.Now(), fc.exp, fc.rec)
 				if err != nil {
 					t.Fatalf("appendEncoded: %v", err)
 				}
@@ -310,17 +320,17 @@ func TestCookieRoundTrip(t *testing.T) {
 					t.Fatalf("value %q is not base64url", v)
 				}
 				c, err := cc.decode(v, ckNow)
-				ckCheck(t, c, err, tok, fc.exp, fc.rec)
+				ckCheck(t, &c, err, tok, fc.exp, fc.rec)
 				// The expiry is exact to the second: valid until it, not at it.
 				exp := time.Unix(fc.exp.Unix(), 0)
 				c, err = cc.decode(v, exp.Add(-time.Nanosecond))
-				ckCheck(t, c, err, tok, fc.exp, fc.rec)
-				if c, err := cc.decode(v, exp); err == nil || c != nil {
+				ckCheck(t, &c, err, tok, fc.exp, fc.rec)
+				if c, err := cc.decode(v, exp); err == nil || c.id != "" {
 					t.Fatalf("decode at the expiry = %+v, %v; want an error", c, err)
 				}
 				if kc.fast {
 					c, err := ckSlow(cc).decode(v, ckNow)
-					ckCheck(t, c, err, tok, fc.exp, fc.rec)
+					ckCheck(t, &c, err, tok, fc.exp, fc.rec)
 				}
 			})
 		}
@@ -352,7 +362,7 @@ func TestCookieKeyRotation(t *testing.T) {
 				// k2 is added as the newest key: k1's cookies still decode.
 				cur := ckCodec(t, k2, k1)
 				c, err := cur.decode(old, ckNow)
-				ckCheck(t, c, err, tok, ckExp, pending)
+				ckCheck(t, &c, err, tok, ckExp, pending)
 				// New cookies use k2 alone.
 				v := ckEncode(t, cur, tok, ckExp, pending)
 				if _, err := ckOpen(ckName, v, k2); err != nil {
@@ -363,11 +373,11 @@ func TestCookieKeyRotation(t *testing.T) {
 				}
 				// k1 is dropped: its cookies fail, k2's still decode.
 				next := ckCodec(t, k3, k2)
-				if c, err := next.decode(old, ckNow); err == nil || c != nil {
+				if c, err := next.decode(old, ckNow); err == nil || c.id != "" {
 					t.Fatalf("a cookie under a dropped key decoded: %+v, %v", c, err)
 				}
 				c, err = next.decode(v, ckNow)
-				ckCheck(t, c, err, tok, ckExp, pending)
+				ckCheck(t, &c, err, tok, ckExp, pending)
 			})
 		}
 	}
@@ -425,10 +435,10 @@ func TestCookieSecurecookieInterop(t *testing.T) {
 			t.Run(k.name+"/"+f.name+"/from securecookie", func(t *testing.T) {
 				v := ckSign(t, ckName, f.payload, k.key)
 				c, err := cc.decode(v, ckNow)
-				ckCheck(t, c, err, tok, ckExp, f.rec)
+				ckCheck(t, &c, err, tok, ckExp, f.rec)
 				if cc.macs != nil {
 					c, err := ckSlow(cc).decode(v, ckNow)
-					ckCheck(t, c, err, tok, ckExp, f.rec)
+					ckCheck(t, &c, err, tok, ckExp, f.rec)
 				}
 			})
 		}
@@ -467,11 +477,11 @@ func TestCookieNameInMAC(t *testing.T) {
 				{"appendEncoded", ckEncode(t, other, tok, ckExp, nil)},
 				{"securecookie", ckSign(t, "other_cookie", payload, key)},
 			} {
-				if c, err := cc.decode(vc.value, ckNow); err == nil || c != nil {
+				if c, err := cc.decode(vc.value, ckNow); err == nil || c.id != "" {
 					t.Fatalf("%s value for another name decoded: %+v, %v", vc.name, c, err)
 				}
 				if cc.macs != nil {
-					if c, err := ckSlow(cc).decode(vc.value, ckNow); err == nil || c != nil {
+					if c, err := ckSlow(cc).decode(vc.value, ckNow); err == nil || c.id != "" {
 						t.Fatalf("%s value for another name decoded by securecookie: %+v, %v", vc.name, c, err)
 					}
 				}
@@ -595,7 +605,7 @@ func TestCookieDecodeMalformed(t *testing.T) {
 					t.Fatalf("securecookie does not open the case's own value: %v", err)
 				}
 				c, err := cd.cc.decode(v, ckNow)
-				if err == nil || c != nil {
+				if err == nil || c.id != "" {
 					t.Fatalf("decode = %+v, %v; want an error and no credential", c, err)
 				}
 				if got == nil {
@@ -647,7 +657,7 @@ func TestCookieDecodeMalformed(t *testing.T) {
 		for _, cd := range codecs[:3] {
 			t.Run(ec.name+"/"+cd.name, func(t *testing.T) {
 				c, err := cd.cc.decode(ec.value, ckNow)
-				if err == nil || c != nil {
+				if err == nil || c.id != "" {
 					t.Fatalf("decode = %+v, %v; want an error and no credential", c, err)
 				}
 				if cd.cc.macs != nil && err != ec.want {
@@ -685,7 +695,7 @@ func TestCookieDecodeBounds(t *testing.T) {
 	} {
 		t.Run(bc.name, func(t *testing.T) {
 			c, err := cc.decode(bc.value, ckNow)
-			ckCheck(t, c, err, tok, bc.exp, bc.rec)
+			ckCheck(t, &c, err, tok, bc.exp, bc.rec)
 			if !ckAgree(t, cc, bc.value) {
 				t.Fatal("not accepted by both implementations")
 			}
@@ -838,7 +848,7 @@ func TestNewCookieCodecKeys(t *testing.T) {
 			}
 			tok := ckToken(9)
 			c, err := cc.decode(ckEncode(t, cc, tok, ckExp, nil), ckNow)
-			ckCheck(t, c, err, tok, ckExp, nil)
+			ckCheck(t, &c, err, tok, ckExp, nil)
 		})
 	}
 }
@@ -859,7 +869,7 @@ func TestCookieEncodeTooLong(t *testing.T) {
 			for n := 1900; n < 2400; n++ {
 				rec := ckPending(tok)
 				rec.User.Name = strings.Repeat("n", n)
-				v, err := enc.appendEncoded([]byte("x="), tok, ckExp, rec)
+				v, err := enc.appendEncoded([]byte("x="), tok, time.Now(), ckExp, rec)
 				if err != nil {
 					if string(v) != "x=" {
 						t.Fatalf("failed encode returned %q", v)
@@ -906,7 +916,7 @@ func TestCookieConcurrent(t *testing.T) {
 					if i%3 == 0 {
 						enc = old
 					}
-					v, err := enc.appendEncoded(nil, tok, ckExp, rec)
+					v, err := enc.appendEncoded(nil, tok, time.Now(), ckExp, rec)
 					if err != nil {
 						t.Error(err)
 						return
@@ -951,12 +961,12 @@ func FuzzCookieDecode(f *testing.F) {
 		ckAgree(t, fast, value)
 		c, err := enc.decode(value, ckNow)
 		if err != nil {
-			if c != nil {
+			if c != (credential{}) {
 				t.Fatalf("error %v with credential %+v", err, c)
 			}
 			return
 		}
-		ckInvariants(t, c)
+		ckInvariants(t, &c)
 	})
 }
 
@@ -990,10 +1000,45 @@ func BenchmarkCookieEncode(b *testing.B) {
 			dst := make([]byte, 0, 512)
 			for b.Loop() {
 				var err error
-				if dst, err = bc.cc.appendEncoded(dst[:0], tok, ckExp, nil); err != nil {
+				if dst, err = bc.cc.appendEncoded(dst[:0], tok, time.Now(), ckExp, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// cookieValues must yield the values net/http's own parser finds, and
+// beyond them only values that are not base64.
+func FuzzCookieValues(f *testing.F) {
+	for _, h := range []string{
+		"", "a=1", ckName + "=v1", ckName + "=v1; " + ckName + "=v2",
+		"x=1;" + ckName + "=\"quoted\" ; y=2", " " + ckName + " = v ", ckName + "=", ckName,
+		ckName + "=a=b", ckName + "=\"", ckName + "=\"\"", ckName + "=bad\\byte;" + ckName + "=ok",
+		";;" + ckName + "=v;;", ckName + "=v\x00w", "\t" + ckName + "=tab\t", ckName + "=\n0000",
+	} {
+		f.Add(h, "other=1")
+	}
+	f.Fuzz(func(t *testing.T, h1, h2 string) {
+		if strings.Count(h1+h2, ";") >= 3000 {
+			return // net/http then reads none (GODEBUG httpcookiemaxnum)
+		}
+		r := &http.Request{Header: http.Header{"Cookie": {h1, h2}}}
+		var ours, theirs []string
+		for v := range cookieValues(r, ckName) {
+			ours = append(ours, v)
+		}
+		for _, c := range r.CookiesNamed(ckName) {
+			theirs = append(theirs, c.Value)
+		}
+		// The values net/http drops and cookieValues does not are never a
+		// guest cookie: base64 refuses them.
+		ours = slices.DeleteFunc(ours, func(v string) bool {
+			_, err := strictURL.DecodeString(v)
+			return err != nil && !slices.Contains(theirs, v)
+		})
+		if !slices.Equal(ours, theirs) {
+			t.Fatalf("headers %q: cookieValues %q, net/http %q", []string{h1, h2}, ours, theirs)
+		}
+	})
 }

@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/mail"
 	"net/netip"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -39,19 +41,31 @@ type guest struct {
 	storedAs atomic.Pointer[string]
 }
 
-// newGuest generates a guest: identity per the spec, a fresh session with a
-// random token, the client's address and User-Agent. It does not store it.
-// The record's Session.Token is empty, as a store wants it: the token is
-// returned apart.
-func (m *Manager) newGuest(ctx context.Context, now time.Time, ip, ua string) (*Record, string, error) {
+// newGuest generates a guest for r: identity per the spec, a fresh session
+// with a random token, the client's address and User-Agent. It does not
+// store it. The record's Session.Token is empty, as a store wants it: the
+// token is returned apart. The guest's text (ids, token, generated email,
+// address, User-Agent) is one string: a new visitor costs few allocations.
+func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, error) {
+	ctx := r.Context()
 	now = now.UTC().Truncate(time.Millisecond)
 	// One read of crypto/rand for the two ids' entropy and the token's secret.
 	var ent [2*10 + 32]byte
 	rand.Read(ent[:])
-	id, sid := newID(now, ent[:10]), newID(now, ent[10:20])
-	email, err := m.generateEmail(ctx, id)
-	if err != nil {
-		return nil, "", err
+	var token [tokenSize]byte
+	var sid [ulid.EncodedSize]byte
+	ulidText(token[:ulid.EncodedSize], now, ent[:10])
+	ulidText(sid[:], now, ent[10:20])
+	token[ulid.EncodedSize] = '.'
+	base64.RawURLEncoding.Encode(token[ulid.EncodedSize+1:], ent[20:])
+	id := token[:ulid.EncodedSize]
+
+	email := ""
+	if m.opts.GenerateRandomEmail != nil {
+		var err error
+		if email, err = m.randomEmail(ctx); err != nil {
+			return nil, "", err
+		}
 	}
 	name := "Anonymous"
 	if m.opts.GenerateName != nil {
@@ -59,65 +73,97 @@ func (m *Manager) newGuest(ctx context.Context, now time.Time, ip, ua string) (*
 			name = n
 		}
 	}
+	var ipBuf [len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte
+	ip := clientIPTo(ipBuf[:0], r)
+	ua := userAgentOf(r)
+
+	var b strings.Builder
+	b.Grow(len(token) + len(sid) + len(m.emailPrefix) + len(id) + len(m.emailSuffix) + len(ip) + len(ua))
+	b.Write(token[:])
+	b.Write(sid[:])
+	b.Write(ip)
+	b.WriteString(ua)
+	if email == "" {
+		b.WriteString(m.emailPrefix)
+		for _, c := range id {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+		}
+		b.WriteString(m.emailSuffix)
+	}
+	text := b.String()
+	cut := func(n int) string {
+		s := text[:n]
+		text = text[n:]
+		return s
+	}
+	tok, sidText, ipText, uaText := cut(tokenSize), cut(len(sid)), cut(len(ip)), cut(len(ua))
+	if email == "" {
+		email = text
+	}
 	if len(name) > maxField || len(email) > maxField {
 		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
 	}
-	token := formatToken(id, ent[20:])
+	uid := tok[:ulid.EncodedSize]
 	return &Record{
-		User: User{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
+		User: User{ID: uid, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
 		Session: Session{
-			ID: sid, UserID: id, ExpiresAt: now.Add(m.opts.Lifetime), CreatedAt: now, UpdatedAt: now,
-			IPAddress: ip, UserAgent: ua,
+			ID: sidText, UserID: uid, ExpiresAt: now.Add(m.opts.Lifetime), CreatedAt: now, UpdatedAt: now,
+			IPAddress: ipText, UserAgent: uaText,
 		},
-		TokenHash: sha256.Sum256([]byte(token)),
-	}, token, nil
+		TokenHash: sha256.Sum256(token[:]),
+	}, tok, nil
 }
 
-func (m *Manager) generateEmail(ctx context.Context, id string) (string, error) {
-	lower := strings.ToLower(id)
-	switch {
-	case m.opts.GenerateRandomEmail != nil:
-		email, err := m.opts.GenerateRandomEmail(ctx)
-		if err != nil {
-			return "", fmt.Errorf("anonymous: GenerateRandomEmail: %w", err)
-		}
-		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
-			return "", fmt.Errorf("%w: %q", ErrInvalidEmail, email)
-		}
-		return strings.ToLower(email), nil
-	case m.opts.EmailDomainName != "":
-		return "temp-" + lower + "@" + strings.ToLower(m.opts.EmailDomainName), nil
-	default:
-		return "temp@" + lower + ".com", nil
+// randomEmail is GenerateRandomEmail's address, checked and in lower case.
+func (m *Manager) randomEmail(ctx context.Context) (string, error) {
+	email, err := m.opts.GenerateRandomEmail(ctx)
+	if err != nil {
+		return "", fmt.Errorf("anonymous: GenerateRandomEmail: %w", err)
 	}
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
+		return "", fmt.Errorf("%w: %q", ErrInvalidEmail, email)
+	}
+	return strings.ToLower(email), nil
 }
 
-// newID returns a ULID with the given 10 bytes of entropy, which come from
-// crypto/rand: ids are unique under concurrency and cannot be predicted
-// (unlike ulid.Make's).
-func newID(now time.Time, entropy []byte) string {
+// emailAffixes are what a generated email puts before and after the guest's
+// id in lower case: temp@<id>.com, or temp-<id>@<EmailDomainName>.
+func emailAffixes(o *Options) (prefix, suffix string) {
+	if o.EmailDomainName != "" {
+		return "temp-", "@" + strings.ToLower(o.EmailDomainName)
+	}
+	return "temp@", ".com"
+}
+
+// ulidText writes the text of a ULID with the given time and 10 bytes of
+// entropy, from crypto/rand, into dst: ids are unique under concurrency and
+// cannot be predicted (unlike ulid.Make's).
+func ulidText(dst []byte, now time.Time, entropy []byte) {
 	var u ulid.ULID
 	_ = u.SetTime(ulid.Timestamp(now)) // fails only after the year 10889
 	_ = u.SetEntropy(entropy)          // fails only for a length other than 10
-	return u.String()
+	_ = u.MarshalTextTo(dst)           // fails only for a dst shorter than 26
 }
 
 // A session token is the guest id, a dot, and 32 random bytes in unpadded
 // base64url. The id prefix lets a bearer token find its guest in one store
 // round trip; the random part is the secret.
 
-// newToken returns a fresh token for guest id.
-func newToken(id string) string { return formatToken(id, randomBytes(32)) }
+// tokenSize is a token's length.
+const tokenSize = ulid.EncodedSize + 1 + 43
 
-// formatToken is the token of guest id with the given 32-byte secret.
-func formatToken(id string, secret []byte) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(secret)
+// newToken returns a fresh token for guest id.
+func newToken(id string) string {
+	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
 }
 
 // tokenID returns the guest id a token names, or "" for a malformed token.
 func tokenID(token string) string {
-	id, secret, ok := strings.Cut(token, ".")
-	if !ok || len(id) != ulid.EncodedSize || len(secret) != base64.RawURLEncoding.EncodedLen(32) {
+	id, _, ok := strings.Cut(token, ".")
+	if !ok || len(token) != tokenSize || len(id) != ulid.EncodedSize {
 		return ""
 	}
 	if _, err := ulid.ParseStrict(id); err != nil {
@@ -140,11 +186,21 @@ const maxUserAgent = 512
 // result is a copy, never a slice of the header: a store keeps it for the
 // guest's life, and must not keep the request's memory with it.
 func userAgent(r *http.Request) string {
+	return strings.Clone(userAgentOf(r))
+}
+
+// userAgentOf is the request's User-Agent cut to maxUserAgent bytes, with
+// any invalid UTF-8 dropped: a slice of the header unless it had some, to
+// be copied before it is kept.
+func userAgentOf(r *http.Request) string {
 	ua := r.UserAgent()
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
 	}
-	return strings.Clone(strings.ToValidUTF8(ua, ""))
+	if !utf8.ValidString(ua) {
+		ua = strings.ToValidUTF8(ua, "")
+	}
+	return ua
 }
 
 // clientIP is the request's peer address without its port, or "" when
@@ -152,13 +208,18 @@ func userAgent(r *http.Request) string {
 // there). Proxies' headers are not read: they are the application's to
 // interpret.
 func clientIP(r *http.Request) string {
+	return string(clientIPTo(nil, r))
+}
+
+// clientIPTo appends clientIP(r) to dst.
+func clientIPTo(dst []byte, r *http.Request) []byte {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap().String()
+		return ap.Addr().Unmap().AppendTo(dst)
 	}
 	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
-		return a.Unmap().String()
+		return a.Unmap().AppendTo(dst)
 	}
-	return ""
+	return dst
 }
 
 // credential is a decoded guest credential.
@@ -179,27 +240,70 @@ type credential struct {
 const maxCookies = 16
 
 // credential reads the guest cookie, or else an "Authorization: Bearer"
-// token. Anything malformed, forged or expired is nil. Of several cookies
-// with the guest cookie's name, the first that verifies counts, so that a
-// cookie another site of the domain tossed in cannot hide the real one.
-// fromCookie tells whether a cookie (which the middleware keeps up to date)
-// was the source; crowded, that the request sent more guest cookies than
-// maxCookies and none of those checked verified.
-func (m *Manager) credential(r *http.Request, now time.Time) (c *credential, fromCookie, crowded bool) {
-	for i, ck := range r.CookiesNamed(m.opts.CookieName) {
+// token. Anything malformed, forged or expired is no credential (c.id is
+// ""). Of several cookies with the guest cookie's name, the first that
+// verifies counts, so that a cookie another site of the domain tossed in
+// cannot hide the real one. fromCookie tells whether a cookie (which the
+// middleware keeps up to date) was the source; crowded, that the request
+// sent more guest cookies than maxCookies and none of those checked
+// verified.
+//
+// now is the time cookies expire against, read once a request has a
+// cookie (a clock read costs as much as a small lookup) and returned for
+// the caller, or the zero time.
+func (m *Manager) credential(r *http.Request) (c credential, now time.Time, fromCookie, crowded bool) {
+	i := 0
+	for v := range cookieValues(r, m.opts.CookieName) {
 		if i == maxCookies {
-			return nil, false, true
+			return credential{}, now, false, true
 		}
-		if c, _ := m.cc.decode(ck.Value, now); c != nil { // nil for any error
-			return c, true, false
+		if i++; now.IsZero() {
+			now = time.Now()
+		}
+		if c, err := m.cc.decode(v, now); err == nil {
+			return c, now, true, false
 		}
 	}
 	if tok, ok := bearer(r); ok {
 		if id := tokenID(tok); id != "" {
-			return &credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, false, false
+			return credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, now, false, false
 		}
 	}
-	return nil, false, false
+	return credential{}, now, false, false
+}
+
+// cookieValues yields the values of the request's cookies called name, in
+// order, as r.CookiesNamed does (quotes around a value removed), without
+// allocating: a returning visitor's request pays for no Cookie it does not
+// use. The values are slices of the header. Of the values net/http skips
+// as malformed, it skips those with line breaks; the rest fail to decode.
+func cookieValues(r *http.Request, name string) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		for _, line := range r.Header["Cookie"] {
+			for part := range strings.SplitSeq(line, ";") {
+				n, v, _ := strings.Cut(textproto.TrimString(part), "=")
+				if textproto.TrimString(n) != name {
+					continue
+				}
+				if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+					v = v[1 : len(v)-1]
+				}
+				if !validCookieValue(v) {
+					continue
+				}
+				if !yield(v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// validCookieValue reports whether v holds no line break. Every other byte
+// a cookie may not hold is one base64 refuses, but base64 skips line
+// breaks: a value with them would be another spelling of a valid cookie.
+func validCookieValue(v string) bool {
+	return strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -227,15 +331,17 @@ var held = &guest{}
 // know), or held. It stores a guest that so far lived only in its
 // first-visit cookie, under a new token, and slides the expiry once per
 // RefreshAfter; the caller re-sets the cookie when renew says so. A non-nil
-// error is a store failure.
-func (m *Manager) lookup(r *http.Request) (*guest, error) {
-	now := time.Now()
-	c, fromCookie, crowded := m.credential(r, now)
+// error is a store failure. st is the middleware's state for r, nil
+// elsewhere.
+func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
+	c, now, fromCookie, crowded := m.credential(r)
 	switch {
 	case crowded:
 		return held, nil
-	case c == nil:
+	case c.id == "":
 		return nil, nil
+	case now.IsZero(): // a bearer token
+		now = time.Now()
 	}
 	ctx := r.Context()
 	if p := c.pending; p != nil {
@@ -248,7 +354,9 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 		switch {
 		case err == nil:
 			next.Session.Token, next.Version = token, 1
-			return &guest{rec: &next, renew: true}, nil
+			g := st.guestSlot()
+			g.rec, g.renew = &next, true
+			return g, nil
 		case !notStored(err) && !errors.Is(err, ErrExists):
 			return nil, err
 		}
@@ -262,7 +370,9 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 			// Nobody has it: the guest lives on in its cookie, stored on a
 			// later visit.
 			p.Session.Token = c.token
-			return &guest{rec: p}, nil
+			g := st.guestSlot()
+			g.rec = p
+			return g, nil
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
 		case err != nil:
@@ -285,7 +395,8 @@ func (m *Manager) lookup(r *http.Request) (*guest, error) {
 	if !rec.live() || subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
 		return nil, nil
 	}
-	g := &guest{rec: rec}
+	g := st.guestSlot()
+	g.rec = rec
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
 		next := *rec
 		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
@@ -320,16 +431,16 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 
 // load is lookup for code that answers the request itself, such as the
 // endpoints: it re-sets the cookie at once when lookup asks for it.
-func (m *Manager) load(w http.ResponseWriter, r *http.Request) (*guest, error) {
-	g, err := m.lookup(r)
-	m.renewCookie(w, g)
+func (m *Manager) load(w http.ResponseWriter, r *http.Request, st *reqState) (*guest, error) {
+	g, err := m.lookup(r, st)
+	m.renewCookie(w, st, g)
 	return g, err
 }
 
 // renewCookie re-sets the guest's cookie when lookup asked for it.
-func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
+func (m *Manager) renewCookie(w http.ResponseWriter, st *reqState, g *guest) {
 	if g != nil && g.renew {
-		m.setCookie(w, g.rec.Session.Token, g.rec.Session.ExpiresAt, nil)
+		m.setCookie(w, st, g.rec.Session.Token, time.Now(), g.rec.Session.ExpiresAt, nil)
 	}
 }
 
@@ -338,9 +449,9 @@ func (m *Manager) renewCookie(w http.ResponseWriter, g *guest) {
 // returns that error (ErrOverBudget, with how long to wait, or ErrStoreFull)
 // and sets no cookie, and otherwise the guest is not stored. A guest not
 // stored lives in its cookie until the visitor returns, for at most
-// FirstVisitWindow.
-func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, strict bool) (*guest, time.Duration, error) {
-	rec, token, err := m.newGuest(r.Context(), time.Now(), clientIP(r), userAgent(r))
+// FirstVisitWindow. st is the middleware's state for r, nil elsewhere.
+func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, strict bool, st *reqState) (*guest, time.Duration, error) {
+	rec, token, err := m.newGuest(r, time.Now())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -354,13 +465,15 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, s
 		}
 	}
 	if rec.Version == 1 {
-		m.setCookie(w, token, rec.Session.ExpiresAt, nil)
+		m.setCookie(w, st, token, rec.Session.CreatedAt, rec.Session.ExpiresAt, nil)
 	} else {
-		m.setCookie(w, token, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
+		m.setCookie(w, st, token, rec.Session.CreatedAt, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
 	}
 	rec.Session.Token = token
 	m.metrics.issued.Add(r.Context(), 1)
-	return &guest{rec: rec, issued: true}, 0, nil
+	g := st.guestSlot()
+	g.rec, g.issued = rec, true
+	return g, 0, nil
 }
 
 // DeleteGuest deletes the guest with this id, as the delete-anonymous-user

@@ -162,7 +162,7 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSignedInUser)
 		return
 	}
-	old, err := m.load(w, r)
+	old, err := m.load(w, r, nil)
 	if err != nil {
 		// Issuing now could replace a valid guest the store cannot see.
 		m.log.ErrorContext(ctx, "anonymous: store failed loading the guest; no guest created", "err", err)
@@ -173,7 +173,7 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSignInAgain)
 		return
 	}
-	g, wait, err := m.issue(w, r, sourceSignIn, true)
+	g, wait, err := m.issue(w, r, sourceSignIn, true, nil)
 	switch {
 	case errors.Is(err, ErrOverBudget):
 		writeTooManyRequests(w, wait)
@@ -206,7 +206,7 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 	}
 	var g *guest
 	if real == nil {
-		if g, err = m.lookup(r); err != nil { // no cookie renewal: it is expired below
+		if g, err = m.lookup(r, nil); err != nil { // no cookie renewal: it is expired below
 			m.log.ErrorContext(ctx, "anonymous: store failed loading the guest to delete", "err", err)
 			writeError(w, errFailedToDelete)
 			return
@@ -244,7 +244,7 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 
 // getSession answers the request's guest and session, or null.
 func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
-	g, err := m.load(w, r)
+	g, err := m.load(w, r, nil)
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "anonymous: store failed loading the guest", "err", err)
 		writeError(w, errFailedToGetSession)

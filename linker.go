@@ -26,26 +26,25 @@ func (m *Manager) realUser(r *http.Request) (*User, error) {
 }
 
 // linkOnRequest links the request's guest, if any, to the real user
-// Identify named, and returns the state the handler sees: that user. A real
-// user needs no store, so a store failure only postpones the link.
-func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User) *reqState {
-	st := &reqState{user: real, real: true}
-	g, err := m.lookup(r)
+// Identify named, and fills st, the state the handler sees: that user. A
+// real user needs no store, so a store failure only postpones the link.
+func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User, st *reqState) {
+	st.user, st.real = real, true
+	g, err := m.lookup(r, st)
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", err)
-		return st
+		return
 	}
 	if g == nil || g == held {
-		return st
+		return
 	}
 	if st.linkErr = m.link(w, r, g, real); st.linkErr != nil {
 		if !errors.Is(st.linkErr, ErrClaimed) {
 			m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
 				"guest", g.rec.User.ID, "user", real.ID, "err", st.linkErr)
 		}
-		m.renewCookie(w, g)
+		m.renewCookie(w, st, g)
 	}
-	return st
 }
 
 // Link turns the request's guest into newUser, the real user the
@@ -81,7 +80,7 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 		g = st.guest
 	default:
 		var err error
-		if g, err = m.lookup(r); err != nil {
+		if g, err = m.lookup(r, nil); err != nil {
 			return err
 		}
 	}

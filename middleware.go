@@ -26,8 +26,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		h := w.Header()
-		h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
+		s := m.newState(r)
+		s.setVary(w.Header())
 		real, err := m.realUser(r)
 		if err != nil {
 			// The application's own auth failed: neither link nor issue.
@@ -36,16 +36,17 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if real != nil {
-			next.ServeHTTP(w, m.withState(r, m.linkOnRequest(w, r, real)))
+			m.linkOnRequest(w, r, real, s)
+			next.ServeHTTP(w, s.request(r))
 			return
 		}
-		g, err := m.load(w, r)
+		g, err := m.load(w, r, s)
 		if err == nil && g == nil {
 			source := "" // stored when the visitor returns
 			if m.opts.Persist == PersistOnIssue {
 				source = sourceIssue // and if the budget says no, then
 			}
-			g, _, err = m.issue(w, r, source, false)
+			g, _, err = m.issue(w, r, source, false, s)
 		}
 		if err != nil {
 			m.storeFailed(w, r, next, err)
@@ -55,7 +56,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, m.withState(r, &reqState{user: &g.rec.User, guest: g}))
+		s.user, s.guest = &g.rec.User, g
+		next.ServeHTTP(w, s.request(r))
 	})
 }
 

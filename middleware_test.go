@@ -798,3 +798,72 @@ func TestCookieAttributesFollowOptions(t *testing.T) {
 		t.Errorf("returning guest's cookie not re-set under its name: %q", w2.Header().Get("Set-Cookie"))
 	}
 }
+
+// The handler's context is the parent's, plus the guest: its values, its
+// deadline and its cancellation (with the cause) come through, and a
+// context derived from it is cancelled with it.
+func TestHandlerContextKeepsParent(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	type key struct{}
+	deadline := time.Now().Add(time.Hour)
+	parent, cancelDeadline := context.WithDeadline(context.WithValue(context.Background(), key{}, "outer"), deadline)
+	defer cancelDeadline()
+	parent, cancel := context.WithCancelCause(parent)
+	cause := errors.New("client went away")
+	var checked bool
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if anonymous.UserFrom(ctx) == nil {
+			t.Fatal("no guest in the handler's context")
+		}
+		if got := ctx.Value(key{}); got != "outer" {
+			t.Errorf("parent's value = %v", got)
+		}
+		if d, ok := ctx.Deadline(); !ok || !d.Equal(deadline) {
+			t.Errorf("Deadline() = %v, %v; want %v", d, ok, deadline)
+		}
+		derived, stop := context.WithCancel(ctx)
+		defer stop()
+		cancel(cause)
+		for _, c := range []context.Context{ctx, derived} {
+			select {
+			case <-c.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("not cancelled with the parent")
+			}
+			if !errors.Is(c.Err(), context.Canceled) || context.Cause(c) != cause {
+				t.Errorf("Err() = %v, Cause = %v; want Canceled, %v", c.Err(), context.Cause(c), cause)
+			}
+		}
+		checked = true
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil).WithContext(parent))
+	if !checked {
+		t.Fatal("handler not reached")
+	}
+}
+
+// The middleware adds its Vary values to those set before it, and what a
+// handler does to them, in place or by appending, leaves the next
+// response's alone.
+func TestVaryKeepsOthers(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := w.Header()["Vary"]
+		v[0] = "Changed"
+		w.Header()["Vary"] = append(v, "Accept-Encoding")
+	}))
+	for range 2 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "https://shop.example/", nil))
+		if got, want := w.Header()["Vary"], []string{"Changed", "Authorization", "Accept-Encoding"}; !slices.Equal(got, want) {
+			t.Errorf("Vary %q, want %q", got, want)
+		}
+		w = httptest.NewRecorder()
+		w.Header().Set("Vary", "Origin")
+		f.h.ServeHTTP(w, httptest.NewRequest("GET", "https://shop.example/", nil))
+		if got, want := w.Header()["Vary"], []string{"Origin", "Cookie", "Authorization"}; !slices.Equal(got, want) {
+			t.Errorf("Vary with Origin set before: %q, want %q", got, want)
+		}
+	}
+}
