@@ -21,6 +21,8 @@ BenchmarkReturning/anonymous-memstore-onreturn-2 	 3000000	       300 ns/op	    
 BenchmarkReturning/anonymous-redisstore-onissue-2 	   50000	     25000 ns/op	     500 B/op	      12 allocs/op
 BenchmarkNew/scs-memstore-2          	  500000	      3000 ns/op	    3000 B/op	      30 allocs/op
 BenchmarkNew/anonymous-memstore-onreturn-2 	  500000	      1600 ns/op	    1000 B/op	      10 allocs/op
+BenchmarkFloor/returning-2 	 3000000	       250 ns/op	     100 B/op	       2 allocs/op
+BenchmarkFloor/new-2 	 1000000	      1000 ns/op	     400 B/op	       2 allocs/op
 --- BENCH: BenchmarkNew/foo
 PASS
 ok  	github.com/guestpass/anonymous/bench	10.0s
@@ -96,6 +98,11 @@ func TestTargets(t *testing.T) {
 		"Returning anonymous-redisstore-onissue: ns/op ≤ 1.1× rawget": {25000.0 / 22000, false},
 		// 1600 / 3000
 		"New anonymous-memstore-onreturn: ns/op ≤ 0.5× scs-memstore": {1600.0 / 3000, false},
+		// 300 / 250
+		"Returning anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/returning": {300.0 / 250, true},
+		"Returning anonymous-memstore-onreturn: allocs/op ≤ 5":                {4, true},
+		// 1600 / 1000
+		"New anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/new": {1.6, false},
 	}
 	seen := 0
 	for _, v := range vs {
