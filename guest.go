@@ -257,7 +257,8 @@ func (m *Manager) credential(r *http.Request) (c credential, now time.Time, from
 		if i == maxCookies {
 			return credential{}, now, false, true
 		}
-		if i++; now.IsZero() {
+		i++
+		if now.IsZero() {
 			now = time.Now()
 		}
 		if c, err := m.cc.decode(v, now); err == nil {
