@@ -132,3 +132,51 @@ func TestMetricsCountStoreErrors(t *testing.T) {
 		t.Errorf("store errors: %v", got)
 	}
 }
+
+// The middleware's allocations per request, with the default no-op
+// providers and with an SDK recording every metric: a returning guest on
+// memstore costs 3 (the request's state, which is its context and holds
+// the request the handler gets; memstore's record; the token), a new
+// visitor 4 (the state, the record, its text, the cookie line), and an SDK
+// adds none.
+func TestMiddlewareAllocations(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector allocates; .ci/run runs this test without it")
+	}
+	for _, sdk := range []bool{false, true} {
+		var opts anonymous.Options
+		if sdk {
+			opts.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			opts.TracerProvider = sdktrace.NewTracerProvider()
+		}
+		opts.Budget = anonymous.Budget{Off: true}
+		f := newFixture(t, opts)
+		var seen bool
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen = anonymous.UserFrom(r.Context()) != nil
+		}))
+		w, _ := f.do(t)
+		w, _ = f.do(t, guestCookie(t, w)) // stored now, with a cookie of its own
+		returning := httptest.NewRequest("GET", "https://shop.example/", nil)
+		returning.AddCookie(guestCookie(t, w))
+		fresh := httptest.NewRequest("GET", "https://shop.example/", nil)
+		for _, c := range []struct {
+			name string
+			r    *http.Request
+			want float64
+		}{{"returning", returning, 3}, {"new", fresh, 4}} {
+			hw := &discard{h: http.Header{}}
+			got := testing.AllocsPerRun(200, func() {
+				clear(hw.h)
+				seen = false
+				h.ServeHTTP(hw, c.r)
+			})
+			if !seen || (c.name == "new") != (hw.h.Get("Set-Cookie") != "") {
+				t.Fatalf("SDK %v, %s visitor: guest %v, Set-Cookie %q", sdk, c.name, seen, hw.h.Get("Set-Cookie"))
+			}
+			if got != c.want {
+				t.Errorf("SDK %v, %s visitor: %v allocations a request, want %v", sdk, c.name, got, c.want)
+			}
+		}
+	}
+}

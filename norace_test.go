@@ -1,0 +1,5 @@
+//go:build !race
+
+package anonymous_test
+
+const raceBuild = false
