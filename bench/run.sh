@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the comparison benchmarks COUNT times, keeps the raw output, and
 # prints a benchstat table and the ratios of medians (cmd/ratios), with the
-# performance targets met or not. About 7 minutes on 2 cores.
+# performance targets met or not. About 30 minutes on 2 cores (the
+# comparison and the floor alone, BENCH=... below: 10).
 #
 #   ./run.sh                      # COUNT=6 BENCHTIME=1s
 #   COUNT=10 BENCHTIME=2s ./run.sh
 #   BENCH='^BenchmarkReturning$' ./run.sh
+#   COUNT=5 BENCH='^Benchmark(Returning|New|ReturningFresh|NewFresh|Floor)$' ./run.sh
 #   BENCH='^Benchmark(ReturningWithData|UpdateCart|NewGuestBudget)$' ./run.sh
 #
 # Environment: COUNT (default 6), BENCHTIME (default 1s), BENCH (default .),
