@@ -2,6 +2,7 @@ package anonymous
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 )
 
@@ -48,6 +49,17 @@ func (s *reqState) Value(key any) any {
 		return s
 	}
 	return s.Context.Value(key)
+}
+
+// String names the context as context.WithValue's does: the state holds
+// the request's headers and the guest's token, which must not be printed
+// with it.
+func (s *reqState) String() string {
+	parent := fmt.Sprintf("%T", s.Context)
+	if p, ok := s.Context.(fmt.Stringer); ok {
+		parent = p.String()
+	}
+	return parent + ".WithValue(anonymous.ctxKey, *anonymous.reqState)"
 }
 
 // UserFrom returns the request's user: a guest (IsAnonymous true) or the real

@@ -822,6 +822,10 @@ func TestHandlerContextKeepsParent(t *testing.T) {
 		if d, ok := ctx.Deadline(); !ok || !d.Equal(deadline) {
 			t.Errorf("Deadline() = %v, %v; want %v", d, ok, deadline)
 		}
+		// Printed, it names itself, not the headers and token it holds.
+		if s := fmt.Sprint(ctx) + fmt.Sprintf("%+v", ctx); strings.Contains(s, "Bearer") || strings.Contains(s, "Max-Age") || strings.Contains(s, anonymous.DefaultCookieName) {
+			t.Errorf("the context prints what it holds: %s", s)
+		}
 		derived, stop := context.WithCancel(ctx)
 		defer stop()
 		cancel(cause)
@@ -837,7 +841,9 @@ func TestHandlerContextKeepsParent(t *testing.T) {
 		}
 		checked = true
 	}))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil).WithContext(parent))
+	r := httptest.NewRequest("GET", "https://shop.example/", nil).WithContext(parent)
+	r.Header.Set("Authorization", "Bearer not-a-token")
+	h.ServeHTTP(httptest.NewRecorder(), r)
 	if !checked {
 		t.Fatal("handler not reached")
 	}
