@@ -246,6 +246,22 @@ func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
 	if w, s := v.req(t, "GET", "/", victimIP, "", append(cs, real)...); s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
 		t.Errorf("24 tossed cookies: guest %q, Set-Cookie %q; want neither", s.ID, w.Header()["Set-Cookie"])
 	}
+	// Values net/http drops as malformed (a JSON cookie of a sibling app,
+	// say) do not count, however many come first.
+	var header strings.Builder
+	for _, bad := range []string{`{"a":1}`, `a\b`, "a\x01b", "é", `"x"y"`} {
+		for range 5 {
+			header.WriteString("anonymous_guest=" + bad + "; ")
+		}
+	}
+	r := httptest.NewRequest("GET", "https://shop.example/", nil)
+	r.RemoteAddr = victimIP
+	r.Header.Set("Cookie", header.String()+real.Name+"="+real.Value)
+	w = httptest.NewRecorder()
+	v.h.ServeHTTP(w, r)
+	if json.Unmarshal(w.Body.Bytes(), &s); s.ID != g.ID || guestCookie(t, w) != nil {
+		t.Errorf("25 malformed cookies first: guest %q, Set-Cookie %q; want %s and no cookie", s.ID, w.Header()["Set-Cookie"], g.ID)
+	}
 }
 
 // A link whose callback outlives its lease does not bury data an update wrote

@@ -252,17 +252,21 @@ const maxCookies = 16
 // cookie (a clock read costs as much as a small lookup) and returned for
 // the caller, or the zero time.
 func (m *Manager) credential(r *http.Request) (c credential, now time.Time, fromCookie, crowded bool) {
-	i := 0
+	checked := 0
 	for v := range cookieValues(r, m.opts.CookieName) {
-		if i == maxCookies {
+		if checked == maxCookies {
 			return credential{}, now, false, true
 		}
-		i++
 		if now.IsZero() {
 			now = time.Now()
 		}
 		if c, err := m.cc.decode(v, now); err == nil {
 			return c, now, true, false
+		}
+		// A value net/http drops as malformed fails on its bytes, before
+		// any HMAC, and does not count.
+		if validCookieValue(v) {
+			checked++
 		}
 	}
 	if tok, ok := bearer(r); ok {
@@ -277,7 +281,8 @@ func (m *Manager) credential(r *http.Request) (c credential, now time.Time, from
 // order, as r.CookiesNamed does (quotes around a value removed), without
 // allocating: a returning visitor's request pays for no Cookie it does not
 // use. The values are slices of the header. Of the values net/http skips
-// as malformed, it skips those with line breaks; the rest fail to decode.
+// as malformed, it skips those with line breaks (base64 would skip them,
+// and read another spelling of a valid cookie); the rest fail to decode.
 func cookieValues(r *http.Request, name string) func(yield func(string) bool) {
 	return func(yield func(string) bool) {
 		for _, line := range r.Header["Cookie"] {
@@ -289,7 +294,7 @@ func cookieValues(r *http.Request, name string) func(yield func(string) bool) {
 				if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 					v = v[1 : len(v)-1]
 				}
-				if !validCookieValue(v) {
+				if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 					continue
 				}
 				if !yield(v) {
@@ -300,11 +305,15 @@ func cookieValues(r *http.Request, name string) func(yield func(string) bool) {
 	}
 }
 
-// validCookieValue reports whether v holds no line break. Every other byte
-// a cookie may not hold is one base64 refuses, but base64 skips line
-// breaks: a value with them would be another spelling of a valid cookie.
+// validCookieValue reports whether every byte of v may be in a cookie
+// value, by net/http's rule.
 func validCookieValue(v string) bool {
-	return strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0
+	for i := range len(v) {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func bearer(r *http.Request) (string, bool) {

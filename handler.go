@@ -266,8 +266,12 @@ func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
 // not carry a dead cookie for the rest of its life. A held guest's cookie
 // is alive.
 func (m *Manager) expireDeadCookie(w http.ResponseWriter, r *http.Request, g *guest) {
-	if g == nil && len(r.CookiesNamed(m.opts.CookieName)) > 0 {
+	if g != nil {
+		return
+	}
+	for range cookieValues(r, m.opts.CookieName) {
 		m.expireCookie(w)
+		return
 	}
 }
 
