@@ -44,8 +44,9 @@ type guest struct {
 // newGuest generates a guest for r: identity per the spec, a fresh session
 // with a random token, the client's address and User-Agent. It does not
 // store it. The record's Session.Token is empty, as a store wants it: the
-// token is returned apart. The guest's text (ids, token, generated email,
-// address, User-Agent) is one string: a new visitor costs few allocations.
+// token is returned apart. The rest of the guest's text (ids, generated
+// email, address, User-Agent) is one string: a new visitor costs few
+// allocations.
 func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, error) {
 	ctx := r.Context()
 	now = now.UTC().Truncate(time.Millisecond)
@@ -77,9 +78,11 @@ func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, err
 	ip := clientIPTo(ipBuf[:0], r)
 	ua := userAgentOf(r)
 
+	// The token is a string of its own: the rest outlives the request in
+	// whatever keeps the guest's id, and must not keep the secret with it.
 	var b strings.Builder
-	b.Grow(len(token) + len(sid) + len(m.emailPrefix) + len(id) + len(m.emailSuffix) + len(ip) + len(ua))
-	b.Write(token[:])
+	b.Grow(len(id) + len(sid) + len(m.emailPrefix) + len(id) + len(m.emailSuffix) + len(ip) + len(ua))
+	b.Write(id)
 	b.Write(sid[:])
 	b.Write(ip)
 	b.WriteString(ua)
@@ -99,14 +102,13 @@ func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, err
 		text = text[n:]
 		return s
 	}
-	tok, sidText, ipText, uaText := cut(tokenSize), cut(len(sid)), cut(len(ip)), cut(len(ua))
+	uid, sidText, ipText, uaText := cut(len(id)), cut(len(sid)), cut(len(ip)), cut(len(ua))
 	if email == "" {
 		email = text
 	}
 	if len(name) > maxField || len(email) > maxField {
 		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
 	}
-	uid := tok[:ulid.EncodedSize]
 	return &Record{
 		User: User{ID: uid, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
 		Session: Session{
@@ -114,7 +116,7 @@ func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, err
 			IPAddress: ipText, UserAgent: uaText,
 		},
 		TokenHash: sha256.Sum256(token[:]),
-	}, tok, nil
+	}, string(token[:]), nil
 }
 
 // randomEmail is GenerateRandomEmail's address, checked and in lower case.

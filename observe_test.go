@@ -137,8 +137,8 @@ func TestMetricsCountStoreErrors(t *testing.T) {
 // providers and with an SDK recording every metric: a returning guest on
 // memstore costs 3 (the request's state, which is its context and holds
 // the request the handler gets; memstore's record; the token), a new
-// visitor 4 (the state, the record, its text, the cookie line), and an SDK
-// adds none.
+// visitor 5 (the state, the record, its text, its token, the cookie line),
+// and an SDK adds none.
 func TestMiddlewareAllocations(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector allocates; .ci/run runs this test without it")
@@ -164,7 +164,7 @@ func TestMiddlewareAllocations(t *testing.T) {
 			name string
 			r    *http.Request
 			want float64
-		}{{"returning", returning, 3}, {"new", fresh, 4}} {
+		}{{"returning", returning, 3}, {"new", fresh, 5}} {
 			hw := &discard{h: http.Header{}}
 			got := testing.AllocsPerRun(200, func() {
 				clear(hw.h)

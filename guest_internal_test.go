@@ -1,0 +1,49 @@
+package anonymous
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// A new guest's text shares one allocation, but its token is apart: an
+// application that keeps a guest's id, or its email, must not keep the
+// secret alive with it.
+func TestNewGuestTokenIsApart(t *testing.T) {
+	// newGuest stores nothing: a Store whose methods are never called.
+	m, err := New(struct{ Store }{}, Options{Keys: []Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	rec, token, err := m.newGuest(r, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := uintptr(1<<63), uintptr(0)
+	for _, s := range []string{rec.User.ID, rec.User.Email, rec.Session.ID, rec.Session.UserID, rec.Session.IPAddress, rec.Session.UserAgent} {
+		if s == "" {
+			continue
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		lo, hi = min(lo, p), max(hi, p+uintptr(len(s)))
+	}
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(token))); p+uintptr(len(token)) > lo && p < hi {
+		t.Errorf("the token lies among the guest's other strings (%#x in [%#x, %#x))", p, lo, hi)
+	}
+	if tokenID(token) != rec.User.ID || rec.User.Email != "temp@"+toLower(rec.User.ID)+".com" || rec.Session.UserAgent != "Mozilla/5.0 (X11; Linux x86_64)" || rec.Session.IPAddress != "192.0.2.1" {
+		t.Errorf("guest %+v, token %q", rec, token)
+	}
+}
+
+func toLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
