@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -502,19 +501,7 @@ func scaleRedisStore(b *testing.B, c *redis.Client, prefix string) *redisstore.S
 
 // scaleClients returns how many clients the server has connected.
 func scaleClients(b *testing.B, c *redis.Client) int {
-	info, err := c.Info(context.Background(), "clients").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
-			if n, err := strconv.Atoi(v); err == nil {
-				return n
-			}
-		}
-	}
-	b.Fatal(errors.New("INFO clients has no connected_clients"))
-	return 0
+	return int(scaleInfo(b, c, "clients", "connected_clients"))
 }
 
 // scaleDisconnected waits until the server has at most n clients connected,
@@ -531,12 +518,17 @@ func scaleDisconnected(b *testing.B, c *redis.Client, n int) {
 
 // scaleUsedMemory returns the server's used_memory.
 func scaleUsedMemory(b *testing.B, c *redis.Client) float64 {
-	info, err := c.Info(context.Background(), "memory").Result()
+	return scaleInfo(b, c, "memory", "used_memory")
+}
+
+// scaleInfo returns a numeric field of a section of the server's INFO.
+func scaleInfo(b *testing.B, c *redis.Client, section, field string) float64 {
+	info, err := c.Info(context.Background(), section).Result()
 	if err != nil {
 		b.Fatal(err)
 	}
 	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				b.Fatal(err)
@@ -544,6 +536,6 @@ func scaleUsedMemory(b *testing.B, c *redis.Client) float64 {
 			return n
 		}
 	}
-	b.Fatal(errors.New("INFO memory has no used_memory"))
+	b.Fatalf("INFO %s has no %s", section, field)
 	return 0
 }
