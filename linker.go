@@ -134,7 +134,9 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		switch {
 		case !rec.live():
 			return errGone
-		case rec.leased(time.Now()):
+		case rec.leased(time.Now()) && rec.ClaimOwner != owner:
+			// Not ours: ours is a claim whose write was applied but
+			// answered as a conflict (a client that resent it).
 			return ErrClaimed
 		}
 		rec.ClaimOwner, rec.ClaimUntil = owner, leaseEnd

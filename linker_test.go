@@ -480,6 +480,43 @@ func testBuryFailure(t *testing.T, applied bool) {
 	}
 }
 
+// retriedClaim applies the first claim written and answers it with
+// ErrConflict: what a store client that resends a write whose answer it
+// lost (go-redis does, on a timeout) reports when the first send was
+// applied.
+type retriedClaim struct {
+	anonymous.Store
+	done atomic.Bool
+}
+
+func (s *retriedClaim) Update(ctx context.Context, rec *anonymous.Record) error {
+	if rec.ClaimOwner != "" && !rec.Deleted && s.done.CompareAndSwap(false, true) {
+		if err := s.Store.Update(ctx, rec); err != nil {
+			return err
+		}
+		return anonymous.ErrConflict
+	}
+	return s.Store.Update(ctx, rec)
+}
+
+// A claim applied but answered as a conflict is the link's own: the link
+// goes on, rather than waiting out its own lease as another request's.
+func TestOwnClaimAnsweredAsConflict(t *testing.T) {
+	f, c := linkFixture(t, anonymous.Options{})
+	cookie, g := storedGuest(t, f)
+	f.store.Store = &retriedClaim{Store: f.store.Store}
+	c.put(g.ID, 3)
+	if _, s := f.visit(t, cookie, "alice"); s.ID != "alice" {
+		t.Fatalf("saw %+v, want alice", s)
+	}
+	if n := c.calls.Load(); n != 1 || c.get("alice") != 3 {
+		t.Fatalf("OnLinkAccount ran %d times, alice has %d; want once, 3", n, c.get("alice"))
+	}
+	if id, err := f.m.LinkedTo(context.Background(), g.ID); id != "alice" || err != nil {
+		t.Errorf("LinkedTo = %q, %v; want alice", id, err)
+	}
+}
+
 // A logged-in user is served as such while the store is down: Identify
 // needs no store, and the link waits.
 func TestStoreOutageKeepsRealUser(t *testing.T) {
