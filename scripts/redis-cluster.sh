@@ -72,21 +72,11 @@ start() {
 		*) die "start: unknown option $1" ;;
 		esac
 	done
-	command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
-	command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
+	require_redis
 	local nodes=$((MASTERS * (1 + replicas))) timeout=5000 extra=()
 	[ "$replicas" = 0 ] || timeout=2000
 	if debug_refused; then extra+=(--enable-debug-command local); fi
-	if [ -e "$STATE" ]; then
-		local REDIS_CLUSTER_DIR REDIS_CLUSTER_PORTS p
-		# shellcheck disable=SC1090
-		. "$STATE"
-		for p in $REDIS_CLUSTER_PORTS; do
-			[ -z "$(our_pid "$REDIS_CLUSTER_DIR/$p.pid")" ] || die "a cluster from $STATE is running (run stop first)"
-		done
-		log "removing the state of a cluster that no longer runs ($STATE)"
-		rm -rf "$REDIS_CLUSTER_DIR" "$STATE"
-	fi
+	clear_stale_state "$STATE" REDIS_CLUSTER "a cluster"
 
 	local port addrs=() pid
 	# Globals, for the EXIT trap: whatever goes wrong, leave no node behind.

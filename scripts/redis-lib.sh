@@ -29,3 +29,27 @@ debug_refused() {
 	v=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
 	[ "${v:-0}" -ge 7 ]
 }
+
+# require_redis: dies unless redis-server and redis-cli are on the PATH.
+require_redis() {
+	command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+	command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
+}
+
+# clear_stale_state STATE PREFIX WHAT: STATE is the state file of an earlier
+# setup, WHAT ("a cluster"), whose directory and ports it keeps in
+# PREFIX_DIR and PREFIX_PORTS. If one of its servers still runs, die;
+# otherwise remove the setup's files. Nothing to do without STATE.
+clear_stale_state() {
+	local state=$1 prefix=$2 what=$3 p
+	[ -e "$state" ] || return 0
+	local "${prefix}_DIR" "${prefix}_PORTS"
+	# shellcheck disable=SC1090
+	. "$state"
+	local dir_var=${prefix}_DIR ports_var=${prefix}_PORTS
+	for p in ${!ports_var}; do
+		[ -z "$(our_pid "${!dir_var}/$p.pid")" ] || die "$what from $state is running (run stop first)"
+	done
+	log "removing the state of $what that no longer runs ($state)"
+	rm -rf "${!dir_var}" "$state"
+}

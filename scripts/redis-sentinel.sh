@@ -163,18 +163,8 @@ ready() {
 }
 
 start() {
-	command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
-	command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
-	if [ -e "$STATE" ]; then
-		local REDIS_SENTINEL_DIR REDIS_SENTINEL_PORTS p
-		# shellcheck disable=SC1090
-		. "$STATE"
-		for p in $REDIS_SENTINEL_PORTS; do
-			[ -z "$(our_pid "$REDIS_SENTINEL_DIR/$p.pid")" ] || die "a setup from $STATE is running (run stop first)"
-		done
-		log "removing the state of a setup that no longer runs ($STATE)"
-		rm -rf "$REDIS_SENTINEL_DIR" "$STATE"
-	fi
+	require_redis
+	clear_stale_state "$STATE" REDIS_SENTINEL "a setup"
 
 	# Globals, for the EXIT trap and start_one: whatever goes wrong, leave no
 	# server behind.
