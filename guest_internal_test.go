@@ -2,6 +2,7 @@ package anonymous
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -33,17 +34,7 @@ func TestNewGuestTokenIsApart(t *testing.T) {
 	if p := uintptr(unsafe.Pointer(unsafe.StringData(token))); p+uintptr(len(token)) > lo && p < hi {
 		t.Errorf("the token lies among the guest's other strings (%#x in [%#x, %#x))", p, lo, hi)
 	}
-	if tokenID(token) != rec.User.ID || rec.User.Email != "temp@"+toLower(rec.User.ID)+".com" || rec.Session.UserAgent != "Mozilla/5.0 (X11; Linux x86_64)" || rec.Session.IPAddress != "192.0.2.1" {
+	if tokenID(token) != rec.User.ID || rec.User.Email != "temp@"+strings.ToLower(rec.User.ID)+".com" || rec.Session.UserAgent != "Mozilla/5.0 (X11; Linux x86_64)" || rec.Session.IPAddress != "192.0.2.1" {
 		t.Errorf("guest %+v, token %q", rec, token)
 	}
-}
-
-func toLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
