@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/examples/shop/app"
+	"github.com/guestpass/anonymous/internal/redistest"
 	"github.com/guestpass/anonymous/memstore"
 	"github.com/guestpass/anonymous/redisstore"
 )
@@ -111,35 +111,14 @@ func findBrowser(t *testing.T) string {
 }
 
 // redisBackend keeps the shop's guests and accounts' carts on REDIS_URL
-// (default redis://127.0.0.1:6379/0) under a random key prefix, whose keys
-// are removed at the end. Each open is a new client on the same keys.
-// Without a reachable Redis the test skips, loudly, unless
-// ANON_REQUIRE_REDIS=1, where it fails.
+// under a random key prefix, whose keys are removed at the end. Each open
+// is a new client on the same keys. Without a reachable Redis the test
+// skips, loudly, unless ANON_REQUIRE_REDIS=1, where it fails.
 func redisBackend(t *testing.T) backend {
 	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		msg := fmt.Sprintf("NO REDIS at %s: %v", opts.Addr, err)
-		if os.Getenv("ANON_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg + " (set REDIS_URL, or ANON_REQUIRE_REDIS=1 to fail instead)")
-	}
-	prefix := "e2e-" + rand.Text()[:12] + ":"
-	t.Cleanup(func() { deleteKeys(t, client, prefix) })
+	prefix := redistest.Prefix(t, redistest.Client(t))
 	open := func() (anonymous.Store, app.Carts) {
-		c := redis.NewClient(opts)
+		c := redis.NewClient(redistest.Options(t))
 		t.Cleanup(func() { c.Close() })
 		s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
 		if err != nil {
@@ -148,20 +127,6 @@ func redisBackend(t *testing.T) backend {
 		return s, app.NewRedisCarts(c, prefix)
 	}
 	return backend{open: open, durable: true}
-}
-
-// deleteKeys removes the test's own keys; the database is shared, so it is
-// never flushed.
-func deleteKeys(t *testing.T, client *redis.Client, prefix string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		client.Del(ctx, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Logf("cleaning Redis keys %s*: %v", prefix, err)
-	}
 }
 
 var (

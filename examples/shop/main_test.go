@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/examples/shop/app"
+	"github.com/guestpass/anonymous/internal/redistest"
 )
 
 const testKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -148,39 +147,12 @@ func TestOpenStoreRejectsBadRedis(t *testing.T) {
 	}
 }
 
-// testRedis returns REDIS_URL (default redis://127.0.0.1:6379/0), a client
-// on it and a random key prefix, whose keys are removed at the end. Without
-// a reachable Redis the test skips, loudly, unless ANON_REQUIRE_REDIS=1,
-// where it fails.
+// testRedis returns REDIS_URL, a client on it and a random key prefix,
+// whose keys are removed at the end. Without a reachable Redis the test
+// skips, loudly, unless ANON_REQUIRE_REDIS=1, where it fails.
 func testRedis(t *testing.T) (url string, raw *redis.Client, prefix string) {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	raw = redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := raw.Ping(ctx).Err(); err != nil {
-		raw.Close()
-		if os.Getenv("ANON_REQUIRE_REDIS") == "1" {
-			t.Fatalf("NO REDIS at %s: %v", opts.Addr, err)
-		}
-		t.Skipf("SKIPPED: NO REDIS at %s: %v (set REDIS_URL, or ANON_REQUIRE_REDIS=1 to fail instead)", opts.Addr, err)
-	}
-	prefix = "shoptest-" + rand.Text()[:12] + ":"
-	// The database is shared: remove only this test's keys, never flush.
-	t.Cleanup(func() {
-		if keys := scanKeys(t, raw, prefix); len(keys) > 0 {
-			raw.Del(context.Background(), keys...)
-		}
-		raw.Close()
-	})
-	return u, raw, prefix
+	raw = redistest.Client(t)
+	return redistest.URL(), raw, redistest.Prefix(t, raw)
 }
 
 // TestRedisFlagKeepsGuestsInRedis checks that -redis and -redis-prefix put
@@ -210,7 +182,7 @@ func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
 		resp.Body.Close()
 	}
 	var guests, carted []string
-	for _, k := range scanKeys(t, raw, prefix) {
+	for _, k := range redistest.Keys(t, raw, prefix) {
 		if strings.HasPrefix(k, prefix+"cart:") {
 			carted = append(carted, k)
 		} else {
@@ -223,21 +195,6 @@ func TestRedisFlagKeepsGuestsInRedis(t *testing.T) {
 	if !slices.Contains(carted, prefix+"cart:alice") {
 		t.Fatalf("alice's seeded cart is not under %q in Redis (cart keys %q)", prefix, carted)
 	}
-}
-
-func scanKeys(t *testing.T, c *redis.Client, prefix string) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var keys []string
-	iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("SCAN %s*: %v", prefix, err)
-	}
-	return keys
 }
 
 // A frozen Redis (it accepts connections and never answers) costs a request

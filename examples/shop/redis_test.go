@@ -19,6 +19,7 @@ import (
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/examples/shop/app"
+	"github.com/guestpass/anonymous/internal/redistest"
 	"github.com/guestpass/anonymous/redisstore"
 )
 
@@ -182,7 +183,7 @@ func TestForgetMeLeavesNothingInRedis(t *testing.T) {
 	products := []string{`"tea"`, `"cactus"`}
 	holding := func(product string) (keys []string) {
 		t.Helper()
-		for _, k := range scanKeys(t, raw, prefix) {
+		for _, k := range redistest.Keys(t, raw, prefix) {
 			val, err := raw.Get(context.Background(), k).Result()
 			if err != nil {
 				t.Fatalf("GET %s: %v", k, err)
@@ -209,7 +210,7 @@ func TestForgetMeLeavesNothingInRedis(t *testing.T) {
 	if rec := guestRecord(t, store, guest); rec != nil && (!rec.Deleted || len(rec.Data) > 0 || rec.LinkedTo != "") {
 		t.Fatalf("the forgotten guest's record is %+v, want none or a deleted one without data", rec)
 	}
-	for _, k := range scanKeys(t, raw, prefix) {
+	for _, k := range redistest.Keys(t, raw, prefix) {
 		if strings.Contains(k, guest) && k != prefix+"{"+guest+"}" {
 			t.Errorf("key %s is about the forgotten guest", k)
 		}

@@ -2,57 +2,23 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/guestpass/anonymous/internal/redistest"
 )
 
-// testRedis returns a client on REDIS_URL (default
-// redis://127.0.0.1:6379/0) and a random key prefix, whose keys are removed
-// at the end. Without a reachable Redis the test skips, loudly, unless
-// ANON_REQUIRE_REDIS=1, where it fails.
+// testRedis returns a client on REDIS_URL and a random key prefix, whose
+// keys are removed at the end. Without a reachable Redis the test skips,
+// loudly, unless ANON_REQUIRE_REDIS=1, where it fails.
 func testRedis(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		client.Close()
-		if os.Getenv("ANON_REQUIRE_REDIS") == "1" {
-			t.Fatalf("NO REDIS at %s: %v", opts.Addr, err)
-		}
-		t.Skipf("SKIPPED: NO REDIS at %s: %v (set REDIS_URL, or ANON_REQUIRE_REDIS=1 to fail instead)", opts.Addr, err)
-	}
-	prefix := "shoptest-" + rand.Text()[:12] + ":"
-	t.Cleanup(func() {
-		// The database is shared: remove only this test's keys, never flush.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			client.Del(ctx, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Logf("cleaning Redis keys %s*: %v", prefix, err)
-		}
-		client.Close()
-	})
-	return client, prefix
+	client := redistest.Client(t)
+	return client, redistest.Prefix(t, client)
 }
 
 // TestCarts checks both Carts implementations against Carts' contract.
