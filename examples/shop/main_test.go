@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -81,31 +79,12 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestRunServesTheShopUntilCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs, logw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(string) string { return "" }, logw)
-		logw.Close()
-	}()
-
-	// The log line that announces the address is the signal that it serves.
-	lines := bufio.NewScanner(logs)
-	reURL := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
-	var base string
-	for base == "" && lines.Scan() {
-		if m := reURL.FindStringSubmatch(lines.Text()); m != nil {
-			base = m[1]
-		}
-	}
-	if base == "" {
-		t.Fatalf("run never said where it listens (err %v)", <-done)
-	}
-	go io.Copy(io.Discard, logs) // keep the logger from blocking
+	// serve waits for the log line that announces the address: the signal
+	// that it serves.
+	shop := serve(t, "-addr", "127.0.0.1:0")
 
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(base + "/")
+	resp, err := client.Get(shop.base + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +103,7 @@ func TestRunServesTheShopUntilCancelled(t *testing.T) {
 		t.Fatalf("guest cookie %+v: want a Secure one by default", guest)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run after cancel: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not stop after its context was cancelled")
-	}
+	shop.stop() // fails the test unless run returns nil soon after
 }
 
 func TestOpenStoreRejectsBadRedis(t *testing.T) {
