@@ -41,19 +41,6 @@ die() { log "$*"; exit 1; }
 # shellcheck source=scripts/redis-lib.sh
 source "$(dirname "$0")/redis-lib.sh"
 
-stop_dir() { # DIR PORT...: stop the nodes by the pids they wrote, then remove DIR.
-	local dir=$1 port pid
-	shift
-	for port in "$@"; do
-		pid=$(our_pid "$dir/$port.pid")
-		[ -n "$pid" ] || continue
-		kill "$pid" 2>/dev/null || true # SIGTERM: with save "" nothing is written
-		for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-		if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
-	done
-	rm -rf "$dir"
-}
-
 # node_pid PORT: the pid of the redis-server answering on PORT.
 node_pid() { redis-cli -p "$1" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p'; }
 

@@ -53,3 +53,21 @@ clear_stale_state() {
 	log "removing the state of $what that no longer runs ($state)"
 	rm -rf "${!dir_var}" "$state"
 }
+
+# stop_dir DIR PORT...: stop the servers by the pids they wrote, the last
+# port first (a Sentinel before the nodes it watches, replicas before their
+# masters), then remove DIR.
+stop_dir() {
+	local dir=$1 port pid i
+	shift
+	local ports=("$@")
+	for ((i = ${#ports[@]} - 1; i >= 0; i--)); do
+		port=${ports[i]}
+		pid=$(our_pid "$dir/$port.pid")
+		[ -n "$pid" ] || continue
+		kill "$pid" 2>/dev/null || true # SIGTERM: with save "" nothing is written
+		for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+		if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+	done
+	rm -rf "$dir"
+}

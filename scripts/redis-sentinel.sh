@@ -52,22 +52,6 @@ die() { log "$*"; exit 1; }
 # shellcheck source=scripts/redis-lib.sh
 source "$(dirname "$0")/redis-lib.sh"
 
-stop_dir() { # DIR PORT...: stop the servers by the pids they wrote, last
-	# first (the Sentinels before the nodes they watch), then remove DIR.
-	local dir=$1 port pid i
-	shift
-	local ports=("$@")
-	for ((i = ${#ports[@]} - 1; i >= 0; i--)); do
-		port=${ports[i]}
-		pid=$(our_pid "$dir/$port.pid")
-		[ -n "$pid" ] || continue
-		kill "$pid" 2>/dev/null || true # SIGTERM: with save "" nothing is written
-		for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-		if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
-	done
-	rm -rf "$dir"
-}
-
 # cli PORT ARG...: redis-cli against 127.0.0.1:PORT, without the CRs.
 cli() {
 	local port=$1
