@@ -2,27 +2,16 @@ package anonymous
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"net/netip"
 	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
-
-	"github.com/oklog/ulid/v2"
 )
-
-// ErrInvalidEmail is returned when GenerateRandomEmail returns something
-// that is not a bare email address. No guest is created with it.
-var ErrInvalidEmail = errors.New("anonymous: email was not generated in a valid format")
 
 // guest is a request's guest, as found by lookup or made by issue. It is not
 // modified once made.
@@ -39,189 +28,6 @@ type guest struct {
 	// storedAs is the token UpdateData stores a guest from a first-visit
 	// cookie under: set once, by the request's first update.
 	storedAs atomic.Pointer[string]
-}
-
-// newGuest generates a guest for r: identity per the spec, a fresh session
-// with a random token, the client's address and User-Agent. It does not
-// store it. The record's Session.Token is empty, as a store wants it: the
-// token is returned apart. The rest of the guest's text (ids, generated
-// email, address, User-Agent) is one string: a new visitor costs few
-// allocations.
-func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, error) {
-	ctx := r.Context()
-	now = now.UTC().Truncate(time.Millisecond)
-	// One read of crypto/rand for the two ids' entropy and the token's secret.
-	var ent [2*10 + 32]byte
-	rand.Read(ent[:])
-	var token [tokenSize]byte
-	var sid [ulid.EncodedSize]byte
-	ulidText(token[:ulid.EncodedSize], now, ent[:10])
-	ulidText(sid[:], now, ent[10:20])
-	token[ulid.EncodedSize] = '.'
-	base64.RawURLEncoding.Encode(token[ulid.EncodedSize+1:], ent[20:])
-	id := token[:ulid.EncodedSize]
-
-	email := ""
-	if m.opts.GenerateRandomEmail != nil {
-		var err error
-		if email, err = m.randomEmail(ctx); err != nil {
-			return nil, "", err
-		}
-	}
-	name := "Anonymous"
-	if m.opts.GenerateName != nil {
-		if n := m.opts.GenerateName(ctx); n != "" {
-			name = n
-		}
-	}
-	var ipBuf [len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte
-	ip := clientIPTo(ipBuf[:0], r)
-	ua := userAgentOf(r)
-
-	// The token is a string of its own: the rest outlives the request in
-	// whatever keeps the guest's id, and must not keep the secret with it.
-	var b strings.Builder
-	b.Grow(len(id) + len(sid) + len(m.emailPrefix) + len(id) + len(m.emailSuffix) + len(ip) + len(ua))
-	b.Write(id)
-	b.Write(sid[:])
-	b.Write(ip)
-	b.WriteString(ua)
-	if email == "" {
-		b.WriteString(m.emailPrefix)
-		for _, c := range id {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b.WriteByte(c)
-		}
-		b.WriteString(m.emailSuffix)
-	}
-	text := b.String()
-	cut := func(n int) string {
-		s := text[:n]
-		text = text[n:]
-		return s
-	}
-	uid, sidText, ipText, uaText := cut(len(id)), cut(len(sid)), cut(len(ip)), cut(len(ua))
-	if email == "" {
-		email = text
-	}
-	if len(name) > maxField || len(email) > maxField {
-		return nil, "", fmt.Errorf("anonymous: generated name or email is over %d bytes", maxField)
-	}
-	return &Record{
-		User: User{ID: uid, Email: email, Name: name, CreatedAt: now, UpdatedAt: now, IsAnonymous: true},
-		Session: Session{
-			ID: sidText, UserID: uid, ExpiresAt: now.Add(m.opts.Lifetime), CreatedAt: now, UpdatedAt: now,
-			IPAddress: ipText, UserAgent: uaText,
-		},
-		TokenHash: sha256.Sum256(token[:]),
-	}, string(token[:]), nil
-}
-
-// randomEmail is GenerateRandomEmail's address, checked and in lower case.
-func (m *Manager) randomEmail(ctx context.Context) (string, error) {
-	email, err := m.opts.GenerateRandomEmail(ctx)
-	if err != nil {
-		return "", fmt.Errorf("anonymous: GenerateRandomEmail: %w", err)
-	}
-	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
-		return "", fmt.Errorf("%w: %q", ErrInvalidEmail, email)
-	}
-	return strings.ToLower(email), nil
-}
-
-// emailAffixes are what a generated email puts before and after the guest's
-// id in lower case: temp@<id>.com, or temp-<id>@<EmailDomainName>.
-func emailAffixes(o *Options) (prefix, suffix string) {
-	if o.EmailDomainName != "" {
-		return "temp-", "@" + strings.ToLower(o.EmailDomainName)
-	}
-	return "temp@", ".com"
-}
-
-// ulidText writes the text of a ULID with the given time and 10 bytes of
-// entropy, from crypto/rand, into dst: ids are unique under concurrency and
-// cannot be predicted (unlike ulid.Make's).
-func ulidText(dst []byte, now time.Time, entropy []byte) {
-	var u ulid.ULID
-	_ = u.SetTime(ulid.Timestamp(now)) // fails only after the year 10889
-	_ = u.SetEntropy(entropy)          // fails only for a length other than 10
-	_ = u.MarshalTextTo(dst)           // fails only for a dst shorter than 26
-}
-
-// A session token is the guest id, a dot, and 32 random bytes in unpadded
-// base64url. The id prefix lets a bearer token find its guest in one store
-// round trip; the random part is the secret.
-
-// tokenSize is a token's length.
-const tokenSize = ulid.EncodedSize + 1 + 43
-
-// newToken returns a fresh token for guest id.
-func newToken(id string) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
-}
-
-// tokenID returns the guest id a token names, or "" for a malformed token.
-func tokenID(token string) string {
-	id, _, ok := strings.Cut(token, ".")
-	if !ok || len(token) != tokenSize || len(id) != ulid.EncodedSize {
-		return ""
-	}
-	if _, err := ulid.ParseStrict(id); err != nil {
-		return ""
-	}
-	return id
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
-	return b
-}
-
-// maxUserAgent bounds the User-Agent kept with a session: a client chooses
-// it, and every stored byte costs the store memory for the guest's life.
-const maxUserAgent = 512
-
-// userAgent is the request's User-Agent, cut to maxUserAgent bytes. The
-// result is a copy, never a slice of the header: a store keeps it for the
-// guest's life, and must not keep the request's memory with it.
-func userAgent(r *http.Request) string {
-	return strings.Clone(userAgentOf(r))
-}
-
-// userAgentOf is the request's User-Agent cut to maxUserAgent bytes, with
-// any invalid UTF-8 dropped: a slice of the header unless it had some, to
-// be copied before it is kept.
-func userAgentOf(r *http.Request) string {
-	ua := r.UserAgent()
-	if len(ua) > maxUserAgent {
-		ua = ua[:maxUserAgent]
-	}
-	if !utf8.ValidString(ua) {
-		ua = strings.ToValidUTF8(ua, "")
-	}
-	return ua
-}
-
-// clientIP is the request's peer address without its port, or "" when
-// RemoteAddr holds no address (a proxy middleware may have put anything
-// there). Proxies' headers are not read: they are the application's to
-// interpret.
-func clientIP(r *http.Request) string {
-	return string(clientIPTo(nil, r))
-}
-
-// clientIPTo appends clientIP(r) to dst.
-func clientIPTo(dst []byte, r *http.Request) []byte {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap().AppendTo(dst)
-	}
-	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
-		return a.Unmap().AppendTo(dst)
-	}
-	return dst
 }
 
 // credential is a decoded guest credential.
