@@ -78,38 +78,42 @@ const (
 )
 
 // A copy of a first-visit cookie, replayed by a client whose own budget is
-// spent (an attacker can spend his own), is never served as the guest the
-// victim's browser stored from it, and cannot delete it.
+// spent (an attacker can spend his own) after the grace of the page's
+// siblings, is never served as the guest the victim's browser stored from
+// it, and cannot delete it.
 func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
-	// The attacker gets a first-visit cookie F (free: nothing stored).
-	w, _ := v.req(t, "GET", "/", attackerIP, "")
-	F := guestCookie(t, w)
-	// F is planted in the victim's browser, which stores the guest under a
-	// new token T2 and puts a cart in it.
-	w, victim := v.req(t, "GET", "/", victimIP, "", F)
-	T2 := guestCookie(t, w)
-	if T2 == nil || victim.ID == "" {
-		t.Fatal("victim's guest not stored")
-	}
-	v.req(t, "POST", "/add", victimIP, "", T2)
-	// The attacker spends his own budget (one sign-in).
-	w, _ = v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
-	if w.Code != 200 {
-		t.Fatalf("sign-in %d", w.Code)
-	}
-	// Now F, stale, is served as the victim's guest id.
-	_, s := v.req(t, "GET", "/", attackerIP, "", F)
-	if s.ID == victim.ID {
-		t.Errorf("stale first-visit cookie served as the victim's guest %s (single-use broken)", s.ID)
-	}
-	// And it deletes the victim's guest.
-	w, _ = v.req(t, "POST", "/api/auth/delete-anonymous-user", attackerIP, "", F)
-	t.Logf("delete with stale F: %d %s", w.Code, w.Body)
-	w, s = v.req(t, "GET", "/", victimIP, "", T2)
-	if s.ID != victim.ID || w.Header().Get("X-Data") != "x" {
-		t.Errorf("victim's guest gone after the attacker's delete: now %q data %q", s.ID, w.Header().Get("X-Data"))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+		// The attacker gets a first-visit cookie F (free: nothing stored).
+		w, _ := v.req(t, "GET", "/", attackerIP, "")
+		F := guestCookie(t, w)
+		// F is planted in the victim's browser, which stores the guest under a
+		// new token T2 and puts a cart in it.
+		w, victim := v.req(t, "GET", "/", victimIP, "", F)
+		T2 := guestCookie(t, w)
+		if T2 == nil || victim.ID == "" {
+			t.Fatal("victim's guest not stored")
+		}
+		v.req(t, "POST", "/add", victimIP, "", T2)
+		// The attacker spends his own budget (one sign-in).
+		w, _ = v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+		if w.Code != 200 {
+			t.Fatalf("sign-in %d", w.Code)
+		}
+		// Past the grace of its siblings, F, stale, is not the victim's guest.
+		time.Sleep(10 * time.Second)
+		_, s := v.req(t, "GET", "/", attackerIP, "", F)
+		if s.ID == victim.ID {
+			t.Errorf("stale first-visit cookie served as the victim's guest %s (single-use broken)", s.ID)
+		}
+		// And it deletes the victim's guest.
+		w, _ = v.req(t, "POST", "/api/auth/delete-anonymous-user", attackerIP, "", F)
+		t.Logf("delete with stale F: %d %s", w.Code, w.Body)
+		w, s = v.req(t, "GET", "/", victimIP, "", T2)
+		if s.ID != victim.ID || w.Header().Get("X-Data") != "x" {
+			t.Errorf("victim's guest gone after the attacker's delete: now %q data %q", s.ID, w.Header().Get("X-Data"))
+		}
+	})
 }
 
 // A logged-in client whose budget is spent cannot store guests by linking

@@ -168,7 +168,8 @@ type Manager struct {
 	store       Store
 	opts        Options
 	cc          *cookieCodec
-	cookieAttrs string // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
+	tokenKeys   [][]byte // derive first-visit guests' stored tokens (firstvisit.go)
+	cookieAttrs string   // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
 	// emailPrefix and emailSuffix surround a generated email's id.
 	emailPrefix, emailSuffix string
 	log                      *slog.Logger
@@ -202,6 +203,7 @@ func New(store Store, opts Options) (*Manager, error) {
 	}
 	m := &Manager{store: newObservedStore(store, mt), opts: o, cc: cc, cookieAttrs: cookieAttributes(&o), log: o.ErrorLog, metrics: mt}
 	m.emailPrefix, m.emailSuffix = emailAffixes(&o)
+	m.tokenKeys = tokenKeys(o.Keys)
 	if m.api, err = newAPI(m); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

@@ -2,7 +2,6 @@ package anonymous
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,15 +39,22 @@ func DataFrom(ctx context.Context) []byte {
 // other effect. Uncontended, an update costs one store round trip.
 //
 // A guest not stored yet (a first visit under PersistOnReturn) is stored
-// now, with its data, if its client's budget allows (else ErrOverBudget), and
-// its cookie is re-set: call UpdateData before the response is written. The data lives and dies
-// with the guest: it expires with it, is deleted with it, and is handed to
-// OnLinkAccount when the guest becomes a real user.
+// now, with its data, if its client's budget and the store allow (else
+// ErrOverBudget or ErrStoreFull),
+// and its cookie is re-set to the stored guest's. Call UpdateData before the
+// response's header is written: the package wraps no ResponseWriter, so it
+// cannot tell, and returns nil, but the browser then keeps the first-visit
+// cookie. Its next request within 10 s of the update still finds the guest,
+// with its data, and gets the new cookie; after that, the cookie brings a
+// new guest and the data is lost to it (see docs/first-visit.md). The data
+// lives and dies with the guest: it expires with it, is deleted with it, and
+// is handed to OnLinkAccount when the guest becomes a real user.
 //
-// It returns fn's error, ErrNoGuest, ErrDataTooLarge, ErrOverBudget, an
-// error wrapping ErrClaimed while the guest is being linked (or stored by
-// another request), ErrNotFound when the guest is gone, or a store error; in
-// every case nothing is written.
+// It returns fn's error, ErrNoGuest, ErrDataTooLarge, ErrOverBudget,
+// ErrStoreFull, an error wrapping ErrClaimed while the guest is being
+// linked, ErrNotFound when the guest is gone (linked, deleted, or its
+// first-visit cookie stored it over 10 s ago), or a store error; in every
+// case nothing is written.
 func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(data []byte) ([]byte, error)) ([]byte, error) {
 	st := m.state(r.Context())
 	if st == nil || st.guest == nil || st.guest.rec == nil {
@@ -76,46 +82,18 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 		return nil
 	}
 	rec := g.rec
-	if rec.Version == 0 {
-		// Not stored yet (a first visit): store it now, with its data, if
-		// the client's budget allows. A guest from a first-visit cookie gets
-		// a new token, as when lookup stores one (the same for every update
-		// of this request); a guest issued on this request keeps its own,
-		// which no response has carried yet.
-		token := rec.Session.Token
-		if !g.issued {
-			fresh := newToken(rec.User.ID)
-			g.storedAs.CompareAndSwap(nil, &fresh)
-			token = *g.storedAs.Load()
-		}
-		next := m.firstStored(rec, token, time.Now())
-		if err := apply(&next); err != nil {
+	if s := g.stored.Load(); s != nil {
+		rec = s
+	} else if rec.Version == 0 {
+		// Not stored yet (a first visit): store it now, with its data,
+		// under the token its siblings derive too.
+		stored, err := m.storeFirstVisit(r.WithContext(ctx), rec, rec.Session.Token, sourceData, apply)
+		if err != nil {
 			return nil, err
 		}
-		_, err := m.storeNew(r, &next, sourceData)
-		if err == nil {
-			m.replaceCookie(w, token, next.Session.ExpiresAt)
-			return out, nil
-		}
-		if !errors.Is(err, ErrExists) && !errors.Is(err, ErrOverBudget) {
-			return nil, err
-		}
-		// Perhaps stored by an earlier update of this request: then it is
-		// this request's to update, whatever the budget says now.
-		stored, gerr := m.store.Get(ctx, rec.User.ID)
-		switch {
-		case errors.Is(gerr, ErrNotFound) && errors.Is(err, ErrOverBudget):
-			return nil, err
-		case gerr != nil:
-			return nil, gerr
-		case !stored.live() || subtle.ConstantTimeCompare(stored.TokenHash[:], next.TokenHash[:]) != 1:
-			if errors.Is(err, ErrOverBudget) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("anonymous: updating guest %s: %w", rec.User.ID, ErrClaimed)
-		}
-		stored.Session.Token = token
-		rec = stored
+		g.stored.CompareAndSwap(nil, stored)
+		m.replaceCookie(w, stored.Session.Token, stored.Session.ExpiresAt)
+		return out, nil
 	}
 	if _, err := m.modify(ctx, rec, apply); err != nil {
 		return nil, err

@@ -25,9 +25,10 @@ type guest struct {
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
 	renew bool
-	// storedAs is the token UpdateData stores a guest from a first-visit
-	// cookie under: set once, by the request's first update.
-	storedAs atomic.Pointer[string]
+	// stored is the guest as UpdateData first stored it, for a guest not
+	// stored when the request began (rec.Version 0): the request's later
+	// updates are updates of it.
+	stored atomic.Pointer[Record]
 }
 
 // credential is a decoded guest credential.
@@ -133,24 +134,19 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(h[len(p):]), true
 }
 
-// siblingWindow is how long after a first-visit cookie stored its guest
-// other copies of that cookie are taken for the storing request's
-// siblings (a page's concurrent requests) rather than for a planted copy.
-const siblingWindow = 10 * time.Second
-
-// held is what lookup returns for a first-visit cookie whose guest another
-// request has just stored with a new token: the request is served without
-// a guest and without a cookie, and the storing request's answer carries the
-// guest's cookie.
+// held is what lookup returns for a request that sent more guest cookies
+// than maxCookies, none of those checked valid: it is served without a
+// guest and without a cookie, so that cookies tossed in from elsewhere
+// cannot replace the visitor's guest.
 var held = &guest{}
 
 // lookup returns the guest the request's cookie or bearer token names, nil
 // when there is none (no credential, a bad one, or one the store does not
-// know), or held. It stores a guest that so far lived only in its
-// first-visit cookie, under a new token, and slides the expiry once per
-// RefreshAfter; the caller re-sets the cookie when renew says so. A non-nil
-// error is a store failure. st is the middleware's state for r, nil
-// elsewhere.
+// know), or held. A first-visit cookie's guest is stored now (see
+// storeFirstVisit), or shared with the sibling request that stored it. It
+// slides the expiry once per RefreshAfter; the caller re-sets the cookie
+// when renew says so. A non-nil error is a store failure. st is the
+// middleware's state for r, nil elsewhere.
 func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	c, now, fromCookie, crowded := m.credential(r)
 	switch {
@@ -163,42 +159,22 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	ctx := r.Context()
 	if p := c.pending; p != nil {
-		p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
-		// The first-visit cookie is single-use: the stored guest gets a new
-		// token, so that a copy planted in another browser stops working.
-		token := newToken(p.User.ID)
-		next := m.firstStored(p, token, now)
-		_, err := m.storeNew(r, &next, sourceFirstReturn)
+		rec, err := m.storeFirstVisit(r, p, c.token, sourceFirstReturn, nil)
 		switch {
-		case err == nil:
-			next.Session.Token, next.Version = token, 1
-			g := st.guestSlot()
-			g.rec, g.renew = &next, true
-			return g, nil
-		case !notStored(err) && !errors.Is(err, ErrExists):
-			return nil, err
-		}
-		// Not stored now: the budget or the store said no, or the id is
-		// taken — by a sibling request moments ago, long ago by a copy of
-		// this cookie, or it was linked or deleted since.
-		refused := notStored(err)
-		rec, err := m.store.Get(ctx, c.id)
-		switch {
-		case errors.Is(err, ErrNotFound) && refused:
-			// Nobody has it: the guest lives on in its cookie, stored on a
-			// later visit.
+		case notStored(err):
+			// The budget or a full store said no, and nobody has stored it:
+			// the guest lives on in its cookie, stored on a later visit.
 			p.Session.Token = c.token
-			g := st.guestSlot()
-			g.rec = p
-			return g, nil
+			p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
+			rec = p
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
 		case err != nil:
 			return nil, err
-		case rec.live() && now.Sub(rec.Session.UpdatedAt) < siblingWindow:
-			return held, nil
 		}
-		return nil, nil
+		g := st.guestSlot()
+		g.rec, g.renew = rec, rec.Version > 0
+		return g, nil
 	}
 	rec, err := m.store.Get(ctx, c.id)
 	switch {
@@ -236,15 +212,6 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	rec.Session.Token = c.token
 	m.metrics.returning.Add(ctx, 1)
 	return g, nil
-}
-
-// firstStored is rec, a guest not stored yet, as it is first stored: under
-// token, with a whole Lifetime from now.
-func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
-	next := *rec
-	next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
-	next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
-	return next
 }
 
 // load is lookup for code that answers the request itself, such as the

@@ -120,8 +120,15 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		// A first-visit guest the budget (or a full store) kept from being
 		// stored: the claim needs it stored, and a link must not get round
 		// the budget. It is linked once it is stored, on a later request.
-		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
-		return fmt.Errorf("anonymous: linking guest %s: not stored yet: %w", id, ErrOverBudget)
+		stored, err := m.storeFirstVisit(r, rec, rec.Session.Token, sourceLink, nil)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil // no longer this cookie's guest: nothing to hand over
+		case err != nil:
+			m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
+			return fmt.Errorf("anonymous: linking guest %s: not stored yet: %w", id, err)
+		}
+		rec = stored
 	}
 	owner := hex.EncodeToString(randomBytes(16))
 	// The lease is counted from before the claim's round trip, and the

@@ -411,11 +411,13 @@ func TestPersistOnReturn(t *testing.T) {
 		t.Fatal("the cookie was not re-set to its shorter stored form")
 	}
 	// A sibling request with the same first-visit cookie, moments later, is
-	// served without a guest and sets no cookie: the first answer carries
-	// the guest's.
+	// served the same guest and handed the same new cookie.
 	w, third := f.do(t, long)
-	if third.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
-		t.Errorf("a sibling with the used first-visit cookie saw %q, Set-Cookie %q", third.ID, w.Header()["Set-Cookie"])
+	if third.ID != first.ID || third.Token != second.Token || guestCookie(t, w) == nil {
+		t.Errorf("a sibling with the used first-visit cookie saw %+v, Set-Cookie %q; want %+v", third, w.Header()["Set-Cookie"], second)
+	}
+	if n := f.store.creates.Load(); n != 2 {
+		t.Errorf("%d creates after a sibling, want 2 (one refused)", n)
 	}
 	if _, again := f.do(t, short); again.ID != first.ID {
 		t.Errorf("the stored guest's cookie then gave %q", again.ID)

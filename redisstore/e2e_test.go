@@ -452,3 +452,87 @@ func TestBudgetSharedInRedis(t *testing.T) {
 		})
 	}
 }
+
+// Every request of a page that brings a first-visit cookie back, 8 or 64
+// at once, is served the one guest and handed the same new cookie; each
+// adds to its cart, and one record is stored. On a single node and on a
+// Cluster, over HTTP.
+func TestSiblingsOfAFirstReturn(t *testing.T) {
+	for name, client := range topologies {
+		for _, n := range []int{8, 64} {
+			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
+				c := client(t)
+				prefix := redistest.Prefix(t, c)
+				s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := manager(t, s, anonymous.Options{})
+				url := serve(t, m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method != http.MethodPost {
+						return // the first visit
+					}
+					n, err := anonymous.UpdateJSON(m, w, r, func(n *int) error { *n++; return nil })
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusConflict)
+						return
+					}
+					fmt.Fprintf(w, "%s %s %d", anonymous.UserFrom(r.Context()).ID, anonymous.SessionFrom(r.Context()).Token, n)
+				})))
+				first, err := http.Get(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				first.Body.Close()
+				cookie := first.Cookies()[0]
+				answers := make([]string, n)
+				cookies := make([]string, n)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for i := range n {
+					wg.Go(func() {
+						r, _ := http.NewRequest("POST", url, nil)
+						r.AddCookie(cookie)
+						<-start
+						resp, err := http.DefaultClient.Do(r)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						defer resp.Body.Close()
+						b, _ := io.ReadAll(resp.Body)
+						if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 {
+							t.Errorf("sibling %d: %d %s, cookies %v", i, resp.StatusCode, b, resp.Cookies())
+							return
+						}
+						answers[i], cookies[i] = string(b), resp.Cookies()[0].Value
+					})
+				}
+				close(start)
+				wg.Wait()
+				if t.Failed() {
+					return
+				}
+				id, token, seen := "", "", map[string]bool{}
+				for i, a := range answers {
+					var k int
+					var gid, tok string
+					fmt.Sscanf(a, "%s %s %d", &gid, &tok, &k)
+					if i == 0 {
+						id, token = gid, tok
+					}
+					if gid != id || tok != token || seen[a] {
+						t.Fatalf("sibling %d answered %q, want guest %s with token %s and a count of its own", i, a, id, token)
+					}
+					seen[a] = true
+				}
+				if len(seen) != n {
+					t.Errorf("%d distinct counts from %d siblings", len(seen), n)
+				}
+				if keys := redistest.Keys(t, c, prefix); len(keys) != 1 {
+					t.Errorf("keys stored: %v, want the one guest's", keys)
+				}
+			})
+		}
+	}
+}

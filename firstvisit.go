@@ -1,0 +1,122 @@
+package anonymous
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// A first-visit cookie (PersistOnReturn) carries a whole guest that is not
+// stored yet. The request that brings it back stores the guest, under a
+// token derived from the cookie's own: every request of the page that
+// carries the same cookie at the same time (a page's parallel requests)
+// derives the same token, so each is served the one guest and handed the
+// same new cookie, and nothing is written to say the new cookie was seen.
+// The derivation is keyed, so that holding the first-visit cookie is not
+// enough to compute the stored token.
+
+// siblingWindow is the grace, counted from the moment a guest was first
+// stored, during which another request carrying its first-visit cookie is
+// taken for a sibling of the storing request and served the guest. A copy
+// presented after it (one planted in another browser) gets a guest of its
+// own.
+const siblingWindow = 10 * time.Second
+
+// tokenKeyLabel is what each Key's hash key signs to give the key that
+// derives stored tokens, so that no key serves two purposes.
+const tokenKeyLabel = "anonymous: stored token of a first-visit cookie"
+
+// tokenKeys returns the keys that derive stored tokens, one per Key, in
+// the same order.
+func tokenKeys(keys []Key) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		h := hmac.New(sha256.New, k.Hash)
+		h.Write([]byte(tokenKeyLabel))
+		out[i] = h.Sum(nil)
+	}
+	return out
+}
+
+// storedToken is the token a guest from a first-visit cookie with token
+// first is stored under: its id, a dot, and the HMAC of first under key.
+func storedToken(key []byte, first string) string {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(first))
+	var sum [sha256.Size]byte
+	return tokenID(first) + "." + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+}
+
+// firstStored is rec, a guest not stored yet, as it is first stored: under
+// token, with a whole Lifetime from now. User.UpdatedAt records the moment,
+// which no later write changes: the sibling grace counts from it.
+func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
+	now = now.UTC().Truncate(time.Millisecond)
+	next := *rec
+	next.Session.Token, next.TokenHash = "", sha256.Sum256([]byte(token))
+	next.Session.ExpiresAt, next.Session.UpdatedAt, next.User.UpdatedAt = now.Add(m.opts.Lifetime), now, now
+	return next
+}
+
+// storeFirstVisit stores p, a guest that lives in its first-visit cookie
+// with token first, with apply's change (nil for none), if the budget of r's
+// client allows; or, when a sibling request stored it within the grace,
+// applies apply to the stored guest. It returns the guest as stored, its
+// Session.Token set. A guest the budget or a full store keeps out is an
+// error for which notStored holds; a guest stored under another token, or
+// linked or deleted since, or stored before the grace, is ErrNotFound (the
+// cookie is not its holder's any more); apply's own error is returned as it
+// is.
+func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source string, apply func(*Record) error) (*Record, error) {
+	token := storedToken(m.tokenKeys[0], first)
+	next := m.firstStored(p, token, time.Now())
+	next.Session.IPAddress, next.Session.UserAgent = clientIP(r), userAgent(r)
+	if apply != nil {
+		if err := apply(&next); err != nil {
+			return nil, err
+		}
+	}
+	_, err := m.storeNew(r, &next, source)
+	if err == nil {
+		next.Version, next.Session.Token = 1, token
+		return &next, nil
+	}
+	if !notStored(err) && !errors.Is(err, ErrExists) {
+		return nil, err
+	}
+	// Refused, or the id is taken: perhaps by a sibling moments ago, whose
+	// guest this request shares whatever the budget says now.
+	rec, gerr := m.store.Get(r.Context(), p.User.ID)
+	switch {
+	case errors.Is(gerr, ErrNotFound) && notStored(err):
+		return nil, err
+	case gerr != nil:
+		return nil, gerr
+	case !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow:
+		return nil, ErrNotFound
+	}
+	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
+		return nil, ErrNotFound
+	}
+	if apply == nil {
+		return rec, nil
+	}
+	return m.modify(r.Context(), rec, apply)
+}
+
+// siblingToken returns the token rec was stored under if it was derived
+// from first with any of the keys (an instance with an older key first may
+// have stored it), else "".
+func (m *Manager) siblingToken(rec *Record, first string) string {
+	for _, k := range m.tokenKeys {
+		t := storedToken(k, first)
+		if h := sha256.Sum256([]byte(t)); subtle.ConstantTimeCompare(h[:], rec.TokenHash[:]) == 1 {
+			return t
+		}
+	}
+	return ""
+}

@@ -1,0 +1,255 @@
+package anonymous_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// pageApp serves a page's requests behind m's middleware: "POST /add?item=x"
+// adds x to the guest's cart, and every answer is the request's guest as
+// JSON (seen), its token included, with the cart's size in X-Cart.
+func pageApp(t testing.TB, m *anonymous.Manager) http.Handler {
+	return m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := anonymous.JSONFrom[cart](r.Context())
+		if err != nil {
+			t.Errorf("JSONFrom: %v", err)
+		}
+		if r.Method == http.MethodPost {
+			item := r.FormValue("item")
+			c, err = anonymous.UpdateJSON(m, w, r, func(c *cart) error {
+				if *c == nil {
+					*c = cart{}
+				}
+				(*c)[item]++
+				return nil
+			})
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+		}
+		var s seen
+		if u := anonymous.UserFrom(r.Context()); u != nil {
+			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
+		}
+		if sess := anonymous.SessionFrom(r.Context()); sess != nil {
+			s.Token = sess.Token
+		}
+		n := 0
+		for _, k := range c {
+			n += k
+		}
+		w.Header().Set("X-Cart", strconv.Itoa(n))
+		json.NewEncoder(w).Encode(s)
+	}))
+}
+
+// pageLoad sends n requests at once, each with cookie c: the first n/2 add
+// an item each, the rest read the page. It returns the answers in order.
+func pageLoad(t testing.TB, h http.Handler, c *http.Cookie, n int) []*httptest.ResponseRecorder {
+	t.Helper()
+	out := make([]*httptest.ResponseRecorder, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			method, target := "GET", "https://shop.example/"
+			if i < n/2 {
+				method, target = "POST", "https://shop.example/add?item="+strconv.Itoa(i)
+			}
+			r := httptest.NewRequest(method, target, nil)
+			r.AddCookie(c)
+			<-start
+			out[i] = httptest.NewRecorder()
+			h.ServeHTTP(out[i], r)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// sawOneGuest checks that every answer served the guest id with one token,
+// not firstToken, and re-set the guest cookie; it returns the token and the
+// last answer's cookie.
+func sawOneGuest(t testing.TB, answers []*httptest.ResponseRecorder, id, firstToken string) (string, *http.Cookie) {
+	t.Helper()
+	var token string
+	var last *http.Cookie
+	for i, w := range answers {
+		var s seen
+		if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &s) != nil {
+			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+		}
+		if s.ID != id {
+			t.Fatalf("request %d saw guest %q, want %q", i, s.ID, id)
+		}
+		if token == "" {
+			token = s.Token
+		}
+		if s.Token != token || s.Token == firstToken {
+			t.Fatalf("request %d has token %q, want %q, not the first visit's", i, s.Token, token)
+		}
+		if last = guestCookie(t, w); last == nil {
+			t.Fatalf("request %d set no guest cookie", i)
+		}
+	}
+	return token, last
+}
+
+// Every request of a page that carries a first-visit cookie, 8 or 64 at
+// once, is served the one guest, its data readable and updatable, and is
+// handed the same new cookie; one record is stored.
+func TestSiblingsOfAFirstReturnShareTheGuest(t *testing.T) {
+	for _, n := range []int{8, 64} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			ms := memstore.New()
+			t.Cleanup(func() { ms.Close() })
+			// Each sibling is charged to the budget until one of them has
+			// stored the guest: turn it off for 64.
+			m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: n > 16}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := pageApp(t, m)
+			w := serveWith(h, "GET", "/", nil)
+			var first seen
+			json.Unmarshal(w.Body.Bytes(), &first)
+			answers := pageLoad(t, h, guestCookie(t, w), n)
+			_, short := sawOneGuest(t, answers, first.ID, first.Token)
+			if ms.Len() != 1 {
+				t.Errorf("%d records stored, want 1", ms.Len())
+			}
+			// Every update counted, and the new cookie opens the guest.
+			if w := serveWith(h, "GET", "/", short); w.Header().Get("X-Cart") != strconv.Itoa(n/2) {
+				t.Errorf("the cart holds %s items after %d adds", w.Header().Get("X-Cart"), n/2)
+			}
+		})
+	}
+}
+
+// The grace is 10 s from the moment the guest was first stored: a copy of
+// the first-visit cookie within it is a sibling, one after it (a copy
+// planted in another browser) gets a guest of its own, and cannot read the
+// first one's data.
+func TestFirstVisitCopyAfterTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, anonymous.Options{})
+		h := pageApp(t, f.m)
+		w := serveWith(h, "GET", "/", nil)
+		long := guestCookie(t, w)
+		var first seen
+		json.Unmarshal(w.Body.Bytes(), &first)
+		time.Sleep(time.Minute) // the grace counts from the store, not the issue
+		w = serveWith(h, "POST", "/add?item=tea", long)
+		token, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token)
+
+		time.Sleep(10*time.Second - time.Millisecond)
+		w = serveWith(h, "GET", "/", long)
+		if got, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token); got != token {
+			t.Fatalf("a sibling within the grace got token %q, want %q", got, token)
+		}
+		if w.Header().Get("X-Cart") != "1" {
+			t.Errorf("a sibling within the grace saw a cart of %s, want 1", w.Header().Get("X-Cart"))
+		}
+
+		time.Sleep(time.Millisecond)
+		w = serveWith(h, "GET", "/", long)
+		var late seen
+		json.Unmarshal(w.Body.Bytes(), &late)
+		if late.ID == "" || late.ID == first.ID || w.Header().Get("X-Cart") != "0" {
+			t.Errorf("a copy after the grace saw guest %q with a cart of %s, want a new guest of its own (first %q)",
+				late.ID, w.Header().Get("X-Cart"), first.ID)
+		}
+	})
+}
+
+// Keys rotate during the grace: a sibling served by an instance that has
+// put a new key first still derives the token the old key stored.
+func TestSiblingAcrossKeyRotation(t *testing.T) {
+	ms := memstore.New()
+	t.Cleanup(func() { ms.Close() })
+	old, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := serveWith(pageApp(t, old), "GET", "/", nil)
+	long := guestCookie(t, w)
+	var first seen
+	json.Unmarshal(w.Body.Bytes(), &first)
+	a := serveWith(pageApp(t, old), "POST", "/add?item=tea", long)
+	b := serveWith(pageApp(t, rotated), "GET", "/", long)
+	token, _ := sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token)
+	if b.Header().Get("X-Cart") != "1" {
+		t.Errorf("the sibling on the rotated instance saw a cart of %s, want 1", b.Header().Get("X-Cart"))
+	}
+	// An instance that knows the new key, not yet first (the usual first
+	// step of a rotation), finds a guest the rotated instance stored.
+	prepared, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}, {Hash: hashKey2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = serveWith(pageApp(t, old), "GET", "/", nil)
+	long = guestCookie(t, w)
+	json.Unmarshal(w.Body.Bytes(), &first)
+	a = serveWith(pageApp(t, rotated), "GET", "/", long)
+	b = serveWith(pageApp(t, prepared), "GET", "/", long)
+	if got, _ := sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token); got == token {
+		t.Error("two guests share a token")
+	}
+	if rec, err := ms.Get(context.Background(), first.ID); err != nil || rec.Version != 1 {
+		t.Errorf("stored record %+v, %v; want one, written once", rec, err)
+	}
+}
+
+// UpdateData after the response has started returns nil, but the browser
+// keeps its first-visit cookie: its next request within the grace still
+// finds the guest and its data, one after it does not.
+func TestUpdateDataAfterTheResponseStarted(t *testing.T) {
+	for _, tc := range []struct {
+		after time.Duration
+		keeps bool
+	}{{10*time.Second - time.Millisecond, true}, {10 * time.Second, false}} {
+		t.Run(tc.after.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t, anonymous.Options{})
+				late := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.WriteHeader(http.StatusOK) // the header is gone
+					if _, err := anonymous.UpdateJSON(f.m, w, r, func(c *cart) error {
+						*c = cart{"tea": 1}
+						return nil
+					}); err != nil {
+						t.Errorf("UpdateJSON after the header was written: %v", err)
+					}
+				}))
+				w := serveWith(late, "GET", "/", nil)
+				long := guestCookie(t, w)
+				if long == nil || long.MaxAge != 3600 {
+					t.Fatalf("the first answer's cookie is %+v, want the first-visit one", long)
+				}
+				time.Sleep(tc.after)
+				w = serveWith(pageApp(t, f.m), "GET", "/", long)
+				if got := w.Header().Get("X-Cart") == "1"; got != tc.keeps {
+					t.Errorf("%v later the cart holds %s item(s); kept: %v, want %v", tc.after, w.Header().Get("X-Cart"), got, tc.keeps)
+				}
+				if c := guestCookie(t, w); tc.keeps && (c == nil || c.MaxAge == 3600) {
+					t.Errorf("%v later the cookie is %+v, want the stored guest's", tc.after, c)
+				}
+			})
+		})
+	}
+}
