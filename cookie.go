@@ -154,6 +154,9 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 		if n := len(k.Block); n != 0 && n != 16 && n != 24 && n != 32 {
 			return nil, fmt.Errorf("Keys[%d].Block is %d bytes, want none, 16, 24 or 32", i, n)
 		}
+		if isZero(k.Hash) || len(k.Block) > 0 && isZero(k.Block) {
+			return nil, fmt.Errorf("Keys[%d] is all zero bytes: use random keys from a secret store", i)
+		}
 		if bytes.Equal(k.Hash, k.Block) {
 			return nil, fmt.Errorf("Keys[%d].Block is its hash key: use two independent keys", i)
 		}
@@ -187,6 +190,9 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 	}
 	return cc, nil
 }
+
+// isZero reports whether every byte of b is zero: a key left unfilled.
+func isZero(b []byte) bool { return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) }
 
 // scratch holds a payload and its signed form while a cookie is encoded.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

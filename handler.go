@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,7 +91,12 @@ type route struct {
 
 func newAPI(m *Manager) (*api, error) {
 	cop := http.NewCrossOriginProtection()
-	for _, o := range m.opts.TrustedOrigins {
+	for i, o := range m.opts.TrustedOrigins {
+		if strings.Contains(o, "*") {
+			// CrossOriginProtection would take it literally, and it would
+			// never match.
+			return nil, fmt.Errorf("TrustedOrigins[%d] %q: wildcards are not supported; list each origin (scheme://host[:port])", i, o)
+		}
 		if err := cop.AddTrustedOrigin(o); err != nil {
 			return nil, fmt.Errorf("TrustedOrigins: %w", err)
 		}

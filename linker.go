@@ -12,6 +12,11 @@ import (
 	"go.opentelemetry.io/otel/codes"
 )
 
+// ErrInvalidUser is wrapped by Link's error, and by the middleware's when
+// Options.Identify names one, for a real user with an empty ID: a guest is
+// never linked to nobody.
+var ErrInvalidUser = errors.New("anonymous: a real user must have an ID")
+
 // realUser returns the real user Options.Identify names, nil when there is
 // none, it is anonymous, or Identify is not set.
 func (m *Manager) realUser(r *http.Request) (*User, error) {
@@ -19,8 +24,11 @@ func (m *Manager) realUser(r *http.Request) (*User, error) {
 		return nil, nil
 	}
 	u, err := m.opts.Identify(r)
-	if err != nil || u == nil || u.IsAnonymous {
+	switch {
+	case err != nil || u == nil || u.IsAnonymous:
 		return nil, err
+	case u.ID == "":
+		return nil, fmt.Errorf("%w: Options.Identify named one without", ErrInvalidUser)
 	}
 	return u, nil
 }
@@ -57,7 +65,8 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // It returns nil, doing nothing, when the request brought no guest (a guest
 // the middleware issued on this very request has nothing to hand over),
 // when newUser is nil, is the guest itself or is anonymous, or when a
-// concurrent request has already linked the guest. It returns an error
+// concurrent request has already linked the guest. A newUser with an empty
+// ID is an error wrapping ErrInvalidUser, and nothing is linked. It returns an error
 // wrapping ErrClaimed while another request is linking the same guest (the
 // guest will be linked by that one, or retried), and OnLinkAccount's error,
 // wrapped, when the callback fails; the guest and its cookie are then kept
@@ -69,8 +78,11 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // already met a real user on this request, Link does not link again: it
 // returns the middleware's link error, or nil.
 func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) error {
-	if newUser == nil {
+	switch {
+	case newUser == nil || newUser.IsAnonymous:
 		return nil
+	case newUser.ID == "":
+		return fmt.Errorf("%w: Link was given one without", ErrInvalidUser)
 	}
 	var g *guest
 	switch st := m.state(r.Context()); {

@@ -610,3 +610,51 @@ func TestTwoManagersInOneChain(t *testing.T) {
 		t.Errorf("callbacks saw %v; want only the outer manager's, with the outer guest (inner guest %s)", linked, firstInner)
 	}
 }
+
+// A real user with an empty ID, from Identify or given to Link, is an error:
+// nothing is linked, no callback runs, and the guest and its cookie stay.
+func TestRealUserWithoutIDIsRefused(t *testing.T) {
+	var deleted atomic.Int64
+	nobody := func(r *http.Request) (*anonymous.User, error) {
+		if r.Header.Get("X-User") == "" {
+			return nil, nil
+		}
+		return &anonymous.User{Name: "no id"}, nil
+	}
+	f, c := linkFixture(t, anonymous.Options{
+		Identify:       nobody,
+		OnGuestDeleted: func(context.Context, *anonymous.User, anonymous.DeleteReason) { deleted.Add(1) },
+	})
+	cookie, g := storedGuest(t, f)
+
+	w, s := f.visit(t, cookie, "someone")
+	if s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
+		t.Errorf("Identify naming a user without an ID: the handler saw %+v, Set-Cookie %q; want nobody, cookie kept", s, w.Header()["Set-Cookie"])
+	}
+	if !strings.Contains(f.logs.String(), anonymous.ErrInvalidUser.Error()) {
+		t.Errorf("nothing logged: %s", f.logs)
+	}
+
+	var linkErr error
+	login := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		linkErr = f.m.Link(w, r, &anonymous.User{Name: "no id"})
+	}))
+	r := httptest.NewRequest("POST", "https://shop.example/login", nil)
+	r.AddCookie(cookie)
+	w = httptest.NewRecorder()
+	login.ServeHTTP(w, r)
+	if !errors.Is(linkErr, anonymous.ErrInvalidUser) || cookieExpired(t, w) {
+		t.Errorf("Link with a user without an ID: %v, cookie expired %v; want ErrInvalidUser, cookie kept", linkErr, cookieExpired(t, w))
+	}
+
+	if c.calls.Load() != 0 || deleted.Load() != 0 {
+		t.Errorf("OnLinkAccount ran %d times, OnGuestDeleted %d; want neither", c.calls.Load(), deleted.Load())
+	}
+	rec, err := f.store.Store.Get(context.Background(), g.ID)
+	if err != nil || rec.Deleted || rec.LinkedTo != "" || rec.ClaimOwner != "" {
+		t.Fatalf("the guest's record is %+v, %v; want it live and unclaimed", rec, err)
+	}
+	if _, s := f.visit(t, cookie, ""); s.ID != g.ID {
+		t.Errorf("the guest's cookie then opened %q, want %q", s.ID, g.ID)
+	}
+}

@@ -675,7 +675,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		"bad cookie name":    {CookieName: "bad name;"},
 		"bad cookie domain":  {CookieDomain: "exa mple.com"},
 		"bad cookie path":    {CookiePath: "/a;b"},
-		"insecure none":      {CookieSameSite: http.SameSiteNoneMode, CookieInsecure: true},
+		"insecure none":      {CookieSameSite: http.SameSiteNoneMode, CookieInsecure: true, CookieName: "g"},
+		"zero hash key":      {Keys: []anonymous.Key{{Hash: make([]byte, 32)}}},
+		"zero block key":     {Keys: []anonymous.Key{{Hash: hashKey1, Block: make([]byte, 16)}}},
+		"wildcard origin":    {TrustedOrigins: []string{"https://*.example.com"}},
 		"relative base path": {BasePath: "api/auth"},
 		"bad email domain":   {EmailDomainName: "bad domain"},
 		"bad origin":         {TrustedOrigins: []string{"not a url"}},
@@ -875,3 +878,4 @@ func TestVaryKeepsOthers(t *testing.T) {
 		}
 	}
 }
+

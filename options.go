@@ -101,24 +101,29 @@ type Options struct {
 	// nil when nobody is logged in; typically from the application's own
 	// auth cookie. It runs on every request that is not skipped, so keep it
 	// cheap. A request with a guest cookie and a real user links the guest.
-	// A real user without a guest is never issued one. Default: nil (every
+	// A real user without a guest is never issued one. A real user with an
+	// empty ID is an error wrapping ErrInvalidUser, handled as Identify
+	// failing: nothing is linked. Default: nil (every
 	// visitor is a guest; link with Manager.Link).
 	Identify func(r *http.Request) (*User, error)
 
 	// CookieName is the guest cookie's name. Default: DefaultCookieName
-	// ("__Host-anonymous_guest") for a Secure, host-only cookie with Path
-	// "/", which no other host of the domain can set or shadow; otherwise
-	// "anonymous_guest". Set it to "anonymous_guest" to keep the cookies
-	// issued before the prefix became the default. A "__Host-" or
-	// "__Secure-" name must meet its prefix's rules.
+	// ("__Host-anonymous_guest"), which no other host of the domain can set
+	// or shadow. A cookie that is not Secure, host-only and at Path "/"
+	// cannot have that name: with CookieInsecure, CookieDomain or a
+	// CookiePath, New requires a CookieName ("anonymous_guest" keeps the
+	// cookies such settings gave before). A "__Host-" or "__Secure-" name
+	// must meet its prefix's rules.
 	CookieName string
-	// CookieDomain is the cookie's Domain attribute. Default: empty (host-only).
+	// CookieDomain is the cookie's Domain attribute; setting it requires a
+	// CookieName. Default: empty (host-only).
 	CookieDomain string
-	// CookiePath is the cookie's Path attribute. Default: "/".
+	// CookiePath is the cookie's Path attribute; one other than "/"
+	// requires a CookieName. Default: "/".
 	CookiePath string
 	// CookieInsecure drops the Secure attribute. Default: false (Secure),
 	// which browsers honour on https and on http://localhost. Set it only
-	// for plain-HTTP development on other hosts.
+	// for plain-HTTP development on other hosts, with a CookieName.
 	CookieInsecure bool
 	// CookieSameSite is the cookie's SameSite attribute. Default:
 	// http.SameSiteLaxMode.
@@ -181,7 +186,9 @@ type Options struct {
 	// request whose span is recording. Default: otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 	// TrustedOrigins are origins (scheme://host[:port]) allowed to make
-	// cross-site POSTs to the endpoints. Default: none (same origin only).
+	// cross-site POSTs to the endpoints, each spelled out: New refuses a
+	// wildcard such as "https://*.example.com". Default: none (same origin
+	// only).
 	TrustedOrigins []string
 }
 
@@ -209,12 +216,10 @@ func parseOptions(o Options) (Options, error) {
 		return o, fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
 	}
 	o.CookiePath = cmp.Or(o.CookiePath, "/")
-	if o.CookieName == "" {
-		o.CookieName = "anonymous_guest"
-		if !o.CookieInsecure && o.CookieDomain == "" && o.CookiePath == "/" {
-			o.CookieName = DefaultCookieName
-		}
+	if err := cookieNameChosen(&o); err != nil {
+		return o, err
 	}
+	o.CookieName = cmp.Or(o.CookieName, DefaultCookieName)
 	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
 	if err := validCookie(&o); err != nil {
 		return o, err
@@ -237,6 +242,32 @@ func parseOptions(o Options) (Options, error) {
 		o.ErrorLog.Warn("anonymous: no Keys set; using random keys, so guest cookies will not survive a restart")
 	}
 	return o, nil
+}
+
+// cookieNameChosen refuses a setting that cannot keep the default name, a
+// __Host- cookie's, without a name of its own: the default used to fall
+// back to "anonymous_guest" then, so turning the setting on in production
+// silently dropped every guest cookie issued under the other name.
+func cookieNameChosen(o *Options) error {
+	if o.CookieName != "" {
+		return nil
+	}
+	var set []string
+	if o.CookieInsecure {
+		set = append(set, "CookieInsecure")
+	}
+	if o.CookieDomain != "" {
+		set = append(set, "CookieDomain")
+	}
+	if o.CookiePath != "/" {
+		set = append(set, "CookiePath")
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s cannot keep the cookie name %q (a __Host- cookie is Secure, host-only and at Path /): "+
+		"set CookieName too, to %q to keep cookies issued with this setting before, or to a name of your own",
+		strings.Join(set, " and "), DefaultCookieName, "anonymous_guest")
 }
 
 // validCookie checks the cookie's name, domain, path and SameSite, which the

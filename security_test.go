@@ -226,18 +226,32 @@ func TestTossedCookieDoesNotReplaceTheGuest(t *testing.T) {
 }
 
 // By default the cookie is a __Host- cookie, which no other host can set;
-// New refuses a prefixed name whose rules the options break.
+// New refuses a prefixed name whose rules the options break, and a setting
+// that cannot keep the default name without a name of its own, which would
+// drop every guest issued under the other name.
 func TestHostPrefixedCookieName(t *testing.T) {
 	for opts, want := range map[*anonymous.Options]string{
-		{}:                          anonymous.DefaultCookieName,
-		{CookieInsecure: true}:      "anonymous_guest",
-		{CookieDomain: "shop.test"}: "anonymous_guest",
-		{CookiePath: "/shop"}:       "anonymous_guest",
-		{CookieName: "mine"}:        "mine",
+		{}:                   anonymous.DefaultCookieName,
+		{CookiePath: "/"}:    anonymous.DefaultCookieName,
+		{CookieName: "mine"}: "mine",
+		{CookieName: "anonymous_guest", CookieInsecure: true}:             "anonymous_guest",
+		{CookieName: "g", CookieDomain: "shop.test", CookiePath: "/shop"}: "g",
 	} {
 		m, err := anonymous.New(newFixture(t, anonymous.Options{}).store, *opts)
 		if err != nil || m.CookieName() != want {
-			t.Errorf("%+v: cookie %q, %v; want %q", *opts, m.CookieName(), err, want)
+			t.Fatalf("%+v: New = %v; want cookie %q", *opts, err, want)
+		}
+	}
+	for opts, names := range map[*anonymous.Options]string{
+		{CookieInsecure: true}:                         "CookieInsecure",
+		{CookieDomain: "shop.test"}:                    "CookieDomain",
+		{CookiePath: "/shop"}:                          "CookiePath",
+		{CookieInsecure: true, CookieDomain: "s.test"}: "CookieInsecure and CookieDomain",
+	} {
+		_, err := anonymous.New(newFixture(t, anonymous.Options{}).store, *opts)
+		if !errors.Is(err, anonymous.ErrInvalidOptions) || !strings.Contains(err.Error(), names) ||
+			!strings.Contains(err.Error(), `set CookieName too, to "anonymous_guest"`) {
+			t.Errorf("%+v: New = %v; want ErrInvalidOptions naming %s and the name to set", *opts, err, names)
 		}
 	}
 	for _, o := range []anonymous.Options{

@@ -36,6 +36,9 @@ func manager(t testing.TB, s anonymous.Store, o anonymous.Options) *anonymous.Ma
 	t.Helper()
 	o.Keys = testKeys
 	o.CookieInsecure = true // httptest serves plain HTTP on 127.0.0.1
+	if o.CookieName == "" {
+		o.CookieName = "anonymous_guest"
+	}
 	if o.Budget.Rate == 0 {
 		o.Budget.Off = true // every test visitor comes from 127.0.0.1
 	}

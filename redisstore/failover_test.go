@@ -382,7 +382,7 @@ func newAppLease(t *testing.T, c redis.UniversalClient, wait int, identify bool,
 	}
 	a := &app{wait: wait, store: s, calls: newLinkCalls(), logs: &logCount{n: map[string]int{}, errs: map[string]int{}}}
 	o := anonymous.Options{
-		Keys: testKeys, CookieInsecure: true, Budget: anonymous.Budget{Off: true},
+		Keys: testKeys, CookieInsecure: true, CookieName: "anonymous_guest", Budget: anonymous.Budget{Off: true},
 		OnLinkAccount: a.calls.onLink, LinkLease: lease, ErrorLog: slog.New(a.logs),
 	}
 	if identify {
