@@ -176,7 +176,9 @@ type Manager struct {
 	api                      *api // the JSON endpoints, built once by New
 	// fullLogged is when "the store is full" was last logged, Unix seconds.
 	fullLogged atomic.Int64
-	metrics    *metrics
+	// plainHTTPWarned is set once warnPlainHTTP has logged.
+	plainHTTPWarned atomic.Bool
+	metrics         *metrics
 }
 
 // CookieName returns the guest cookie's name (see Options.CookieName).

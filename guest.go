@@ -255,6 +255,7 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, s
 		m.setCookie(w, st, token, rec.Session.CreatedAt, rec.Session.CreatedAt.Add(m.opts.FirstVisitWindow), rec)
 	}
 	rec.Session.Token = token
+	m.warnPlainHTTP(r)
 	m.metrics.issued.Add(r.Context(), 1)
 	g := st.guestSlot()
 	g.rec, g.issued = rec, true

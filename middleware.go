@@ -1,7 +1,10 @@
 package anonymous
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 )
 
 // Middleware loads the request's guest, issues one to a new visitor, links
@@ -70,4 +73,35 @@ func (m *Manager) storeFailed(w http.ResponseWriter, r *http.Request, next http.
 		return
 	}
 	next.ServeHTTP(w, r)
+}
+
+// warnPlainHTTP logs, once per Manager, that a Secure guest cookie was set
+// on a plain-HTTP request to a host other than a loopback one: browsers
+// drop such a cookie, so each of that visitor's requests is a new guest and
+// its cart is lost.
+func (m *Manager) warnPlainHTTP(r *http.Request) {
+	if m.opts.CookieInsecure || r.TLS != nil || m.plainHTTPWarned.Load() ||
+		strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") || loopbackHost(r.Host) {
+		return
+	}
+	if m.plainHTTPWarned.CompareAndSwap(false, true) {
+		m.log.WarnContext(r.Context(), "anonymous: a Secure guest cookie was set over plain HTTP to a host that is not loopback; "+
+			"browsers drop it, so every request is a new guest: serve https, or set CookieInsecure (with a CookieName) in development (logged once)",
+			"host", r.Host)
+	}
+}
+
+// loopbackHost reports whether host (with or without a port) is one that
+// browsers treat as secure over plain HTTP: localhost, a name under
+// .localhost, or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.IsLoopback()
 }

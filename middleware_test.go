@@ -879,3 +879,44 @@ func TestVaryKeepsOthers(t *testing.T) {
 	}
 }
 
+// A Secure guest cookie set over plain HTTP to a host other than loopback
+// is dropped by browsers: the middleware says so once, and only then.
+func TestPlainHTTPWarning(t *testing.T) {
+	const warning = "Secure guest cookie was set over plain HTTP"
+	for name, tc := range map[string]struct {
+		url, proto string
+		insecure   bool
+		warns      bool
+	}{
+		"plain http to another host": {url: "http://shop.example:8080/", warns: true},
+		"https":                      {url: "https://shop.example/"},
+		"behind a TLS proxy":         {url: "http://shop.example/", proto: "HTTPS"},
+		"localhost":                  {url: "http://localhost:8080/"},
+		"a .localhost name":          {url: "http://shop.localhost/"},
+		"127.0.0.1":                  {url: "http://127.0.0.1:8080/"},
+		"[::1]":                      {url: "http://[::1]:8080/"},
+		"CookieInsecure":             {url: "http://shop.example/", insecure: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := anonymous.Options{CookieInsecure: tc.insecure}
+			if tc.insecure {
+				opts.CookieName = "anonymous_guest"
+			}
+			f := newFixture(t, opts)
+			for range 3 {
+				r := httptest.NewRequest("GET", tc.url, nil)
+				if tc.proto != "" {
+					r.Header.Set("X-Forwarded-Proto", tc.proto)
+				}
+				f.h.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			want := 0
+			if tc.warns {
+				want = 1
+			}
+			if got := strings.Count(f.logs.String(), warning); got != want {
+				t.Errorf("warned %d times after 3 new visitors, want %d: %s", got, want, f.logs)
+			}
+		})
+	}
+}
