@@ -80,8 +80,11 @@ type Config struct {
 	// the shop's login cookie. Default: nil, meaning random keys, so cookies
 	// do not survive a restart (the package logs a warning).
 	HashKey []byte
-	// InsecureCookies drops the Secure attribute from both cookies, for
-	// plain-HTTP hosts other than localhost. Default: false (Secure).
+	// InsecureCookies drops the Secure attribute from the cookies, for
+	// plain-HTTP hosts other than localhost; the guest cookie is then
+	// named anonymous_guest, as a __Host- cookie must be Secure. Default:
+	// false (Secure), and a page served over plain HTTP to such a host
+	// shows a banner saying that the browser drops the cookie.
 	InsecureCookies bool
 	// Logger receives the shop's and the package's logs. Default:
 	// slog.Default().
@@ -146,12 +149,19 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	s.flash = securecookie.New(key("examples/shop flash cookie"), nil).
 		MaxAge(int(flashLifetime / time.Second)).SetSerializer(securecookie.JSONEncoder{})
 
+	// Without Secure the cookie cannot be a __Host- cookie: name it, as
+	// the package asks; a Secure one keeps the default __Host- name.
+	var cookieName string
+	if cfg.InsecureCookies {
+		cookieName = "anonymous_guest"
+	}
 	var err error
 	s.guests, err = anonymous.New(store, anonymous.Options{
 		Keys:           keys,
 		GenerateName:   guestName,
 		Identify:       s.identify,
 		OnLinkAccount:  s.moveCart,
+		CookieName:     cookieName,
 		CookieInsecure: cfg.InsecureCookies,
 		BasePath:       BasePath,
 		ErrorLog:       log,
@@ -503,6 +513,9 @@ type pageData struct {
 	Username string
 	Accounts []demoLogin
 	Stats    *stats
+	// CookieWarning, when set, is the banner saying that the browser
+	// drops the shop's Secure cookie (see secureCookieDropped).
+	CookieWarning *cookieWarning
 }
 
 type cartLine struct {
@@ -603,6 +616,9 @@ func (s *Shop) render(w http.ResponseWriter, r *http.Request, status int, name s
 		d.User = anonymous.UserFrom(r.Context())
 	}
 	d.Page = name
+	if secureCookieDropped(s.secure, r) {
+		d.CookieWarning = newCookieWarning(r)
+	}
 	if d.Title == "" {
 		d.Title = pageTitles[name]
 	}

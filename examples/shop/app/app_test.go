@@ -680,10 +680,18 @@ func TestInsecureCookies(t *testing.T) {
 	if len(cs) == 0 {
 		t.Fatal("no cookie")
 	}
+	guest := false
 	for _, c := range cs {
 		if c.Secure {
 			t.Fatalf("cookie %s is Secure with InsecureCookies", c.Name)
 		}
+		guest = guest || c.Name == "anonymous_guest"
+		if c.Name == anonymous.DefaultCookieName {
+			t.Fatalf("an insecure guest cookie is named %s, which must be Secure", c.Name)
+		}
+	}
+	if !guest {
+		t.Fatalf("no guest cookie anonymous_guest among %v", cs)
 	}
 }
 

@@ -35,6 +35,13 @@ a{color:#3451b2}
 :focus-visible{outline:3px solid #3451b2;outline-offset:2px}
 .vh,.skip:not(:focus){position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 .skip{position:absolute;left:1rem;top:.5rem;z-index:1;background:#23262f;color:#fff;padding:.5rem .9rem;border-radius:8px;font-weight:600}
+.banner{background:#fff1f0;border-bottom:1px solid #f3c2bd;color:#8c2a20;padding:.7rem 2rem;overflow-wrap:anywhere}
+.banner p{margin:0;max-width:60rem}
+.banner p+p{margin-top:.3rem}
+.banner strong{color:#6e1f17}
+.banner a{color:inherit;font-weight:600}
+.banner a,.banner .flag{white-space:nowrap}
+.banner code{background:#fbdcd7}
 header.top{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.6rem 1rem;padding:.9rem 2rem;background:#fff;border-bottom:1px solid #e6e1d8}
 .brand{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.15rem;color:#23262f;text-decoration:none}
 .brand svg{width:28px;height:28px}
@@ -109,7 +116,8 @@ table.demo :is(th,td):last-child{padding-right:0}
 @media (max-width:860px){.layout{grid-template-columns:minmax(0,1fr)}.cart{position:static}}
 @media (max-width:760px){.split{grid-template-columns:minmax(0,36rem)}}
 @media (max-width:560px){
-header.top{padding:.7rem 1rem}
+header.top,.banner{padding:.7rem 1rem}
+.banner{font-size:.9rem}
 main{padding:1rem 1rem 1.5rem}
 footer{padding:0 1rem 1.5rem}
 h1{font-size:1.5rem}
@@ -124,6 +132,15 @@ h1{font-size:1.5rem}
 </head>
 <body>
 <a class="skip" href="#main">Skip to main content</a>
+{{- with .CookieWarning}}
+<section class="banner" id="cookie-warning" aria-labelledby="cookie-warning-title">
+<p><strong id="cookie-warning-title">Your cart will not work on this address.</strong>
+Your browser drops the shop's Secure cookie on plain HTTP to <code>{{.Host}}</code>,
+so every page makes you a new guest and nothing stays in your cart.</p>
+<p>Use https, open the shop as <a href="{{.LocalURL}}">{{.LocalURL}}</a>,
+or run it with <code class="flag">-insecure-cookies</code> (development only).</p>
+</section>
+{{- end}}
 <header class="top">
 <a class="brand" href="/"><svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="9" width="26" height="20" rx="4" fill="#3451b2"/><path d="M10 11V8a6 6 0 0 1 12 0v3" fill="none" stroke="#3451b2" stroke-width="3"/><circle cx="16" cy="19" r="3" fill="#fff"/></svg>Guestpass Goods</a>
 <div class="who">
