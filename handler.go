@@ -20,6 +20,13 @@ import (
 //	POST {BasePath}/delete-anonymous-user  200 {"success": true}, guest cookie expired
 //	GET  {BasePath}/get-session            200 {"session", "user"}, or null without a guest
 //
+// They see the real user Options.Identify names, as every other request
+// does: a request that carries a guest cookie and a real user links the
+// guest first (see Link), so a client that only talks to the endpoints
+// links too. Then get-session answers null (a real user's session is the
+// application's), delete-anonymous-user 403 USER_IS_NOT_ANONYMOUS, and
+// sign-in/anonymous 400 SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY.
+//
 // Errors are JSON {"code", "message"} with Better Auth's codes and statuses.
 // Store failures are 500s with the endpoint's failure code
 // (FAILED_TO_CREATE_USER, FAILED_TO_DELETE_ANONYMOUS_USER,
@@ -158,7 +165,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // signInAnonymous creates and stores a guest at once and sets its cookie.
 func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	real, err := m.realUser(r)
+	real, err := m.identify(w, r)
 	if err != nil {
 		m.log.ErrorContext(ctx, "anonymous: Identify failed; no guest created", "err", err)
 		writeError(w, errFailedToCreateUser)
@@ -204,7 +211,7 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 // guest or a real user), then DisableDeleteAnonymousUser, then anonymity.
 func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	real, err := m.realUser(r)
+	real, err := m.identify(w, r)
 	if err != nil {
 		m.log.ErrorContext(ctx, "anonymous: Identify failed; no guest deleted", "err", err)
 		writeError(w, errFailedToDelete)
@@ -248,8 +255,19 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 	}{true})
 }
 
-// getSession answers the request's guest and session, or null.
+// getSession answers the request's guest and session, or null: without a
+// guest, and for a real user, whose session is the application's.
 func (m *Manager) getSession(w http.ResponseWriter, r *http.Request) {
+	real, err := m.identify(w, r)
+	switch {
+	case err != nil:
+		m.log.ErrorContext(r.Context(), "anonymous: Identify failed", "err", err)
+		writeError(w, errFailedToGetSession)
+		return
+	case real != nil:
+		writeJSON(w, http.StatusOK, nil)
+		return
+	}
 	g, err := m.load(w, r, nil)
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "anonymous: store failed loading the guest", "err", err)
@@ -279,6 +297,19 @@ func (m *Manager) expireDeadCookie(w http.ResponseWriter, r *http.Request, g *gu
 		m.expireCookie(w)
 		return
 	}
+}
+
+// identify returns the real user Options.Identify names for an endpoint's
+// request and, as the middleware does on every other request, links the
+// request's guest to it first, so that a client that only talks to the
+// endpoints links too. The link's own failure is logged and retried on the
+// guest's next request; the endpoint answers for the real user either way.
+func (m *Manager) identify(w http.ResponseWriter, r *http.Request) (*User, error) {
+	real, err := m.realUser(r)
+	if real != nil {
+		m.linkOnRequest(w, r, real, nil)
+	}
+	return real, err
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e) }

@@ -387,6 +387,7 @@ func TestHandlerStoreFailures(t *testing.T) {
 		{"delete get", "POST", apiDelete, []string{"Get"}, true, false, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
 		{"delete identify", "POST", apiDelete, nil, true, true, 500, "FAILED_TO_DELETE_ANONYMOUS_USER", "Failed to delete anonymous user"},
 		{"get-session get", "GET", apiSession, []string{"Get"}, true, false, 500, "FAILED_TO_GET_SESSION", "Failed to get session"},
+		{"get-session identify", "GET", apiSession, nil, true, true, 500, "FAILED_TO_GET_SESSION", "Failed to get session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newAPIHarness(t, anonymous.Options{})
@@ -938,5 +939,48 @@ func TestHandlerExpiresDeadCookie(t *testing.T) {
 		if res := h.do(tc.method, tc.path); setsCookie(res) {
 			t.Errorf("%s without a cookie set one", tc.path)
 		}
+	}
+}
+
+// The endpoints see the real user Identify names, as every other request
+// does: a request that carries a guest cookie and a signed-in real user
+// links the guest, once, and answers for the real user.
+func TestHandlerEndpointsLinkForARealUser(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"GET", apiSession, 200, "null"},
+		{"POST", apiDelete, 403, "USER_IS_NOT_ANONYMOUS"},
+		{"POST", apiSignIn, 400, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			var links []anonymous.LinkEvent
+			var deleted []anonymous.DeleteReason
+			h := newAPIHarness(t, anonymous.Options{
+				OnLinkAccount:  func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil },
+				OnGuestDeleted: func(_ context.Context, _ *anonymous.User, why anonymous.DeleteReason) { deleted = append(deleted, why) },
+			})
+			c, _, id := h.signIn()
+			for i := range 2 { // the second request replays the old cookie
+				res := h.do(tc.method, tc.path, withCookie(c), withHeader(apiRealUser, "u1"))
+				if body := readBody(t, res); res.StatusCode != tc.status || !strings.Contains(body, tc.body) {
+					t.Fatalf("request %d: %d %s, want %d %s", i, res.StatusCode, body, tc.status, tc.body)
+				}
+				if expired := slices.ContainsFunc(res.Cookies(), func(k *http.Cookie) bool { return k.Name == apiCookie && k.MaxAge < 0 }); expired != (i == 0) {
+					t.Errorf("request %d: guest cookie expired %v, want %v", i, expired, i == 0)
+				}
+			}
+			if len(links) != 1 || links[0].AnonymousUser.User.ID != id || links[0].NewUser.User.ID != "u1" {
+				t.Fatalf("OnLinkAccount ran for %+v, want once for %s to u1", links, id)
+			}
+			if !slices.Equal(deleted, []anonymous.DeleteReason{anonymous.DeletedByLink}) {
+				t.Errorf("OnGuestDeleted heard %v, want the link only", deleted)
+			}
+			if linked, err := h.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
+				t.Errorf("LinkedTo = %q, %v; want u1", linked, err)
+			}
+		})
 	}
 }

@@ -34,25 +34,27 @@ func (m *Manager) realUser(r *http.Request) (*User, error) {
 }
 
 // linkOnRequest links the request's guest, if any, to the real user
-// Identify named, and fills st, the state the handler sees: that user. A
-// real user needs no store, so a store failure only postpones the link.
-func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User, st *reqState) {
-	st.user, st.real = real, true
+// Identify named, and returns the link's error. A real user needs no store,
+// so a store failure only postpones the link. st is the middleware's state
+// for r, nil for the endpoints.
+func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *User, st *reqState) error {
 	g, err := m.lookup(r, st)
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "anonymous: store failed; the guest is linked later", "user", real.ID, "err", err)
-		return
+		return nil
 	}
 	if g == nil || g == held {
-		return
+		return nil
 	}
-	if st.linkErr = m.link(w, r, g, real); st.linkErr != nil {
-		if !errors.Is(st.linkErr, ErrClaimed) {
+	err = m.link(w, r, g, real)
+	if err != nil {
+		if !errors.Is(err, ErrClaimed) {
 			m.log.ErrorContext(r.Context(), "anonymous: linking guest failed; it is kept and retried on its next request",
-				"guest", g.rec.User.ID, "user", real.ID, "err", st.linkErr)
+				"guest", g.rec.User.ID, "user", real.ID, "err", err)
 		}
 		m.renewCookie(w, st, g)
 	}
+	return err
 }
 
 // Link turns the request's guest into newUser, the real user the

@@ -39,7 +39,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if real != nil {
-			m.linkOnRequest(w, r, real, s)
+			s.user, s.real = real, true
+			s.linkErr = m.linkOnRequest(w, r, real, s)
 			next.ServeHTTP(w, s.request(r))
 			return
 		}
