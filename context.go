@@ -63,11 +63,18 @@ func (s *reqState) String() string {
 }
 
 // UserFrom returns the request's user: a guest (IsAnonymous true) or the real
-// user Options.Identify named. It returns nil outside the middleware, for a
-// skipped request, when Options.Identify failed, or when the store failed
-// (see Options.OnStoreError). Behind several Managers' middleware, it is the
-// innermost Manager's user. The result is shared by the request: do not
-// modify it.
+// user Options.Identify named. Behind the middleware, every request that is
+// not a real user's has a guest: on its first visit, on a page's parallel
+// requests, over budget. UserFrom returns nil only
+//   - outside the middleware, or for a request Options.Skip skipped;
+//   - when Options.Identify failed (or named a user with an empty ID);
+//   - when the store failed, under FailOpen (see Options.OnStoreError): the
+//     visitor's cookie is kept, and its guest comes back with the store;
+//   - when the request carried more than 16 guest cookies, none of those
+//     checked valid.
+//
+// Behind several Managers' middleware, it is the innermost Manager's user.
+// The result is shared by the request: do not modify it.
 func UserFrom(ctx context.Context) *User {
 	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil {
 		return s.user
@@ -75,9 +82,10 @@ func UserFrom(ctx context.Context) *User {
 	return nil
 }
 
-// SessionFrom returns the guest's session, nil when the request has no
-// guest. Behind several Managers' middleware, it is the innermost Manager's
-// guest. The result is shared by the request: do not modify it.
+// SessionFrom returns the guest's session: nil for a real user's request,
+// and in the cases where UserFrom is nil. Behind several Managers'
+// middleware, it is the innermost Manager's guest. The result is shared by
+// the request: do not modify it.
 func SessionFrom(ctx context.Context) *Session {
 	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil && s.guest != nil {
 		return &s.guest.rec.Session

@@ -11,8 +11,10 @@ import (
 
 // Errors of guest data.
 var (
-	// ErrNoGuest is returned by UpdateData for a request without a guest: a
-	// real user's, a skipped one, or one the store failed.
+	// ErrNoGuest is returned by UpdateData for a request without a guest:
+	// a real user's, or one for which UserFrom is nil (outside the
+	// middleware, skipped, Identify failed, the store failed, or more than
+	// 16 guest cookies none of which was valid).
 	ErrNoGuest = errors.New("anonymous: the request has no guest")
 	// ErrDataTooLarge is returned by UpdateData when the new data is over
 	// Options.MaxDataSize. Nothing is written.
