@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -168,8 +169,8 @@ type Manager struct {
 	store       Store
 	opts        Options
 	cc          *cookieCodec
-	tokenKeys   [][]byte // derive first-visit guests' stored tokens (firstvisit.go)
-	cookieAttrs string   // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
+	tokenKeys   []*sync.Pool // derive first-visit guests' stored tokens (firstvisit.go)
+	cookieAttrs string       // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
 	// emailPrefix and emailSuffix surround a generated email's id.
 	emailPrefix, emailSuffix string
 	log                      *slog.Logger

@@ -19,7 +19,7 @@ var benchHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request)
 })
 
 func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
-	store := memstore.New()
+	store := memstore.New(memstore.Options{MaxGuests: -1}) // b.N guests may be stored
 	b.Cleanup(func() { store.Close() })
 	m, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist,
@@ -86,4 +86,60 @@ func BenchmarkNewVisitor(b *testing.B) {
 			})
 		})
 	}
+}
+
+// firstVisitCookies returns n first-visit cookies of h (PersistOnReturn),
+// each a new visitor's.
+func firstVisitCookies(b *testing.B, h http.Handler, n int) []*http.Cookie {
+	out := make([]*http.Cookie, n)
+	for i := range out {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		out[i] = w.Result().Cookies()[0]
+	}
+	return out
+}
+
+// BenchmarkFirstReturn: a first-visit cookie comes back; its guest is
+// stored under the token derived from the cookie's, and the cookie re-set.
+func BenchmarkFirstReturn(b *testing.B) {
+	h := benchManager(b, anonymous.PersistOnReturn)
+	cookies := firstVisitCookies(b, h, b.N)
+	r := httptest.NewRequest("GET", "/", nil)
+	d := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, c := range cookies {
+		clear(d.h)
+		r.Header["Cookie"] = []string{c.Name + "=" + c.Value}
+		h.ServeHTTP(d, r)
+		if d.h.Get("X-Guest") == "" || d.h.Get("Set-Cookie") == "" {
+			b.Fatal("the guest was not stored")
+		}
+	}
+}
+
+// BenchmarkFirstReturnSibling: a sibling of the request that stored a
+// first-visit cookie's guest, within the grace: the store refuses the
+// create, the stored guest is read and its token derived.
+func BenchmarkFirstReturnSibling(b *testing.B) {
+	h := benchManager(b, anonymous.PersistOnReturn)
+	c := firstVisitCookies(b, h, 1)[0]
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(c)
+	h.ServeHTTP(httptest.NewRecorder(), r) // stores the guest
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(c)
+		d := &discard{h: http.Header{}}
+		for pb.Next() {
+			clear(d.h)
+			h.ServeHTTP(d, r)
+			if d.h.Get("X-Guest") == "" || d.h.Get("Set-Cookie") == "" {
+				b.Fatal("the sibling was not served the guest") // or the 10 s grace ran out
+			}
+		}
+	})
 }

@@ -6,8 +6,12 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // A first-visit cookie (PersistOnReturn) carries a whole guest that is not
@@ -30,25 +34,43 @@ const siblingWindow = 10 * time.Second
 // derives stored tokens, so that no key serves two purposes.
 const tokenKeyLabel = "anonymous: stored token of a first-visit cookie"
 
-// tokenKeys returns the keys that derive stored tokens, one per Key, in
-// the same order.
-func tokenKeys(keys []Key) [][]byte {
-	out := make([][]byte, len(keys))
+// tokenMAC is an HMAC state keyed to derive stored tokens, with room for
+// its input and sum: a hash.Hash's arguments escape, and would otherwise
+// cost an allocation each.
+type tokenMAC struct {
+	h   hash.Hash
+	buf [tokenSize + sha256.Size]byte
+}
+
+// tokenKeys returns pools of tokenMACs keyed with the keys that derive
+// stored tokens, one per Key, in the same order: keying an HMAC costs more
+// than using it.
+func tokenKeys(keys []Key) []*sync.Pool {
+	out := make([]*sync.Pool, len(keys))
 	for i, k := range keys {
 		h := hmac.New(sha256.New, k.Hash)
 		h.Write([]byte(tokenKeyLabel))
-		out[i] = h.Sum(nil)
+		key := h.Sum(nil)
+		out[i] = &sync.Pool{New: func() any { return &tokenMAC{h: hmac.New(sha256.New, key)} }}
 	}
 	return out
 }
 
 // storedToken is the token a guest from a first-visit cookie with token
-// first is stored under: its id, a dot, and the HMAC of first under key.
-func storedToken(key []byte, first string) string {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(first))
-	var sum [sha256.Size]byte
-	return tokenID(first) + "." + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+// first is stored under: its id, a dot, and the HMAC of first under key, in
+// unpadded base64url.
+func storedToken(key *sync.Pool, first string) string {
+	m := key.Get().(*tokenMAC)
+	defer key.Put(m)
+	m.h.Reset()
+	n := copy(m.buf[:tokenSize], first)
+	m.h.Write(m.buf[:n])
+	sum := m.h.Sum(m.buf[tokenSize:tokenSize])
+	var t [tokenSize]byte
+	copy(t[:], tokenID(first))
+	t[ulid.EncodedSize] = '.'
+	base64.RawURLEncoding.Encode(t[ulid.EncodedSize+1:], sum)
+	return string(t[:])
 }
 
 // firstStored is rec, a guest not stored yet, as it is first stored: under
@@ -109,7 +131,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source stri
 }
 
 // siblingToken returns the token rec was stored under if it was derived
-// from first with any of the keys (an instance with an older key first may
+// from first with any of the keys (an instance with another key first may
 // have stored it), else "".
 func (m *Manager) siblingToken(rec *Record, first string) string {
 	for _, k := range m.tokenKeys {
