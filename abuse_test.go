@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -357,6 +358,108 @@ func TestOverBudgetGuestLinksLater(t *testing.T) {
 		login()                      // retried
 		if c.calls.Load() != 2 || c.get("alice") != 3 {
 			t.Errorf("OnLinkAccount ran %d times, alice's cart %d; want 2 and 3", c.calls.Load(), c.get("alice"))
+		}
+	})
+}
+
+// A planted first-visit cookie cannot be timed into the siblings' grace:
+// an attacker who keeps his own budget spent, so that his polls with the
+// cookie store nothing, and polls while the victim's browser stores the
+// guest, is not a sibling of hers: he comes from another address.
+func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+		w, _ := v.req(t, "GET", "/", attackerIP, "")
+		F := guestCookie(t, w)
+		if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, ""); w.Code != 200 {
+			t.Fatalf("sign-in %d", w.Code)
+		}
+		for range 5 { // the polls store nothing: his budget is spent
+			v.req(t, "GET", "/", attackerIP, "", F)
+			time.Sleep(time.Second)
+		}
+		w, victim := v.req(t, "GET", "/", victimIP, "", F)
+		v.req(t, "POST", "/add", victimIP, "", guestCookie(t, w))
+		time.Sleep(500 * time.Millisecond)
+		w, got := v.req(t, "GET", "/", attackerIP, "", F)
+		if got.ID == victim.ID || w.Header().Get("X-Data") != "" {
+			t.Errorf("the attacker's poll was served the victim's guest %s with data %q", got.ID, w.Header().Get("X-Data"))
+		}
+		// A sibling from the victim's own address is still one.
+		if _, s := v.req(t, "GET", "/", victimIP, "", F); s.ID != victim.ID {
+			t.Errorf("the victim's sibling saw %q, want %q", s.ID, victim.ID)
+		}
+	})
+}
+
+// A sibling that comes after the store finds the guest without spending the
+// client's budget: one browser's page does not use up its address's.
+func TestSiblingsAfterTheStoreAreNotCharged(t *testing.T) {
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	F := guestCookie(t, w)
+	for range 4 { // the store, then three siblings
+		v.req(t, "GET", "/", victimIP, "", F)
+	}
+	w, _ = v.req(t, "GET", "/", victimIP, "") // a second browser of the address
+	w, _ = v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	if c := guestCookie(t, w); c == nil || c.MaxAge == 3600 {
+		t.Errorf("the second browser's guest was not stored (cookie %v): the first one's siblings were charged", c)
+	}
+}
+
+// Goroutines of one request may update a first visit's guest at once: it
+// is stored once, its cookie set once, and every update counts.
+func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
+	f := newFixture(t, anonymous.Options{})
+	var id string
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id = anonymous.UserFrom(r.Context()).ID
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}))
+	w := serveWith(h, "GET", "/", nil)
+	if n := len(w.Header()["Set-Cookie"]); n != 1 {
+		t.Fatalf("%d Set-Cookie lines: %q", n, w.Header()["Set-Cookie"])
+	}
+	if rec, err := f.store.Store.Get(context.Background(), id); err != nil || string(rec.Data) != "xxxx" {
+		t.Errorf("stored %+v, %v; want the data of 4 updates", rec, err)
+	}
+}
+
+// A guest that UpdateData stored during a request is the one Link links,
+// however long the request took.
+func TestLinkAfterUpdateDataInALongRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &switchLimiter{}
+		var links []anonymous.LinkEvent
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim},
+			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/login" {
+				return
+			}
+			lim.refuse.Store(false)
+			if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) { return []byte("cart"), nil }); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(11 * time.Second) // a slow password hash
+			if err := f.m.Link(w, r, &anonymous.User{ID: "alice"}); err != nil {
+				t.Error(err)
+			}
+		}))
+		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		lim.refuse.Store(true) // the first return is refused: the guest stays in its cookie
+		serveWith(h, "POST", "/login", F)
+		if len(links) != 1 || string(links[0].Data) != "cart" {
+			t.Errorf("OnLinkAccount got %+v, want one link with the data", links)
 		}
 	})
 }

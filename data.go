@@ -39,6 +39,8 @@ func DataFrom(ctx context.Context) []byte {
 // conflict it reads the guest again and calls fn again, so concurrent
 // updates (two tabs adding to one cart) all count; fn must therefore have no
 // other effect. Uncontended, an update costs one store round trip.
+// Goroutines of one request may call it at once, as long as nothing else
+// writes the response's header meanwhile.
 //
 // A guest not stored yet (a first visit under PersistOnReturn) is stored
 // now, with its data, if its client's budget and the store allow (else
@@ -84,18 +86,16 @@ func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(dat
 		return nil
 	}
 	rec := g.rec
-	if s := g.stored.Load(); s != nil {
-		rec = s
-	} else if rec.Version == 0 {
-		// Not stored yet (a first visit): store it now, with its data,
-		// under the token its siblings derive too.
-		stored, err := m.storeFirstVisit(r.WithContext(ctx), rec, rec.Session.Token, sourceData, apply)
-		if err != nil {
+	if rec.Version == 0 {
+		// Not stored yet (a first visit): store it now, with its data.
+		stored, applied, err := m.storeOnce(w, r.WithContext(ctx), g, sourceData, apply)
+		switch {
+		case err != nil:
 			return nil, err
+		case applied:
+			return out, nil
 		}
-		g.stored.CompareAndSwap(nil, stored)
-		m.replaceCookie(w, stored.Session.Token, stored.Session.ExpiresAt)
-		return out, nil
+		rec = stored
 	}
 	if _, err := m.modify(ctx, rec, apply); err != nil {
 		return nil, err

@@ -86,14 +86,21 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 
 // storeFirstVisit stores p, a guest that lives in its first-visit cookie
 // with token first, with apply's change (nil for none), if the budget of r's
-// client allows; or, when a sibling request stored it within the grace,
-// applies apply to the stored guest. It returns the guest as stored, its
-// Session.Token set. A guest the budget or a full store keeps out is an
-// error for which notStored holds; a guest stored under another token, or
-// linked or deleted since, or stored before the grace, is ErrNotFound (the
-// cookie is not its holder's any more); apply's own error is returned as it
-// is.
+// client allows; or, when a sibling request stored it, applies apply to the
+// stored guest. It returns the guest as stored, its Session.Token set. A
+// guest the budget or a full store keeps out is an error for which notStored
+// holds; one that is not this request's to share (see sibling) is
+// ErrNotFound; apply's own error is returned as it is.
 func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source string, apply func(*Record) error) (*Record, error) {
+	// A sibling that comes after the store finds the guest without spending
+	// the budget.
+	rec, err := m.store.Get(r.Context(), p.User.ID)
+	switch {
+	case err == nil:
+		return m.sibling(r, rec, first, apply)
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
 	token := storedToken(m.tokenKeys[0], first)
 	next := m.firstStored(p, token, time.Now())
 	next.Session.IPAddress, next.Session.UserAgent = clientIP(r), userAgent(r)
@@ -102,23 +109,47 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source stri
 			return nil, err
 		}
 	}
-	_, err := m.storeNew(r, &next, source)
-	if err == nil {
-		next.Version, next.Session.Token = 1, token
-		return &next, nil
-	}
-	if !notStored(err) && !errors.Is(err, ErrExists) {
+	switch _, err := m.storeNew(r, &next, source); {
+	case errors.Is(err, ErrExists): // a sibling stored it meanwhile
+		if rec, err = m.store.Get(r.Context(), p.User.ID); err != nil {
+			return nil, err
+		}
+		return m.sibling(r, rec, first, apply)
+	case err != nil:
 		return nil, err
 	}
-	// Refused, or the id is taken: perhaps by a sibling moments ago, whose
-	// guest this request shares whatever the budget says now.
-	rec, gerr := m.store.Get(r.Context(), p.User.ID)
-	switch {
-	case errors.Is(gerr, ErrNotFound) && notStored(err):
-		return nil, err
-	case gerr != nil:
-		return nil, gerr
-	case !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow:
+	next.Version, next.Session.Token = 1, token
+	return &next, nil
+}
+
+// storeOnce stores g's guest, which was not stored when the request began,
+// with apply's change (see storeFirstVisit), and re-sets its cookie in w:
+// once per request, however many of its goroutines update or link it.
+// Later calls return the guest as stored, and applied false: apply was not
+// run.
+func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, source string, apply func(*Record) error) (rec *Record, applied bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stored != nil {
+		return g.stored, false, nil
+	}
+	if g.stored, err = m.storeFirstVisit(r, g.rec, g.rec.Session.Token, source, apply); err != nil {
+		return nil, false, err
+	}
+	m.replaceCookie(w, g.stored.Session.Token, g.stored.Session.ExpiresAt)
+	return g.stored, true, nil
+}
+
+// sibling returns rec, a guest stored from the first-visit cookie with token
+// first, with apply's change (nil for none), when r is a sibling of the
+// request that stored it: rec is live, was stored within the grace, from the
+// same client address (an IPv4 address or IPv6 /64), under the token derived
+// from first. Anything else is ErrNotFound: the first-visit cookie opens
+// nothing, and its holder gets a guest of its own. The address keeps a copy
+// planted in another browser, and presented while the grace runs, out.
+func (m *Manager) sibling(r *http.Request, rec *Record, first string, apply func(*Record) error) (*Record, error) {
+	if !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow ||
+		ClientAddr(rec.Session.IPAddress) != ClientAddr(r.RemoteAddr) {
 		return nil, ErrNotFound
 	}
 	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {

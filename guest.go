@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -25,10 +25,10 @@ type guest struct {
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
 	renew bool
-	// stored is the guest as UpdateData first stored it, for a guest not
-	// stored when the request began (rec.Version 0): the request's later
-	// updates are updates of it.
-	stored atomic.Pointer[Record]
+	// mu guards stored, the guest as the request stored it when it was not
+	// stored as the request began (rec.Version 0): see storeOnce.
+	mu     sync.Mutex
+	stored *Record
 }
 
 // credential is a decoded guest credential.

@@ -134,7 +134,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		// A first-visit guest the budget (or a full store) kept from being
 		// stored: the claim needs it stored, and a link must not get round
 		// the budget. It is linked once it is stored, on a later request.
-		stored, err := m.storeFirstVisit(r, rec, rec.Session.Token, sourceLink, nil)
+		stored, _, err := m.storeOnce(w, r, g, sourceLink, nil)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			return nil // no longer this cookie's guest: nothing to hand over

@@ -539,3 +539,40 @@ func TestSiblingsOfAFirstReturn(t *testing.T) {
 		}
 	}
 }
+
+// On Redis, whose budget is the store's: a planted first-visit cookie's
+// holder, polling from another address with his budget spent so that his
+// polls store nothing, is never a sibling of the victim who stores it.
+func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
+	c := redistest.Client(t)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker, victim := "198.51.100.9:1", "192.0.2.9:1" // the budget's keys are under the test's prefix
+	h := manager(t, s, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}}).Middleware(whoami)
+	do := func(method, ip string, ck *http.Cookie) (string, *http.Cookie) {
+		r := httptest.NewRequest(method, "https://shop.example"+map[string]string{"GET": "/", "POST": "/api/auth/sign-in/anonymous"}[method], nil)
+		r.RemoteAddr = ip
+		if ck != nil {
+			r.AddCookie(ck)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		for _, c := range w.Result().Cookies() {
+			return w.Body.String(), c
+		}
+		return w.Body.String(), nil
+	}
+	_, F := do("GET", attacker, nil)
+	do("POST", attacker, nil) // spends his budget
+	for range 3 {
+		if _, c := do("GET", attacker, F); c != nil {
+			t.Fatal("an over-budget poll was handed a cookie")
+		}
+	}
+	victimSaw, _ := do("GET", victim, F)
+	if attackerSaw, _ := do("GET", attacker, F); attackerSaw == victimSaw {
+		t.Errorf("the attacker's poll was served the victim's %s", victimSaw)
+	}
+}
