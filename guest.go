@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// guest is a request's guest, as found by lookup or made by issue. It is not
-// modified once made.
+// guest is a request's guest, as found by lookup or made by issue. Only
+// stored changes once it is made.
 type guest struct {
 	// rec is the guest, with Session.Token set; nil for held.
 	rec *Record

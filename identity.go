@@ -132,17 +132,13 @@ func ulidText(dst []byte, now time.Time, entropy []byte) {
 	_ = u.MarshalTextTo(dst)           // fails only for a dst shorter than 26
 }
 
-// A session token is the guest id, a dot, and 32 random bytes in unpadded
-// base64url. The id prefix lets a bearer token find its guest in one store
-// round trip; the random part is the secret.
+// A session token is the guest id, a dot, and 32 secret bytes in unpadded
+// base64url: random, or for a guest stored from its first-visit cookie, the
+// keyed HMAC of that cookie's token (firstvisit.go). The id prefix lets a
+// bearer token find its guest in one store round trip.
 
 // tokenSize is a token's length.
 const tokenSize = ulid.EncodedSize + 1 + 43
-
-// newToken returns a fresh token for guest id.
-func newToken(id string) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(randomBytes(32))
-}
 
 // tokenID returns the guest id a token names, or "" for a malformed token.
 func tokenID(token string) string {
