@@ -171,7 +171,12 @@ async function run(auth) {
   });
 
   await check("deleteAnonymousUser() by a real user is refused with 403", async () => {
-    wantError(await auth.deleteAnonymousUser(asRealUser), 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous");
+    sendCookies = false; // with the guest cookie, the real user's request would link the guest
+    try {
+      wantError(await auth.deleteAnonymousUser(asRealUser), 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous");
+    } finally {
+      sendCookies = true;
+    }
   });
 
   await check("deleteAnonymousUser() returns {success: true} and drops the cookie", async () => {
@@ -200,6 +205,16 @@ async function run(auth) {
       "Signed-in users cannot sign in anonymously",
     );
     assert(!jar.has(COOKIE), "a signed-in user got a guest cookie");
+  });
+
+  await check("getSession() of a signed-in real user links the guest it carries and is null", async () => {
+    const res = await auth.signIn.anonymous();
+    assert(res.data?.token && jar.has(COOKIE), `sign-in: ${show(res.error)}`);
+    const linked = await auth.getSession(asRealUser);
+    assert(linked.error === null && linked.data === null, `data = ${show(linked.data)}, error = ${show(linked.error)}`);
+    assert(!jar.has(COOKIE), `the linked guest's cookie was kept; Set-Cookie: ${show(lastSetCookies)}`);
+    const after = await auth.getSession(bearer(res.data.token));
+    assert(after.error === null && after.data === null, `the linked guest's token still opens ${show(after.data)}`);
   });
 
   await check("a guest without cookies signs in and deletes itself with its bearer token", async () => {
