@@ -36,7 +36,7 @@ type Budget struct {
 	// Defaults: 100 per hour, with a burst of 20: far above what a person
 	// does (a guest per browser), and under the 30 to 100 an hour per
 	// address of comparable services, while a campus or an office behind
-	// one address still gets a guest a minute after its first twenty.
+	// one address still gets a guest every 36 s after its first twenty.
 	Rate   int
 	Period time.Duration
 	Burst  int
