@@ -154,8 +154,11 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 		if n := len(k.Block); n != 0 && n != 16 && n != 24 && n != 32 {
 			return nil, fmt.Errorf("Keys[%d].Block is %d bytes, want none, 16, 24 or 32", i, n)
 		}
-		if isZero(k.Hash) || len(k.Block) > 0 && isZero(k.Block) {
-			return nil, fmt.Errorf("Keys[%d] is all zero bytes: use random keys from a secret store", i)
+		if isZero(k.Hash) {
+			return nil, fmt.Errorf("Keys[%d].Hash is all zero bytes: use random keys from a secret store", i)
+		}
+		if len(k.Block) > 0 && isZero(k.Block) {
+			return nil, fmt.Errorf("Keys[%d].Block is all zero bytes: use random keys from a secret store", i)
 		}
 		if bytes.Equal(k.Hash, k.Block) {
 			return nil, fmt.Errorf("Keys[%d].Block is its hash key: use two independent keys", i)
