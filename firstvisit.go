@@ -87,19 +87,23 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 // storeFirstVisit stores p, a guest that lives in its first-visit cookie
 // with token first, with apply's change (nil for none), if the budget of r's
 // client allows; or, when a sibling request stored it, applies apply to the
-// stored guest. It returns the guest as stored, its Session.Token set. A
-// guest the budget or a full store keeps out is an error for which notStored
-// holds; one that is not this request's to share (see sibling) is
-// ErrNotFound; apply's own error is returned as it is.
-func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source string, apply func(*Record) error) (*Record, error) {
-	// A sibling that comes after the store finds the guest without spending
-	// the budget.
-	rec, err := m.store.Get(r.Context(), p.User.ID)
-	switch {
-	case err == nil:
-		return m.sibling(r, rec, first, apply)
-	case !errors.Is(err, ErrNotFound):
-		return nil, err
+// stored guest. issued says that p was made on this request: no response
+// has carried first yet, so no sibling can have stored it. It returns the
+// guest as stored, its Session.Token set. A guest the budget or a full store
+// keeps out is an error for which notStored holds; one that is not this
+// request's to share (see sibling) is ErrNotFound; apply's own error is
+// returned as it is.
+func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issued bool, source string, apply func(*Record) error) (*Record, error) {
+	if !issued {
+		// A sibling that comes after the store finds the guest without
+		// spending the budget.
+		rec, err := m.store.Get(r.Context(), p.User.ID)
+		switch {
+		case err == nil:
+			return m.sibling(r, rec, first, apply)
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
 	}
 	token := storedToken(m.tokenKeys[0], first)
 	next := m.firstStored(p, token, time.Now())
@@ -111,7 +115,8 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first, source stri
 	}
 	switch _, err := m.storeNew(r, &next, source); {
 	case errors.Is(err, ErrExists): // a sibling stored it meanwhile
-		if rec, err = m.store.Get(r.Context(), p.User.ID); err != nil {
+		rec, err := m.store.Get(r.Context(), p.User.ID)
+		if err != nil {
 			return nil, err
 		}
 		return m.sibling(r, rec, first, apply)
@@ -133,7 +138,7 @@ func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, so
 	if g.stored != nil {
 		return g.stored, false, nil
 	}
-	if g.stored, err = m.storeFirstVisit(r, g.rec, g.rec.Session.Token, source, apply); err != nil {
+	if g.stored, err = m.storeFirstVisit(r, g.rec, g.rec.Session.Token, g.issued, source, apply); err != nil {
 		return nil, false, err
 	}
 	m.replaceCookie(w, g.stored.Session.Token, g.stored.Session.ExpiresAt)

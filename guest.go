@@ -159,7 +159,7 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	ctx := r.Context()
 	if p := c.pending; p != nil {
-		rec, err := m.storeFirstVisit(r, p, c.token, sourceFirstReturn, nil)
+		rec, err := m.storeFirstVisit(r, p, c.token, false, sourceFirstReturn, nil)
 		switch {
 		case notStored(err):
 			// The budget or a full store said no, and nobody has stored it:
