@@ -50,6 +50,11 @@ const (
 	// maxField bounds each string in a payload (a generated email or name
 	// included), keeping the cookie well under securecookie's 4096 bytes.
 	maxField = 256
+	// maxCookieData bounds the data a guest held in its first-visit cookie
+	// keeps there. The cookie's value is base64 of base64, about 371 + 1.78
+	// bytes per byte of data: a Set-Cookie near 4 KB breaks browsers'
+	// 4096-byte limit and reverse proxies' default 4 KB header buffers.
+	maxCookieData = 1 << 10
 )
 
 var errPayload = errors.New("anonymous: malformed cookie payload")
@@ -113,7 +118,7 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 
 // appendEncoded appends the cookie value to dst. The payload is the kind,
 // the expiry (Unix seconds), the token, and for a pending guest the rest of
-// it. now is the time securecookie's format records.
+// it, its data (at most maxCookieData bytes) last. now is the time securecookie's format records.
 func (cc *cookieCodec) appendEncoded(dst []byte, token string, now, exp time.Time, pending *Record) ([]byte, error) {
 	sp := scratch.Get().(*[]byte)
 	defer scratch.Put(sp)
@@ -131,6 +136,10 @@ func (cc *cookieCodec) appendEncoded(dst []byte, token string, now, exp time.Tim
 		b = appendString(b, s.ID)
 		b = appendString(b, u.Email)
 		b = appendString(b, u.Name)
+		if len(pending.Data) > 0 {
+			b = binary.AppendUvarint(b, uint64(len(pending.Data)))
+			b = append(b, pending.Data...)
+		}
 	}
 	*sp = b
 	if cc.macs == nil {
@@ -182,7 +191,7 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 		return credential{}, errors.New("anonymous: cookie expired")
 	}
 	b = b[9:]
-	raw, b, ok := readBytes(b)
+	raw, b, ok := readBytes(b, maxField)
 	token := string(raw)
 	id := tokenID(token)
 	if !ok || id == "" {
@@ -203,8 +212,18 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 	sid, b, ok1 := readString(b)
 	email, b, ok2 := readString(b)
 	name, b, ok3 := readString(b)
-	if !ok1 || !ok2 || !ok3 || len(b) != 0 {
+	if !ok1 || !ok2 || !ok3 {
 		return credential{}, errPayload
+	}
+	var data []byte
+	if len(b) > 0 {
+		// The guest's data, when it has some: never empty, so that no
+		// other spelling of a cookie without data is read as that cookie.
+		d, rest, ok := readBytes(b, maxCookieData)
+		if !ok || len(d) == 0 || len(rest) != 0 {
+			return credential{}, errPayload
+		}
+		data = bytes.Clone(d) // b is a pooled buffer's
 	}
 	c.pending = &Record{
 		User: User{ID: id, Email: email, Name: name, CreatedAt: created, UpdatedAt: created, IsAnonymous: true},
@@ -212,6 +231,7 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 			ID: sid, UserID: id, ExpiresAt: exp, CreatedAt: created, UpdatedAt: created,
 		},
 		TokenHash: c.tokenHash,
+		Data:      data,
 	}
 	return c, nil
 }
@@ -237,16 +257,17 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func readBytes(b []byte) ([]byte, []byte, bool) {
+// readBytes reads a length-prefixed field of at most max bytes off b.
+func readBytes(b []byte, max uint64) ([]byte, []byte, bool) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > maxField || uint64(len(b)-k) < n {
+	if k <= 0 || n > max || uint64(len(b)-k) < n {
 		return nil, nil, false
 	}
 	return b[k : k+int(n)], b[k+int(n):], true
 }
 
 func readString(b []byte) (string, []byte, bool) {
-	v, rest, ok := readBytes(b)
+	v, rest, ok := readBytes(b, maxField)
 	return string(v), rest, ok
 }
 

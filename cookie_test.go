@@ -98,7 +98,11 @@ func ckLongPayload(exp time.Time, token string, rec *Record) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(rec.User.CreatedAt.UnixMilli()))
 	b = ckStr(b, rec.Session.ID)
 	b = ckStr(b, rec.User.Email)
-	return ckStr(b, rec.User.Name)
+	b = ckStr(b, rec.User.Name)
+	if len(rec.Data) > 0 {
+		b = ckStr(b, string(rec.Data))
+	}
+	return b
 }
 
 func ckCat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -214,6 +218,8 @@ func ckCheck(t testing.TB, c *credential, err error, token string, exp time.Time
 		t.Fatalf("pending session times = %v, %v, %v; want %v, %v", s.ExpiresAt, s.CreatedAt, s.UpdatedAt, wantExp, created)
 	case p.TokenHash != sum, p.LinkedTo != "":
 		t.Fatalf("pending record hash %x linked %q, want %x", p.TokenHash, p.LinkedTo, sum)
+	case !bytes.Equal(p.Data, rec.Data), (p.Data == nil) != (len(rec.Data) == 0):
+		t.Fatalf("pending data = %q, want %q", p.Data, rec.Data)
 	}
 }
 
@@ -274,6 +280,11 @@ func TestCookieRoundTrip(t *testing.T) {
 	// CreatedAt travels in milliseconds and comes back in UTC.
 	fine := ckPending(tok)
 	fine.User.CreatedAt = time.Date(2027, 3, 4, 5, 6, 7, 891_234_567, time.FixedZone("X", 3600))
+	// A guest held in its cookie keeps its data there, up to maxCookieData.
+	cart := ckPending(tok)
+	cart.Data = []byte(`{"tea":2}`)
+	fullCart := ckPending(tok)
+	fullCart.Data = bytes.Repeat([]byte{0xff}, maxCookieData)
 
 	for _, kc := range []struct {
 		name string
@@ -305,6 +316,8 @@ func TestCookieRoundTrip(t *testing.T) {
 			{"long, fields at maxField", ckExp, full},
 			{"long, empty fields", ckExp, empty},
 			{"long, sub-millisecond CreatedAt", ckExp, fine},
+			{"long, with data", ckExp, cart},
+			{"long, data at maxCookieData", ckExp, fullCart},
 		} {
 			t.Run(kc.name+"/"+fc.name, func(t *testing.T) {
 				dst := []byte("anonymous_guest=")
@@ -569,7 +582,10 @@ func ckMalformed() []struct {
 		{"long form, name past the end", ckCat(long[:len(long)-len(rec.User.Name)-1], []byte{byte(len(rec.User.Name) + 1)}, []byte(rec.User.Name)), errPayload},
 		{"long form, string length varint cut", ckCat(phead, created, []byte{0x80}), errPayload},
 		{"long form, trailing byte", ckCat(long, []byte{0}), errPayload},
-		{"long form, a fourth string", ckStr(long, "x"), errPayload},
+		{"long form, empty data", ckStr(long, ""), errPayload},
+		{"long form, data over maxCookieData", ckStr(long, strings.Repeat("x", maxCookieData+1)), errPayload},
+		{"long form, data then a trailing byte", ckCat(ckStr(long, "x"), []byte{0}), errPayload},
+		{"long form, data cut short", ckCat(long, []byte{5, 'x'}), errPayload},
 	}
 	for n := range 9 {
 		cases = append(cases, struct {
