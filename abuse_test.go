@@ -3,6 +3,7 @@ package anonymous_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,12 @@ func newRV(t *testing.T, opts anonymous.Options) *rv {
 	t.Helper()
 	ms := memstore.New()
 	t.Cleanup(func() { ms.Close() })
+	return newRVOn(t, ms, opts)
+}
+
+// newRVOn is newRV on the store ms.
+func newRVOn(t *testing.T, ms *memstore.Store, opts anonymous.Options) *rv {
+	t.Helper()
 	opts.Keys = []anonymous.Key{{Hash: hashKey1}}
 	m, err := anonymous.New(ms, opts)
 	if err != nil {
@@ -328,38 +335,44 @@ func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	})
 }
 
-// A first-visit guest over the budget is linked once the budget allows
-// storing it: a link stores a guest like any other, and a failed callback is
-// retried.
-func TestOverBudgetGuestLinksLater(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCarts()
-		c.fail.Store(1)
-		v := newRV(t, anonymous.Options{
-			Budget: anonymous.Budget{Rate: 2, Period: time.Hour, Burst: 1}, Identify: identifyHeader, OnLinkAccount: c.onLink,
-		})
-		w, _ := v.req(t, "GET", "/", victimIP, "")
-		v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
-		w, g := v.req(t, "GET", "/", victimIP, "")
-		F := guestCookie(t, w)
-		c.put(g.ID, 3)
-		login := func() {
-			w, _ := v.req(t, "GET", "/", victimIP, "alice", F)
-			if n := guestCookie(t, w); n != nil && n.MaxAge > 0 {
-				F = n
+// A first-visit guest over the budget links at once, with the cart its
+// cookie holds: the login stores it, uncharged to the client's budget; a
+// failed callback keeps it, stored now, and the next request retries.
+func TestOverBudgetGuestLinks(t *testing.T) {
+	var links []anonymous.LinkEvent
+	fail := true
+	v := newRV(t, anonymous.Options{
+		Budget:   anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		Identify: identifyHeader,
+		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+			if fail {
+				fail = false
+				return errors.New("cart service unavailable")
 			}
-		}
-		login() // over the budget: not stored, so not linked yet
-		if c.calls.Load() != 0 {
-			t.Fatalf("a guest over the budget was linked: %d calls", c.calls.Load())
-		}
-		time.Sleep(31 * time.Minute) // the budget allows one more, within FirstVisitWindow
-		login()                      // stored now; the callback fails
-		login()                      // retried
-		if c.calls.Load() != 2 || c.get("alice") != 3 {
-			t.Errorf("OnLinkAccount ran %d times, alice's cart %d; want 2 and 3", c.calls.Load(), c.get("alice"))
-		}
+			links = append(links, ev)
+			return nil
+		},
 	})
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
+	w, g := v.req(t, "GET", "/", victimIP, "")
+	F := guestCookie(t, w)
+	w, _ = v.req(t, "POST", "/add", victimIP, "", F) // kept in the cookie
+	if e := w.Header().Get("X-Err"); e != "" {
+		t.Fatalf("an update over the budget: %s", e)
+	}
+	F = guestCookie(t, w)
+	w, _ = v.req(t, "GET", "/", victimIP, "alice", F) // the callback fails
+	if c := guestCookie(t, w); c != nil && c.MaxAge > 0 {
+		F = c // stored now, its cookie re-set
+	}
+	if _, s := v.req(t, "GET", "/", victimIP, "", F); s.ID != g.ID {
+		t.Fatalf("after a failed link the cookie opens %q, want the guest %q", s.ID, g.ID)
+	}
+	v.req(t, "GET", "/", victimIP, "alice", F) // retried
+	if len(links) != 1 || links[0].AnonymousUser.User.ID != g.ID || string(links[0].Data) != "x" {
+		t.Errorf("OnLinkAccount got %+v, want one link of %s with its data", links, g.ID)
+	}
 }
 
 // A planted first-visit cookie cannot be timed into the siblings' grace:

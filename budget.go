@@ -124,11 +124,38 @@ func (m *Manager) mayStore(r *http.Request) (time.Duration, error) {
 	return 0, nil
 }
 
+// mayLink takes one guest from the budget of the account newUser, for a
+// link that stores a guest never stored: the same Rate, Period and Burst as
+// a client's, so that an account is not a way round its clients' budgets
+// (a script that sends fresh first-visit cookies with its login). A person
+// links a guest per browser. Over it, the guest is not linked now, and
+// stays in its cookie, linked on a later request; a warning says so.
+func (m *Manager) mayLink(r *http.Request, newUser *User) bool {
+	b := &m.opts.Budget
+	if b.Off {
+		return true
+	}
+	wait, err := b.Limiter.Allow(r.Context(), "account:"+newUser.ID, *b)
+	switch {
+	case err != nil:
+		m.log.WarnContext(r.Context(), "anonymous: account budget check failed; linking the guest", "err", err)
+	case wait > 0:
+		m.metrics.refused.Add(r.Context(), 1, m.metrics.refusedBy["budget"]...)
+		m.log.WarnContext(r.Context(), "anonymous: the account has linked its budget of guests not yet stored; this one is linked later",
+			"user", newUser.ID, "retry_after", wait)
+		return false
+	}
+	return true
+}
+
 // storeNew stores a new guest after the budget of r's client allows it;
-// source says what stores it, for the metrics.
+// source says what stores it, for the metrics. A link's store is not
+// charged to the client (see mayLink).
 func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Duration, error) {
 	ctx := r.Context()
-	if wait, err := m.mayStore(r); err != nil {
+	if source == sourceLink {
+		// No budget.
+	} else if wait, err := m.mayStore(r); err != nil {
 		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["budget"]...)
 		return wait, err
 	}

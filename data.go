@@ -43,9 +43,13 @@ func DataFrom(ctx context.Context) []byte {
 // writes the response's header meanwhile.
 //
 // A guest not stored yet (a first visit under PersistOnReturn) is stored
-// now, with its data, if its client's budget and the store allow (else
-// ErrOverBudget or ErrStoreFull),
-// and its cookie is re-set to the stored guest's. Call UpdateData before the
+// now, with its data, and its cookie is re-set to the stored guest's. When
+// the client's budget or a full store keeps it out, its data is kept in its
+// signed first-visit cookie instead (encrypted with a Block key): at most 1
+// KiB there (else ErrDataTooLarge), last writer wins between two tabs, and
+// the cookie's window starts again with each update; the guest is stored,
+// data and all, on its first request that the budget allows (see
+// docs/first-visit.md). Call UpdateData before the
 // response's header is written: the package wraps no ResponseWriter, so it
 // cannot tell, and returns nil, but the browser then keeps the first-visit
 // cookie. Its next request within 10 s of the update still finds the guest,
@@ -54,11 +58,10 @@ func DataFrom(ctx context.Context) []byte {
 // lives and dies with the guest: it expires with it, is deleted with it, and
 // is handed to OnLinkAccount when the guest becomes a real user.
 //
-// It returns fn's error, ErrNoGuest, ErrDataTooLarge, ErrOverBudget,
-// ErrStoreFull, an error wrapping ErrClaimed while the guest is being
-// linked, ErrNotFound when the guest is gone (linked, deleted, or its
-// first-visit cookie stored it over 10 s ago), or a store error; in every
-// case nothing is written.
+// It returns fn's error, ErrNoGuest, ErrDataTooLarge, an error wrapping
+// ErrClaimed while the guest is being linked, ErrNotFound when the guest is
+// gone (linked, deleted, or its first-visit cookie stored it over 10 s
+// ago), or a store error; in every case nothing is written.
 func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(data []byte) ([]byte, error)) ([]byte, error) {
 	st := m.state(r.Context())
 	if st == nil || st.guest == nil || st.guest.rec == nil {

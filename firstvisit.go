@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"hash"
 	"net/http"
 	"sync"
@@ -90,9 +91,10 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 // stored guest. issued says that p was made on this request: no response
 // has carried first yet, so no sibling can have stored it. It returns the
 // guest as stored, its Session.Token set. A guest the budget or a full store
-// keeps out is an error for which notStored holds; one that is not this
-// request's to share (see sibling) is ErrNotFound; apply's own error is
-// returned as it is.
+// keeps out is an error for which notStored holds, returned with the record
+// that was refused (apply's change made); one that is not this request's to
+// share (see sibling) is ErrNotFound; apply's own error is returned as it
+// is.
 func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issued bool, source string, apply func(*Record) error) (*Record, error) {
 	if !issued {
 		// A sibling that comes after the store finds the guest without
@@ -120,6 +122,8 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 			return nil, err
 		}
 		return m.sibling(r, rec, first, apply)
+	case notStored(err):
+		return &next, err
 	case err != nil:
 		return nil, err
 	}
@@ -131,18 +135,49 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 // with apply's change (see storeFirstVisit), and re-sets its cookie in w:
 // once per request, however many of its goroutines update or link it.
 // Later calls return the guest as stored, and applied false: apply was not
-// run.
+// run. When the budget or a full store keeps it out, an update
+// (sourceData) keeps the guest's data in its first-visit cookie instead
+// (see holdInCookie); a link, which the budget does not bound, gets the
+// error of a full store.
 func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, source string, apply func(*Record) error) (rec *Record, applied bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stored != nil {
+	if g.stored != nil && g.stored.Version > 0 {
 		return g.stored, false, nil
 	}
-	if g.stored, err = m.storeFirstVisit(r, g.rec, g.rec.Session.Token, g.issued, source, apply); err != nil {
+	cur := g.rec
+	if g.stored != nil {
+		cur = g.stored // held in its cookie, updated earlier in this request
+	}
+	next, err := m.storeFirstVisit(r, cur, cur.Session.Token, g.issued, source, apply)
+	switch {
+	case notStored(err) && source == sourceData:
+		if err := m.holdInCookie(w, g, cur, next.Data); err != nil {
+			return nil, false, err
+		}
+		return g.stored, true, nil
+	case err != nil:
 		return nil, false, err
 	}
-	m.replaceCookie(w, g.stored.Session.Token, g.stored.Session.ExpiresAt)
-	return g.stored, true, nil
+	g.stored = next
+	m.replaceCookie(w, next.Session.Token, time.Now(), next.Session.ExpiresAt, nil)
+	return next, true, nil
+}
+
+// holdInCookie keeps data, the new data of cur, a guest the budget or a
+// full store kept from being stored, in its first-visit cookie: at most
+// maxCookieData bytes, and the cookie's window starts again, so that an
+// active visitor keeps its cart while it waits to be stored. g.mu is held.
+func (m *Manager) holdInCookie(w http.ResponseWriter, g *guest, cur *Record, data []byte) error {
+	if len(data) > maxCookieData {
+		return fmt.Errorf("%w: %d bytes, over the %d a guest not stored yet keeps in its cookie", ErrDataTooLarge, len(data), maxCookieData)
+	}
+	held := *cur
+	held.Data = data
+	now := time.Now()
+	m.replaceCookie(w, held.Session.Token, now, now.Add(m.opts.FirstVisitWindow), &held)
+	g.stored = &held
+	return nil
 }
 
 // sibling returns rec, a guest stored from the first-visit cookie with token

@@ -79,6 +79,7 @@ var (
 	errInvalidOrigin      = &apiError{http.StatusForbidden, "INVALID_ORIGIN", "Invalid origin"}
 	errTooManyRequests    = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."}                     // Better Auth's message; it sends no code
 	errSignedInUser       = &apiError{http.StatusBadRequest, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously"} // this package's own
+	errStoreFull          = &apiError{http.StatusServiceUnavailable, "STORE_FULL", "No new guest can be stored now. Please try again later."}            // this package's own
 	errNotFound           = &apiError{http.StatusNotFound, "NOT_FOUND", "Not found"}                                                                     // this package's own
 	errMethodNotAllowed   = &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method not allowed"}                                           // this package's own
 	errBodyTooLarge       = &apiError{http.StatusRequestEntityTooLarge, "REQUEST_BODY_TOO_LARGE", "Request body is too large"}                           // this package's own
@@ -190,6 +191,12 @@ func (m *Manager) signInAnonymous(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrOverBudget):
 		writeTooManyRequests(w, wait)
+		return
+	case errors.Is(err, ErrStoreFull):
+		// A bearer client needs a stored guest; memstore's sweeper frees
+		// room as guests expire.
+		w.Header().Set("Retry-After", "30")
+		writeError(w, errStoreFull)
 		return
 	case errors.Is(err, ErrInvalidEmail):
 		m.log.ErrorContext(ctx, "anonymous: no guest created", "err", err)

@@ -64,16 +64,33 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // The request's guest is the one its cookie or bearer token names, as the
 // middleware found it.
 //
+// A guest that was never stored (a first visit, or one that the budget or
+// a full store kept in its cookie) links too, with the data its cookie
+// holds: the link stores it, charged to newUser's account rather than to
+// the client (see Options.Budget), and a full memstore keeps headroom for
+// it.
+//
 // It returns nil, doing nothing, when the request brought no guest (a guest
 // the middleware issued on this very request has nothing to hand over),
-// when newUser is nil, is the guest itself or is anonymous, or when a
-// concurrent request has already linked the guest. A newUser with an empty
-// ID is an error wrapping ErrInvalidUser, and nothing is linked. It returns an error
-// wrapping ErrClaimed while another request is linking the same guest (the
-// guest will be linked by that one, or retried), and OnLinkAccount's error,
-// wrapped, when the callback fails; the guest and its cookie are then kept
-// intact and the link is retried on the guest's next request when Identify
-// is set, or on the next call to Link.
+// when newUser is nil, is the guest itself or is anonymous, when a
+// concurrent request has already linked the guest, when the cookie is a copy
+// of one whose guest another browser stored, or when newUser's account has
+// linked more never-stored guests than its budget allows (the guest stays
+// in its cookie and links later). Otherwise it returns nil once the guest is
+// linked, or an error:
+//   - wrapping ErrInvalidUser for a newUser with an empty ID;
+//   - wrapping ErrClaimed while another request is linking the same guest
+//     (that one finishes the link), or when OnLinkAccount outlasted
+//     LinkLease and another request took the guest over;
+//   - wrapping OnLinkAccount's error when the callback fails;
+//   - wrapping the store's error when the store fails (ErrStoreFull past a
+//     full memstore's headroom).
+//
+// On any error but the last step's (the callback succeeded, recording the
+// link failed: see Options.OnLinkAccount), the guest, its data and its
+// cookie are kept intact and the link is retried on the guest's next
+// request when Identify is set, or on the next call to Link. It never
+// returns a budget error.
 //
 // With Options.Identify set, calling Link is optional: the middleware links
 // on the first request after any login by itself. When the middleware has
@@ -130,20 +147,6 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	// The store work after the claim must finish even if the client goes.
 	ctx := context.WithoutCancel(r.Context())
 	id := rec.User.ID
-	if rec.Version == 0 {
-		// A first-visit guest the budget (or a full store) kept from being
-		// stored: the claim needs it stored, and a link must not get round
-		// the budget. It is linked once it is stored, on a later request.
-		stored, _, err := m.storeOnce(w, r, g, sourceLink, nil)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil // no longer this cookie's guest: nothing to hand over
-		case err != nil:
-			m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
-			return fmt.Errorf("anonymous: linking guest %s: not stored yet: %w", id, err)
-		}
-		rec = stored
-	}
 	owner := hex.EncodeToString(randomBytes(16))
 	// The lease is counted from before the claim's round trip, and the
 	// callback's deadline from the same instant, a fifth of the lease
@@ -151,7 +154,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	// writes its outcome, before another request can take the guest over.
 	leaseEnd := time.Now().Add(m.opts.LinkLease)
 	deadline := leaseEnd.Add(-m.opts.LinkLease / 5)
-	claimed, err := m.modify(ctx, rec, func(rec *Record) error {
+	claim := func(rec *Record) error {
 		switch {
 		case !rec.live():
 			return errGone
@@ -162,7 +165,26 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		}
 		rec.ClaimOwner, rec.ClaimUntil = owner, leaseEnd
 		return nil
-	})
+	}
+	var claimed *Record
+	var err error
+	if rec.Version == 0 {
+		// A guest never stored (a first visit, or one the budget or a full
+		// store kept out) is stored now, claimed, with the data its cookie
+		// holds: that reserves its id, so that a replayed cookie links
+		// nothing. The client's budget does not bound it (the login is the
+		// application's), nor does a full store, which keeps headroom for
+		// it; the account's own budget does (see mayLink).
+		if !m.mayLink(r, newUser) {
+			return nil
+		}
+		var applied bool
+		if claimed, applied, err = m.storeOnce(w, r, g, sourceLink, claim); err == nil && !applied {
+			claimed, err = m.modify(ctx, claimed, claim) // stored earlier in this request
+		}
+	} else {
+		claimed, err = m.modify(ctx, rec, claim)
+	}
 	switch {
 	case errors.Is(err, errGone), errors.Is(err, ErrNotFound):
 		// A concurrent request linked it already (the same login in another

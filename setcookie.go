@@ -28,13 +28,13 @@ func (m *Manager) setCookie(w http.ResponseWriter, st *reqState, token string, n
 	m.writeCookie(w, st, line, max(int(exp.Sub(now).Round(time.Second)/time.Second), 1))
 }
 
-// replaceCookie sets the guest cookie in its short form in place of any
+// replaceCookie sets the guest cookie, as setCookie does, in place of any
 // guest cookie the response already sets.
-func (m *Manager) replaceCookie(w http.ResponseWriter, token string, exp time.Time) {
+func (m *Manager) replaceCookie(w http.ResponseWriter, token string, now, exp time.Time, pending *Record) {
 	h := w.Header()
 	prefix := m.opts.CookieName + "="
 	h["Set-Cookie"] = slices.DeleteFunc(h["Set-Cookie"], func(l string) bool { return strings.HasPrefix(l, prefix) })
-	m.setCookie(w, nil, token, time.Now(), exp, nil)
+	m.setCookie(w, nil, token, now, exp, pending)
 }
 
 // expireCookie tells the browser to drop the guest cookie.

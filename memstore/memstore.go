@@ -63,7 +63,9 @@ type Options struct {
 	// MaxGuests caps the records the store holds: past it, Create stores
 	// nothing and returns anonymous.ErrStoreFull, and the Manager fails
 	// open (new visitors' guests live in their cookies), so the process
-	// never runs out of memory. Negative: no cap. Default: DefaultMaxGuests,
+	// never runs out of memory. A link still stores the guest it links,
+	// claimed, in a headroom of 1 % more (at least 16): a login is never
+	// refused for a flood's guests. Negative: no cap. Default: DefaultMaxGuests,
 	// 250,000 guests, about 65 MB with browsers' User-Agents: sized for a
 	// small server.
 	MaxGuests int
@@ -71,6 +73,12 @@ type Options struct {
 
 // DefaultMaxGuests is Options.MaxGuests's default.
 const DefaultMaxGuests = 250_000
+
+// headroom is how many records past max a full store still creates for
+// links (a record created claimed: a guest that was never stored, linked
+// at its login), so that a flood that fills the store cannot keep a
+// visitor from logging in with its cart: 1 % of max, and at least 16.
+func headroom(limit int) int { return max(limit/100, 16) }
 
 // Store is an in-memory anonymous.Store. Create it with New and stop its
 // sweeper with Close. All its methods are safe for concurrent use.
@@ -249,7 +257,7 @@ func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 		}
 		sh.index.set(i, r)
 		return nil
-	case s.max > 0 && s.n.Load() >= int64(s.max):
+	case s.max > 0 && s.n.Load() >= int64(s.max) && (rec.ClaimOwner == "" || s.n.Load() >= int64(s.max+headroom(s.max))):
 		return anonymous.ErrStoreFull
 	}
 	r, ok := sh.arena.put(b)

@@ -204,6 +204,36 @@ func filled(b *testing.B) (*memstore.Store, []string) {
 	return s, ids
 }
 
+// A full store keeps a headroom of 1 %, at least 16, for a link's claimed
+// record: a flood that fills the store cannot keep a visitor from logging
+// in with the cart its cookie holds.
+func TestMaxGuestsHeadroomForLinks(t *testing.T) {
+	ctx := t.Context()
+	s := memstore.New(memstore.Options{MaxGuests: 2})
+	defer s.Close()
+	for range 2 {
+		if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed := func() *anonymous.Record {
+		rec := storetest.NewRecord("", time.Now().Add(time.Hour))
+		rec.ClaimOwner, rec.ClaimUntil = "link", time.Now().Add(time.Minute)
+		return rec
+	}
+	for i := range 16 {
+		if err := s.Create(ctx, claimed()); err != nil {
+			t.Fatalf("claimed Create %d past MaxGuests: %v, want it stored in the headroom", i, err)
+		}
+	}
+	if err := s.Create(ctx, claimed()); !errors.Is(err, anonymous.ErrStoreFull) {
+		t.Errorf("claimed Create past the headroom: %v, want ErrStoreFull", err)
+	}
+	if err := s.Create(ctx, storetest.NewRecord("", time.Now().Add(time.Hour))); !errors.Is(err, anonymous.ErrStoreFull) {
+		t.Errorf("unclaimed Create past MaxGuests: %v, want ErrStoreFull", err)
+	}
+}
+
 // Past MaxGuests the store stores nothing, until expired guests are freed.
 func TestMaxGuests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

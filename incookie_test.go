@@ -1,0 +1,208 @@
+package anonymous_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/memstore"
+)
+
+// A browser of these tests: the guest cookie it holds, as a browser keeps
+// the last one it was sent.
+type browserJar struct{ c *http.Cookie }
+
+func (b *browserJar) keep(w *httptest.ResponseRecorder) {
+	for _, c := range w.Result().Cookies() {
+		if c.Name == anonymous.DefaultCookieName {
+			b.c = c
+			if c.MaxAge < 0 {
+				b.c = nil
+			}
+		}
+	}
+}
+
+func (b *browserJar) req(t *testing.T, v *rv, method, target, remote, user string) (*httptest.ResponseRecorder, seen) {
+	t.Helper()
+	var cs []*http.Cookie
+	if b.c != nil {
+		cs = append(cs, b.c)
+	}
+	w, s := v.req(t, method, target, remote, user, cs...)
+	b.keep(w)
+	return w, s
+}
+
+// Sixty browsers behind one address (an office's NAT) each add an item to
+// a cart: every one keeps it, though the budget stores only its burst and
+// the rate's share of the elapsed time.
+func TestBrowsersBehindOneAddressKeepTheirCarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const browsers, burst = 60, 20
+		v := newRV(t, anonymous.Options{})
+		start := time.Now()
+		jars := make([]browserJar, browsers)
+		for i := range jars {
+			jars[i].req(t, v, "GET", "/", victimIP, "")
+			if w, _ := jars[i].req(t, v, "POST", "/add", victimIP, ""); w.Header().Get("X-Err") != "" {
+				t.Fatalf("browser %d: adding to its cart: %s", i, w.Header().Get("X-Err"))
+			}
+			time.Sleep(time.Second)
+		}
+		for i := range jars {
+			if w, _ := jars[i].req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+				t.Errorf("browser %d's cart holds %q, want its item", i, w.Header().Get("X-Data"))
+			}
+		}
+		// Burst, then 100 an hour.
+		allowed := burst + int((time.Since(start)*100+time.Hour-1)/time.Hour)
+		if n := v.store.Len(); n > allowed || n < burst {
+			t.Errorf("%d guests stored from one address, want %d to %d", n, burst, allowed)
+		}
+	})
+}
+
+// A guest held in its cookie keeps at most 1 KiB of data there; its window
+// starts again with each update, so an active visitor keeps its cart; it is
+// stored, data and all, once the budget allows.
+func TestGuestHeldInItsCookie(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &switchLimiter{}
+		lim.refuse.Store(true)
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+		var size atomic.Int64
+		size.Store(1024)
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) {
+					return []byte(strings.Repeat("c", int(size.Load()))), nil
+				}); err != nil {
+					http.Error(w, err.Error(), http.StatusConflict)
+					return
+				}
+			}
+			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
+		}))
+		b := &browserJar{c: guestCookie(t, serveWith(h, "GET", "/", nil))}
+		do := func(method string) *httptest.ResponseRecorder {
+			w := serveWith(h, method, "/", b.c)
+			b.keep(w)
+			return w
+		}
+		if w := do("POST"); w.Code != http.StatusOK || b.c.MaxAge != 3600 || len(w.Header().Get("Set-Cookie")) > 4096 {
+			t.Fatalf("1 KiB over budget: %d %s, cookie %+v", w.Code, w.Body, b.c)
+		}
+		size.Store(1025)
+		if w := do("POST"); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), anonymous.ErrDataTooLarge.Error()) {
+			t.Fatalf("1 KiB + 1 over budget: %d %s, want ErrDataTooLarge", w.Code, w.Body)
+		}
+		for range 3 { // an active visitor, over the first-visit window
+			time.Sleep(50 * time.Minute)
+			size.Store(1024)
+			if w := do("POST"); w.Code != http.StatusOK {
+				t.Fatalf("an update 50 minutes after the last: %d %s", w.Code, w.Body)
+			}
+		}
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || f.store.Store.(*memstore.Store).Len() != 0 {
+			t.Fatalf("after 150 minutes: data of %s bytes, %d stored", w.Header().Get("X-Size"), f.store.Store.(*memstore.Store).Len())
+		}
+		lim.refuse.Store(false)
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || b.c.MaxAge == 3600 || f.store.Store.(*memstore.Store).Len() != 1 {
+			t.Errorf("once the budget allows: data of %s bytes, cookie %+v, %d stored; want it stored with its data",
+				w.Header().Get("X-Size"), b.c, f.store.Store.(*memstore.Store).Len())
+		}
+	})
+}
+
+// linkTabs logs the browser's guest in as user from n tabs at once and
+// returns the number of OnLinkAccount calls and the data they got.
+func linkTabs(t *testing.T, v *rv, b *browserJar, user string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r := httptest.NewRequest("GET", "https://shop.example/", nil)
+			r.RemoteAddr = victimIP
+			r.AddCookie(b.c)
+			r.Header.Set("X-User", user)
+			w := httptest.NewRecorder()
+			v.h.ServeHTTP(w, r)
+			var s seen
+			if json.Unmarshal(w.Body.Bytes(), &s); w.Code != http.StatusOK || s.ID != user {
+				t.Errorf("a tab's login: %d, saw %+v", w.Code, s)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A guest that was never stored, with a cart of 3 in its cookie, logs in
+// from 16 tabs at once: OnLinkAccount runs once, with the 3 items, and the
+// same cookie replayed afterwards with another user links nothing. On a
+// store with room, and on a full one.
+func TestNeverStoredGuestLinksOnce(t *testing.T) {
+	for name, maxGuests := range map[string]int{"room": 0, "full": 4} {
+		t.Run(name, func(t *testing.T) {
+			var links []anonymous.LinkEvent
+			var mu sync.Mutex
+			ms := memstore.New(memstore.Options{MaxGuests: maxGuests})
+			t.Cleanup(func() { ms.Close() })
+			opts := anonymous.Options{
+				Keys:     []anonymous.Key{{Hash: hashKey1}},
+				Budget:   anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+				Identify: identifyHeader,
+				OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+					mu.Lock()
+					defer mu.Unlock()
+					links = append(links, ev)
+					return nil
+				},
+			}
+			v := newRVOn(t, ms, opts)
+			for i := range maxGuests { // a flood fills the store, from addresses of its own
+				if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", "203.0.113."+strconv.Itoa(i+1)+":1", ""); w.Code != 200 {
+					t.Fatalf("the flood's sign-in: %d", w.Code)
+				}
+			}
+			v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "") // the visitor's address has spent its budget
+			b := &browserJar{}
+			b.req(t, v, "GET", "/", victimIP, "")
+			if w, _ := b.req(t, v, "POST", "/add?n&n&n", victimIP, ""); w.Header().Get("X-Err") != "" {
+				t.Fatalf("adding 3 to a cart: %s", w.Header().Values("X-Err"))
+			}
+			replay := b.c
+			linkTabs(t, v, b, "alice", 16)
+			if len(links) != 1 || string(links[0].Data) != "xxx" || links[0].NewUser.User.ID != "alice" {
+				t.Fatalf("OnLinkAccount got %d links (%+v), want one to alice with the 3 items", len(links), links)
+			}
+			b.c = replay
+			linkTabs(t, v, b, "mallory", 1)
+			if len(links) != 1 {
+				t.Errorf("the replayed cookie linked again: %+v", links[1:])
+			}
+		})
+	}
+}
+
+// sign-in/anonymous issues a token that must work without a cookie: on a
+// full store it answers 503 with Retry-After.
+func TestSignInOnAFullStore(t *testing.T) {
+	ms := memstore.New(memstore.Options{MaxGuests: 1})
+	t.Cleanup(func() { ms.Close() })
+	v := newRVOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
+	v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "")
+	w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "30" || !strings.Contains(w.Body.String(), `"STORE_FULL"`) {
+		t.Errorf("sign-in on a full store: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+}
