@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -574,5 +575,101 @@ func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 	victimSaw, _ := do("GET", victim, F)
 	if attackerSaw, _ := do("GET", attacker, F); attackerSaw == victimSaw {
 		t.Errorf("the attacker's poll was served the victim's %s", victimSaw)
+	}
+}
+
+// On Redis, with its budget: sixty browsers behind one address each add an
+// item to a cart and keep it, while the address stores only its burst and
+// the rate's share of the elapsed time; one whose guest was never stored
+// logs in from 16 tabs at once and links once, with its cart.
+func TestBrowsersBehindOneAddressOnRedis(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links atomic.Int64
+	var linked sync.Map
+	var m *anonymous.Manager
+	m = manager(t, s, anonymous.Options{
+		Budget: anonymous.Budget{Rate: 100, Period: time.Hour, Burst: 20},
+		Identify: func(r *http.Request) (*anonymous.User, error) {
+			if id := r.Header.Get("X-User"); id != "" {
+				return &anonymous.User{ID: id}, nil
+			}
+			return nil, nil
+		},
+		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+			links.Add(1)
+			linked.Store(ev.AnonymousUser.User.ID, string(ev.Data))
+			return nil
+		},
+	})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := anonymous.JSONFrom[int](r.Context())
+		if r.Method == http.MethodPost {
+			if n, err = anonymous.UpdateJSON(m, w, r, func(n *int) error { *n++; return nil }); err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+		}
+		fmt.Fprint(w, n)
+	}))
+	do := func(method string, ck *http.Cookie, user string) (string, *http.Cookie) {
+		r := httptest.NewRequest(method, "https://shop.example/", nil)
+		r.RemoteAddr = "192.0.2.60:1" // the budget's keys are under the test's prefix
+		if ck != nil {
+			r.AddCookie(ck)
+		}
+		if user != "" {
+			r.Header.Set("X-User", user)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		for _, c := range w.Result().Cookies() {
+			return w.Body.String(), c
+		}
+		return w.Body.String(), ck
+	}
+	start := time.Now()
+	cookies := make([]*http.Cookie, 60)
+	for i := range cookies {
+		_, cookies[i] = do("GET", nil, "")
+		var got string
+		if got, cookies[i] = do("POST", cookies[i], ""); got != "1" {
+			t.Fatalf("browser %d's first add: %q", i, got)
+		}
+	}
+	for i, ck := range cookies {
+		if got, _ := do("GET", ck, ""); got != "1" {
+			t.Errorf("browser %d's cart holds %q, want 1", i, got)
+		}
+	}
+	allowed := 20 + int((time.Since(start)*100+time.Hour-1)/time.Hour)
+	if n := len(redistest.Keys(t, c, prefix+"{")); n < 20 || n > allowed {
+		t.Errorf("%d guests stored from one address, want 20 to %d", n, allowed)
+	}
+	// The last browser's guest was never stored: its cart is in its cookie.
+	last := cookies[len(cookies)-1]
+	_, last = do("POST", last, "")
+	_, last = do("POST", last, "")
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() { do("GET", last, "alice") })
+	}
+	wg.Wait()
+	if links.Load() != 1 {
+		t.Fatalf("16 tabs' logins ran OnLinkAccount %d times, want once", links.Load())
+	}
+	linked.Range(func(id, data any) bool {
+		if data != "3" {
+			t.Errorf("OnLinkAccount got guest %s's cart %v, want 3", id, data)
+		}
+		return true
+	})
+	do("GET", last, "mallory")
+	if links.Load() != 1 {
+		t.Errorf("the replayed cookie linked again: %d links", links.Load())
 	}
 }
