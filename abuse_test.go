@@ -183,8 +183,10 @@ func (l *switchLimiter) Allow(context.Context, string, anonymous.Budget) (time.D
 	return 0, nil
 }
 
-// UpdateData that stores a guest from a first-visit cookie stores it for its
-// whole Lifetime, and a second UpdateData of the same request updates it.
+// A guest the budget kept out at the start of a request keeps its updates
+// in its cookie for the rest of the request, even if the budget frees
+// meanwhile (asking again would cost each update two round trips); its
+// next request stores it, data and all, for its whole Lifetime.
 func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 	lim := &switchLimiter{}
 	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
@@ -216,11 +218,13 @@ func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 		t.Errorf("second UpdateData of one request: %q", errs)
 	}
 	c := guestCookie(t, rec)
-	if c == nil {
-		t.Fatal("no cookie")
+	if c == nil || c.MaxAge != 3600 || v.store.Len() != 0 {
+		t.Fatalf("the cookie %+v, %d stored: want the guest held in its first-visit cookie", c, v.store.Len())
 	}
-	if c.MaxAge < 24*3600 {
-		t.Errorf("guest with data stored with a cookie of Max-Age %ds: it (and its data) expires at the end of FirstVisitWindow", c.MaxAge)
+	w, _ = v.req(t, "GET", "/", victimIP, "", c)
+	if c = guestCookie(t, w); c == nil || c.MaxAge < 24*3600 || w.Header().Get("X-Data") != "xx" || v.store.Len() != 1 {
+		t.Errorf("the next request: cookie %+v, data %q, %d stored; want the guest stored for its Lifetime, with its two updates",
+			c, w.Header().Get("X-Data"), v.store.Len())
 	}
 }
 

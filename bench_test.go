@@ -1,11 +1,15 @@
 package anonymous_test
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/memstore"
@@ -142,4 +146,63 @@ func BenchmarkFirstReturnSibling(b *testing.B) {
 			}
 		}
 	})
+}
+
+// refusing is a budget limiter that never allows a guest to be stored.
+type refusing struct{}
+
+func (refusing) Allow(context.Context, string, anonymous.Budget) (time.Duration, error) {
+	return time.Minute, nil
+}
+
+// BenchmarkUpdateData: a returning visitor replaces its cart (200 bytes of
+// data), stored, or held in its first-visit cookie because the budget
+// keeps it out (the cookie re-set with the data).
+func BenchmarkUpdateData(b *testing.B) {
+	cart := bytes.Repeat([]byte("c"), 200)
+	for _, bc := range []struct {
+		name   string
+		budget anonymous.Budget
+		stored bool
+	}{{"stored", anonymous.Budget{Off: true}, true}, {"held-in-cookie", anonymous.Budget{Limiter: refusing{}}, false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			store := memstore.New()
+			b.Cleanup(func() { store.Close() })
+			var m *anonymous.Manager
+			m, err := anonymous.New(store, anonymous.Options{
+				Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: bc.budget,
+				ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, err := m.UpdateData(w, r, func([]byte) ([]byte, error) { return cart, nil }); err != nil {
+					b.Error(err)
+				}
+			}))
+			// Each goroutine has a visitor of its own: no update conflicts.
+			cookies := make(chan string, runtime.GOMAXPROCS(0))
+			for range cap(cookies) {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("POST", "/", nil))
+				c := w.Result().Cookies()[0]
+				if (c.MaxAge != 3600) != bc.stored {
+					b.Fatalf("the visitor's cookie %+v: stored is not %v", c, bc.stored)
+				}
+				cookies <- c.Name + "=" + c.Value
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := httptest.NewRequest("POST", "/", nil)
+				r.Header.Set("Cookie", <-cookies)
+				d := &discard{h: http.Header{}}
+				for pb.Next() {
+					clear(d.h)
+					h.ServeHTTP(d, r)
+				}
+			})
+		})
+	}
 }

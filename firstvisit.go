@@ -149,6 +149,17 @@ func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, so
 	if g.stored != nil {
 		cur = g.stored // held in its cookie, updated earlier in this request
 	}
+	if g.refused && source == sourceData {
+		// Refused on this very request: no need to ask again.
+		next := *cur
+		if err := apply(&next); err != nil {
+			return nil, false, err
+		}
+		if err := m.holdInCookie(w, g, cur, next.Data); err != nil {
+			return nil, false, err
+		}
+		return g.stored, true, nil
+	}
 	next, err := m.storeFirstVisit(r, cur, cur.Session.Token, g.issued, source, apply)
 	switch {
 	case notStored(err) && source == sourceData:

@@ -25,6 +25,10 @@ type guest struct {
 	// renew asks for the cookie to be re-set in its short form: the guest
 	// was just stored, or its expiry moved.
 	renew bool
+	// refused is true for a guest the budget or a full store kept from
+	// being stored on this request: its updates are held in its cookie
+	// without asking again.
+	refused bool
 	// mu guards stored, the guest as the request stored it when it was not
 	// stored as the request began (rec.Version 0): see storeOnce.
 	mu     sync.Mutex
@@ -173,7 +177,7 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 			return nil, err
 		}
 		g := st.guestSlot()
-		g.rec, g.renew = rec, rec.Version > 0
+		g.rec, g.renew, g.refused = rec, rec.Version > 0, rec.Version == 0
 		return g, nil
 	}
 	rec, err := m.store.Get(ctx, c.id)
@@ -258,7 +262,7 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, s
 	m.warnPlainHTTP(r)
 	m.metrics.issued.Add(r.Context(), 1)
 	g := st.guestSlot()
-	g.rec, g.issued = rec, true
+	g.rec, g.issued, g.refused = rec, true, source != "" && rec.Version == 0
 	return g, 0, nil
 }
 
