@@ -367,10 +367,6 @@ func (s *Shop) changeCart(w http.ResponseWriter, r *http.Request, u *anonymous.U
 // cartFailed leaves a notice of why the cart did not change, and logs what
 // the visitor cannot mend.
 func (s *Shop) cartFailed(w http.ResponseWriter, r *http.Request, u *anonymous.User, err error) {
-	if errors.Is(err, anonymous.ErrOverBudget) {
-		s.setFlash(w, flashCartBudget, "")
-		return
-	}
 	s.log.ErrorContext(r.Context(), "shop: changing the cart failed", "user", u.ID, "err", err)
 	s.setFlash(w, flashCartFailed, "")
 }

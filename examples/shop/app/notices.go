@@ -44,7 +44,6 @@ const (
 	flashAtMost         = "at-most"          // nothing added, the line is full; Arg: the product's id
 	flashSet            = "set"              // a quantity changed; Arg: the product's id
 	flashRemoved        = "removed"          // Arg: the product's id
-	flashCartBudget     = "cart-budget"      // the cart could not be kept: too many new guests from the client
 	flashCartFailed     = "cart-failed"      // the cart could not be changed: the store failed, or a login is moving it
 	flashSignedOut      = "signed-out"       // Arg: the account's name
 	flashNotSignedIn    = "not-signed-in"    // Log out from a page older than the logout
@@ -114,9 +113,6 @@ func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
 		default:
 			return notice{Cart: true, Text: fmt.Sprintf("You now have %d × %s in your cart.", qty, p.Name)}, true
 		}
-	case flashCartBudget:
-		return notice{Warn: true, Text: "Your cart was not changed: so many new guests came from your network lately " +
-			"that the shop cannot keep another cart just now. Please try again in a few minutes, or sign in."}, true
 	case flashCartFailed:
 		return notice{Warn: true, Cart: true, Text: "Your cart was not changed just now. Please try again in a moment."}, true
 	case flashSignedOut:
