@@ -168,7 +168,6 @@ func BenchmarkUpdateData(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			store := memstore.New()
 			b.Cleanup(func() { store.Close() })
-			var m *anonymous.Manager
 			m, err := anonymous.New(store, anonymous.Options{
 				Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: bc.budget,
 				ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -591,8 +591,7 @@ func TestBrowsersBehindOneAddressOnRedis(t *testing.T) {
 	}
 	var links atomic.Int64
 	var linked sync.Map
-	var m *anonymous.Manager
-	m = manager(t, s, anonymous.Options{
+	m := manager(t, s, anonymous.Options{
 		Budget: anonymous.Budget{Rate: 100, Period: time.Hour, Burst: 20},
 		Identify: func(r *http.Request) (*anonymous.User, error) {
 			if id := r.Header.Get("X-User"); id != "" {
