@@ -47,7 +47,7 @@ func DataFrom(ctx context.Context) []byte {
 // the client's budget or a full store keeps it out, its data is kept in its
 // signed first-visit cookie instead (encrypted with a Block key): at most 1
 // KiB there (else ErrDataTooLarge), last writer wins between two tabs, and
-// the cookie's window starts again with each update; the guest is stored,
+// the cookie's window starts again as the visitor comes back; the guest is stored,
 // data and all, on its first request that the budget allows (see
 // docs/first-visit.md). Call UpdateData before the
 // response's header is written: the package wraps no ResponseWriter, so it

@@ -1,6 +1,7 @@
 package anonymous
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -89,13 +90,14 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 // with token first, with apply's change (nil for none), if the budget of r's
 // client allows; or, when a sibling request stored it, applies apply to the
 // stored guest. issued says that p was made on this request: no response
-// has carried first yet, so no sibling can have stored it. It returns the
+// has carried first yet, so no sibling can have stored it; refused, that
+// the budget refused to store it on this request, and is not asked again. It returns the
 // guest as stored, its Session.Token set. A guest the budget or a full store
 // keeps out is an error for which notStored holds, returned with the record
 // that was refused (apply's change made); one that is not this request's to
 // share (see sibling) is ErrNotFound; apply's own error is returned as it
 // is.
-func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issued bool, source string, apply func(*Record) error) (*Record, error) {
+func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issued, refused bool, source string, apply func(*Record) error) (*Record, error) {
 	if !issued {
 		// A sibling that comes after the store finds the guest without
 		// spending the budget.
@@ -108,12 +110,22 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 		}
 	}
 	token := storedToken(m.tokenKeys[0], first)
-	next := m.firstStored(p, token, time.Now())
+	now := time.Now()
+	next := m.firstStored(p, token, now)
 	next.Session.IPAddress, next.Session.UserAgent = clientIP(r), userAgent(r)
+	if source == sourceLink {
+		// Stored to be linked at once: its record need outlive only the
+		// cookies that could replay it, which FirstVisitWindow bounds (a
+		// failed link's guest gets its Lifetime at its next refresh).
+		next.Session.ExpiresAt = now.Add(m.opts.FirstVisitWindow)
+	}
 	if apply != nil {
 		if err := apply(&next); err != nil {
 			return nil, err
 		}
+	}
+	if refused {
+		return &next, ErrOverBudget
 	}
 	switch _, err := m.storeNew(r, &next, source); {
 	case errors.Is(err, ErrExists): // a sibling stored it meanwhile
@@ -149,18 +161,10 @@ func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, so
 	if g.stored != nil {
 		cur = g.stored // held in its cookie, updated earlier in this request
 	}
-	if g.refused && source == sourceData {
-		// Refused on this very request: no need to ask again.
-		next := *cur
-		if err := apply(&next); err != nil {
-			return nil, false, err
-		}
-		if err := m.holdInCookie(w, g, cur, next.Data); err != nil {
-			return nil, false, err
-		}
-		return g.stored, true, nil
-	}
-	next, err := m.storeFirstVisit(r, cur, cur.Session.Token, g.issued, source, apply)
+	// A guest the budget refused on this very request is not asked about
+	// again (a sibling may have stored it meanwhile all the same).
+	refused := g.refused && source == sourceData
+	next, err := m.storeFirstVisit(r, cur, cur.Session.Token, g.issued, refused, source, apply)
 	switch {
 	case notStored(err) && source == sourceData:
 		if err := m.holdInCookie(w, g, cur, next.Data); err != nil {
@@ -223,4 +227,18 @@ func (m *Manager) siblingToken(rec *Record, first string) string {
 		}
 	}
 	return ""
+}
+
+// ownClaim returns the guest with this id as stored, from the first-visit
+// cookie with token first, when the link that holds its claim is owner: a
+// claimed Create that was written though its answer was lost. Else nil.
+func (m *Manager) ownClaim(ctx context.Context, id, first, owner string) *Record {
+	rec, err := m.store.Get(ctx, id)
+	if err != nil || rec.ClaimOwner != owner {
+		return nil
+	}
+	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
+		return nil
+	}
+	return rec
 }

@@ -22,8 +22,9 @@ type guest struct {
 	// brought it. A guest not stored yet (under PersistOnReturn, or over
 	// the budget) has rec.Version 0.
 	issued bool
-	// renew asks for the cookie to be re-set in its short form: the guest
-	// was just stored, or its expiry moved.
+	// renew asks for the cookie to be re-set: in its short form when the
+	// guest was just stored or its expiry moved, in its long form, with a
+	// new window, for a guest held in its cookie past half its window.
 	renew bool
 	// refused is true for a guest the budget or a full store kept from
 	// being stored on this request: its updates are held in its cookie
@@ -163,7 +164,7 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	ctx := r.Context()
 	if p := c.pending; p != nil {
-		rec, err := m.storeFirstVisit(r, p, c.token, false, sourceFirstReturn, nil)
+		rec, err := m.storeFirstVisit(r, p, c.token, false, false, sourceFirstReturn, nil)
 		switch {
 		case notStored(err):
 			// The budget or a full store said no, and nobody has stored it:
@@ -177,7 +178,11 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 			return nil, err
 		}
 		g := st.guestSlot()
-		g.rec, g.renew, g.refused = rec, rec.Version > 0, rec.Version == 0
+		g.rec, g.refused = rec, rec.Version == 0
+		// A stored guest's cookie is re-set to its short form; one held in
+		// its cookie, once past half its window, so that a visitor who
+		// browses without updating keeps it however long it waits.
+		g.renew = rec.Version > 0 || rec.Session.ExpiresAt.Sub(now) < m.opts.FirstVisitWindow/2
 		return g, nil
 	}
 	rec, err := m.store.Get(ctx, c.id)
@@ -226,11 +231,19 @@ func (m *Manager) load(w http.ResponseWriter, r *http.Request, st *reqState) (*g
 	return g, err
 }
 
-// renewCookie re-sets the guest's cookie when lookup asked for it.
+// renewCookie re-sets the guest's cookie when lookup asked for it: the
+// short form of a stored guest, the long form, with a new window, of one
+// held in its cookie.
 func (m *Manager) renewCookie(w http.ResponseWriter, st *reqState, g *guest) {
-	if g != nil && g.renew {
-		m.setCookie(w, st, g.rec.Session.Token, time.Now(), g.rec.Session.ExpiresAt, nil)
+	if g == nil || !g.renew {
+		return
 	}
+	now := time.Now()
+	if g.rec.Version == 0 {
+		m.setCookie(w, st, g.rec.Session.Token, now, now.Add(m.opts.FirstVisitWindow), g.rec)
+		return
+	}
+	m.setCookie(w, st, g.rec.Session.Token, now, g.rec.Session.ExpiresAt, nil)
 }
 
 // issue creates a new guest and sets its cookie. With a source, it is

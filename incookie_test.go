@@ -3,6 +3,7 @@ package anonymous_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -205,4 +206,207 @@ func TestSignInOnAFullStore(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "30" || !strings.Contains(w.Body.String(), `"STORE_FULL"`) {
 		t.Errorf("sign-in on a full store: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
+}
+
+// An update on a request whose lookup the budget refused, made after a
+// sibling request stored the guest, updates the stored guest: the item is
+// neither held in a stale cookie nor lost with the guest after the grace.
+func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &switchLimiter{}
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+		var h http.Handler
+		var guestID string
+		h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u := anonymous.UserFrom(r.Context()); u != nil {
+				w.Header().Set("X-ID", u.ID)
+			}
+			w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
+			if r.URL.Path != "/add" {
+				return
+			}
+			lim.refuse.Store(false) // a token came back
+			c, _ := r.Cookie(anonymous.DefaultCookieName)
+			sib := serveWith(h, "GET", "/", c) // the page's other request stores the guest
+			guestID = sib.Header().Get("X-ID")
+			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				t.Errorf("UpdateData: %v", err)
+			}
+		}))
+		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		lim.refuse.Store(true)
+		w := serveWith(h, "POST", "/add", F)
+		c := guestCookie(t, w)
+		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.store.Store.(interface{ Len() int }).Len())
+		w = serveWith(h, "GET", "/", c)
+		if got := w.Header().Get("X-Data"); got != "x" {
+			t.Errorf("next request: data %q, want the item UpdateData accepted", got)
+		}
+		time.Sleep(11 * time.Second)
+		w = serveWith(h, "GET", "/", c)
+		if got := w.Header().Get("X-ID"); got != guestID {
+			t.Errorf("after 10 s the browser's cookie opens guest %q, want %q (the stored one)", got, guestID)
+		}
+	})
+}
+
+// An update on a request whose lookup the budget refused, made after a
+// login in another tab linked the guest, is refused (ErrNotFound), or its
+// item is in the link: never lost with a nil error.
+func TestUpdateDuringALinkInAnotherTab(t *testing.T) {
+	lim := &clientOnlyLimiter{}
+	var links []anonymous.LinkEvent
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}, Identify: identifyHeader,
+		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
+	var h http.Handler
+	var updErr error
+	h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/add" {
+			return
+		}
+		c, _ := r.Cookie(anonymous.DefaultCookieName)
+		// Tab B: the login, while tab A's request runs.
+		rq := httptest.NewRequest("GET", "https://shop.example/", nil)
+		rq.AddCookie(c)
+		rq.Header.Set("X-User", "alice")
+		h.ServeHTTP(httptest.NewRecorder(), rq)
+		_, updErr = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'y'), nil })
+	}))
+	F := guestCookie(t, serveWith(h, "GET", "/", nil))
+	lim.refuse.Store(true)
+	serveWith(h, "POST", "/add", F)
+	if updErr == nil && (len(links) != 1 || string(links[0].Data) != "y") {
+		t.Errorf("UpdateData returned nil during the link, yet OnLinkAccount got %d links, data %q: the item is lost without an error",
+			len(links), func() string {
+				if len(links) > 0 {
+					return string(links[0].Data)
+				}
+				return ""
+			}())
+	}
+}
+
+// clientOnlyLimiter refuses clients while refuse is set; accounts never.
+type clientOnlyLimiter struct{ switchLimiter }
+
+func (l *clientOnlyLimiter) Allow(ctx context.Context, key string, b anonymous.Budget) (time.Duration, error) {
+	if strings.HasPrefix(key, "account:") {
+		return 0, nil
+	}
+	return l.switchLimiter.Allow(ctx, key, b)
+}
+
+// Cookie size: the largest held guest (256-byte name and email, 1 KiB of
+// data, a Block key, a long Domain) round-trips, under 4096 bytes.
+func TestLargestGuestHeldInItsCookie(t *testing.T) {
+	for _, block := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdeX")} {
+		lim := &switchLimiter{}
+		lim.refuse.Store(true)
+		dom := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + ".example.com"
+		f := newFixture(t, anonymous.Options{
+			Keys:         []anonymous.Key{{Hash: hashKey1, Block: block}},
+			CookieName:   "anonymous_guest",
+			CookieDomain: dom,
+			Budget:       anonymous.Budget{Limiter: lim},
+			GenerateName: func(context.Context) string { return strings.Repeat("\u00e9", 128) },
+			GenerateRandomEmail: func(context.Context) (string, error) {
+				return strings.Repeat("e", 200) + "@" + strings.Repeat("d", 51) + ".com", nil
+			},
+		})
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
+			if r.Method == "POST" {
+				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) { return []byte(strings.Repeat("\xff", 1024)), nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		}))
+		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		if F == nil {
+			t.Fatalf("block %v: no first-visit cookie", block != nil)
+		}
+		w := serveWith(h, "POST", "/", F)
+		sc := w.Header()["Set-Cookie"]
+		c := guestCookie(t, w)
+		if c == nil {
+			t.Fatalf("block %v: no cookie after the update; logs %s", block != nil, f.logs.String())
+		}
+		t.Logf("block %v: Set-Cookie %d bytes, name+value %d", block != nil, len(sc[0]), len(c.Name)+len(c.Value))
+		if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Size") != "1024" {
+			t.Errorf("block %v: data of %s bytes read back", block != nil, w.Header().Get("X-Size"))
+		}
+	}
+}
+
+// A visitor held in its cookie who keeps browsing, without updating, while
+// its address stays over budget, keeps its cart past FirstVisitWindow.
+func TestHeldCartOutlivesTheWindowWhileBrowsing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &switchLimiter{}
+		lim.refuse.Store(true)
+		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+		b := &browserJar{}
+		b.req(t, v, "GET", "/", victimIP, "")
+		b.req(t, v, "POST", "/add", victimIP, "")
+		for i := range 8 { // a page every 10 minutes
+			time.Sleep(10 * time.Minute)
+			if w, _ := b.req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+				t.Fatalf("after %d minutes of browsing the cart is %q, want \"x\"", 10*(i+1), w.Header().Get("X-Data"))
+			}
+		}
+	})
+}
+
+// lostAnswerStore writes a claimed Create, then answers with an error once
+// (a Redis timeout after the write).
+type lostAnswerStore struct {
+	*memstore.Store
+	once atomic.Bool
+}
+
+func (s *lostAnswerStore) Create(ctx context.Context, rec *anonymous.Record) error {
+	err := s.Store.Create(ctx, rec)
+	if err == nil && rec.ClaimOwner != "" && s.once.CompareAndSwap(false, true) {
+		return errors.New("i/o timeout")
+	}
+	return err
+}
+
+// A link whose claimed Create was written, though its answer was lost,
+// finds the claim its own and links the guest with its cart, rather than
+// leaving it stored, claimed by nobody, out of its cookie's reach.
+func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := memstore.New()
+		defer ms.Close()
+		st := &lostAnswerStore{Store: ms}
+		lim := &clientOnlyLimiter{}
+		lim.refuse.Store(true)
+		var links []anonymous.LinkEvent
+		m, err := anonymous.New(st, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Identify: identifyHeader,
+			Budget:        anonymous.Budget{Limiter: lim},
+			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+		mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				t.Error(err)
+			}
+		})
+		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		b := &browserJar{}
+		b.req(t, v, "GET", "/", victimIP, "")
+		b.req(t, v, "POST", "/add", victimIP, "")
+		b.req(t, v, "GET", "/", victimIP, "alice") // the Create's answer is lost
+		time.Sleep(30 * time.Second)               // the user reads the page
+		b.req(t, v, "GET", "/", victimIP, "alice")
+		time.Sleep(2 * time.Minute)
+		b.req(t, v, "GET", "/", victimIP, "alice")
+		if len(links) != 1 || string(links[0].Data) != "x" {
+			t.Errorf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
+		}
+	})
 }

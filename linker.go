@@ -182,6 +182,14 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		if claimed, applied, err = m.storeOnce(w, r, g, sourceLink, claim); err == nil && !applied {
 			claimed, err = m.modify(ctx, claimed, claim) // stored earlier in this request
 		}
+		if err != nil && !errors.Is(err, errGone) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClaimed) {
+			// The claimed Create may have been written though its answer
+			// was lost: then the claim is ours.
+			if own := m.ownClaim(ctx, id, rec.Session.Token, owner); own != nil {
+				claimed, err = own, nil
+				m.replaceCookie(w, own.Session.Token, time.Now(), own.Session.ExpiresAt, nil)
+			}
+		}
 	} else {
 		claimed, err = m.modify(ctx, rec, claim)
 	}
