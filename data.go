@@ -47,16 +47,18 @@ func DataFrom(ctx context.Context) []byte {
 // the client's budget or a full store keeps it out, its data is kept in its
 // signed first-visit cookie instead (encrypted with a Block key): at most 1
 // KiB there (else ErrDataTooLarge), last writer wins between two tabs, and
-// the cookie's window starts again as the visitor comes back; the guest is stored,
-// data and all, on its first request that the budget allows (see
-// docs/first-visit.md). Call UpdateData before the
-// response's header is written: the package wraps no ResponseWriter, so it
-// cannot tell, and returns nil, but the browser then keeps the first-visit
-// cookie. Its next request within 10 s of the update still finds the guest,
-// with its data, and gets the new cookie; after that, the cookie brings a
-// new guest and the data is lost to it (see docs/first-visit.md). The data
-// lives and dies with the guest: it expires with it, is deleted with it, and
-// is handed to OnLinkAccount when the guest becomes a real user.
+// the cookie's window starts again as the visitor comes back; the guest is
+// stored, data and all, on its first request that the budget allows (see
+// docs/first-visit.md).
+//
+// Call UpdateData before the response's header is written: the package
+// wraps no ResponseWriter, so it cannot tell, and returns nil, but the
+// browser then keeps the first-visit cookie. Its next request within 10 s
+// of the update still finds the guest, with its data, and gets the new
+// cookie; after that, the cookie brings a new guest and the data is lost to
+// it. The data lives and dies with the guest: it expires with it, is
+// deleted with it, and is handed to OnLinkAccount when the guest becomes a
+// real user.
 //
 // It returns fn's error, ErrNoGuest, ErrDataTooLarge, an error wrapping
 // ErrClaimed while the guest is being linked, ErrNotFound when the guest is
