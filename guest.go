@@ -294,6 +294,12 @@ func (m *Manager) DeleteGuest(ctx context.Context, id string) error {
 
 // delete buries guest rec and tells OnGuestDeleted.
 func (m *Manager) delete(ctx context.Context, rec *Record, reason DeleteReason) error {
+	if rec.Version == 0 {
+		// Never stored (held in its cookie): there is nothing to delete
+		// but the cookie, which the caller expires.
+		m.deleted(ctx, &rec.User, reason)
+		return nil
+	}
 	_, err := m.modify(ctx, rec, func(rec *Record) error {
 		switch {
 		case !rec.live():

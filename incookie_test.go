@@ -410,3 +410,24 @@ func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 		}
 	})
 }
+
+// delete-anonymous-user on a guest held in its cookie, with a cart: 200,
+// the cookie expired, OnGuestDeleted told.
+func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
+	var deleted []string
+	v := newRV(t, anonymous.Options{
+		Budget:         anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		OnGuestDeleted: func(_ context.Context, u *anonymous.User, _ anonymous.DeleteReason) { deleted = append(deleted, u.ID) },
+	})
+	w, _ := v.req(t, "GET", "/", victimIP, "")
+	v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
+	b := &browserJar{}
+	_, g := b.req(t, v, "GET", "/", victimIP, "")
+	b.req(t, v, "POST", "/add", victimIP, "")
+	if w, _ := b.req(t, v, "POST", "/api/auth/delete-anonymous-user", victimIP, ""); w.Code != http.StatusOK || b.c != nil {
+		t.Errorf("deleting a guest held in its cookie: %d %s, cookie %+v; want 200 and the cookie expired", w.Code, w.Body, b.c)
+	}
+	if len(deleted) != 1 || deleted[0] != g.ID {
+		t.Errorf("OnGuestDeleted heard %v, want %s", deleted, g.ID)
+	}
+}
