@@ -29,8 +29,8 @@ var (
 // sign-in/anonymous in a loop, stores at most Burst guests at once and Rate
 // per Period after that. A visitor whose guest is stored is never affected;
 // a new visitor over the budget still gets a guest, carried in its
-// first-visit cookie and stored when the budget allows (see
-// Options.Budget).
+// first-visit cookie with its data and stored when the budget allows, and
+// links with it at login (see Options.Budget).
 type Budget struct {
 	// Rate guests per Period may be stored by one client, after a Burst.
 	// Defaults: 100 per hour, with a burst of 20: far above what a person

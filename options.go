@@ -145,10 +145,11 @@ type Options struct {
 	// Persist chooses when a new guest is written. Default: PersistOnReturn.
 	Persist Persist
 	// Budget bounds how many guests one client may have stored. Over it, a
-	// new visitor's guest lives in its first-visit cookie until the budget
-	// allows storing it, and sign-in/anonymous answers 429. Default: on,
-	// 100 an hour with a burst of 20 per IPv4 address or IPv6 /64 (see
-	// Budget).
+	// new visitor's guest lives in its first-visit cookie, with its data,
+	// until the budget allows storing it, and sign-in/anonymous answers
+	// 429. A login that links a guest never stored is charged to the
+	// account instead, at the same rates. Default: on, 100 an hour with a
+	// burst of 20 per IPv4 address or IPv6 /64 (see Budget).
 	Budget Budget
 	// FirstVisitWindow is how long a first visit's cookie, which carries a
 	// guest not stored yet (PersistOnReturn), can store it: a visitor who
