@@ -19,8 +19,10 @@ var (
 	// its Budget allows for now. Nothing was stored.
 	ErrOverBudget = errors.New("anonymous: the client's guest budget is spent for now")
 	// ErrStoreFull is returned by a Store that holds as many guests as it
-	// may (memstore's MaxGuests). The Manager then stores no new guest and
-	// fails open: visitors keep guests that live in their cookies.
+	// may (memstore's MaxGuests). The Manager then stores no new guest but
+	// those that logins link (memstore keeps headroom for them) and fails
+	// open: visitors keep guests, and their data, in their cookies;
+	// sign-in/anonymous answers 503 STORE_FULL.
 	ErrStoreFull = errors.New("anonymous: the store is full")
 )
 

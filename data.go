@@ -13,11 +13,12 @@ import (
 var (
 	// ErrNoGuest is returned by UpdateData for a request without a guest:
 	// a real user's, or one for which UserFrom is nil (outside the
-	// middleware, skipped, Identify failed, the store failed, or more than
-	// 16 guest cookies none of which was valid).
+	// middleware, skipped, Identify failed, the store or GenerateRandomEmail
+	// failed, or more than 16 guest cookies none of which was valid).
 	ErrNoGuest = errors.New("anonymous: the request has no guest")
 	// ErrDataTooLarge is returned by UpdateData when the new data is over
-	// Options.MaxDataSize. Nothing is written.
+	// Options.MaxDataSize or, for a guest held in its first-visit cookie,
+	// over 1 KiB. Nothing is written.
 	ErrDataTooLarge = errors.New("anonymous: guest data is over Options.MaxDataSize")
 )
 
@@ -45,7 +46,8 @@ func DataFrom(ctx context.Context) []byte {
 // A guest not stored yet (a first visit under PersistOnReturn) is stored
 // now, with its data, and its cookie is re-set to the stored guest's. When
 // the client's budget or a full store keeps it out, its data is kept in its
-// signed first-visit cookie instead (encrypted with a Block key): at most 1
+// signed first-visit cookie instead (encrypted when the first Key has a
+// Block): at most 1
 // KiB there (else ErrDataTooLarge), last writer wins between two tabs, and
 // the cookie's window starts again as the visitor comes back; the guest is
 // stored, data and all, on its first request that the budget allows (see
@@ -56,7 +58,8 @@ func DataFrom(ctx context.Context) []byte {
 // browser then keeps the first-visit cookie. Its next request within 10 s
 // of the update still finds the guest, with its data, and gets the new
 // cookie; after that, the cookie brings a new guest and the data is lost to
-// it. The data lives and dies with the guest: it expires with it, is
+// it. For a guest held in its cookie, the update is lost at once. The data
+// lives and dies with the guest: it expires with it, is
 // deleted with it, and is handed to OnLinkAccount when the guest becomes a
 // real user.
 //

@@ -24,7 +24,8 @@ import (
 // does: a request that carries a guest cookie and a real user links the
 // guest first (see Link), so a client that only talks to the endpoints
 // links too. Then get-session answers null (a real user's session is the
-// application's), delete-anonymous-user 403 USER_IS_NOT_ANONYMOUS, and
+// application's), delete-anonymous-user 403 USER_IS_NOT_ANONYMOUS (400
+// DELETE_ANONYMOUS_USER_DISABLED when deleting is disabled), and
 // sign-in/anonymous 400 SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY.
 //
 // Errors are JSON {"code", "message"} with Better Auth's codes and statuses.
@@ -35,7 +36,8 @@ import (
 //
 // A guest is recognised by its cookie or, for clients without cookies, by
 // "Authorization: Bearer <token>", the token being Session.Token as returned
-// by sign-in/anonymous and get-session. A cookie takes precedence over a
+// by sign-in/anonymous and get-session (a stored guest's: one held in its
+// first-visit cookie needs the cookie). A cookie takes precedence over a
 // bearer token.
 //
 // Unlike Better Auth, which would hand out a guest to a signed-in user (and

@@ -64,9 +64,8 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // The request's guest is the one its cookie or bearer token names, as the
 // middleware found it.
 //
-// A guest that was never stored (a first visit, or one that the budget or
-// a full store kept in its cookie) links too, with the data its cookie
-// holds: the link stores it, charged to newUser's account rather than to
+// A guest that the budget or a full store kept in its cookie links too,
+// with the data its cookie holds: the link stores it, charged to newUser's account rather than to
 // the client (see Options.Budget), and a full memstore keeps headroom for
 // it.
 //
@@ -87,8 +86,9 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 //     full memstore's headroom).
 //
 // On any error but the last step's (the callback succeeded, recording the
-// link failed: see Options.OnLinkAccount), the guest, its data and its
-// cookie are kept intact and the link is retried on the guest's next
+// link failed: see Options.OnLinkAccount), the guest and its data are kept
+// (a guest never stored is stored now, and its cookie re-set) and the link
+// is retried on the guest's next
 // request when Identify is set, or on the next call to Link. It never
 // returns a budget error.
 //

@@ -12,8 +12,8 @@ import (
 // request's context (see UserFrom and SessionFrom) before calling next. It
 // sets the cookie before next runs and wraps no ResponseWriter.
 //
-// A cookie that fails to decode, has expired, or names a guest the store
-// does not have counts as no cookie: the visitor gets a fresh guest. When the
+// A cookie that fails to decode, has expired, or (a stored guest's) names a
+// guest the store does not have counts as no cookie: the visitor gets a fresh guest. When the
 // store fails, the visitor's cookie is left untouched (see
 // Options.OnStoreError).
 //

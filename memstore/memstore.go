@@ -209,7 +209,7 @@ func (sh *shardBody) compact() {
 
 // Len returns the number of records the store holds: guests, deleted or
 // linked guests' records until their expiry, and expired records the
-// sweeper has not freed yet; MaxGuests caps it. It is meant for monitoring
+// sweeper has not freed yet; MaxGuests, plus the links' headroom, caps it. It is meant for monitoring
 // memory and for tests. It is safe for concurrent use.
 func (s *Store) Len() int { return int(s.n.Load()) }
 
@@ -230,7 +230,8 @@ var errNilRecord = errors.New("memstore: nil record")
 // Create stores a copy of rec as version 1, expiring at
 // rec.Session.ExpiresAt. It returns anonymous.ErrExists, changing nothing,
 // when the id holds a record that has not expired, anonymous.ErrStoreFull
-// when the store holds MaxGuests records, and ctx.Err() if ctx is done.
+// when the store holds MaxGuests records (plus 1 %, at least 16, for a
+// record created claimed by a link), and ctx.Err() if ctx is done.
 func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
