@@ -81,6 +81,7 @@ var (
 	errInvalidOrigin      = &apiError{http.StatusForbidden, "INVALID_ORIGIN", "Invalid origin"}
 	errTooManyRequests    = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."}                     // Better Auth's message; it sends no code
 	errSignedInUser       = &apiError{http.StatusBadRequest, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously"} // this package's own
+	errBeingLinked        = &apiError{http.StatusConflict, "GUEST_IS_BEING_LINKED", "The guest is being linked to an account."}                          // this package's own
 	errStoreFull          = &apiError{http.StatusServiceUnavailable, "STORE_FULL", "No new guest can be stored now. Please try again later."}            // this package's own
 	errNotFound           = &apiError{http.StatusNotFound, "NOT_FOUND", "Not found"}                                                                     // this package's own
 	errMethodNotAllowed   = &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method not allowed"}                                           // this package's own
@@ -252,6 +253,9 @@ func (m *Manager) deleteAnonymousUser(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrNotFound): // linked or deleted by a concurrent request
 		m.expireCookie(w)
 		writeError(w, errUnauthorized)
+		return
+	case errors.Is(err, ErrClaimed): // a login in another tab is linking it
+		writeError(w, errBeingLinked)
 		return
 	case err != nil:
 		m.log.ErrorContext(ctx, "anonymous: deleting guest failed", "guest", g.rec.User.ID, "err", err)

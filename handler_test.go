@@ -984,3 +984,24 @@ func TestHandlerEndpointsLinkForARealUser(t *testing.T) {
 		})
 	}
 }
+
+// delete-anonymous-user while a login in another tab links the guest
+// answers 409 GUEST_IS_BEING_LINKED, not a 500, and deletes nothing.
+func TestHandlerDeleteDuringALink(t *testing.T) {
+	var h *apiHarness
+	var del *http.Response
+	var cookie *http.Cookie
+	h = newAPIHarness(t, anonymous.Options{OnLinkAccount: func(context.Context, anonymous.LinkEvent) error {
+		del = h.do("POST", apiDelete, withCookie(cookie)) // the other tab, while the claim holds
+		return nil
+	}})
+	cookie, _, id := h.signIn()
+	res := h.do("GET", apiSession, withCookie(cookie), withHeader(apiRealUser, "u1"))
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("the login's get-session: %d", res.StatusCode)
+	}
+	wantError(t, del, http.StatusConflict, "GUEST_IS_BEING_LINKED", "The guest is being linked to an account.")
+	if linked, err := h.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
+		t.Errorf("LinkedTo = %q, %v; want the link to u1 done", linked, err)
+	}
+}
