@@ -107,23 +107,20 @@ func budgetDefaults(b Budget, store Store) Budget {
 	return b
 }
 
-// mayStore takes a guest from the budget of r's client, and answers
-// ErrOverBudget, with how long to wait, when there is none. A limiter that
-// fails lets the guest be stored: the budget guards memory, not access.
-func (m *Manager) mayStore(r *http.Request) (time.Duration, error) {
-	b := &m.opts.Budget
-	if b.Off {
-		return 0, nil
-	}
-	wait, err := b.Limiter.Allow(r.Context(), b.Client(r), *b)
+// charge takes one guest from client's budget and returns 0, or, when the
+// budget has none left, how long until it has one again (it takes nothing
+// then, and the refusal is counted). A limiter that fails lets the guest be
+// stored: the budget guards memory, not access.
+func (m *Manager) charge(ctx context.Context, client string) time.Duration {
+	wait, err := m.opts.Budget.Limiter.Allow(ctx, client, m.opts.Budget)
 	switch {
 	case err != nil:
-		m.log.WarnContext(r.Context(), "anonymous: guest budget check failed; storing the guest", "err", err)
-		return 0, nil
+		m.log.WarnContext(ctx, "anonymous: guest budget check failed; storing the guest", "client", client, "err", err)
+		return 0
 	case wait > 0:
-		return wait, ErrOverBudget
+		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["budget"]...)
 	}
-	return 0, nil
+	return wait
 }
 
 // mayLink takes one guest from the budget of the account newUser, for a
@@ -133,16 +130,10 @@ func (m *Manager) mayStore(r *http.Request) (time.Duration, error) {
 // links a guest per browser. Over it, the guest is not linked now, and
 // stays in its cookie, linked on a later request; a warning says so.
 func (m *Manager) mayLink(r *http.Request, newUser *User) bool {
-	b := &m.opts.Budget
-	if b.Off {
+	if m.opts.Budget.Off {
 		return true
 	}
-	wait, err := b.Limiter.Allow(r.Context(), "account:"+newUser.ID, *b)
-	switch {
-	case err != nil:
-		m.log.WarnContext(r.Context(), "anonymous: account budget check failed; linking the guest", "err", err)
-	case wait > 0:
-		m.metrics.refused.Add(r.Context(), 1, m.metrics.refusedBy["budget"]...)
+	if wait := m.charge(r.Context(), "account:"+newUser.ID); wait > 0 {
 		m.log.WarnContext(r.Context(), "anonymous: the account has linked its budget of guests not yet stored; this one is linked later",
 			"user", newUser.ID, "retry_after", wait)
 		return false
@@ -150,16 +141,16 @@ func (m *Manager) mayLink(r *http.Request, newUser *User) bool {
 	return true
 }
 
-// storeNew stores a new guest after the budget of r's client allows it;
-// source says what stores it, for the metrics. A link's store is not
-// charged to the client (see mayLink).
+// storeNew stores a new guest after the budget of r's client allows it,
+// else answers ErrOverBudget with how long to wait; source says what stores
+// it, for the metrics. A link's store is not charged to the client (see
+// mayLink).
 func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Duration, error) {
 	ctx := r.Context()
-	if source == sourceLink {
-		// No budget.
-	} else if wait, err := m.mayStore(r); err != nil {
-		m.metrics.refused.Add(ctx, 1, m.metrics.refusedBy["budget"]...)
-		return wait, err
+	if b := &m.opts.Budget; source != sourceLink && !b.Off {
+		if wait := m.charge(ctx, b.Client(r)); wait > 0 {
+			return wait, ErrOverBudget
+		}
 	}
 	err := m.store.Create(ctx, rec)
 	switch {
