@@ -22,20 +22,26 @@ var benchHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request)
 	}
 })
 
+// benchManager is the middleware of newBenchManager, around benchHandler.
 func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
-	store := memstore.New(memstore.Options{MaxGuests: -1}) // b.N guests may be stored
+	// Every request comes from one address: without turning the budget off,
+	// it would keep all but the first 20 new guests from being stored.
+	return newBenchManager(b, persist, anonymous.Budget{Off: true}).Middleware(benchHandler)
+}
+
+// newBenchManager is a Manager on a memstore without a cap (b.N guests may
+// be stored), with fixed keys and a silent log.
+func newBenchManager(b *testing.B, persist anonymous.Persist, budget anonymous.Budget) *anonymous.Manager {
+	store := memstore.New(memstore.Options{MaxGuests: -1})
 	b.Cleanup(func() { store.Close() })
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist,
+		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: budget,
 		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		// Every request comes from one address: without this, the budget
-		// would keep all but the first 20 new guests from being stored.
-		Budget: anonymous.Budget{Off: true},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m.Middleware(benchHandler)
+	return m
 }
 
 // discard is a ResponseWriter that keeps only headers, so the benchmark
@@ -166,15 +172,7 @@ func BenchmarkUpdateData(b *testing.B) {
 		stored bool
 	}{{"stored", anonymous.Budget{Off: true}, true}, {"held-in-cookie", anonymous.Budget{Limiter: refusing{}}, false}} {
 		b.Run(bc.name, func(b *testing.B) {
-			store := memstore.New()
-			b.Cleanup(func() { store.Close() })
-			m, err := anonymous.New(store, anonymous.Options{
-				Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: bc.budget,
-				ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			m := newBenchManager(b, anonymous.PersistOnReturn, bc.budget)
 			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, err := m.UpdateData(w, r, func([]byte) ([]byte, error) { return cart, nil }); err != nil {
 					b.Error(err)
