@@ -169,8 +169,10 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 		case notStored(err):
 			// The budget or a full store said no, and nobody has stored it:
 			// the guest lives on in its cookie, stored on a later visit.
+			// rec is the record that was refused: its address and
+			// User-Agent are the request's, already read.
 			p.Session.Token = c.token
-			p.Session.IPAddress, p.Session.UserAgent = clientIP(r), userAgent(r)
+			p.Session.IPAddress, p.Session.UserAgent = rec.Session.IPAddress, rec.Session.UserAgent
 			rec = p
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
