@@ -306,7 +306,7 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 	added := len(w.Header()["X-Err"]) == 0
 	close(release)
 	<-done
-	rec, err := v.store.Get(context.Background(), g.ID)
+	rec, err := storedRecord(v.store, g.ID)
 	if added && err == nil && !rec.Deleted {
 		return
 	}
@@ -446,7 +446,7 @@ func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
 	if n := len(w.Header()["Set-Cookie"]); n != 1 {
 		t.Fatalf("%d Set-Cookie lines: %q", n, w.Header()["Set-Cookie"])
 	}
-	if rec, err := f.store.Store.Get(context.Background(), id); err != nil || string(rec.Data) != "xxxx" {
+	if rec, err := storedRecord(f.store.Store, id); err != nil || string(rec.Data) != "xxxx" {
 		t.Errorf("stored %+v, %v; want the data of 4 updates", rec, err)
 	}
 }

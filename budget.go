@@ -152,7 +152,7 @@ func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Du
 			return wait, ErrOverBudget
 		}
 	}
-	err := m.store.Create(ctx, rec)
+	err := m.create(ctx, rec)
 	switch {
 	case err == nil:
 		m.metrics.stored.Add(ctx, 1, m.metrics.storedBy[source]...)

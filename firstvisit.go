@@ -1,7 +1,6 @@
 package anonymous
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -101,7 +100,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	if !issued {
 		// A sibling that comes after the store finds the guest without
 		// spending the budget.
-		rec, err := m.store.Get(r.Context(), p.User.ID)
+		rec, err := m.get(r.Context(), p.User.ID)
 		switch {
 		case err == nil:
 			return m.sibling(r, rec, first, apply)
@@ -129,7 +128,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	}
 	switch _, err := m.storeNew(r, &next, source); {
 	case errors.Is(err, ErrExists): // a sibling stored it meanwhile
-		rec, err := m.store.Get(r.Context(), p.User.ID)
+		rec, err := m.get(r.Context(), p.User.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -227,18 +226,4 @@ func (m *Manager) siblingToken(rec *Record, first string) string {
 		}
 	}
 	return ""
-}
-
-// ownClaim returns the guest with this id as stored, from the first-visit
-// cookie with token first, when the link that holds its claim is owner: a
-// claimed Create that was written though its answer was lost. Else nil.
-func (m *Manager) ownClaim(ctx context.Context, id, first, owner string) *Record {
-	rec, err := m.store.Get(ctx, id)
-	if err != nil || rec.ClaimOwner != owner {
-		return nil
-	}
-	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
-		return nil
-	}
-	return rec
 }

@@ -1,7 +1,6 @@
 package anonymous_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -211,7 +210,7 @@ func TestSiblingAcrossKeyRotation(t *testing.T) {
 	if got, _ := sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token); got == token {
 		t.Error("two guests share a token")
 	}
-	if rec, err := ms.Get(context.Background(), first.ID); err != nil || rec.Version != 1 {
+	if rec, err := storedRecord(ms, first.ID); err != nil || rec.Version != 1 {
 		t.Errorf("stored record %+v, %v; want one, written once", rec, err)
 	}
 }

@@ -34,6 +34,10 @@ type guest struct {
 	// stored as the request began (rec.Version 0): see storeOnce.
 	mu     sync.Mutex
 	stored *Record
+	// read is where lookup decodes a stored guest, and text its text: they
+	// come with the request's state, in its one allocation.
+	read Record
+	text [recordText]byte
 }
 
 // credential is a decoded guest credential.
@@ -187,7 +191,13 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 		g.renew = rec.Version > 0 || rec.Session.ExpiresAt.Sub(now) < m.opts.FirstVisitWindow/2
 		return g, nil
 	}
-	rec, err := m.store.Get(ctx, c.id)
+	g := st.guestSlot()
+	rec, text := &g.read, g.text[:0]
+	if g.rec == rec { // a lookup earlier in the request holds it
+		p := new(withText)
+		rec, text = &p.rec, p.text[:0]
+	}
+	err := m.getInto(ctx, c.id, rec, text)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if fromCookie { // a signed cookie of a guest the store lost, or that expired there first
@@ -200,12 +210,11 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	if !rec.live() || subtle.ConstantTimeCompare(c.tokenHash[:], rec.TokenHash[:]) != 1 || !now.Before(rec.Session.ExpiresAt) {
 		return nil, nil
 	}
-	g := st.guestSlot()
 	g.rec = rec
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
 		next := *rec
 		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
-		switch err := m.store.Update(ctx, &next); {
+		switch err := m.put(ctx, &next, false, false); {
 		case errors.Is(err, ErrNotFound):
 			return nil, nil
 		case err != nil:
@@ -287,7 +296,7 @@ func (m *Manager) issue(w http.ResponseWriter, r *http.Request, source string, s
 // is no such guest (or it was linked), and an error wrapping ErrClaimed
 // while it is being linked.
 func (m *Manager) DeleteGuest(ctx context.Context, id string) error {
-	rec, err := m.store.Get(ctx, id)
+	rec, err := m.get(ctx, id)
 	if err != nil {
 		return err
 	}

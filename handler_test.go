@@ -60,25 +60,25 @@ func (s *apiStore) setFail(methods ...string) {
 	}
 }
 
-func (s *apiStore) Create(ctx context.Context, rec *anonymous.Record) error {
+func (s *apiStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	if s.failing("Create") {
 		return errAPIStoreDown
 	}
-	return s.Store.Create(ctx, rec)
+	return s.Store.Create(ctx, key, e)
 }
 
-func (s *apiStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+func (s *apiStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	if s.failing("Get") {
-		return nil, errAPIStoreDown
+		return anonymous.Entry{}, errAPIStoreDown
 	}
-	return s.Store.Get(ctx, id)
+	return s.Store.Get(ctx, key)
 }
 
-func (s *apiStore) Update(ctx context.Context, rec *anonymous.Record) error {
+func (s *apiStore) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	if s.failing("Update") {
 		return errAPIStoreDown
 	}
-	return s.Store.Update(ctx, rec)
+	return s.Store.Update(ctx, key, e)
 }
 
 type apiHarness struct {
@@ -287,7 +287,7 @@ func testHandlerSignInAnonymous(t *testing.T) {
 	}
 
 	// Stored at once, whatever Options.Persist says.
-	rec, err := h.store.Store.Get(context.Background(), u.ID)
+	rec, err := storedRecord(h.store.Store, u.ID)
 	if err != nil {
 		t.Fatalf("guest not stored: %v", err)
 	}
@@ -413,7 +413,7 @@ func TestHandlerStoreFailures(t *testing.T) {
 			}
 			h.store.setFail()
 			if id != "" {
-				if _, err := h.store.Get(context.Background(), id); err != nil {
+				if _, err := storedRecord(h.store, id); err != nil {
 					t.Errorf("guest lost after the failure: %v", err)
 				}
 			}
@@ -471,7 +471,7 @@ func TestHandlerDeleteErrors(t *testing.T) {
 	t.Run("real user with guest cookie", func(t *testing.T) {
 		res := h.do("POST", apiDelete, withCookie(c), withHeader(apiRealUser, "u1"))
 		wantError(t, res, 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
-		if _, err := h.store.Get(context.Background(), id); err != nil {
+		if _, err := storedRecord(h.store, id); err != nil {
 			t.Errorf("guest deleted for a real user: %v", err)
 		}
 	})
@@ -495,7 +495,7 @@ func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
 			wantError(t, h.do("POST", apiDelete, tc.opts...), tc.status, tc.code, tc.message)
 		})
 	}
-	if _, err := h.store.Get(context.Background(), id); err != nil {
+	if _, err := storedRecord(h.store, id); err != nil {
 		t.Errorf("guest gone: %v", err)
 	}
 }
@@ -709,7 +709,7 @@ func TestHandlerCrossOrigin(t *testing.T) {
 		t.Run("delete "+tc.name, func(t *testing.T) {
 			res := h.do("POST", apiDelete, append(tc.opts, withCookie(c))...)
 			wantError(t, res, 403, "INVALID_ORIGIN", "Invalid origin")
-			if _, err := h.store.Get(context.Background(), id); err != nil {
+			if _, err := storedRecord(h.store, id); err != nil {
 				t.Errorf("cross-site delete removed the guest: %v", err)
 			}
 		})

@@ -50,7 +50,7 @@ func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, err
 			return nil, "", err
 		}
 	}
-	name := "Anonymous"
+	name := defaultName
 	if m.opts.GenerateName != nil {
 		if n := m.opts.GenerateName(ctx); n != "" {
 			name = n
@@ -119,8 +119,15 @@ func emailAffixes(o *Options) (prefix, suffix string) {
 	if o.EmailDomainName != "" {
 		return "temp-", "@" + strings.ToLower(o.EmailDomainName)
 	}
-	return "temp@", ".com"
+	return defaultEmailPrefix, defaultEmailSuffix
 }
+
+// A guest's name and email when the Options generate none: "Anonymous" and
+// temp@{id in lower case}.com.
+const (
+	defaultName                            = "Anonymous"
+	defaultEmailPrefix, defaultEmailSuffix = "temp@", ".com"
+)
 
 // ulidText writes the text of a ULID with the given time and 10 bytes of
 // entropy, from crypto/rand, into dst: ids are unique under concurrency and

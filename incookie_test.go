@@ -364,9 +364,9 @@ type lostAnswerStore struct {
 	once atomic.Bool
 }
 
-func (s *lostAnswerStore) Create(ctx context.Context, rec *anonymous.Record) error {
-	err := s.Store.Create(ctx, rec)
-	if err == nil && rec.ClaimOwner != "" && s.once.CompareAndSwap(false, true) {
+func (s *lostAnswerStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
+	err := s.Store.Create(ctx, key, e)
+	if err == nil && e.Durable && s.once.CompareAndSwap(false, true) {
 		return errors.New("i/o timeout")
 	}
 	return err

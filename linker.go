@@ -158,9 +158,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		switch {
 		case !rec.live():
 			return errGone
-		case rec.leased(time.Now()) && rec.ClaimOwner != owner:
-			// Not ours: ours is a claim whose write was applied but
-			// answered as a conflict (a client that resent it).
+		case rec.leased(time.Now()):
 			return ErrClaimed
 		}
 		rec.ClaimOwner, rec.ClaimUntil = owner, leaseEnd
@@ -181,14 +179,6 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 		var applied bool
 		if claimed, applied, err = m.storeOnce(w, r, g, sourceLink, claim); err == nil && !applied {
 			claimed, err = m.modify(ctx, claimed, claim) // stored earlier in this request
-		}
-		if err != nil && !errors.Is(err, errGone) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClaimed) {
-			// The claimed Create may have been written though its answer
-			// was lost: then the claim is ours.
-			if own := m.ownClaim(ctx, id, rec.Session.Token, owner); own != nil {
-				claimed, err = own, nil
-				m.replaceCookie(w, own.Session.Token, time.Now(), own.Session.ExpiresAt, nil)
-			}
 		}
 	} else {
 		claimed, err = m.modify(ctx, rec, claim)
@@ -299,7 +289,7 @@ func (m *Manager) release(ctx context.Context, rec *Record, owner string) {
 // webhook or a queued job that carries a guest id and arrives after the
 // login finds the account.
 func (m *Manager) LinkedTo(ctx context.Context, guestID string) (string, error) {
-	rec, err := m.store.Get(ctx, guestID)
+	rec, err := m.get(ctx, guestID)
 	switch {
 	case err != nil:
 		return "", err

@@ -224,7 +224,7 @@ func TestDisableDeleteKeepsLinkedRecord(t *testing.T) {
 	if !cookieExpired(t, w) || c.calls.Load() != 1 {
 		t.Fatalf("link did not happen: %d calls", c.calls.Load())
 	}
-	rec, err := f.store.Store.Get(context.Background(), g.ID)
+	rec, err := storedRecord(f.store.Store, g.ID)
 	if err != nil {
 		t.Fatalf("guest record not kept: %v", err)
 	}
@@ -256,7 +256,7 @@ func TestFailingCallbackKeepsGuestAndRetries(t *testing.T) {
 	if len(w.Header()["Set-Cookie"]) != 0 {
 		t.Errorf("cookie touched after a failed link: %v", w.Header()["Set-Cookie"])
 	}
-	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+	if _, err := storedRecord(f.store.Store, g.ID); err != nil {
 		t.Fatalf("guest lost after a failed link: %v", err)
 	}
 	if c.get(g.ID) != 4 || c.get("alice") != 0 {
@@ -324,12 +324,12 @@ func TestCrashedClaimIsTakenOver(t *testing.T) {
 	f, c := linkFixture(t, anonymous.Options{})
 	cookie, g := storedGuest(t, f)
 	// A process claimed the guest and died without releasing it.
-	rec, err := f.store.Store.Get(context.Background(), g.ID)
+	rec, err := storedRecord(f.store.Store, g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.ClaimOwner, rec.ClaimUntil = "crashed", time.Now().Add(150*time.Millisecond)
-	if err := f.store.Store.Update(context.Background(), rec); err != nil {
+	if err := rewrite(f.store.Store, rec); err != nil {
 		t.Fatal(err)
 	}
 	r := httptest.NewRequest("POST", "/login", nil)
@@ -370,7 +370,7 @@ func TestLinkGuards(t *testing.T) {
 	if c.calls.Load() != 0 || f.store.deletes.Load() != 0 {
 		t.Error("a guarded link ran or deleted")
 	}
-	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+	if _, err := storedRecord(f.store.Store, g.ID); err != nil {
 		t.Errorf("guest gone: %v", err)
 	}
 }
@@ -423,7 +423,7 @@ func TestLeaseOverrunCancelsCallback(t *testing.T) {
 	if err, _ := firstErr.Load().(error); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("overrunning callback's context ended with %v", err)
 	}
-	if _, err := f.store.Store.Get(context.Background(), g.ID); err != nil {
+	if _, err := storedRecord(f.store.Store, g.ID); err != nil {
 		t.Fatalf("guest lost after an overrun: %v", err)
 	}
 	f.visit(t, cookie, "alice")
@@ -444,14 +444,15 @@ type failBuryOnce struct {
 	failed  atomic.Bool
 }
 
-func (s *failBuryOnce) Update(ctx context.Context, rec *anonymous.Record) error {
-	if (rec.Deleted || rec.LinkedTo != "") && s.failed.CompareAndSwap(false, true) {
+func (s *failBuryOnce) Update(ctx context.Context, key string, e anonymous.Entry) error {
+	rec, err := anonymous.DecodeRecord(key, e)
+	if err == nil && (rec.Deleted || rec.LinkedTo != "") && s.failed.CompareAndSwap(false, true) {
 		if s.applied {
-			s.Store.Update(ctx, rec)
+			s.Store.Update(ctx, key, e)
 		}
 		return errDown
 	}
-	return s.Store.Update(ctx, rec)
+	return s.Store.Update(ctx, key, e)
 }
 
 // When recording the link fails once after a successful callback (the
@@ -489,14 +490,15 @@ type retriedClaim struct {
 	done atomic.Bool
 }
 
-func (s *retriedClaim) Update(ctx context.Context, rec *anonymous.Record) error {
-	if rec.ClaimOwner != "" && !rec.Deleted && s.done.CompareAndSwap(false, true) {
-		if err := s.Store.Update(ctx, rec); err != nil {
+func (s *retriedClaim) Update(ctx context.Context, key string, e anonymous.Entry) error {
+	rec, err := anonymous.DecodeRecord(key, e)
+	if err == nil && rec.ClaimOwner != "" && !rec.Deleted && s.done.CompareAndSwap(false, true) {
+		if err := s.Store.Update(ctx, key, e); err != nil {
 			return err
 		}
 		return anonymous.ErrConflict
 	}
-	return s.Store.Update(ctx, rec)
+	return s.Store.Update(ctx, key, e)
 }
 
 // A claim applied but answered as a conflict is the link's own: the link
@@ -650,7 +652,7 @@ func TestRealUserWithoutIDIsRefused(t *testing.T) {
 	if c.calls.Load() != 0 || deleted.Load() != 0 {
 		t.Errorf("OnLinkAccount ran %d times, OnGuestDeleted %d; want neither", c.calls.Load(), deleted.Load())
 	}
-	rec, err := f.store.Store.Get(context.Background(), g.ID)
+	rec, err := storedRecord(f.store.Store, g.ID)
 	if err != nil || rec.Deleted || rec.LinkedTo != "" || rec.ClaimOwner != "" {
 		t.Fatalf("the guest's record is %+v, %v; want it live and unclaimed", rec, err)
 	}

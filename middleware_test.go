@@ -40,40 +40,57 @@ type countingStore struct {
 
 var errDown = errors.New("store is down")
 
-func (s *countingStore) Create(ctx context.Context, rec *anonymous.Record) error {
+func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	s.creates.Add(1)
 	if s.fail.Load() {
 		return errDown
 	}
-	return s.Store.Create(ctx, rec)
+	return s.Store.Create(ctx, key, e)
 }
 
-func (s *countingStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+func (s *countingStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	s.gets.Add(1)
 	if s.fail.Load() {
-		return nil, errDown
+		return anonymous.Entry{}, errDown
 	}
-	return s.Store.Get(ctx, id)
+	return s.Store.Get(ctx, key)
 }
 
-func (s *countingStore) Update(ctx context.Context, rec *anonymous.Record) error {
+func (s *countingStore) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	s.updates.Add(1)
-	switch {
-	case rec.Deleted:
-		s.deletes.Add(1)
-	case rec.ClaimOwner != "":
-		s.claims.Add(1)
+	if rec, err := anonymous.DecodeRecord(key, e); err == nil {
+		switch {
+		case rec.Deleted:
+			s.deletes.Add(1)
+		case rec.ClaimOwner != "":
+			s.claims.Add(1)
+		}
 	}
 	if s.fail.Load() {
 		return errDown
 	}
-	return s.Store.Update(ctx, rec)
+	return s.Store.Update(ctx, key, e)
+}
+
+// storedRecord returns the record store holds for guest id.
+func storedRecord(store anonymous.Store, id string) (*anonymous.Record, error) {
+	e, err := store.Get(context.Background(), id)
+	if err != nil {
+		return nil, err
+	}
+	return anonymous.DecodeRecord(id, e)
+}
+
+// rewrite writes rec over its stored version, as another process would.
+func rewrite(store anonymous.Store, rec *anonymous.Record) error {
+	e := anonymous.Entry{Value: anonymous.EncodeRecord(rec), Version: rec.Version, Expires: rec.Session.ExpiresAt}
+	return store.Update(context.Background(), rec.User.ID, e)
 }
 
 // buried reports whether store keeps no guest under id: nothing, or what a
 // deleted guest leaves, which holds no token hash, data or personal data.
 func buried(store anonymous.Store, id string) bool {
-	rec, err := store.Get(context.Background(), id)
+	rec, err := storedRecord(store, id)
 	if errors.Is(err, anonymous.ErrNotFound) {
 		return true
 	}
@@ -245,7 +262,7 @@ func TestReturningVisitorKeepsGuest(t *testing.T) {
 	if n := f.store.creates.Load(); n != 1 {
 		t.Errorf("%d creates, want 1", n)
 	}
-	if _, err := f.store.Store.Get(context.Background(), first.ID); err != nil {
+	if _, err := storedRecord(f.store.Store, first.ID); err != nil {
 		t.Errorf("guest not in store: %v", err)
 	}
 }
@@ -391,7 +408,7 @@ func TestPersistOnReturn(t *testing.T) {
 	if f.store.creates.Load() != 0 || f.store.gets.Load() != 0 {
 		t.Fatalf("first visit touched the store: %d creates, %d gets", f.store.creates.Load(), f.store.gets.Load())
 	}
-	if _, err := f.store.Store.Get(context.Background(), first.ID); !errors.Is(err, anonymous.ErrNotFound) {
+	if _, err := storedRecord(f.store.Store, first.ID); !errors.Is(err, anonymous.ErrNotFound) {
 		t.Fatalf("guest stored on first visit: %v", err)
 	}
 	long := guestCookie(t, w)
@@ -402,7 +419,7 @@ func TestPersistOnReturn(t *testing.T) {
 	if n := f.store.creates.Load(); n != 1 {
 		t.Fatalf("%d creates on return, want 1", n)
 	}
-	rec, err := f.store.Store.Get(context.Background(), first.ID)
+	rec, err := storedRecord(f.store.Store, first.ID)
 	if err != nil || rec.User.Email != first.Email || !rec.User.IsAnonymous {
 		t.Fatalf("stored guest %+v, %v", rec, err)
 	}
@@ -470,7 +487,7 @@ func TestPersistOnIssue(t *testing.T) {
 	if n := f.store.creates.Load(); n != 1 {
 		t.Fatalf("%d creates, want 1", n)
 	}
-	if _, err := f.store.Store.Get(context.Background(), first.ID); err != nil {
+	if _, err := storedRecord(f.store.Store, first.ID); err != nil {
 		t.Fatalf("guest not stored: %v", err)
 	}
 	_, again := f.do(t, guestCookie(t, w))
@@ -506,7 +523,7 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 	if c2 == nil || c2.MaxAge != int((30*24*time.Hour).Seconds()) {
 		t.Fatalf("refresh did not re-set the cookie with a full Max-Age: %v", c2)
 	}
-	rec, _ := f.store.Store.Get(context.Background(), g.ID)
+	rec, _ := storedRecord(f.store.Store, g.ID)
 	if want := time.Now().Add(30 * 24 * time.Hour); !rec.Session.ExpiresAt.Equal(want) {
 		t.Errorf("stored expiry %v, want %v", rec.Session.ExpiresAt, want)
 	}
@@ -631,7 +648,7 @@ func TestGeneratedIdentity(t *testing.T) {
 			if s.Email != tc.wantEmail(s.ID) || s.Name != tc.wantName {
 				t.Errorf("got %q %q, want %q %q", s.Email, s.Name, tc.wantEmail(s.ID), tc.wantName)
 			}
-			rec, err := f.store.Store.Get(context.Background(), s.ID)
+			rec, err := storedRecord(f.store.Store, s.ID)
 			if err != nil || rec.User.Email != s.Email {
 				t.Errorf("stored %+v, %v", rec, err)
 			}
@@ -771,7 +788,7 @@ func TestUserAgentIsBounded(t *testing.T) {
 	f.h.ServeHTTP(w, r)
 	var s seen
 	json.Unmarshal(w.Body.Bytes(), &s)
-	rec, err := f.store.Store.Get(context.Background(), s.ID)
+	rec, err := storedRecord(f.store.Store, s.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

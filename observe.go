@@ -113,23 +113,23 @@ func newObservedStore(s Store, m *metrics) observedStore {
 	return observedStore{Store: s, m: m, create: op("create"), get: op("get"), update: op("update")}
 }
 
-func (s observedStore) Create(ctx context.Context, rec *Record) error {
+func (s observedStore) Create(ctx context.Context, key string, e Entry) error {
 	ctx, span, begin := s.begin(ctx, s.create)
-	err := s.Store.Create(ctx, rec)
+	err := s.Store.Create(ctx, key, e)
 	s.end(ctx, span, s.create, begin, err, errors.Is(err, ErrExists) || errors.Is(err, ErrStoreFull))
 	return err
 }
 
-func (s observedStore) Get(ctx context.Context, id string) (*Record, error) {
+func (s observedStore) Get(ctx context.Context, key string) (Entry, error) {
 	ctx, span, begin := s.begin(ctx, s.get)
-	rec, err := s.Store.Get(ctx, id)
+	e, err := s.Store.Get(ctx, key)
 	s.end(ctx, span, s.get, begin, err, errors.Is(err, ErrNotFound))
-	return rec, err
+	return e, err
 }
 
-func (s observedStore) Update(ctx context.Context, rec *Record) error {
+func (s observedStore) Update(ctx context.Context, key string, e Entry) error {
 	ctx, span, begin := s.begin(ctx, s.update)
-	err := s.Store.Update(ctx, rec)
+	err := s.Store.Update(ctx, key, e)
 	s.end(ctx, span, s.update, begin, err, errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound))
 	return err
 }

@@ -81,9 +81,9 @@ type slowWrites struct {
 	delay time.Duration
 }
 
-func (s slowWrites) Update(ctx context.Context, rec *anonymous.Record) error {
+func (s slowWrites) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	time.Sleep(s.delay)
-	return s.countingStore.Update(ctx, rec)
+	return s.countingStore.Update(ctx, key, e)
 }
 
 // A callback that honours its context never outlives the link's lease, even

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -14,18 +17,21 @@ var (
 	// ErrNotFound is returned when there is no such guest: never created,
 	// expired, deleted or linked.
 	ErrNotFound = errors.New("anonymous: guest not found")
-	// ErrExists is returned by Store.Create when the id is taken: by a guest,
-	// or by a deleted guest's record, which reserves its id until it expires.
+	// ErrExists is returned by Store.Create when the key is taken: by a
+	// guest, or by a deleted guest's record, which reserves its id until it
+	// expires.
 	ErrExists = errors.New("anonymous: guest already exists")
-	// ErrConflict is returned by Store.Update when the record changed since
-	// it was read: its Version is no longer the one the update names.
+	// ErrConflict is returned by Store.Update when the entry changed since
+	// it was read: its version is no longer the one the update names.
 	ErrConflict = errors.New("anonymous: guest changed meanwhile")
 	// ErrClaimed is returned while another request is linking the guest.
 	ErrClaimed = errors.New("anonymous: guest is being linked")
 )
 
-// Record is what a Store keeps for one guest, and for a guest that was
-// deleted or linked until its expiry.
+// Record is what the package keeps for one guest, and for a guest that was
+// deleted or linked until its expiry. A Store never sees it: the package
+// encodes it into an Entry's bytes (see record.go), and Manager.Record reads
+// it back.
 type Record struct {
 	User User
 	// Session is the guest's session. Its Token is always empty in a store:
@@ -46,9 +52,14 @@ type Record struct {
 	// progress. Empty when nobody does.
 	ClaimOwner string
 	ClaimUntil time.Time
-	// Version counts the record's writes: Create stores version 1, and each
-	// Update one more.
+	// Version is the store's version of the record: 0 for a guest never
+	// stored, 1 once created, and one more for each update.
 	Version uint64
+
+	// writes holds the ids of the record's last writes, oldest first, so
+	// that a writer whose reply was lost recognises its own write.
+	writes  [maxWrites]uint64
+	nwrites uint8
 }
 
 // live reports whether rec is a guest: not deleted, not linked.
@@ -59,32 +70,64 @@ func (rec *Record) leased(now time.Time) bool {
 	return rec.ClaimOwner != "" && now.Before(rec.ClaimUntil)
 }
 
-// Store keeps guests' records. It is a small, versioned key-value store:
-// the Manager reads a record, decides, and writes it back only if nobody
-// wrote it meanwhile, so that a Store needs no knowledge of leases, links
-// or tokens. Every method takes a context and honours its cancellation and
-// deadline; every method is safe for concurrent use. A record vanishes by
-// itself at its Session.ExpiresAt: no Store needs a cron job. The package
-// storetest checks an implementation against this contract.
+// durable reports whether a write of rec guards exactly-once linking or
+// deletion (a claim, or the record a link or a delete leaves), which a Store
+// must not lose (Entry.Durable).
+func (rec *Record) durable() bool { return rec.ClaimOwner != "" || !rec.live() }
+
+// Entry is a value a Store keeps under a key: opaque bytes, with a version
+// and an expiry.
+type Entry struct {
+	// Value is the bytes the package wrote, which the Store keeps and
+	// returns byte for byte, whatever they are: at least 64 KiB of them.
+	// A Store keeps its own copy on a write, and Get's Value is the
+	// caller's own.
+	Value []byte
+	// Version counts the writes under the key: Create stores version 1, and
+	// each Update one more. Get returns it; Update names the version it
+	// replaces. Create ignores it.
+	Version uint64
+	// Expires is when the Store drops the entry: no read returns it at or
+	// after that instant, with at least millisecond precision. A Store
+	// needs no cron job for it. Get may leave it zero: the package reads
+	// the expiry from the value.
+	Expires time.Time
+	// Durable, on a write, marks one the package must not lose: a link's
+	// claim, or the record a link or a delete leaves. A Store with
+	// replicas may wait for them to have it (redisstore's WaitReplicas); a
+	// Store with a cap keeps room for a Durable Create (memstore's
+	// headroom). A Store may ignore it. Get returns it false.
+	Durable bool
+}
+
+// Store keeps the package's records: a small, versioned key-value store of
+// opaque bytes. The Manager reads an entry, decides, and writes it back
+// only if nobody wrote it meanwhile, so that a Store needs no knowledge of
+// guests, leases, links or tokens. Keys are guest ids: non-empty printable
+// ASCII of at most 64 bytes, without '{' or '}'. Every method takes a
+// context and honours its cancellation and deadline; every method is safe
+// for concurrent use. A Get that follows a write's return sees that write
+// (or a later one), also when the write's reply was lost: the package
+// recognises its own writes by reading them back. The package storetest
+// checks an implementation against this contract; docs/stores.md shows a
+// whole one.
 type Store interface {
-	// Create stores a copy of rec as version 1, expiring at
-	// rec.Session.ExpiresAt, unless a record with the same User.ID exists,
-	// in which case it returns ErrExists and changes nothing. Of concurrent
-	// Creates of one id exactly one succeeds.
-	Create(ctx context.Context, rec *Record) error
+	// Create stores a copy of e.Value under key as version 1, expiring at
+	// e.Expires, unless key holds an entry that has not expired, in which
+	// case it returns ErrExists and changes nothing. Of concurrent Creates
+	// of one key exactly one succeeds.
+	Create(ctx context.Context, key string, e Entry) error
 
-	// Get returns the record with this id, in one round trip, or ErrNotFound
-	// when there is none or it has expired. The result is the caller's own
-	// copy.
-	Get(ctx context.Context, id string) (*Record, error)
+	// Get returns the entry under key, in one round trip, or ErrNotFound
+	// when there is none or it has expired.
+	Get(ctx context.Context, key string) (Entry, error)
 
-	// Update replaces the record with a copy of rec, as version
-	// rec.Version+1 and expiring at rec.Session.ExpiresAt, if the stored
-	// record's version is rec.Version; otherwise it returns ErrConflict and
-	// changes nothing. It returns ErrNotFound when there is no record or it
-	// has expired. Of concurrent Updates of one version exactly one
-	// succeeds.
-	Update(ctx context.Context, rec *Record) error
+	// Update replaces the entry under key with a copy of e.Value, as
+	// version e.Version+1 and expiring at e.Expires, if the stored version
+	// is e.Version; otherwise it returns ErrConflict and changes nothing.
+	// It returns ErrNotFound when there is no entry or it has expired. Of
+	// concurrent Updates of one version exactly one succeeds.
+	Update(ctx context.Context, key string, e Entry) error
 }
 
 // maxTries bounds how often modify reads a record again after a conflict:
@@ -102,30 +145,161 @@ var errStop = errors.New("anonymous: nothing to write")
 // returns. A guest read again under another token is not rec's guest (a
 // stale first-visit cookie's, say): modify returns ErrNotFound. The result
 // is the record as written, with rec's token.
+//
+// Every try carries one write id. After a conflict or a failed call, the
+// record read again holds that id when one of the tries was written after
+// all (its reply was lost, and a resend found the version moved on): that
+// is modify's success, and the change is not applied twice.
 func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) error) (*Record, error) {
 	token, hash := rec.Session.Token, rec.TokenHash
+	w := newWriteID()
 	for try := 1; ; try++ {
 		next := *rec
 		next.Session.Token = "" // a store never sees a token
 		if err := fn(&next); err != nil {
 			return nil, err
 		}
-		err := m.store.Update(ctx, &next)
+		next.stamp(w)
+		err := m.put(ctx, &next, false, next.durable())
 		if err == nil {
 			next.Version++
 			next.Session.Token = token
 			return &next, nil
 		}
-		if !errors.Is(err, ErrConflict) || try == maxTries {
+		if errors.Is(err, ErrNotFound) || try == maxTries {
 			return nil, err
 		}
-		if rec, err = m.store.Get(ctx, rec.User.ID); err != nil {
+		got, gerr := m.get(ctx, rec.User.ID)
+		switch {
+		case gerr == nil && got.wrote(w):
+			if next.durable() {
+				if gerr = m.confirm(ctx, got); gerr != nil {
+					return nil, gerr
+				}
+			}
+			got.Session.Token = token
+			return got, nil
+		case !errors.Is(err, ErrConflict):
 			return nil, err
+		case gerr != nil:
+			return nil, gerr
 		}
+		rec = got
 		if rec.live() && subtle.ConstantTimeCompare(rec.TokenHash[:], hash[:]) != 1 {
 			return nil, ErrNotFound
 		}
 	}
+}
+
+// get reads the record of guest id.
+func (m *Manager) get(ctx context.Context, id string) (*Record, error) {
+	e, err := m.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := decodeRecord(id, e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: guest %s, version %d", err, id, e.Version)
+	}
+	return rec, nil
+}
+
+// getInto reads the record of guest id into rec (see decodeInto).
+func (m *Manager) getInto(ctx context.Context, id string, rec *Record, text []byte) error {
+	e, err := m.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := decodeInto(rec, text, id, e); err != nil {
+		return fmt.Errorf("%w: guest %s, version %d", err, id, e.Version)
+	}
+	return nil
+}
+
+// put writes rec: a Create when create is set, else an Update of version
+// rec.Version; durable sets Entry.Durable. The value is encoded into a
+// pooled buffer: a Store keeps its own copy.
+func (m *Manager) put(ctx context.Context, rec *Record, create, durable bool) error {
+	buf := putBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 8<<10 {
+			putBuffers.Put(buf)
+		}
+	}()
+	*buf = appendRecord((*buf)[:0], rec)
+	e := Entry{Value: *buf, Version: rec.Version, Expires: rec.Session.ExpiresAt, Durable: durable}
+	if create {
+		return m.store.Create(ctx, rec.User.ID, e)
+	}
+	return m.store.Update(ctx, rec.User.ID, e)
+}
+
+var putBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// create stores rec as a new guest, as version 1. When the store answers
+// ErrExists or fails, it reads the guest back: a record that holds this
+// call's write id is this call's, written though its reply was lost (a
+// resent Create answers ErrExists), and counts as created. A sibling's
+// record, which has the same token, does not.
+func (m *Manager) create(ctx context.Context, rec *Record) error {
+	w := newWriteID()
+	next := *rec
+	next.stamp(w)
+	err := m.put(ctx, &next, true, next.durable())
+	if err == nil || errors.Is(err, ErrStoreFull) {
+		return err
+	}
+	if got, gerr := m.get(ctx, rec.User.ID); gerr == nil && got.wrote(w) {
+		if !next.durable() {
+			return nil
+		}
+		return m.confirm(ctx, got)
+	}
+	return err
+}
+
+// confirm writes rec again, durably, as its next version. rec holds a
+// Durable write of this Manager's that failed, and that a read found: the
+// read shows that the store has it, not that it would survive a failover
+// (a write that too few replicas acknowledged is still on the master). Its
+// replicas acknowledging the next write shows they have both.
+func (m *Manager) confirm(ctx context.Context, rec *Record) error {
+	if err := m.put(ctx, rec, false, true); err != nil {
+		return err
+	}
+	rec.Version++
+	return nil
+}
+
+// Record returns the record the store holds for the guest with this id:
+// the guest, or what a deleted or linked guest leaves until its expiry
+// (Deleted, LinkedTo). It returns ErrNotFound when there is none. It is for
+// tools, tests and monitoring; a request's guest is UserFrom's.
+func (m *Manager) Record(ctx context.Context, id string) (*Record, error) {
+	return m.get(ctx, id)
+}
+
+// newWriteID returns a random id for a write; 0 is never one.
+func newWriteID() uint64 { return rand.Uint64() | 1 }
+
+// stamp adds write id w to rec's, dropping the oldest past maxWrites.
+func (rec *Record) stamp(w uint64) {
+	if rec.nwrites == maxWrites {
+		copy(rec.writes[:], rec.writes[1:])
+		rec.nwrites--
+	}
+	rec.writes[rec.nwrites] = w
+	rec.nwrites++
+}
+
+// wrote reports whether write id w is among rec's last writes.
+func (rec *Record) wrote(w uint64) bool {
+	for _, x := range rec.writes[:rec.nwrites] {
+		if x == w {
+			return true
+		}
+	}
+	return false
 }
 
 // bury turns rec into the record a deleted guest leaves: its data, session

@@ -3,9 +3,8 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -327,8 +326,10 @@ func scaleCookieHeader(h http.Header) string {
 
 // scaleFill stores n more guests, as the middleware would have stored them
 // (PersistOnIssue), from several goroutines: a network store needs them to
-// fill in bounded time.
+// fill in bounded time. Each is the value the middleware stored for one
+// guest, under an id of its own.
 func scaleFill(b *testing.B, store anonymous.Store, n int) {
+	value := scaleValue(b)
 	workers := runtime.GOMAXPROCS(0)
 	if _, ok := store.(*redisstore.Store); ok {
 		workers = 64
@@ -343,7 +344,14 @@ func scaleFill(b *testing.B, store anonymous.Store, n int) {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewChaCha8([32]byte{byte(w), byte(w >> 8), 's', 'c', 'a', 'l', 'e'}))
 			for left.Add(-1) >= 0 {
-				if err := store.Create(context.Background(), scaleRecord(rnd, time.Now())); err != nil {
+				now := time.Now()
+				var id ulid.ULID
+				_ = id.SetTime(ulid.Timestamp(now))
+				for i := range 10 {
+					id[6+i] = byte(rnd.Uint32())
+				}
+				e := anonymous.Entry{Value: value, Expires: now.Add(scaleLifetime)}
+				if err := store.Create(context.Background(), id.String(), e); err != nil {
 					fail.Store(&err)
 					return
 				}
@@ -356,34 +364,35 @@ func scaleFill(b *testing.B, store anonymous.Store, n int) {
 	}
 }
 
-// scaleRecord is a new guest's record as the middleware makes it: a ULID,
-// the default email and name, times of now to the millisecond, a fresh
-// session, the hash of a random token, the client's address and a
-// browser's User-Agent; no data.
-func scaleRecord(rnd *rand.Rand, now time.Time) *anonymous.Record {
-	now = now.UTC().Truncate(time.Millisecond)
-	var ent [2*10 + 32]byte
-	for i := range ent {
-		ent[i] = byte(rnd.Uint32())
+// scaleValue is what the middleware stores for a new guest of scaleRequest:
+// a ULID, the default email and name, a fresh session, the hash of a random
+// token, the client's address and a browser's User-Agent; no data.
+func scaleValue(b *testing.B) []byte {
+	s := &captureStore{Store: memstore.New()}
+	defer s.Store.(*memstore.Store).Close()
+	m, err := anonymous.New(s, anonymous.Options{
+		Keys: []anonymous.Key{{Hash: scaleKey}}, Persist: anonymous.PersistOnIssue,
+		Lifetime: scaleLifetime, Budget: anonymous.Budget{Off: true}, ErrorLog: quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	var id, sid ulid.ULID
-	_ = id.SetTime(ulid.Timestamp(now))
-	_ = id.SetEntropy(ent[:10])
-	_ = sid.SetTime(ulid.Timestamp(now))
-	_ = sid.SetEntropy(ent[10:20])
-	ids := id.String()
-	token := ids + "." + base64.RawURLEncoding.EncodeToString(ent[20:])
-	return &anonymous.Record{
-		User: anonymous.User{
-			ID: ids, Email: "temp@" + strings.ToLower(ids) + ".com", Name: "Anonymous",
-			CreatedAt: now, UpdatedAt: now, IsAnonymous: true,
-		},
-		Session: anonymous.Session{
-			ID: sid.String(), UserID: ids, ExpiresAt: now.Add(scaleLifetime), CreatedAt: now, UpdatedAt: now,
-			IPAddress: "192.0.2.1", UserAgent: scaleUA,
-		},
-		TokenHash: sha256.Sum256([]byte(token)),
+	m.Middleware(http.HandlerFunc(scaleApp)).ServeHTTP(&scaleWriter{h: http.Header{}}, scaleRequest(""))
+	if s.created == nil {
+		b.Fatal("the middleware stored no guest")
 	}
+	return s.created
+}
+
+// captureStore keeps the value of the last Create.
+type captureStore struct {
+	anonymous.Store
+	created []byte
+}
+
+func (s *captureStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
+	s.created = bytes.Clone(e.Value)
+	return s.Store.Create(ctx, key, e)
 }
 
 // scaleHeap returns HeapAlloc once the collector has freed what it can.

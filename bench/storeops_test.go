@@ -26,19 +26,19 @@ type countingStore struct {
 	calls atomic.Int64
 }
 
-func (s *countingStore) Create(ctx context.Context, rec *anonymous.Record) error {
+func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	s.calls.Add(1)
-	return s.Store.Create(ctx, rec)
+	return s.Store.Create(ctx, key, e)
 }
 
-func (s *countingStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+func (s *countingStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	s.calls.Add(1)
-	return s.Store.Get(ctx, id)
+	return s.Store.Get(ctx, key)
 }
 
-func (s *countingStore) Update(ctx context.Context, rec *anonymous.Record) error {
+func (s *countingStore) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	s.calls.Add(1)
-	return s.Store.Update(ctx, rec)
+	return s.Store.Update(ctx, key, e)
 }
 
 // roundTrips counts what a go-redis client sends: each command sent alone

@@ -1,41 +1,40 @@
 package memstore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math/bits"
 )
 
-// An arena keeps one shard's encoded records. A record lives in a block,
-// carved from a byte chunk: a 2-byte length, the record, and room to spare
-// up to the block's size class. Blocks are named by a ref, a uint32 (chunk
-// index and offset), so nothing that points at a record is a pointer: the
-// garbage collector sees some thousands of noscan chunks, not a million
-// records. Freed blocks go on a free list of their class, linked through
-// the blocks themselves, and are reused by the next record of that class.
-// A record too large for a block is an allocation of its own, named by a
-// ref with bigRef set.
+// An arena keeps one shard's entries (entry.go). An entry lives in a
+// block, carved from a byte chunk: a 2-byte length, the entry, and room to
+// spare up to the block's size class. Blocks are named by a ref, a uint32
+// (chunk index and offset), so nothing that points at an entry is a
+// pointer: the garbage collector sees some thousands of noscan chunks, not
+// a million entries. Freed blocks go on a free list of their class, linked
+// through the blocks themselves, and are reused by the next entry of that
+// class. An entry too large for a block is an allocation of its own, named
+// by a ref with bigRef set.
 //
 // A new chunk holds a quarter of what the arena holds already, from
 // chunkMin to chunkMax bytes, so that a growing arena leaves little of its
 // last chunk unused. Chunks are never returned, except by compaction,
-// which copies the live records into a fresh arena once most of one is
+// which copies the live entries into a fresh arena once most of one is
 // free.
 type arena struct {
 	chunks [][]byte
 	top    int                // bytes carved from the last chunk
 	free   [numClasses]uint32 // per class, 1 + the ref of the first free block; 0 for none
 	size   int                // bytes in chunks
-	used   int                // bytes in blocks that hold records
+	used   int                // bytes in blocks that hold entries
 
-	big     [][]byte // records larger than maxBlock
+	big     [][]byte // entries larger than maxBlock
 	bigFree []uint32 // indexes of nil entries in big
 }
 
 const (
 	blockAlign  = 16       // blocks' sizes and offsets are multiples of it
-	blockHeader = 2        // a block starts with its record's length, little-endian
-	maxBlock    = 8 << 10  // the largest block; a larger record is allocated apart
+	blockHeader = 2        // a block starts with its entry's length, little-endian
+	maxBlock    = 8 << 10  // the largest block; a larger entry is allocated apart
 	chunkMin    = 1 << 10  // the first chunk's size
 	chunkMax    = 64 << 10 // chunks' largest size
 	offBits     = 12       // a ref's low bits: the block's offset in its chunk, in blockAligns
@@ -49,7 +48,7 @@ const numClasses = 55
 
 // classes are the blocks' sizes: every 16 bytes up to 256, then eight
 // steps per doubling, so that a block wastes at most an eighth of its size
-// (a guest without data fits a 224- to 256-byte block).
+// (a guest's entry without data fits a 240- to 320-byte block).
 var classes = func() (cs [numClasses]int) {
 	i := 0
 	for n := 2 * blockAlign; n <= maxBlock; i++ {
@@ -79,8 +78,8 @@ var classOf = func() (t [maxBlock/blockAlign + 1]uint8) {
 	return t
 }()
 
-// class returns the class of a block holding a record of n bytes, and
-// false when the record is too large for a block.
+// class returns the class of a block holding an entry of n bytes, and
+// false when the entry is too large for a block.
 func class(n int) (uint8, bool) {
 	n += blockHeader
 	if n > maxBlock {
@@ -89,8 +88,8 @@ func class(n int) (uint8, bool) {
 	return classOf[(n+blockAlign-1)/blockAlign], true
 }
 
-// get returns the record at r: the arena's own bytes, valid until the
-// record is replaced or dropped.
+// get returns the entry at r: the arena's own bytes, valid until the
+// entry is replaced or dropped.
 func (a *arena) get(r uint32) []byte {
 	if r&bigRef != 0 {
 		return a.big[r&^bigRef]
@@ -101,63 +100,64 @@ func (a *arena) get(r uint32) []byte {
 	return chunk[off+blockHeader : off+blockHeader+n]
 }
 
-// put stores a copy of rec and returns its ref; false when the arena has
-// as many chunks as refs can name.
-func (a *arena) put(rec []byte) (uint32, bool) {
-	c, ok := class(len(rec))
+// put returns a block for an entry of n bytes: its ref, and its n bytes,
+// for the caller to fill before it lets go of the shard's lock; false when
+// the arena has as many chunks as refs can name.
+func (a *arena) put(n int) (uint32, []byte, bool) {
+	c, ok := class(n)
 	if !ok {
-		b := bytes.Clone(rec)
-		if n := len(a.bigFree); n > 0 {
-			i := a.bigFree[n-1]
-			a.bigFree = a.bigFree[:n-1]
+		b := make([]byte, n)
+		if k := len(a.bigFree); k > 0 {
+			i := a.bigFree[k-1]
+			a.bigFree = a.bigFree[:k-1]
 			a.big[i] = b
-			return bigRef | i, true
+			return bigRef | i, b, true
 		}
 		if len(a.big) == bigRef-1 {
-			return 0, false
+			return 0, nil, false
 		}
 		a.big = append(a.big, b)
-		return bigRef | uint32(len(a.big)-1), true
+		return bigRef | uint32(len(a.big)-1), b, true
 	}
 	r, ok := a.block(c)
 	if !ok {
-		return 0, false
+		return 0, nil, false
 	}
-	a.write(r, rec)
 	a.used += classes[c]
-	return r, true
+	return r, a.resize(r, n), true
 }
 
-// write puts rec in the block at r, which is of rec's class.
-func (a *arena) write(r uint32, rec []byte) {
+// resize sets the length of the entry in the block at r, which is of n's
+// class, to n, and returns its bytes.
+func (a *arena) resize(r uint32, n int) []byte {
 	chunk := a.chunks[r>>offBits]
 	off := int(r&(1<<offBits-1)) * blockAlign
 	prev := int(binary.LittleEndian.Uint16(chunk[off:]))
-	binary.LittleEndian.PutUint16(chunk[off:], uint16(len(rec)))
-	n := copy(chunk[off+blockHeader:], rec)
-	if prev > n { // no trace of a longer record that was here before
+	binary.LittleEndian.PutUint16(chunk[off:], uint16(n))
+	if prev > n { // no trace of a longer entry that was here before
 		clear(chunk[off+blockHeader+n : off+blockHeader+prev])
 	}
+	return chunk[off+blockHeader : off+blockHeader+n]
 }
 
-// replace stores rec in place of the record at r and returns its ref: r
-// when rec fits r's block, else a new one, r being freed.
-func (a *arena) replace(r uint32, rec []byte) (uint32, bool) {
+// replace returns a block for an entry of n bytes that takes the place of
+// the entry at r, as put does: r's own when n fits its class, else a new
+// one, r being freed.
+func (a *arena) replace(r uint32, n int) (uint32, []byte, bool) {
 	if r&bigRef == 0 {
 		old, _ := class(len(a.get(r)))
-		if c, ok := class(len(rec)); ok && c == old {
-			a.write(r, rec)
-			return r, true
+		if c, ok := class(n); ok && c == old {
+			return r, a.resize(r, n), true
 		}
 	}
-	nr, ok := a.put(rec)
+	nr, b, ok := a.put(n)
 	if ok {
 		a.drop(r)
 	}
-	return nr, ok
+	return nr, b, ok
 }
 
-// drop frees the record at r, and clears its bytes.
+// drop frees the entry at r, and clears its bytes.
 func (a *arena) drop(r uint32) {
 	if r&bigRef != 0 {
 		i := r &^ bigRef
@@ -166,9 +166,9 @@ func (a *arena) drop(r uint32) {
 		a.bigFree = append(a.bigFree, i)
 		return
 	}
-	rec := a.get(r)
-	c, _ := class(len(rec))
-	clear(rec)
+	e := a.get(r)
+	c, _ := class(len(e))
+	clear(e)
 	a.push(c, r)
 	a.used -= classes[c]
 }
@@ -255,13 +255,15 @@ func (a *arena) wasteful() bool {
 	return free > a.used && free >= compactMin
 }
 
-// move stores the record at r of old in a and returns its new ref. A big
-// record moves without a copy.
+// move stores the entry at r of old in a and returns its new ref. A big
+// entry moves without a copy.
 func (a *arena) move(old *arena, r uint32) uint32 {
 	if r&bigRef != 0 {
 		a.big = append(a.big, old.big[r&^bigRef])
 		return bigRef | uint32(len(a.big)-1)
 	}
-	nr, _ := a.put(old.get(r)) // a holds fewer records than old did: there is room
+	e := old.get(r)
+	nr, b, _ := a.put(len(e)) // a holds fewer entries than old did: there is room
+	copy(b, e)
 	return nr
 }

@@ -24,7 +24,7 @@ func TestArena(t *testing.T) {
 		}
 	}
 	if _, ok := class(maxBlock - blockHeader + 1); ok {
-		t.Fatalf("a record past maxBlock has a class")
+		t.Fatalf("an entry past maxBlock has a class")
 	}
 
 	var a arena
@@ -41,10 +41,11 @@ func TestArena(t *testing.T) {
 		case len(live) > 0 && rnd.IntN(3) == 0: // replace one
 			for r := range live {
 				rec := bytes.Repeat([]byte{byte(i)}, rnd.IntN(600))
-				nr, ok := a.replace(r, rec)
-				if !ok {
-					t.Fatal("replace: no room")
+				nr, b, ok := a.replace(r, len(rec))
+				if !ok || len(b) != len(rec) {
+					t.Fatalf("replace: %d bytes, %v; want %d", len(b), ok, len(rec))
 				}
+				copy(b, rec)
 				delete(live, r)
 				if _, dup := live[nr]; dup {
 					t.Fatalf("replace returned ref %#x, which holds another record", nr)
@@ -58,10 +59,11 @@ func TestArena(t *testing.T) {
 				n = maxBlock + rnd.IntN(1000)
 			}
 			rec := bytes.Repeat([]byte{byte(i)}, n)
-			r, ok := a.put(rec)
-			if !ok {
-				t.Fatal("put: no room")
+			r, b, ok := a.put(len(rec))
+			if !ok || len(b) != len(rec) || !bytes.Equal(b, make([]byte, n)) {
+				t.Fatalf("put: %d bytes, %v; want %d zero bytes", len(b), ok, len(rec))
 			}
+			copy(b, rec)
 			if _, dup := live[r]; dup {
 				t.Fatalf("put returned ref %#x, which holds another record", r)
 			}

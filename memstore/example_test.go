@@ -10,34 +10,34 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
-// The Manager is the store's usual caller; this shows the Store methods it
-// relies on.
+// The Manager is the store's usual caller; this shows the Store contract it
+// relies on: opaque bytes under a key, written over only the version read.
 func Example() {
 	ctx := context.Background()
 	store := memstore.New()
 	defer store.Close()
 
-	now := time.Now()
-	rec := &anonymous.Record{
-		User:    anonymous.User{ID: "01JDQ5Z8M3X9Y7K2V4N6P8R0ST", Name: "Anonymous", IsAnonymous: true},
-		Session: anonymous.Session{UserID: "01JDQ5Z8M3X9Y7K2V4N6P8R0ST", ExpiresAt: now.Add(time.Hour)},
-	}
-	if err := store.Create(ctx, rec); err != nil {
+	const key = "01JDQ5Z8M3X9Y7K2V4N6P8R0ST"
+	err := store.Create(ctx, key, anonymous.Entry{Value: []byte("a guest"), Expires: time.Now().Add(time.Hour)})
+	if err != nil {
 		panic(err)
 	}
-	got, _ := store.Get(ctx, rec.User.ID)
-	fmt.Println(got.User.Name, got.Version)
-	fmt.Println(errors.Is(store.Create(ctx, rec), anonymous.ErrExists))
+	e, _ := store.Get(ctx, key)
+	fmt.Printf("%s, version %d\n", e.Value, e.Version)
+	fmt.Println(errors.Is(store.Create(ctx, key, e), anonymous.ErrExists))
 
 	// An update writes only over the version it read.
-	got.Data = []byte(`{"tea":1}`)
-	fmt.Println(store.Update(ctx, got))
-	fmt.Println(errors.Is(store.Update(ctx, got), anonymous.ErrConflict))
+	e.Value = []byte("a guest with a cart")
+	fmt.Println(store.Update(ctx, key, e))
+	fmt.Println(errors.Is(store.Update(ctx, key, e), anonymous.ErrConflict))
+	e, _ = store.Get(ctx, key)
+	fmt.Printf("%s, version %d\n", e.Value, e.Version)
 	// Output:
-	// Anonymous 1
+	// a guest, version 1
 	// true
 	// <nil>
 	// true
+	// a guest with a cart, version 2
 }
 
 func ExampleNew_options() {

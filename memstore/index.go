@@ -1,13 +1,13 @@
 package memstore
 
-// An index finds one shard's records by id. It is a hash table with open
+// An index finds one shard's entries by key. It is a hash table with open
 // addressing and linear probing, whose slots are uint64s: the upper 32
-// bits of the id's hash (its tag, whose low bits also place it), and 1 +
-// the ref of its record in the shard's arena; 0 is an empty slot. No slot
+// bits of the key's hash (its tag, whose low bits also place it), and 1 +
+// the ref of its entry in the shard's arena; 0 is an empty slot. No slot
 // holds a pointer, and a lookup usually reads one cache line of slots. A
-// tag only says that a record may be the one sought: the record's own id
-// decides, so ids whose hashes collide live side by side, and a lookup
-// that meets another id's record under its tag probes on.
+// tag only says that an entry may be the one sought: the entry's own key
+// decides, so keys whose hashes collide live side by side, and a lookup
+// that meets another key's entry under its tag probes on.
 type index struct {
 	slots []uint64 // a power of two of them, or none
 	n     int      // slots in use
@@ -16,9 +16,9 @@ type index struct {
 // indexMin is the slots of a new index.
 const indexMin = 8
 
-// find returns the slot of the record of id, whose tag is tag, and true;
+// find returns the slot of the entry of key, whose tag is tag, and true;
 // or, when there is none, false.
-func (x *index) find(tag uint32, id string, a *arena) (int, bool) {
+func (x *index) find(tag uint32, key string, a *arena) (int, bool) {
 	if x.n == 0 {
 		return 0, false
 	}
@@ -28,7 +28,7 @@ func (x *index) find(tag uint32, id string, a *arena) (int, bool) {
 		switch {
 		case s == 0:
 			return 0, false
-		case uint32(s>>32) == tag && hasID(a.get(uint32(s)-1), id):
+		case uint32(s>>32) == tag && hasKey(a.get(uint32(s)-1), key):
 			return i, true
 		}
 	}
@@ -37,12 +37,12 @@ func (x *index) find(tag uint32, id string, a *arena) (int, bool) {
 // ref returns the ref that slot i holds.
 func (x *index) ref(i int) uint32 { return uint32(x.slots[i]) - 1 }
 
-// set makes slot i name the record at r.
+// set makes slot i name the entry at r.
 func (x *index) set(i int, r uint32) {
 	x.slots[i] = x.slots[i]&^(1<<32-1) | uint64(r+1)
 }
 
-// insert adds the record at r, of an id with tag tag that the index does
+// insert adds the entry at r, of a key with tag tag that the index does
 // not hold. It keeps the index at most three quarters full.
 func (x *index) insert(tag uint32, r uint32) {
 	if 4*(x.n+1) > 3*len(x.slots) {

@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/guestpass/anonymous/storetest"
 )
 
 // TestIndex runs random inserts, updates and removals against a map, with
@@ -30,8 +28,8 @@ func TestIndex(t *testing.T) {
 				return id
 			}
 			record := func(id string) uint32 {
-				rec := storetest.NewRecord(id, time.Now().Add(time.Hour))
-				r, _ := a.put(appendRecord(nil, rec, 1))
+				r, b, _ := a.put(entrySize(id, nil))
+				writeEntry(b, id, 1, time.Now().Add(time.Hour), nil)
 				return r
 			}
 			ops := 20_000

@@ -12,29 +12,16 @@
 //	}
 //	http.ListenAndServe(":8080", guests.Middleware(mux))
 //
-// Expiry is checked on every read, so an expired guest is never returned; a
-// background sweeper, started by New and stopped by Close, frees expired
-// guests' memory once per Options.SweepInterval. Guests are spread over 64
-// shards, each behind its own sync.RWMutex, so a returning guest's Get is a
-// read lock and one copy and scales with cores.
-//
-// The store holds no pointer per guest, so that the garbage collector's
-// work does not grow with the number of guests. Each record is encoded in
-// a compact binary form that leaves out what can be derived (a guest with
-// a browser's User-Agent and no data takes about 250 bytes, index
-// included), in a block carved from byte slabs of up to 64 KiB. Each shard
-// finds a record through a hash table of uint64 slots, each the upper half
-// of the id's 64-bit keyed hash (hash/maphash) and the place of its
-// record; the record holds the full id, checked on every lookup, so ids
-// whose hashes collide are kept apart. A freed block is reused by a later
-// record, and the sweeper compacts a shard's slabs once most of them are
-// free, so memory comes back after a peak. Create and Update encode the
-// caller's record, so the store keeps its own copy of every byte; Get
-// decodes into one fresh allocation, the caller's own, that holds the
-// record, its strings and its data (two allocations past about 4 KiB).
+// A guest without data takes about 300 bytes, up to 350 once written
+// often, so the default cap of 250,000 guests (Options.MaxGuests) holds
+// in 75 to 90 MB. Once the store is full, new visitors' guests live in
+// their cookies instead (see anonymous.ErrStoreFull). An expired guest is
+// never returned; a background sweeper, started by New and stopped by
+// Close, frees its memory.
 package memstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -51,40 +38,49 @@ import (
 const DefaultSweepInterval = time.Minute
 
 // shardCount is a power of two well above common core counts, so that
-// concurrent requests rarely meet on one lock.
+// concurrent requests rarely meet on one lock: a Get is a read lock of one
+// shard and one copy, and scales with cores.
 const shardCount = 64
 
 // Options configures a Store. The zero value is the default configuration.
 type Options struct {
 	// SweepInterval is how often the background sweeper frees expired
-	// records (deleted guests' included). It bounds memory only:
-	// reads check expiry themselves. Default: DefaultSweepInterval (1 minute).
+	// entries. It bounds memory only: reads check expiry themselves.
+	// Default: DefaultSweepInterval (1 minute).
 	SweepInterval time.Duration
-	// MaxGuests caps the records the store holds: past it, Create stores
-	// nothing and returns anonymous.ErrStoreFull, and the Manager fails
-	// open (new visitors' guests live in their cookies), so the process
-	// never runs out of memory. A link still stores the guest it links,
-	// claimed, in a headroom of 1 % more (at least 16): a login is never
-	// refused for a flood's guests. Negative: no cap. Default: DefaultMaxGuests,
-	// 250,000 guests, about 65 MB with browsers' User-Agents: sized for a
-	// small server.
+	// MaxGuests caps the entries the store holds: one per guest, and one
+	// per deleted or linked guest until it would have expired. Past it,
+	// Create stores nothing and returns anonymous.ErrStoreFull, and the
+	// Manager fails open (new visitors' guests live in their cookies), so
+	// the process never runs out of memory. A Durable Create (a login
+	// linking a guest that was never stored) still has a headroom of 1 %
+	// more (at least 16): a login is never refused for a flood's guests.
+	// Negative: no cap. Default: DefaultMaxGuests, 250,000 guests, 75 to
+	// 90 MB without data: sized for a small server.
 	MaxGuests int
 }
 
 // DefaultMaxGuests is Options.MaxGuests's default.
 const DefaultMaxGuests = 250_000
 
-// headroom is how many records past max a full store still creates for
-// links (a record created claimed: a guest that was never stored, linked
-// at its login), so that a flood that fills the store cannot keep a
+// headroom is how many entries past max a full store still creates for
+// Durable Creates, so that a flood that fills the store cannot keep a
 // visitor from logging in with its cart: 1 % of max, and at least 16.
 func headroom(limit int) int { return max(limit/100, 16) }
 
+// errLongKey is returned by Create for a key its entry cannot hold.
+var errLongKey = errors.New("memstore: key longer than 255 bytes")
+
 // Store is an in-memory anonymous.Store. Create it with New and stop its
 // sweeper with Close. All its methods are safe for concurrent use.
+//
+// It holds no pointer per entry, so that the garbage collector's work does
+// not grow with the number of guests: each shard keeps its entries in an
+// arena of byte slabs (arena.go) and finds them through a hash table of
+// uint64 slots (index.go).
 type Store struct {
 	seed   maphash.Seed
-	mask   uint64 // applied to ids' hashes: all ones, but tests make ids collide
+	mask   uint64 // applied to keys' hashes: all ones, but tests make keys collide
 	shards [shardCount]shard
 
 	stop      chan struct{} // closed by Close
@@ -92,7 +88,7 @@ type Store struct {
 	closeOnce sync.Once
 
 	max int          // MaxGuests; 0 for no cap
-	n   atomic.Int64 // records held, expired ones the sweeper has not freed included
+	n   atomic.Int64 // entries held, expired ones the sweeper has not freed included
 }
 
 var _ anonymous.Store = (*Store)(nil)
@@ -106,11 +102,11 @@ type shard struct {
 
 type shardBody struct {
 	mu    sync.RWMutex
-	index index // finds records in arena
+	index index // finds entries in arena
 	arena arena
 }
 
-// unixNow returns the time as Unix seconds and nanoseconds, as records
+// unixNow returns the time as Unix seconds and nanoseconds, as entries
 // hold their expiry.
 func unixNow() (int64, int32) {
 	now := time.Now()
@@ -151,7 +147,7 @@ func New(opts ...Options) *Store {
 
 // Close stops the sweeper and waits for it to return. It always returns
 // nil. It is idempotent and safe to call concurrently. The store keeps
-// working after Close, still hiding expired guests, but no longer frees
+// working after Close, still hiding expired entries, but no longer frees
 // their memory.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
@@ -173,9 +169,9 @@ func (s *Store) sweeper(every time.Duration) {
 	}
 }
 
-// sweep drops every expired record, one shard at a time so that requests
+// sweep drops every expired entry, one shard at a time so that requests
 // wait for at most one shard's scan, and compacts the shards whose slabs
-// are mostly free.
+// are mostly free, so that memory comes back after a peak.
 func (s *Store) sweep() {
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -199,7 +195,7 @@ func (s *Store) sweep() {
 	}
 }
 
-// compact moves the shard's records into fresh slabs, and its index into
+// compact moves the shard's entries into fresh slabs, and its index into
 // a table sized for what is left.
 func (sh *shardBody) compact() {
 	var fresh arena
@@ -207,127 +203,148 @@ func (sh *shardBody) compact() {
 	sh.arena = fresh
 }
 
-// Len returns the number of records the store holds: guests, deleted or
-// linked guests' records until their expiry, and expired records the
-// sweeper has not freed yet; MaxGuests, plus the links' headroom, caps it. It is meant for monitoring
-// memory and for tests. It is safe for concurrent use.
+// Len returns the number of entries the store holds: one per guest, one
+// per deleted or linked guest until it would have expired, and expired
+// entries the sweeper has not freed yet. MaxGuests, plus the headroom of
+// Durable Creates, caps it. It is meant for monitoring memory and for
+// tests, and is safe for concurrent use.
 func (s *Store) Len() int { return int(s.n.Load()) }
 
-// hash returns the hash of id: its low bits choose the shard, its upper 32
-// bits are the tag the shard's index files the record under.
-func (s *Store) hash(id string) uint64 { return maphash.String(s.seed, id) & s.mask }
+// hash returns the hash of key (hash/maphash, with the store's own seed):
+// its low bits choose the shard, its upper 32 bits are the tag the shard's
+// index files the entry under.
+func (s *Store) hash(key string) uint64 { return maphash.String(s.seed, key) & s.mask }
 
 func (s *Store) shard(h uint64) *shard { return &s.shards[h%shardCount] }
 
 func tag(h uint64) uint32 { return uint32(h >> 32) }
 
-// recordBuf is the size of a buffer on the stack that a record without
-// much data is encoded into.
-const recordBuf = 512
-
-var errNilRecord = errors.New("memstore: nil record")
-
-// Create stores a copy of rec as version 1, expiring at
-// rec.Session.ExpiresAt. It returns anonymous.ErrExists, changing nothing,
-// when the id holds a record that has not expired, anonymous.ErrStoreFull
-// when the store holds MaxGuests records (plus 1 %, at least 16, for a
-// record created claimed by a link), and ctx.Err() if ctx is done.
-func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
+// Create stores a copy of e.Value under key as version 1, expiring at
+// e.Expires. It returns anonymous.ErrExists, changing nothing, when key
+// holds an entry that has not expired; anonymous.ErrStoreFull when the
+// store holds MaxGuests entries (or, for a Durable e, MaxGuests and its
+// headroom); an error for a key longer than 255 bytes; and ctx.Err() if
+// ctx is done.
+func (s *Store) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if rec == nil {
-		return errNilRecord
+	if len(key) > maxKey {
+		return errLongKey
 	}
-	var buf [recordBuf]byte
-	b := appendRecord(buf[:0], rec, 1)
-	id := rec.User.ID
-	h := s.hash(id)
+	h := s.hash(key)
 	sec, nsec := unixNow()
 	sh := s.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, found := sh.index.find(tag(h), id, &sh.arena)
-	switch {
-	case found && live(sh.arena.get(sh.index.ref(i)), sec, nsec):
-		return anonymous.ErrExists
-	case found: // expired, and not swept yet: as good as absent
-		r, ok := sh.arena.replace(sh.index.ref(i), b)
+	n := entrySize(key, e.Value)
+	i, found := sh.index.find(tag(h), key, &sh.arena)
+	if found {
+		if live(sh.arena.get(sh.index.ref(i)), sec, nsec) {
+			return anonymous.ErrExists
+		}
+		// Expired, and not swept yet: as good as absent, and its room is
+		// taken already.
+		r, b, ok := sh.arena.replace(sh.index.ref(i), n)
 		if !ok {
 			return anonymous.ErrStoreFull
 		}
+		writeEntry(b, key, 1, e.Expires, e.Value)
 		sh.index.set(i, r)
 		return nil
-	case s.max > 0 && s.n.Load() >= int64(s.max) && (rec.ClaimOwner == "" || s.n.Load() >= int64(s.max+headroom(s.max))):
+	}
+	if !s.reserve(e.Durable) {
 		return anonymous.ErrStoreFull
 	}
-	r, ok := sh.arena.put(b)
+	r, b, ok := sh.arena.put(n)
 	if !ok {
+		s.n.Add(-1)
 		return anonymous.ErrStoreFull
 	}
+	writeEntry(b, key, 1, e.Expires, e.Value)
 	sh.index.insert(tag(h), r)
-	s.n.Add(1)
 	return nil
 }
 
-// Get returns a copy of the record with this id, or anonymous.ErrNotFound
-// when there is none or it has expired. It returns ctx.Err() if ctx is done.
-func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// reserve counts one more entry, unless the store is full: durable for a
+// Durable Create, which may use the headroom. Creates on other shards run
+// meanwhile, so the count is taken with a compare-and-swap: the cap holds
+// exactly.
+func (s *Store) reserve(durable bool) bool {
+	limit := int64(s.max)
+	if durable {
+		limit += int64(headroom(s.max))
 	}
-	h := s.hash(id)
+	for {
+		n := s.n.Load()
+		if s.max > 0 && n >= limit {
+			return false
+		}
+		if s.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Get returns the entry under key, with its version and expiry, or
+// anonymous.ErrNotFound when there is none or it has expired. The Value is
+// a fresh copy, the caller's own: one allocation (none for an empty
+// value, which comes back nil). Durable is false. It returns ctx.Err() if
+// ctx is done.
+func (s *Store) Get(ctx context.Context, key string) (anonymous.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return anonymous.Entry{}, err
+	}
+	h := s.hash(key)
 	sec, nsec := unixNow()
 	sh := s.shard(h)
 	sh.mu.RLock()
-	i, found := sh.index.find(tag(h), id, &sh.arena)
+	defer sh.mu.RUnlock()
+	i, found := sh.index.find(tag(h), key, &sh.arena)
 	if !found {
-		sh.mu.RUnlock()
-		return nil, anonymous.ErrNotFound
+		return anonymous.Entry{}, anonymous.ErrNotFound
 	}
 	stored := sh.arena.get(sh.index.ref(i))
 	if !live(stored, sec, nsec) {
-		sh.mu.RUnlock()
-		return nil, anonymous.ErrNotFound
+		return anonymous.Entry{}, anonymous.ErrNotFound
 	}
-	rec, buf := newRecord(len(stored) + textSize(stored))
-	n := copy(buf, stored)
-	sh.mu.RUnlock()
-	decode(rec, buf, n)
-	return rec, nil
+	var v []byte
+	if val := value(stored); len(val) > 0 {
+		v = bytes.Clone(val) // copied under the lock: a write may reuse the block
+	}
+	return anonymous.Entry{Value: v, Version: version(stored), Expires: expires(stored)}, nil
 }
 
-// Update replaces the record with a copy of rec, as version rec.Version+1
-// and expiring at rec.Session.ExpiresAt, if the stored version is
-// rec.Version. It returns anonymous.ErrConflict when it is not,
-// anonymous.ErrNotFound when there is no record or it has expired, and
-// ctx.Err() if ctx is done.
-func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
+// Update replaces the entry under key with a copy of e.Value, as version
+// e.Version+1 and expiring at e.Expires, if the stored version is
+// e.Version. It returns anonymous.ErrConflict, changing nothing, when it is
+// not; anonymous.ErrNotFound when there is no entry or it has expired; and
+// ctx.Err() if ctx is done. An update takes no room from the cap: it ends
+// the entry it replaces.
+func (s *Store) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if rec == nil {
-		return errNilRecord
-	}
-	var buf [recordBuf]byte
-	b := appendRecord(buf[:0], rec, rec.Version+1)
-	id := rec.User.ID
-	h := s.hash(id)
+	h := s.hash(key)
 	sec, nsec := unixNow()
 	sh := s.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, found := sh.index.find(tag(h), id, &sh.arena)
-	switch {
-	case !found || !live(sh.arena.get(sh.index.ref(i)), sec, nsec):
+	i, found := sh.index.find(tag(h), key, &sh.arena)
+	if !found {
 		return anonymous.ErrNotFound
-	case version(sh.arena.get(sh.index.ref(i))) != rec.Version:
+	}
+	switch stored := sh.arena.get(sh.index.ref(i)); {
+	case !live(stored, sec, nsec):
+		return anonymous.ErrNotFound
+	case version(stored) != e.Version:
 		return anonymous.ErrConflict
 	}
-	r, ok := sh.arena.replace(sh.index.ref(i), b)
+	r, b, ok := sh.arena.replace(sh.index.ref(i), entrySize(key, e.Value))
 	if !ok {
 		return anonymous.ErrStoreFull
 	}
+	writeEntry(b, key, e.Version+1, e.Expires, e.Value)
 	sh.index.set(i, r)
 	return nil
 }

@@ -93,9 +93,10 @@ func BenchmarkRawGET(b *testing.B) {
 	}
 }
 
-// BenchmarkStoreGet serves a request with a handler that loads a guest with
-// Store.Get and writes a byte: BenchmarkRawGET plus the store's own work
-// (key, decoding), without the middleware's cookie handling.
+// BenchmarkStoreGet serves a request with a handler that loads a guest's
+// entry with Store.Get and writes a byte: BenchmarkRawGET plus the store's
+// own work (the key, the frame), without the middleware's cookie handling
+// and the record's decoding.
 func BenchmarkStoreGet(b *testing.B) {
 	c := redistest.Client(b)
 	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(b, c)})

@@ -34,29 +34,38 @@
 //
 // # Key layout
 //
-// With the default prefix "anon:", a guest with id ID has one key,
+// The Store keeps opaque, versioned entries (anonymous.Entry): it knows
+// nothing of guests, tokens or links, whose records package anonymous
+// encodes. With the default prefix "anon:", the entry under key ID (a
+// guest's id) is one key,
 //
-//	anon:{ID}  its record, with its data: one binary string
+//	anon:{ID}  one binary string, a frame:
+//	           byte 0       3, the frame's format
+//	           bytes 1..8   the version, big-endian
+//	           bytes 9..16  the expiry in Unix milliseconds, big-endian
+//	           then         the entry's value, to the end
 //
-// whose hash tag {ID} keeps it to one Cluster slot. The key carries an
-// absolute expiry (SET PXAT), the record's Session.ExpiresAt; an expiry
-// already past creates no key, so no key ever lives without one and no
-// cleanup job is needed. A deleted or linked guest's record stays, without
-// data or personal fields, until that expiry: it reserves the id and keeps
-// LinkedTo readable.
+// whose hash tag {ID} keeps it to one Cluster slot. The key carries the
+// entry's absolute expiry (SET PXAT) too; an expiry already past creates
+// no key, so no key ever lives without one and no cleanup job is needed.
 //
-// The record holds the session's token only as its SHA-256
-// (Record.TokenHash), never the token. Its header (format, Version, flags)
-// sits at fixed offsets; the times, token hash, strings, a link's lease and
-// the data follow. What can be derived (the default email and name, the
-// session's user id) is not stored. Get is a single GET and decodes without
-// copying the strings. Create is SET NX PXAT; Update is one Lua script
-// (EVALSHA, falling back to EVAL) that compares the version in place and
-// sets the new value and expiry atomically.
+// Get is a single GET; it checks the frame's own expiry, exact to the
+// millisecond, which Redis keeps the key through, and returns the value
+// without copying it again (go-redis reads each reply into a buffer of its
+// own). Create is SET NX PXAT; Update is one Lua script (EVALSHA, falling
+// back to EVAL) that compares the version at bytes 1..8 in place and sets
+// the new frame and expiry atomically.
 //
-// With Options.WaitReplicas, the writes that guard exactly-once linking and
-// deletion wait for replicas (WAIT, pipelined on the key master's
-// connection) before they count as done.
+// Values written by earlier versions of this package (format 2, a guest
+// record with the version at the same offset and its expiry as a varint
+// at byte 11) are read as they are: Get returns the whole stored string
+// as the entry's value, which package anonymous decodes, and the next
+// Update writes a frame. Any other value is reported as an error, never
+// as a missing entry that a Create could replace.
+//
+// With Options.WaitReplicas, the writes the Manager marks Durable — those
+// that guard exactly-once linking and deletion — wait for replicas (WAIT,
+// pipelined on the key master's connection) before they count as done.
 //
 // The abuse budget (anonymous.Budget) lives in Redis too: Store is an
 // anonymous.Limiter (go-redis/redis_rate, one key per client, expiring).
@@ -64,7 +73,8 @@
 // # Memory
 //
 // One guest with a desktop browser's User-Agent (115 bytes) and no data
-// costs Redis 280 bytes as MEMORY USAGE reports for its key on Redis 7.0,
-// and 361 bytes of used_memory with its expiry entry (the value is 188
-// bytes); with a 200-byte cart, 536 and 592.
+// costs Redis 312 bytes as MEMORY USAGE reports for its key on Redis 7.0,
+// and about 375 bytes of used_memory with its expiry entry (the value is
+// 207 bytes, 17 of them the frame's); with a 200-byte cart, 536 and about
+// 640.
 package redisstore

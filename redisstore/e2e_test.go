@@ -298,7 +298,7 @@ func TestDeadlineOnDeadRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := newID(t)
-	if err := s.Create(context.Background(), guestWithID(t, id)); err != nil {
+	if err := s.Create(context.Background(), id, entry("v")); err != nil {
 		t.Fatal(err)
 	}
 	p.set(blackhole)
@@ -309,8 +309,8 @@ func TestDeadlineOnDeadRedis(t *testing.T) {
 		fn   func(ctx context.Context) error
 	}{
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, id); return err }},
-		{"Create", func(ctx context.Context) error { return s.Create(ctx, guest(t)) }},
-		{"Update", func(ctx context.Context) error { r := guestWithID(t, id); r.Version = 1; return s.Update(ctx, r) }},
+		{"Create", func(ctx context.Context) error { return s.Create(ctx, newID(t), entry("v")) }},
+		{"Update", func(ctx context.Context) error { e := entry("w"); e.Version = 1; return s.Update(ctx, id, e) }},
 	}
 	for _, op := range ops {
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -344,7 +344,8 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id string
-	h := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue}).Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	h := m.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
 	}))
 	r := httptest.NewRequest("GET", "/", nil)
@@ -355,7 +356,7 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 	if err != nil || n == 0 || n > 1024 {
 		t.Fatalf("stored record is %d bytes (%v), want at most 1 KiB", n, err)
 	}
-	rec, err := s.Get(t.Context(), id)
+	rec, err := m.Record(t.Context(), id)
 	if err != nil || rec.Session.IPAddress != "" || len(rec.Session.UserAgent) != 512 {
 		t.Errorf("stored IPAddress %q, User-Agent of %d bytes (%v); want none and 512", rec.Session.IPAddress, len(rec.Session.UserAgent), err)
 	}

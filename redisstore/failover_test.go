@@ -974,8 +974,9 @@ func killMaster(t *testing.T, tp *failoverTopo) {
 	}
 }
 
-// measureWaitCost logs what a claim and a final write (two Updates that
-// WaitReplicas makes wait) cost with WaitReplicas 1 and without, on tp.
+// measureWaitCost logs what a claim and a final write (two Durable
+// Updates, which WaitReplicas makes wait) cost with WaitReplicas 1 and
+// without, on tp.
 func measureWaitCost(t *testing.T, tp *failoverTopo, c redis.UniversalClient) {
 	ctx := context.Background()
 	var stores [2]*redisstore.Store
@@ -991,20 +992,16 @@ func measureWaitCost(t *testing.T, tp *failoverTopo, c redis.UniversalClient) {
 	var notReplicated int
 	for i := range n + 20 {
 		for w, s := range stores {
-			rec := guest(t)
-			if err := s.Create(ctx, rec); err != nil {
+			id, e := newID(t), entry("a guest")
+			if err := s.Create(ctx, id, e); err != nil {
 				t.Fatalf("cost: create: %v", err)
 			}
 			start := time.Now()
-			rec.Version, rec.ClaimOwner, rec.ClaimUntil = 1, "cost", time.Now().Add(time.Minute)
-			err := s.Update(ctx, rec)
+			e.Version, e.Value, e.Durable = 1, []byte("its claim"), true
+			err := s.Update(ctx, id, e)
 			if err == nil {
-				buried := &anonymous.Record{
-					User:     anonymous.User{ID: rec.User.ID, IsAnonymous: true},
-					Session:  anonymous.Session{UserID: rec.User.ID, ExpiresAt: rec.Session.ExpiresAt},
-					LinkedTo: "user", Deleted: true, Version: 2,
-				}
-				err = s.Update(ctx, buried)
+				e.Version, e.Value = 2, []byte("the record its link leaves")
+				err = s.Update(ctx, id, e)
 			}
 			switch {
 			case errors.Is(err, redisstore.ErrNotReplicated):

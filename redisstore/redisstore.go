@@ -24,16 +24,17 @@ type Options struct {
 	// which would change the keys' hash tag. Default: DefaultPrefix
 	// ("anon:").
 	Prefix string
-	// WaitReplicas, when above 0, makes the writes that guard exactly-once
-	// linking and deletion — a link's claim, and the record a link or a
-	// delete leaves — wait until that many replicas have them (WAIT on the
+	// WaitReplicas, when above 0, makes the writes the Manager marks
+	// Durable (anonymous.Entry.Durable: a link's claim, and the record a
+	// link or a delete leaves, which guard exactly-once linking and
+	// deletion) wait until that many replicas have them (WAIT on the
 	// write's own connection, in the same round trip), so that a failover
-	// cannot lose them. A write that fewer replicas acknowledge within
-	// WaitTimeout is reported as failed (ErrNotReplicated), although the
-	// master has it: the Manager then retries or gives the link up, as for
-	// any store failure, and a retry recognises the write that did happen.
-	// Other writes (a new guest, its data, its expiry) do not wait. Default:
-	// 0, no waiting.
+	// cannot lose them. A Create or Update that fewer replicas acknowledge
+	// within WaitTimeout is reported as failed (ErrNotReplicated), although
+	// the master has it: the Manager then retries or gives the link up, as
+	// for any store failure, and a retry recognises the write that did
+	// happen. Writes not marked Durable (a new guest, its data, its expiry)
+	// do not wait. Default: 0, no waiting.
 	WaitReplicas int
 	// WaitTimeout bounds WaitReplicas' wait. Default: 100 ms.
 	WaitTimeout time.Duration
@@ -91,15 +92,15 @@ func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
 	}, nil
 }
 
-// key is the guest's record key. Its hash tag {id} keeps a guest on one
+// key is the entry's Redis key. Its hash tag {key} keeps a guest on one
 // Cluster slot whatever else is ever stored beside it.
-func (s *Store) key(id string) string { return s.prefix + "{" + id + "}" }
+func (s *Store) key(key string) string { return s.prefix + "{" + key + "}" }
 
-// validID rejects ids that would not give one shared hash tag: empty ones
+// validKey rejects keys that would not give one shared hash tag: empty ones
 // and ones with braces. No guest can have such an id, so reads answer
 // ErrNotFound.
-func validID(id string) bool {
-	return id != "" && !strings.ContainsAny(id, "{}")
+func validKey(key string) bool {
+	return key != "" && !strings.ContainsAny(key, "{}")
 }
 
 // pxat is an absolute expiry in Unix milliseconds for PXAT. It is never
@@ -109,53 +110,67 @@ func pxat(t time.Time) int64 {
 	return max(t.UnixMilli(), 1)
 }
 
-var errNilRecord = errors.New("redisstore: nil record or invalid id")
+var errInvalidKey = errors.New("redisstore: invalid key")
 
-// Create stores rec with SET NX PXAT: the value and its absolute expiry in
+// Create stores e with SET NX PXAT: the frame and its absolute expiry in
 // one atomic command.
-func (s *Store) Create(ctx context.Context, rec *anonymous.Record) error {
+func (s *Store) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: create: %w", err)
 	}
-	if rec == nil || !validID(rec.User.ID) {
-		return errNilRecord
+	if !validKey(key) {
+		return fmt.Errorf("%w %q", errInvalidKey, key)
 	}
-	exp := time.UnixMilli(pxat(rec.Session.ExpiresAt))
-	err := s.client.SetArgs(ctx, s.key(rec.User.ID), encode(rec, 1), redis.SetArgs{Mode: "NX", ExpireAt: exp}).Err()
-	switch {
+	exp := pxat(e.Expires)
+	k, v := s.key(key), newFrame(1, exp, e.Value)
+	if s.wait > 0 && e.Durable {
+		return s.waited(ctx, "create", key, k, func(p redis.Pipeliner) redis.Cmder {
+			return p.SetArgs(ctx, k, v, redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(exp)})
+		}, created)
+	}
+	return created(ctx, key, s.client.SetArgs(ctx, k, v, redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(exp)}))
+}
+
+// created maps SET NX's answer to Create's.
+func created(ctx context.Context, key string, cmd redis.Cmder) error {
+	switch err := cmd.Err(); {
 	case errors.Is(err, redis.Nil):
 		return anonymous.ErrExists
 	case err != nil:
-		return failed(ctx, "create", rec.User.ID, err)
+		return failed(ctx, "create", key, err)
 	}
 	return nil
 }
 
-// Get loads the record with one GET.
-func (s *Store) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+// Get loads the entry with one GET. Its Value is part of the buffer
+// go-redis read the reply into: go-redis allocates one for each reply,
+// never reuses it, and Bytes hands it over without the copy that
+// converting Result's string would make (TestGetOwnsValue holds go-redis
+// to that). So the caller owns the value, and the store's only allocation
+// is the key.
+func (s *Store) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("redisstore: get: %w", err)
+		return anonymous.Entry{}, fmt.Errorf("redisstore: get: %w", err)
 	}
-	if !validID(id) {
-		return nil, anonymous.ErrNotFound
+	if !validKey(key) {
+		return anonymous.Entry{}, anonymous.ErrNotFound
 	}
-	v, err := s.client.Get(ctx, s.key(id)).Result()
+	b, err := s.client.Get(ctx, s.key(key)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, anonymous.ErrNotFound
+		return anonymous.Entry{}, anonymous.ErrNotFound
 	case err != nil:
-		return nil, failed(ctx, "get", id, err)
+		return anonymous.Entry{}, failed(ctx, "get", key, err)
 	}
-	rec, err := decode(id, v)
+	e, err := parseFrame(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: guest %s", err, id)
+		return anonymous.Entry{}, fmt.Errorf("redisstore: get %s: %w", key, err)
 	}
-	// Redis keeps a key through the millisecond of its expiry; the record's
-	// own expiry is exact.
-	if !time.Now().Before(rec.Session.ExpiresAt) {
-		return nil, anonymous.ErrNotFound
+	// Redis keeps a key through the millisecond of its expiry.
+	if !time.Now().Before(e.Expires) {
+		return anonymous.Entry{}, anonymous.ErrNotFound
 	}
-	return rec, nil
+	return e, nil
 }
 
 // Results of the update script.
@@ -165,44 +180,47 @@ const (
 	resConflict = 2
 )
 
-// updateScript replaces the record if its version is still ARGV[1], the
-// eight bytes at offset offVersion. KEYS: record. ARGV: the version read,
-// the new value, its expiry in Unix ms.
+// updateScript replaces the value if its version is still ARGV[1], the
+// eight bytes at offset offVersion of a frame and of a format 2 record
+// alike. A key in the millisecond of its expiry, which Redis still keeps
+// but Get no longer returns, is not found (PTTL 0). KEYS: the entry. ARGV:
+// the version read, the new frame, its expiry in Unix ms.
 var (
 	updateScriptSource = fmt.Sprintf(`
-local v = redis.call('GETRANGE', KEYS[1], %d, %d)
-if v == '' then return %d end
-if v ~= ARGV[1] then return %d end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 or ttl == 0 then return %d end
+if redis.call('GETRANGE', KEYS[1], %d, %d) ~= ARGV[1] then return %d end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return %d`, offVersion, offVersion+7, resNotFound, resConflict, resOK)
+return %d`, resNotFound, offVersion, offVersion+7, resConflict, resOK)
 	updateScript = redis.NewScript(updateScriptSource)
 )
 
-// Update replaces the record in one script call (EVALSHA, falling back to
-// EVAL once per server), if its version is rec.Version.
-func (s *Store) Update(ctx context.Context, rec *anonymous.Record) error {
+// Update replaces the entry in one script call (EVALSHA, falling back to
+// EVAL once per server), if its version is e.Version.
+func (s *Store) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: update: %w", err)
 	}
-	if rec == nil || !validID(rec.User.ID) {
-		return errNilRecord
+	if !validKey(key) {
+		return fmt.Errorf("%w %q", errInvalidKey, key)
 	}
-	var read [8]byte
-	binary.BigEndian.PutUint64(read[:], rec.Version)
-	id := rec.User.ID
-	keys, args := []string{s.key(id)}, []any{read[:], encode(rec, rec.Version+1), pxat(rec.Session.ExpiresAt)}
-	if s.wait > 0 && (rec.ClaimOwner != "" || rec.Deleted || rec.LinkedTo != "") {
-		return s.updateAndWait(ctx, id, keys, args)
+	exp := pxat(e.Expires)
+	read := binary.BigEndian.AppendUint64(nil, e.Version)
+	keys, args := []string{s.key(key)}, []any{read, newFrame(e.Version+1, exp, e.Value), exp}
+	if s.wait > 0 && e.Durable {
+		return s.waited(ctx, "update", key, keys[0], func(p redis.Pipeliner) redis.Cmder {
+			return p.Eval(ctx, updateScriptSource, keys, args...)
+		}, updated)
 	}
-	n, err := updateScript.Run(ctx, s.client, keys, args...).Int()
-	return s.updated(ctx, id, n, err)
+	return updated(ctx, key, updateScript.Run(ctx, s.client, keys, args...))
 }
 
-// updated maps the update script's answer to the Store's.
-func (s *Store) updated(ctx context.Context, id string, n int, err error) error {
+// updated maps the update script's answer to Update's.
+func updated(ctx context.Context, key string, cmd redis.Cmder) error {
+	n, err := cmd.(*redis.Cmd).Int()
 	switch {
 	case err != nil:
-		return failed(ctx, "update", id, err)
+		return failed(ctx, "update", key, err)
 	case n == resNotFound:
 		return anonymous.ErrNotFound
 	case n == resConflict:
@@ -211,33 +229,33 @@ func (s *Store) updated(ctx context.Context, id string, n int, err error) error 
 	return nil
 }
 
-// updateAndWait runs the update script and WAIT on one connection of the
-// key's master, pipelined: one round trip, plus the replicas' time.
-func (s *Store) updateAndWait(ctx context.Context, id string, keys []string, args []any) error {
+// waited sends write and WAIT on one connection of the master of Redis key
+// k, pipelined: one round trip, plus the replicas' time. answer maps the
+// write's reply; a write that changed nothing (ErrExists, ErrConflict,
+// ErrNotFound) is answered as such, whatever the replicas acknowledged.
+func (s *Store) waited(ctx context.Context, op, key, k string, write func(redis.Pipeliner) redis.Cmder, answer func(context.Context, string, redis.Cmder) error) error {
 	node := redis.UniversalClient(s.client)
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		m, err := cc.MasterForKey(ctx, keys[0])
+		m, err := cc.MasterForKey(ctx, k)
 		if err != nil {
-			return failed(ctx, "update", id, err)
+			return failed(ctx, op, key, err)
 		}
 		node = m
 	}
-	var script *redis.Cmd
+	var w redis.Cmder
 	var acked *redis.Cmd
-	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
-		script = p.Eval(ctx, updateScriptSource, keys, args...)
+	// Pipelined's error is the first command's: answer and acked tell them
+	// apart.
+	_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		w = write(p)
 		acked = p.Do(ctx, "WAIT", s.wait, s.waitFor)
 		return nil
 	})
-	if err != nil && script.Err() != nil {
-		return failed(ctx, "update", id, script.Err())
-	}
-	n, _ := script.Int()
-	if err := s.updated(ctx, id, n, nil); err != nil {
-		return err // nothing written, nothing to wait for
+	if err := answer(ctx, key, w); err != nil {
+		return err
 	}
 	if got, err := acked.Int(); err != nil || got < s.wait {
-		return failed(ctx, "update", id, fmt.Errorf("%w: %d of %d replicas (%v)", ErrNotReplicated, got, s.wait, err))
+		return failed(ctx, op, key, fmt.Errorf("%w: %d of %d replicas (%v)", ErrNotReplicated, got, s.wait, err))
 	}
 	return nil
 }

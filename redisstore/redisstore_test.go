@@ -1,14 +1,18 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,21 +42,18 @@ func newID(t testing.TB) string {
 	return ulid.MustNew(ulid.Now(), rand.Reader).String()
 }
 
-// guest returns a record as the middleware makes it, expiring in a day.
-func guest(t testing.TB) *anonymous.Record {
-	id := newID(t)
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	return &anonymous.Record{
-		User: anonymous.User{
-			ID: id, Email: "temp@" + strings.ToLower(id) + ".com", Name: "Anonymous",
-			CreatedAt: now, UpdatedAt: now, IsAnonymous: true,
-		},
-		Session: anonymous.Session{
-			ID: newID(t), UserID: id, ExpiresAt: now.Add(24 * time.Hour), CreatedAt: now, UpdatedAt: now,
-			IPAddress: "192.0.2.1", UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-		},
-		TokenHash: sha256.Sum256([]byte(id + ".token")),
-	}
+// entry is an entry holding value that expires in a day, at a whole
+// millisecond.
+func entry(value string) anonymous.Entry {
+	return anonymous.Entry{Value: []byte(value), Expires: time.Now().Add(24 * time.Hour).Truncate(time.Millisecond)}
+}
+
+// frame is what the store keeps for value as version v, expiring at exp.
+func frame(v uint64, exp time.Time, value []byte) []byte {
+	b := []byte{3}
+	b = binary.BigEndian.AppendUint64(b, v)
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.UnixMilli()))
+	return append(b, value...)
 }
 
 func TestNew(t *testing.T) {
@@ -69,110 +70,204 @@ func TestNew(t *testing.T) {
 	if _, err := redisstore.New(c, redisstore.Options{}); err != nil {
 		t.Errorf("New with zero Options: %v", err)
 	}
+	if _, err := redisstore.New(c, redisstore.Options{}, redisstore.Options{}); err == nil {
+		t.Error("New accepted two Options")
+	}
+	if _, err := redisstore.New(c, redisstore.Options{WaitReplicas: -1}); err == nil {
+		t.Error("New accepted a negative WaitReplicas")
+	}
 }
 
-// TestKeyLayout checks the documented layout: one key per guest, with the
-// absolute expiry it was given, and no plaintext token anywhere.
+// TestKeyLayout checks the documented layout: one key per entry, holding
+// its frame, with the absolute expiry it was given, which an Update moves
+// both ways.
 func TestKeyLayout(t *testing.T) {
 	s, c, p := newStore(t)
 	ctx := context.Background()
-	rec := guest(t)
-	rec.Session.Token = rec.User.ID + ".plaintext-secret"
-	rec.Session.ExpiresAt = rec.Session.ExpiresAt.Add(123 * time.Millisecond)
-	if err := s.Create(ctx, rec); err != nil {
+	id := newID(t)
+	e := entry("value")
+	e.Expires = e.Expires.Add(123 * time.Millisecond)
+	if err := s.Create(ctx, id, e); err != nil {
 		t.Fatal(err)
 	}
-	key := p + "{" + rec.User.ID + "}"
+	key := p + "{" + id + "}"
 	if got := redistest.Keys(t, c, p); !reflect.DeepEqual(got, []string{key}) {
 		t.Fatalf("keys after Create: %q, want [%q]", got, key)
 	}
-	if got := c.PExpireTime(ctx, key).Val(); got != time.Duration(rec.Session.ExpiresAt.UnixMilli())*time.Millisecond {
-		t.Errorf("PEXPIRETIME %v, want the record's expiry %v", got, rec.Session.ExpiresAt.UnixMilli())
+	check := func(when string, v uint64, e anonymous.Entry) {
+		t.Helper()
+		if got := c.PExpireTime(ctx, key).Val(); got != time.Duration(e.Expires.UnixMilli())*time.Millisecond {
+			t.Errorf("PEXPIRETIME %s: %v, want the entry's expiry %v", when, got, e.Expires.UnixMilli())
+		}
+		if got, want := c.Get(ctx, key).Val(), string(frame(v, e.Expires, e.Value)); got != want {
+			t.Errorf("stored %s: %q, want the frame %q", when, got, want)
+		}
 	}
-	if v := c.Get(ctx, key).Val(); strings.Contains(v, "plaintext-secret") {
+	check("after Create", 1, e)
+	for i, d := range []time.Duration{time.Hour, -time.Minute} {
+		e.Version, e.Expires, e.Value = uint64(i+1), e.Expires.Add(d), []byte("value "+strconv.Itoa(i+2))
+		if err := s.Update(ctx, id, e); err != nil {
+			t.Fatal(err)
+		}
+		check("after Update", uint64(i+2), e)
+	}
+}
+
+// TestNoPlaintextToken: a guest's token, which its cookie carries, is
+// nowhere in Redis.
+func TestNoPlaintextToken(t *testing.T) {
+	s, c, p := newStore(t)
+	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	var id, token string
+	m.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		id, token = anonymous.UserFrom(r.Context()).ID, anonymous.SessionFrom(r.Context()).Token
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	secret := token[strings.LastIndexByte(token, '.')+1:]
+	if id == "" || len(secret) < 16 {
+		t.Fatalf("guest %q with token %q", id, token)
+	}
+	keys := redistest.Keys(t, c, p)
+	if len(keys) != 1 {
+		t.Fatalf("keys: %q, want the guest's", keys)
+	}
+	if v := c.Get(t.Context(), keys[0]).Val(); strings.Contains(v, secret) {
 		t.Error("the stored value holds the plaintext token")
-	}
-	// An update moves the key's expiry with the record's, both ways.
-	for _, d := range []time.Duration{time.Hour, -time.Minute} {
-		got, err := s.Get(ctx, rec.User.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got.Session.ExpiresAt = got.Session.ExpiresAt.Add(d)
-		if err := s.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
-		if pt := c.PExpireTime(ctx, key).Val(); pt != time.Duration(got.Session.ExpiresAt.UnixMilli())*time.Millisecond {
-			t.Errorf("PEXPIRETIME after Update %v, want %v", pt, got.Session.ExpiresAt.UnixMilli())
-		}
 	}
 }
 
 func TestCreateGetUpdate(t *testing.T) {
 	s, _, _ := newStore(t)
 	ctx := context.Background()
-	rec := guest(t)
-	rec.Version = 7 // Create stores version 1 whatever it is given
-	if err := s.Create(ctx, rec); err != nil {
+	id := newID(t)
+	e := entry("first")
+	e.Version = 7 // Create stores version 1 whatever it is given
+	if err := s.Create(ctx, id, e); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Get(ctx, rec.User.ID)
+	got, err := s.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := *rec
-	want.Version = 1
-	if !reflect.DeepEqual(got, &want) {
-		t.Errorf("Get:\n got %+v\nwant %+v", got, &want)
+	if got.Version != 1 || !got.Expires.Equal(e.Expires) || string(got.Value) != "first" || got.Durable {
+		t.Errorf("Get: %+v, want version 1, %v, %q, not Durable", got, e.Expires, "first")
 	}
-	got.Data = []byte(`{"cart":{"tea":2}}`)
-	if err := s.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Update(ctx, got); !errors.Is(err, anonymous.ErrConflict) {
-		t.Errorf("Update of a stale version: %v, want ErrConflict", err)
-	}
-	again, err := s.Get(ctx, rec.User.ID)
-	if err != nil || again.Version != 2 || string(again.Data) != `{"cart":{"tea":2}}` {
-		t.Errorf("after Update: version %d, data %q, %v", again.Version, again.Data, err)
-	}
-	if err := s.Create(ctx, guestWithID(t, rec.User.ID)); !errors.Is(err, anonymous.ErrExists) {
+	if err := s.Create(ctx, id, entry("second")); !errors.Is(err, anonymous.ErrExists) {
 		t.Errorf("second Create: %v, want ErrExists", err)
 	}
-	missing := guest(t)
-	if err := s.Update(ctx, missing); !errors.Is(err, anonymous.ErrNotFound) {
-		t.Errorf("Update of an unknown id: %v, want ErrNotFound", err)
+	got.Value = []byte("updated")
+	if err := s.Update(ctx, id, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, id, got); !errors.Is(err, anonymous.ErrConflict) {
+		t.Errorf("Update of a stale version: %v, want ErrConflict", err)
+	}
+	got.Version = 9
+	if err := s.Update(ctx, id, got); !errors.Is(err, anonymous.ErrConflict) {
+		t.Errorf("Update of a version never stored: %v, want ErrConflict", err)
+	}
+	again, err := s.Get(ctx, id)
+	if err != nil || again.Version != 2 || string(again.Value) != "updated" {
+		t.Errorf("after Update: version %d, value %q, %v; want 2, %q", again.Version, again.Value, err, "updated")
+	}
+	if err := s.Update(ctx, newID(t), entry("x")); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("Update of an unknown key: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Get(ctx, newID(t)); !errors.Is(err, anonymous.ErrNotFound) {
-		t.Errorf("Get of an unknown id: %v, want ErrNotFound", err)
+		t.Errorf("Get of an unknown key: %v, want ErrNotFound", err)
 	}
 }
 
-func guestWithID(t testing.TB, id string) *anonymous.Record {
-	r := guest(t)
-	r.User.ID, r.Session.UserID = id, id
-	return r
+// TestValueIsCopied: the store keeps its own copy of a written value, and
+// Get's value is the caller's own: changing either changes nothing else.
+func TestValueIsCopied(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	id := newID(t)
+	e := entry("original")
+	if err := s.Create(ctx, id, e); err != nil {
+		t.Fatal(err)
+	}
+	copy(e.Value, "XXXXXXXX")
+	got, err := s.Get(ctx, id)
+	if err != nil || string(got.Value) != "original" {
+		t.Fatalf("Get after the caller changed its value: %q, %v; want %q", got.Value, err, "original")
+	}
+	copy(got.Value, "YYYYYYYY")
+	got.Value = append(got.Value, "Z"...)
+	if again, err := s.Get(ctx, id); err != nil || string(again.Value) != "original" {
+		t.Errorf("Get after the caller changed a Get's value: %q, %v; want %q", again.Value, err, "original")
+	}
+}
+
+// TestGetOwnsValue holds go-redis to what Get relies on to skip a copy:
+// each reply is read into a buffer of its own, which no later reply on the
+// same connection reuses, on a client with one connection and from many
+// goroutines.
+func TestGetOwnsValue(t *testing.T) {
+	opt := redistest.Options(t)
+	opt.PoolSize = 1
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	p := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 8
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newID(t)
+		if err := s.Create(ctx, ids[i], entry(strings.Repeat(strconv.Itoa(i), 300))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var held [n][]byte
+			for round := range 50 {
+				for i, id := range ids {
+					e, err := s.Get(ctx, id)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if round == 0 {
+						held[i] = e.Value
+					}
+				}
+			}
+			for i, v := range held {
+				if want := strings.Repeat(strconv.Itoa(i), 300); string(v) != want {
+					t.Errorf("goroutine %d: the value of Get %d changed under later Gets: %.20q…", g, i, v)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestOneRoundTrip counts the commands a Get and an Update send.
 func TestOneRoundTrip(t *testing.T) {
 	s, c, _ := newStore(t)
 	ctx := context.Background()
-	rec := guest(t)
-	if err := s.Create(ctx, rec); err != nil {
+	id := newID(t)
+	if err := s.Create(ctx, id, entry("v")); err != nil {
 		t.Fatal(err)
 	}
-	rec.Version = 1
-	if err := s.Update(ctx, rec); err != nil { // loads the script
+	e := entry("w")
+	e.Version = 1
+	if err := s.Update(ctx, id, e); err != nil { // loads the script
 		t.Fatal(err)
 	}
 	var n atomic.Int64
 	c.AddHook(countHook{&n})
-	got, err := s.Get(ctx, rec.User.ID)
+	got, err := s.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Update(ctx, got); err != nil {
+	if err := s.Update(ctx, id, got); err != nil {
 		t.Fatal(err)
 	}
 	if got := n.Load(); got != 2 {
@@ -202,22 +297,21 @@ func TestPastExpiryCreatesNoKey(t *testing.T) {
 	s, c, p := newStore(t)
 	ctx := context.Background()
 	for _, exp := range []time.Time{time.Now().Add(-time.Second), time.Unix(0, 0), {}} {
-		rec := guest(t)
-		rec.Session.ExpiresAt = exp
-		if err := s.Create(ctx, rec); err != nil {
+		id, e := newID(t), entry("v")
+		e.Expires = exp
+		if err := s.Create(ctx, id, e); err != nil {
 			t.Fatalf("Create expiring at %v: %v", exp, err)
 		}
-		if _, err := s.Get(ctx, rec.User.ID); !errors.Is(err, anonymous.ErrNotFound) {
-			t.Errorf("Get of a guest created expired at %v: %v, want ErrNotFound", exp, err)
+		if _, err := s.Get(ctx, id); !errors.Is(err, anonymous.ErrNotFound) {
+			t.Errorf("Get of an entry created expired at %v: %v, want ErrNotFound", exp, err)
 		}
 	}
-	rec := guest(t)
-	if err := s.Create(ctx, rec); err != nil {
+	id, e := newID(t), entry("v")
+	if err := s.Create(ctx, id, e); err != nil {
 		t.Fatal(err)
 	}
-	rec.Version = 1
-	rec.Session.ExpiresAt = time.Now().Add(-time.Second)
-	if err := s.Update(ctx, rec); err != nil {
+	e.Version, e.Expires = 1, time.Now().Add(-time.Second)
+	if err := s.Update(ctx, id, e); err != nil {
 		t.Fatalf("Update to the past: %v", err)
 	}
 	if keys := redistest.Keys(t, c, p); len(keys) != 0 {
@@ -228,83 +322,219 @@ func TestPastExpiryCreatesNoKey(t *testing.T) {
 func TestExpiry(t *testing.T) {
 	s, _, _ := newStore(t)
 	ctx := context.Background()
-	rec := guest(t)
-	rec.Session.ExpiresAt = time.Now().Add(300 * time.Millisecond)
-	if err := s.Create(ctx, rec); err != nil {
+	id, e := newID(t), entry("v")
+	e.Expires = time.Now().Add(300 * time.Millisecond)
+	if err := s.Create(ctx, id, e); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, rec.User.ID); err != nil {
+	if _, err := s.Get(ctx, id); err != nil {
 		t.Fatalf("Get before expiry: %v", err)
 	}
-	time.Sleep(time.Until(rec.Session.ExpiresAt) + 10*time.Millisecond) // let the expiry pass
-	if _, err := s.Get(ctx, rec.User.ID); !errors.Is(err, anonymous.ErrNotFound) {
+	time.Sleep(time.Until(e.Expires) + 10*time.Millisecond) // let the expiry pass
+	if _, err := s.Get(ctx, id); !errors.Is(err, anonymous.ErrNotFound) {
 		t.Errorf("Get after expiry: %v, want ErrNotFound", err)
 	}
-	if err := s.Create(ctx, guestWithID(t, rec.User.ID)); err != nil {
+	e.Version = 1
+	if err := s.Update(ctx, id, e); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("Update after expiry: %v, want ErrNotFound", err)
+	}
+	if err := s.Create(ctx, id, entry("again")); err != nil {
 		t.Errorf("Create after expiry: %v", err)
 	}
 }
 
-// TestBadIDs: ids that could not share one hash tag are never stored.
-func TestBadIDs(t *testing.T) {
+// TestBadKeys: keys that could not share one hash tag are never stored.
+func TestBadKeys(t *testing.T) {
 	s, c, p := newStore(t)
 	ctx := context.Background()
 	for _, id := range []string{"", "}x", "a{b", "a}b"} {
-		r := guestWithID(t, id)
-		if err := s.Create(ctx, r); err == nil {
-			t.Errorf("Create accepted id %q", id)
+		if err := s.Create(ctx, id, entry("v")); err == nil {
+			t.Errorf("Create accepted key %q", id)
+		}
+		e := entry("v")
+		e.Version = 1
+		if err := s.Update(ctx, id, e); err == nil {
+			t.Errorf("Update accepted key %q", id)
 		}
 		if _, err := s.Get(ctx, id); !errors.Is(err, anonymous.ErrNotFound) {
 			t.Errorf("Get(%q): %v, want ErrNotFound", id, err)
 		}
 	}
 	if keys := redistest.Keys(t, c, p); len(keys) != 0 {
-		t.Errorf("bad ids created keys: %q", keys)
+		t.Errorf("bad keys created keys: %q", keys)
 	}
 }
 
-// TestMalformedValue: a damaged value is a store error, never a panic or a
-// made-up guest.
+// TestMalformedValue: a stored value that is neither a frame nor a format 2
+// record, or is cut short, is a store error: never a panic, never an entry,
+// never ErrNotFound (which would let a Create replace it).
 func TestMalformedValue(t *testing.T) {
 	s, c, p := newStore(t)
 	ctx := context.Background()
-	id := newID(t)
-	c.Set(ctx, p+"{"+id+"}", "g-not-a-record", time.Minute)
-	if _, err := s.Get(ctx, id); err == nil || errors.Is(err, anonymous.ErrNotFound) {
-		t.Errorf("Get of a damaged value: %v, want a store error", err)
+	for _, v := range []string{
+		"g-not-a-record",
+		"",
+		"\x03",
+		"\x03\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x01", // a frame cut short in its expiry
+		"\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00",     // format 2 without its expiry
+		"\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x80", // format 2 with its expiry cut short
+		"\x04\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+	} {
+		id := newID(t)
+		c.Set(ctx, p+"{"+id+"}", v, time.Minute)
+		if e, err := s.Get(ctx, id); !errors.Is(err, redisstore.ErrMalformed) {
+			t.Errorf("Get of stored value %q: %+v, %v; want an error wrapping errMalformed", v, e, err)
+		}
 	}
 }
 
 func TestCanceledContext(t *testing.T) {
 	s, _, _ := newStore(t)
-	rec := guest(t)
-	if err := s.Create(context.Background(), rec); err != nil {
+	id := newID(t)
+	if err := s.Create(context.Background(), id, entry("v")); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	id := rec.User.ID
-	changed := *rec
-	changed.Version, changed.Data = 1, []byte("x")
+	changed := entry("changed")
+	changed.Version = 1
 	ops := map[string]func() error{
-		"Create": func() error { return s.Create(ctx, guest(t)) },
+		"Create": func() error { return s.Create(ctx, newID(t), entry("v")) },
 		"Get":    func() error { _, err := s.Get(ctx, id); return err },
-		"Update": func() error { return s.Update(ctx, &changed) },
+		"Update": func() error { return s.Update(ctx, id, changed) },
 	}
 	for name, op := range ops {
 		if err := op(); !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)
 		}
 	}
-	if got, err := s.Get(context.Background(), id); err != nil || got.Version != 1 || got.Data != nil {
-		t.Errorf("canceled operations changed the guest: %+v, %v", got, err)
+	if got, err := s.Get(context.Background(), id); err != nil || got.Version != 1 || string(got.Value) != "v" {
+		t.Errorf("canceled operations changed the entry: %+v, %v", got, err)
+	}
+}
+
+// TestLargeValue: a value past 64 KiB, of every byte value (CR, LF and NUL
+// included), round trips through Create, Get and Update.
+func TestLargeValue(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	big := make([]byte, 70000)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	id, e := newID(t), entry("")
+	e.Value = big
+	if err := s.Create(ctx, id, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil || !bytes.Equal(got.Value, big) {
+		t.Fatalf("large value: %d bytes back (%v), want the %d written", len(got.Value), err, len(big))
+	}
+	got.Value = append(big[1:], 0)
+	if err := s.Update(ctx, id, got); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Get(ctx, id); err != nil || !bytes.Equal(again.Value, got.Value) {
+		t.Errorf("large value after Update: %d bytes back (%v), want the %d written", len(again.Value), err, len(got.Value))
+	}
+}
+
+// With WaitReplicas, the writes marked Durable wait for replicas; on a
+// server without any, they are reported as not replicated although the
+// master has them, and other writes do not wait.
+func TestWaitReplicas(t *testing.T) {
+	c := redistest.Client(t)
+	if n := c.Info(context.Background(), "replication").Val(); strings.Contains(n, "connected_slaves:") && !strings.Contains(n, "connected_slaves:0") {
+		t.Fatalf("this test needs a Redis without replicas: %s", n)
+	}
+	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c), WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, e := newID(t), entry("new guest")
+	if err := s.Create(ctx, id, e); err != nil { // no replica would answer a WAIT
+		t.Fatalf("a Create not marked Durable: %v", err)
+	}
+	e.Version, e.Value = 1, []byte("cart")
+	if err := s.Update(ctx, id, e); err != nil {
+		t.Errorf("an Update not marked Durable: %v", err)
+	}
+	e.Version, e.Value, e.Durable = 2, []byte("claim"), true
+	if err := s.Update(ctx, id, e); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("a Durable Update with no replica to acknowledge it: %v, want ErrNotReplicated", err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || string(got.Value) != "claim" || got.Version != 3 {
+		t.Errorf("the master should hold the Durable Update: %+v, %v", got, err)
+	}
+	// A write that changes nothing reports why, not the replicas.
+	if err := s.Update(ctx, id, e); !errors.Is(err, anonymous.ErrConflict) {
+		t.Errorf("a stale Durable Update: %v, want ErrConflict", err)
+	}
+	if err := s.Update(ctx, newID(t), e); !errors.Is(err, anonymous.ErrNotFound) {
+		t.Errorf("a Durable Update of an unknown key: %v, want ErrNotFound", err)
+	}
+	if err := s.Create(ctx, id, e); !errors.Is(err, anonymous.ErrExists) {
+		t.Errorf("a Durable Create of a key taken: %v, want ErrExists", err)
+	}
+	tomb := newID(t)
+	if err := s.Create(ctx, tomb, anonymous.Entry{Value: []byte("tombstone"), Expires: e.Expires, Durable: true}); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("a Durable Create with no replica to acknowledge it: %v, want ErrNotReplicated", err)
+	}
+	if got, err := s.Get(ctx, tomb); err != nil || string(got.Value) != "tombstone" || got.Version != 1 {
+		t.Errorf("the master should hold the Durable Create: %+v, %v", got, err)
+	}
+}
+
+// TestGetAllocs: a Get allocates what go-redis's GET does, and one string
+// more (the key): the value is go-redis's reply, not a copy of it.
+func TestGetAllocs(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector allocates; run this test without it")
+	}
+	s, c, p := newStore(t)
+	ctx := context.Background()
+	id := newID(t)
+	if err := s.Create(ctx, id, entry(strings.Repeat("v", 200))); err != nil {
+		t.Fatal(err)
+	}
+	key := p + "{" + id + "}"
+	raw := testing.AllocsPerRun(200, func() { c.Get(ctx, key).Bytes() })
+	got := testing.AllocsPerRun(200, func() { s.Get(ctx, id) })
+	t.Logf("GET: %v allocations; Store.Get: %v", raw, got)
+	if got > raw+1 {
+		t.Errorf("Store.Get allocates %v times, want at most GET's %v and one", got, raw)
+	}
+}
+
+// guestServer serves a Manager on s that stores each new guest at once,
+// with a desktop browser's User-Agent and data of dataLen bytes.
+func guestServer(t testing.TB, s anonymous.Store, dataLen int) func() string {
+	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	data := bytes.Repeat([]byte("c"), dataLen)
+	var id string
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id = anonymous.UserFrom(r.Context()).ID
+		if dataLen > 0 {
+			if _, err := m.UpdateData(w, r, func([]byte) ([]byte, error) { return data, nil }); err != nil {
+				t.Error(err)
+			}
+		}
+	}))
+	return func() string {
+		r := httptest.NewRequest("GET", "https://shop.example/", nil)
+		r.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
+		r.RemoteAddr = "203.0.113.7:1234"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		return id
 	}
 }
 
 // TestMemoryPerGuest measures what one guest costs Redis (MEMORY USAGE of
-// its key, and used_memory, which counts its expiry too) with a typical
-// browser User-Agent and a prefix as long as the default one, without data
-// and with a 200-byte cart, and keeps it from growing.
+// its key) with a typical browser User-Agent and a prefix as long as the
+// default one, without data and with a 200-byte cart, and keeps it from
+// growing.
 func TestMemoryPerGuest(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
@@ -315,22 +545,14 @@ func TestMemoryPerGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cart := []byte(`{"lines":[{"sku":"tea-sencha","qty":2},{"sku":"tea-oolong","qty":1},{"sku":"mug-blue","qty":1},{"sku":"kettle-steel","qty":1},{"sku":"strainer","qty":3}],"coupon":"WELCOME","v":1}`)
-	cart = append(cart, strings.Repeat(" ", 200-len(cart))...)
 	for _, tc := range []struct {
 		name  string
-		data  []byte
+		data  int
 		limit int64
-	}{{"no data", nil, 350}, {"a 200-byte cart", cart, 560}} {
-		rec := guest(t)
-		rec.Session.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-		rec.Session.IPAddress = "203.0.113.7"
-		rec.Data = tc.data
-		key := p + "{" + rec.User.ID + "}"
+	}{{"no data", 0, 350}, {"a 200-byte cart", 200, 560}} {
+		id := guestServer(t, s, tc.data)()
+		key := p + "{" + id + "}"
 		t.Cleanup(func() { c.Del(context.Background(), key) })
-		if err := s.Create(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
 		used, err := c.MemoryUsage(ctx, key).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -342,27 +564,6 @@ func TestMemoryPerGuest(t *testing.T) {
 	}
 }
 
-// TestLargeRecord: a record past 64 KiB round trips.
-func TestLargeRecord(t *testing.T) {
-	s, _, _ := newStore(t)
-	ctx := context.Background()
-	rec := guest(t)
-	rec.Session.UserAgent = strings.Repeat("u", 70000)
-	rec.Data = []byte(strings.Repeat("d", 70000))
-	if err := s.Create(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(ctx, rec.User.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := *rec
-	want.Version = 1
-	if !reflect.DeepEqual(got, &want) {
-		t.Errorf("large record differs: UserAgent %d bytes, data %d bytes", len(got.Session.UserAgent), len(got.Data))
-	}
-}
-
 // TestUsedMemoryPerGuest measures what guests cost a Redis of the test's
 // own in used_memory, which counts the expiry entry MEMORY USAGE leaves
 // out: 2,000 guests with a desktop browser's User-Agent, without data and
@@ -370,12 +571,11 @@ func TestLargeRecord(t *testing.T) {
 // the key, which are not a guest's: one is stored before measuring.
 func TestUsedMemoryPerGuest(t *testing.T) {
 	c := redistest.Private(t)
-	ctx := context.Background()
 	s, err := redisstore.New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, guest(t)); err != nil {
+	if err := s.Create(context.Background(), newID(t), entry("first")); err != nil {
 		t.Fatal(err)
 	}
 	const n = 2000
@@ -383,19 +583,11 @@ func TestUsedMemoryPerGuest(t *testing.T) {
 		name  string
 		data  int
 		limit int64
-	}{{"no data", 0, 350}, {"a 200-byte cart", 200, 600}} {
+	}{{"no data", 0, 400}, {"a 200-byte cart", 200, 660}} {
+		visit := guestServer(t, s, tc.data)
 		before := usedMemory(t, c)
 		for range n {
-			rec := guest(t)
-			rec.Session.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-			rec.Session.IPAddress = "203.0.113.7"
-			rec.Session.ExpiresAt = time.Now().Add(30 * 24 * time.Hour)
-			if tc.data > 0 {
-				rec.Data = []byte(strings.Repeat("c", tc.data))
-			}
-			if err := s.Create(ctx, rec); err != nil {
-				t.Fatal(err)
-			}
+			visit()
 		}
 		per := (usedMemory(t, c) - before) / n
 		t.Logf("%s: %d bytes of used_memory per guest", tc.name, per)
@@ -422,42 +614,4 @@ func usedMemory(t *testing.T, c *redis.Client) int64 {
 	}
 	t.Fatal("no used_memory in INFO memory")
 	return 0
-}
-
-// With WaitReplicas, the writes that guard links and deletion wait for
-// replicas; on a server without any, they are reported as not replicated
-// although the master has them, and other writes do not wait.
-func TestWaitReplicas(t *testing.T) {
-	c := redistest.Client(t)
-	if n := c.Info(context.Background(), "replication").Val(); strings.Contains(n, "connected_slaves:") && !strings.Contains(n, "connected_slaves:0") {
-		t.Fatalf("this test needs a Redis without replicas: %s", n)
-	}
-	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c), WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	rec := guest(t)
-	if err := s.Create(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	rec.Version, rec.Data = 1, []byte("cart")
-	if err := s.Update(ctx, rec); err != nil { // no replica would answer a WAIT
-		t.Errorf("a data update: %v", err)
-	}
-	rec.Version, rec.ClaimOwner, rec.ClaimUntil = 2, "owner-1", time.Now().Add(time.Minute)
-	if err := s.Update(ctx, rec); !errors.Is(err, redisstore.ErrNotReplicated) {
-		t.Fatalf("a claim with no replica to acknowledge it: %v, want ErrNotReplicated", err)
-	}
-	got, err := s.Get(ctx, rec.User.ID)
-	if err != nil || got.ClaimOwner != "owner-1" || got.Version != 3 {
-		t.Errorf("the master should hold the claim: %+v, %v", got, err)
-	}
-	// A conflict is answered at once, with nothing to wait for.
-	if err := s.Update(ctx, rec); !errors.Is(err, anonymous.ErrConflict) {
-		t.Errorf("a stale claim: %v, want ErrConflict", err)
-	}
-	if _, err := redisstore.New(c, redisstore.Options{WaitReplicas: -1}); err == nil {
-		t.Error("New accepted a negative WaitReplicas")
-	}
 }

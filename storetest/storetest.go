@@ -8,22 +8,34 @@
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) anonymous.Store {
-//			s := memstore.New()
+//			s := mystore.New()
 //			t.Cleanup(func() { s.Close() })
 //			return s
 //		})
 //	}
 //
 // Every clause of the contract is its own subtest, grouped by method or
-// concern (Create/RoundTrip, Update/Conflict, Data/ReadModifyWrite, ...), so
-// -run picks any of them and a failure names the clause that was broken.
+// concern (Create/RoundTrip, Update/Conflict, Recovery/UpdateReplyLost,
+// ...), so -run picks any of them and a failure names the clause that was
+// broken.
 //
-// A Store is a versioned key-value store of anonymous.Record values: it
-// keeps what it is given and knows nothing of leases, links or tokens. The
-// suite therefore writes records of every shape, deleted and linked ones
-// (tombstones) included, and expects them back field for field. It never
-// hands a store a Session.Token, and does not check what a store does with
-// one.
+// A Store is a small versioned key-value store of opaque bytes: it keeps
+// the Value it is given byte for byte, whatever the bytes, at least 64 KiB
+// of them; a nil and an empty Value are alike. Keys are what package
+// anonymous uses, guest ids: non-empty printable ASCII of at most 64 bytes
+// without '{' or '}'. The suite compares what Get returns by Value, Version
+// and Durable (which Get returns false); it does not look at the Expires Get
+// returns, which a store may leave zero. Expiries are checked by waiting
+// them out: every expiry the suite hands a store is in UTC and a whole
+// number of milliseconds, and an entry must be readable until it and gone
+// from it on, to within a few tens of milliseconds, so a store that keeps
+// expiries in whole seconds fails.
+//
+// The Recovery group runs a real anonymous.Manager on the store, wrapped in
+// a fault injector that loses a write's reply or resends the write, as a
+// network and a retrying client do; it checks that a visitor's click counts
+// once and that its guest survives. It holds the store to reading its own
+// writes at once, however the writes' replies fared.
 //
 // The suite waits out real expiries of a few hundred milliseconds; the
 // subtests that wait run in parallel, so the whole suite takes about two
@@ -31,25 +43,11 @@
 // and stores that share a backend (one Redis server, say) must keep their
 // data apart, for example with a random key prefix per store. Run returns
 // when every subtest has finished.
-//
-// Every time the suite hands a store is in UTC and a whole number of
-// milliseconds, so a store that serialises timestamps at millisecond
-// precision passes; the zero time.Time (the ClaimUntil of an unclaimed
-// guest) must come back as the zero time. Returned times are compared with
-// time.Time.Equal.
-//
-// Record.Data is opaque bytes that must come back byte for byte. A store
-// must keep at least 64 KiB of it per record, whatever the bytes; package
-// anonymous bounds it at 4 KiB by default. A record without data may come
-// back with a nil or an empty Data: the suite, like package anonymous,
-// does not tell them apart.
 package storetest
 
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -64,19 +62,20 @@ import (
 const (
 	// short is an expiry the suite waits out.
 	short = 200 * time.Millisecond
-	// slack is how long past an expiry the suite waits before checking it
-	// took effect, absorbing clock granularity and scheduling.
+	// slack is how far from an expiry the suite checks it: before it the
+	// entry must be there, after it gone. It absorbs clock granularity and
+	// scheduling.
 	slack = 50 * time.Millisecond
 	// long is an expiry no subtest lives to see.
 	long = time.Hour
 	// racers is how many goroutines race for one write; rounds how often.
 	racers = 32
 	rounds = 8
-	// writers is how many goroutines read, change and write one guest's
-	// data at once.
+	// writers is how many goroutines read, change and write one entry at
+	// once.
 	writers = 64
-	// largeData is the size of data every store must keep.
-	largeData = 64 << 10
+	// largeValue is the size of a value every store must keep.
+	largeValue = 64 << 10
 )
 
 // test is one clause of the contract. waits marks tests that sleep through
@@ -101,9 +100,9 @@ func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 		{"Create", createTests},
 		{"Get", getTests},
 		{"Update", updateTests},
-		{"Data", dataTests},
 		{"Context", contextTests},
 		{"Concurrency", concurrencyTests},
+		{"Recovery", recoveryTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -119,212 +118,160 @@ func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 	}
 }
 
-// NewID returns a new guest id: a ULID with random entropy from
-// crypto/rand, like the ids package anonymous generates. It is safe for
-// concurrent use.
-func NewID() string {
+// NewKey returns a new key like the guest ids package anonymous uses: a
+// ULID, with random entropy from crypto/rand. It is safe for concurrent
+// use.
+func NewKey() string {
 	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
 }
 
-// NewRecord returns a new guest's record as package anonymous would create
-// it: id as the user id (a fresh NewID when id is empty), expiresAt (in UTC,
-// truncated to the millisecond) as the session's expiry, creation times of
-// now, and the hash of a random token. Its Session.Token is empty, as in a
-// store; it has no data, no claim, and version 0. It is safe for concurrent
-// use.
-func NewRecord(id string, expiresAt time.Time) *anonymous.Record {
-	if id == "" {
-		id = NewID()
-	}
-	now := Now()
-	secret := make([]byte, 32)
-	rand.Read(secret) // never fails (crypto/rand, Go 1.24+)
-	token := id + "." + base64.RawURLEncoding.EncodeToString(secret)
-	return &anonymous.Record{
-		User: anonymous.User{
-			ID: id, Email: "temp@" + strings.ToLower(id) + ".com", Name: "Anonymous",
-			CreatedAt: now, UpdatedAt: now, IsAnonymous: true,
-		},
-		Session: anonymous.Session{
-			ID: NewID(), UserID: id, ExpiresAt: expiresAt.UTC().Truncate(time.Millisecond),
-			CreatedAt: now, UpdatedAt: now, IPAddress: "192.0.2.1", UserAgent: "storetest",
-		},
-		TokenHash: sha256.Sum256([]byte(token)),
-	}
-}
-
 // Now returns the current time in UTC truncated to the millisecond: the
-// precision every time the suite hands a store has. It is safe for
+// precision of every expiry the suite hands a store. It is safe for
 // concurrent use.
 func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
-// Diff lists the fields in which got differs from want, comparing times
-// with time.Time.Equal and Data byte for byte (a nil and an empty Data are
-// alike); it is empty when they match. It is safe for concurrent use.
-func Diff(got, want *anonymous.Record) []string {
-	var d []string
-	str := func(name, g, w string) {
-		if g != w {
-			d = append(d, fmt.Sprintf("%s = %q, want %q", name, g, w))
-		}
+// expiry returns an instant at least d from now whose fraction of a second
+// is between 0.1 and 0.7 s, so that a store that keeps expiries in whole
+// seconds, rounding either way, is off by more than slack.
+func expiry(d time.Duration) time.Time {
+	t := Now().Add(d)
+	switch f := t.Sub(t.Truncate(time.Second)); {
+	case f < 100*time.Millisecond:
+		t = t.Add(100*time.Millisecond - f)
+	case f > 700*time.Millisecond:
+		t = t.Add(time.Second + 100*time.Millisecond - f)
 	}
-	tm := func(name string, g, w time.Time) {
-		if !g.Equal(w) {
-			d = append(d, fmt.Sprintf("%s = %v, want %v", name, g, w))
-		}
-	}
-	boolean := func(name string, g, w bool) {
-		if g != w {
-			d = append(d, fmt.Sprintf("%s = %v, want %v", name, g, w))
-		}
-	}
-	gu, wu := &got.User, &want.User
-	str("User.ID", gu.ID, wu.ID)
-	str("User.Email", gu.Email, wu.Email)
-	boolean("User.EmailVerified", gu.EmailVerified, wu.EmailVerified)
-	str("User.Name", gu.Name, wu.Name)
-	tm("User.CreatedAt", gu.CreatedAt, wu.CreatedAt)
-	tm("User.UpdatedAt", gu.UpdatedAt, wu.UpdatedAt)
-	boolean("User.IsAnonymous", gu.IsAnonymous, wu.IsAnonymous)
-	gs, ws := &got.Session, &want.Session
-	str("Session.ID", gs.ID, ws.ID)
-	str("Session.Token", gs.Token, ws.Token)
-	str("Session.UserID", gs.UserID, ws.UserID)
-	tm("Session.ExpiresAt", gs.ExpiresAt, ws.ExpiresAt)
-	tm("Session.CreatedAt", gs.CreatedAt, ws.CreatedAt)
-	tm("Session.UpdatedAt", gs.UpdatedAt, ws.UpdatedAt)
-	str("Session.IPAddress", gs.IPAddress, ws.IPAddress)
-	str("Session.UserAgent", gs.UserAgent, ws.UserAgent)
-	if got.TokenHash != want.TokenHash {
-		d = append(d, fmt.Sprintf("TokenHash = %x, want %x", got.TokenHash, want.TokenHash))
-	}
-	if s := diffData(got.Data, want.Data); s != "" {
-		d = append(d, s)
-	}
-	str("LinkedTo", got.LinkedTo, want.LinkedTo)
-	boolean("Deleted", got.Deleted, want.Deleted)
-	str("ClaimOwner", got.ClaimOwner, want.ClaimOwner)
-	tm("ClaimUntil", got.ClaimUntil, want.ClaimUntil)
-	if got.Version != want.Version {
-		d = append(d, fmt.Sprintf("Version = %d, want %d", got.Version, want.Version))
-	}
-	return d
+	return t
 }
 
-// diffData describes how got differs from want, briefly for large data; it
-// is empty when they hold the same bytes.
-func diffData(got, want []byte) string {
+// randomValue returns n random bytes.
+func randomValue(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return b
+}
+
+// describe describes how got differs from want, briefly for large values;
+// it is empty when they hold the same bytes (a nil and an empty value are
+// alike).
+func describe(got, want []byte) string {
 	if bytes.Equal(got, want) {
 		return ""
 	}
 	if len(got) <= 64 && len(want) <= 64 {
-		return fmt.Sprintf("Data = %q, want %q", got, want)
+		return fmt.Sprintf("Value = %q, want %q", got, want)
 	}
 	i := 0
 	for i < len(got) && i < len(want) && got[i] == want[i] {
 		i++
 	}
-	return fmt.Sprintf("Data = %d bytes, want %d bytes, first difference at byte %d", len(got), len(want), i)
+	return fmt.Sprintf("Value = %d bytes, want %d bytes, the first difference at byte %d", len(got), len(want), i)
 }
 
-// clone returns a deep copy of rec.
-func clone(rec *anonymous.Record) *anonymous.Record {
-	c := *rec
-	c.Data = bytes.Clone(rec.Data)
-	return &c
-}
-
-// stored returns a copy of rec at version v: what Get returns once rec was
-// written as version v.
-func stored(rec *anonymous.Record, v uint64) *anonymous.Record {
-	c := clone(rec)
-	c.Version = v
-	return c
-}
-
-// edit returns a copy of rec changed by fn.
-func edit(rec *anonymous.Record, fn func(*anonymous.Record)) *anonymous.Record {
-	c := clone(rec)
-	fn(c)
-	return c
-}
-
-// bury returns the record package anonymous writes over rec when the guest
-// is deleted (linkedTo empty) or linked: a tombstone that keeps the id
-// reserved, and LinkedTo readable, until rec's expiry.
-func bury(rec *anonymous.Record, linkedTo string) *anonymous.Record {
-	return &anonymous.Record{
-		User:     anonymous.User{ID: rec.User.ID, IsAnonymous: true},
-		Session:  anonymous.Session{UserID: rec.User.ID, ExpiresAt: rec.Session.ExpiresAt},
-		LinkedTo: linkedTo, Deleted: true, Version: rec.Version,
-	}
-}
-
-// create creates rec and returns what Get must now return: a copy of rec at
-// version 1.
-func create(t *testing.T, s anonymous.Store, rec *anonymous.Record) *anonymous.Record {
+// create creates e under key and returns what Get must now return: a copy
+// of e.Value at version 1.
+func create(t *testing.T, s anonymous.Store, key string, e anonymous.Entry) anonymous.Entry {
 	t.Helper()
-	want := stored(rec, 1)
-	if err := s.Create(t.Context(), rec); err != nil {
-		t.Fatalf("Create(%s) = %v, want nil", rec.User.ID, err)
+	want := anonymous.Entry{Value: bytes.Clone(e.Value), Version: 1, Expires: e.Expires}
+	if err := s.Create(t.Context(), key, e); err != nil {
+		t.Fatalf("Create(%q) = %v, want nil", key, err)
 	}
 	return want
 }
 
-// newGuest creates a fresh guest expiring at exp and returns it as stored.
-func newGuest(t *testing.T, s anonymous.Store, exp time.Time) *anonymous.Record {
+// fresh creates an entry with value v under a new key, expiring at exp,
+// and returns the key and what Get must now return.
+func fresh(t *testing.T, s anonymous.Store, v string, exp time.Time) (string, anonymous.Entry) {
 	t.Helper()
-	return create(t, s, NewRecord("", exp))
+	key := NewKey()
+	return key, create(t, s, key, anonymous.Entry{Value: []byte(v), Expires: exp})
 }
 
-// update writes rec over version rec.Version and returns what Get must now
-// return: a copy of rec at the next version.
-func update(t *testing.T, s anonymous.Store, rec *anonymous.Record) *anonymous.Record {
+// update replaces the entry under key with e, over version e.Version, and
+// returns what Get must now return: a copy of e.Value at the next version.
+func update(t *testing.T, s anonymous.Store, key string, e anonymous.Entry) anonymous.Entry {
 	t.Helper()
-	want := stored(rec, rec.Version+1)
-	if err := s.Update(t.Context(), rec); err != nil {
-		t.Fatalf("Update(%s) of version %d = %v, want nil", rec.User.ID, rec.Version, err)
+	want := anonymous.Entry{Value: bytes.Clone(e.Value), Version: e.Version + 1, Expires: e.Expires}
+	if err := s.Update(t.Context(), key, e); err != nil {
+		t.Fatalf("Update(%q) of version %d = %v, want nil", key, e.Version, err)
 	}
 	return want
 }
 
-func get(t *testing.T, s anonymous.Store, id string) *anonymous.Record {
+// next returns the write that replaces cur (as Get returned it) with value
+// v, expiring at exp.
+func next(cur anonymous.Entry, v []byte, exp time.Time) anonymous.Entry {
+	return anonymous.Entry{Value: v, Version: cur.Version, Expires: exp}
+}
+
+// get returns the entry under key, failing t if there is none.
+func get(t *testing.T, s anonymous.Store, key string) anonymous.Entry {
 	t.Helper()
-	rec, err := s.Get(t.Context(), id)
+	e, err := s.Get(t.Context(), key)
 	if err != nil {
-		t.Fatalf("Get(%s) = %v, want the record", id, err)
+		t.Fatalf("Get(%q) = %v, want the entry", key, err)
 	}
-	if rec == nil {
-		t.Fatalf("Get(%s) = nil, nil", id)
-	}
-	return rec
+	return e
 }
 
-// same fails t unless the store holds want under want.User.ID.
-func same(t *testing.T, s anonymous.Store, want *anonymous.Record, after string) {
+// differs describes how got, as Get returned it, differs from want; it is
+// empty when they match. Expires is not compared.
+func differs(got, want anonymous.Entry) string {
+	var d []string
+	if s := describe(got.Value, want.Value); s != "" {
+		d = append(d, s)
+	}
+	if got.Version != want.Version {
+		d = append(d, fmt.Sprintf("Version = %d, want %d", got.Version, want.Version))
+	}
+	if got.Durable {
+		d = append(d, "Durable = true, want false (Get returns it false)")
+	}
+	return strings.Join(d, "; ")
+}
+
+// same fails t unless the store holds want under key.
+func same(t *testing.T, s anonymous.Store, key string, want anonymous.Entry, after string) {
 	t.Helper()
-	got, err := s.Get(t.Context(), want.User.ID)
+	got, err := s.Get(t.Context(), key)
 	switch {
 	case err != nil:
-		t.Errorf("after %s, Get(%s) = %v, want the record", after, want.User.ID, err)
-	case got == nil:
-		t.Errorf("after %s, Get(%s) = nil, nil", after, want.User.ID)
+		t.Errorf("after %s, Get(%q) = %v, want version %d", after, key, err, want.Version)
 	default:
-		if d := Diff(got, want); len(d) > 0 {
-			t.Errorf("after %s, Get returned a different record:\n\t%s", after, strings.Join(d, "\n\t"))
+		if d := differs(got, want); d != "" {
+			t.Errorf("after %s, Get(%q) returned another entry: %s", after, key, d)
 		}
 	}
 }
 
-// gone fails t unless Get reports ErrNotFound for id.
-func gone(t *testing.T, s anonymous.Store, id, after string) {
+// alive is same for an entry that expires at until: a Get that ends at or
+// after until, delayed by the scheduler, may find it gone and proves
+// nothing.
+func alive(t *testing.T, s anonymous.Store, key string, want anonymous.Entry, until time.Time, after string) {
 	t.Helper()
-	rec, err := s.Get(t.Context(), id)
+	got, err := s.Get(t.Context(), key)
+	d := differs(got, want)
+	if err != nil {
+		d = err.Error()
+	}
 	switch {
-	case err == nil && rec != nil:
-		t.Errorf("after %s, Get(%s) returned a record (version %d), want ErrNotFound", after, id, rec.Version)
+	case d == "":
+	case !time.Now().Before(until):
+		t.Logf("after %s, Get(%q) ended past the entry's expiry (inconclusive): %s", after, key, d)
+	default:
+		t.Errorf("after %s, Get(%q), which ended %v before the entry's expiry: %s", after, key, time.Until(until).Round(time.Millisecond), d)
+	}
+}
+
+// gone fails t unless Get reports ErrNotFound for key.
+func gone(t *testing.T, s anonymous.Store, key, after string) {
+	t.Helper()
+	e, err := s.Get(t.Context(), key)
+	switch {
+	case err == nil:
+		t.Errorf("after %s, Get(%q) returned version %d (%s), want ErrNotFound", after, key, e.Version, describe(e.Value, nil))
 	case !errors.Is(err, anonymous.ErrNotFound):
-		t.Errorf("after %s, Get(%s) = %v, %v; want ErrNotFound", after, id, rec, err)
+		t.Errorf("after %s, Get(%q) = %v, want ErrNotFound", after, key, err)
 	}
 }
 
@@ -339,8 +286,8 @@ func is(t *testing.T, call string, err, target error) {
 	}
 }
 
-// sleepPast sleeps until slack after when.
-func sleepPast(when time.Time) { time.Sleep(time.Until(when.Add(slack))) }
+// sleepUntil sleeps until when.
+func sleepUntil(when time.Time) { time.Sleep(time.Until(when)) }
 
 // race runs f(0) to f(n-1) in n goroutines released at once and returns
 // their errors.

@@ -34,40 +34,54 @@ func TestSuiteCatchesBugs(t *testing.T) {
 		t.Fatalf("%s is set: run only TestConformance with it", bugEnv)
 	}
 	bugs := []struct{ bug, subtest string }{
-		{"create-drops-data", "Create/RoundTrip"},
-		{"create-keeps-version", "Create/RoundTrip"},
-		{"create-shares-data", "Create/StoresACopy"},
-		{"create-sets-argument-version", "Create/LeavesArgumentAlone"},
+		{"value-cut-at-nul", "Create/RoundTrip"},
+		{"truncates-large-value", "Create/RoundTrip"},
+		{"get-returns-durable", "Create/RoundTrip"},
+		{"create-shares-value", "Create/StoresACopy"},
+		{"seals-in-place", "Create/StoresACopy"},
+		{"create-keeps-version", "Create/IgnoresVersion"},
 		{"create-overwrites", "Create/Exists"},
 		{"create-moves-expiry", "Create/Exists"},
 		{"create-racy", "Create/ConcurrentOneWinner"},
 		{"create-sees-expired", "Create/AfterExpiry"},
-		{"key-truncated", "Create/IDsAreSeparate"},
-		{"get-missing-nil", "Get/NotFound"},
-		{"get-shares-data", "Get/ReturnsACopy"},
+		{"key-truncated", "Create/KeysAreSeparate"},
+		{"key-case-folded", "Create/KeysAreSeparate"},
+		{"key-trims-space", "Create/KeysAreSeparate"},
+		{"get-missing-zero", "Get/NotFound"},
+		{"get-shares-value", "Get/ReturnsACopy"},
 		{"no-expiry", "Get/Expires"},
-		{"empty-data-refused", "Get/NoData"},
+		{"expiry-rounded-up-to-second", "Get/Expires"},
+		{"expiry-rounded-down-to-second", "Get/Expires"},
+		{"empty-value-missing", "Get/EmptyValue"},
+		{"update-keeps-empty-value", "Get/EmptyValue"},
 		{"version-not-bumped", "Update/Replaces"},
+		{"update-skips-same-value", "Update/Replaces"},
+		{"truncates-large-value", "Update/Replaces"},
 		{"update-ignores-version", "Update/Conflict"},
-		{"update-missing-is-version-0", "Update/NotFound"},
-		{"update-revives-expired", "Update/Expired"},
+		{"version-uint32", "Update/Conflict"},
+		{"conflict-moves-expiry", "Update/Conflict"},
+		{"cache-kept-on-conflict", "Update/Conflict"},
+		{"update-missing-creates", "Update/NotFound"},
+		{"update-revives-expired", "Update/ExpiredNotRevived"},
 		{"update-keeps-expiry", "Update/ExtendsLife"},
 		{"update-only-extends", "Update/ShortensLife"},
-		{"update-shares-data", "Update/StoresACopy"},
-		{"update-bumps-argument", "Update/LeavesArgumentAlone"},
+		{"update-shares-value", "Update/StoresACopy"},
+		{"seals-in-place", "Update/StoresACopy"},
 		{"update-racy", "Update/ConcurrentOneWinner"},
-		{"tombstone-hidden", "Update/Tombstone"},
-		{"tombstone-no-expiry", "Update/Tombstone"},
-		{"tombstone-not-reserving", "Update/TombstoneReservesID"},
-		{"get-torn", "Data/ReadModifyWrite"},
-		{"truncates-large-data", "Data/Large"},
-		{"data-outlives-record", "Data/Expires"},
-		{"update-keeps-empty-data", "Data/EmptiedByUpdate"},
 		{"ignore-ctx", "Context/Canceled"},
 		{"ignore-ctx", "Context/DeadlineExceeded"},
 		{"ctx-after-write", "Context/Canceled"},
+		{"update-racy", "Concurrency/Counter"},
+		{"get-torn", "Concurrency/Counter"},
 		{"get-torn", "Concurrency/Mixed"},
-		{"update-racy", "Concurrency/Mixed"},
+		{"update-replica-lag", "Update/Replaces"},
+		{"update-replica-lag", "Recovery/UpdateReplyLost"},
+		{"update-replica-lag", "Recovery/UpdateResent"},
+		{"update-replica-lag", "Recovery/UpdateResentAfterOtherWrite"},
+		{"cache-kept-on-conflict", "Recovery/UpdateResentAfterOtherWrite"},
+		{"replica-lag", "Create/RoundTrip"},
+		{"replica-lag", "Recovery/CreateReplyLost"},
+		{"replica-lag", "Recovery/CreateResent"},
 	}
 	// The children mostly sleep through expiries, so they all run at once
 	// rather than -test.parallel at a time.
@@ -100,34 +114,50 @@ func TestSuiteCatchesBugs(t *testing.T) {
 	}
 }
 
+// lag is how far behind the primary the replica of bugs replica-lag and
+// update-replica-lag reads, and how long the cache of bug cache-kept-on-conflict keeps an entry.
+const lag = time.Second
+
 // refStore is the simplest Store that keeps the contract (one mutex over
 // one map; expired entries are ignored, never swept), with switches that
 // break one clause each.
 type refStore struct {
-	bug  string
-	mu   sync.Mutex
-	recs map[string]*refEntry
+	bug     string
+	mu      sync.Mutex
+	entries map[string]*refEntry
+	// cache is the write cache of bug cache-kept-on-conflict.
+	cache map[string]*refEntry
 }
 
 type refEntry struct {
-	rec *anonymous.Record
-	exp time.Time
-	// forever marks an entry that never expires (a bug).
-	forever bool
+	value   []byte
+	version uint64
+	exp     time.Time
+	durable bool
+	// at is when the entry reached the primary, and prev the entry it
+	// replaced: what the lagging replica of bugs replica-lag and
+	// update-replica-lag still serves, for lag after at.
+	at   time.Time
+	prev *refEntry
 }
 
 func newRefStore(bug string) *refStore {
-	return &refStore{bug: bug, recs: map[string]*refEntry{}}
+	return &refStore{bug: bug, entries: map[string]*refEntry{}, cache: map[string]*refEntry{}}
 }
 
 func (s *refStore) has(bug string) bool { return s.bug == bug }
 
-// key is where id's record is kept.
-func (s *refStore) key(id string) string {
-	if s.has("key-truncated") && len(id) > 20 {
-		return id[:20] // a fixed-width column too narrow for a ULID
+// key is where key's entry is kept.
+func (s *refStore) key(key string) string {
+	switch {
+	case s.has("key-truncated") && len(key) > 20:
+		return key[:20] // a fixed-width column too narrow for a ULID
+	case s.has("key-case-folded"):
+		return strings.ToLower(key) // a case-insensitive collation
+	case s.has("key-trims-space"):
+		return strings.TrimRight(key, " ") // a PAD SPACE collation
 	}
-	return id
+	return key
 }
 
 // before and after bracket every method: a done context stops it before it
@@ -146,137 +176,176 @@ func (s *refStore) after(ctx context.Context, err error) error {
 	return err
 }
 
-// live returns id's entry unless there is none or it has expired.
-func (s *refStore) live(id string) *refEntry {
-	e := s.recs[s.key(id)]
-	if e == nil || (!e.forever && !s.has("no-expiry") && !time.Now().Before(e.exp)) {
-		return nil
-	}
-	return e
+// alive reports whether e is an entry that has not expired.
+func (s *refStore) alive(e *refEntry) bool {
+	return e != nil && (s.has("no-expiry") || time.Now().Before(e.exp))
 }
 
-// tombstone reports whether rec is a deleted or linked guest's record.
-func tombstone(rec *anonymous.Record) bool { return rec.Deleted || rec.LinkedTo != "" }
-
-func clone(rec *anonymous.Record) *anonymous.Record {
-	c := *rec
-	c.Data = bytes.Clone(rec.Data)
-	return &c
+// live returns key's entry unless there is none or it has expired.
+func (s *refStore) live(key string) *refEntry {
+	if e := s.entries[s.key(key)]; s.alive(e) {
+		return e
+	}
+	return nil
 }
 
-// copyIn returns the copy of rec a write keeps, sharing its Data's bytes
-// with the caller when shares names the bug planted.
-func (s *refStore) copyIn(rec *anonymous.Record, shares string) *anonymous.Record {
-	c := clone(rec)
-	if s.has(shares) {
-		shallow := *rec // Data's bytes are still the caller's
-		c = &shallow
+// expiry is the expiry the store keeps for t.
+func (s *refStore) expiry(t time.Time) time.Time {
+	switch {
+	case s.has("expiry-rounded-up-to-second") && !t.Equal(t.Truncate(time.Second)):
+		return t.Truncate(time.Second).Add(time.Second) // EXPIREAT of a ceiling
+	case s.has("expiry-rounded-down-to-second"):
+		return t.Truncate(time.Second) // EXPIREAT of Unix()
 	}
-	if s.has("truncates-large-data") && len(c.Data) > 1<<16-1 {
-		c.Data = c.Data[:1<<16-1] // a 16-bit length prefix
-	}
-	return c
+	return t
 }
 
-func (s *refStore) Create(ctx context.Context, rec *anonymous.Record) error {
+// seal is the store's in-place obfuscation of bug seals-in-place.
+func seal(b []byte) {
+	for i := range b {
+		b[i] ^= 0x5a
+	}
+}
+
+// entry is the entry a write of e keeps as version v, sharing e's bytes
+// when shares names the bug planted.
+func (s *refStore) entry(e anonymous.Entry, v uint64, shares string) *refEntry {
+	value := bytes.Clone(e.Value)
+	switch {
+	case s.has(shares):
+		value = e.Value
+	case s.has("seals-in-place"):
+		seal(e.Value) // sealing in place, then copying the sealed bytes
+		value = bytes.Clone(e.Value)
+	case s.has("value-cut-at-nul"):
+		if i := bytes.IndexByte(value, 0); i >= 0 {
+			value = value[:i] // a C string
+		}
+	case s.has("truncates-large-value") && len(value) > 1<<16-1:
+		value = value[:1<<16-1] // a 16-bit length prefix
+	}
+	return &refEntry{value: value, version: v, exp: s.expiry(e.Expires), durable: e.Durable, at: time.Now()}
+}
+
+// put keeps n under key.
+func (s *refStore) put(key string, n *refEntry) {
+	k := s.key(key)
+	if old := s.entries[k]; old != nil {
+		if time.Since(old.at) >= lag {
+			old.prev = nil // the replica has old, and needs nothing older
+		}
+		n.prev = old
+	}
+	s.entries[k] = n
+}
+
+func (s *refStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := s.before(ctx); err != nil {
 		return err
-	}
-	if s.has("empty-data-refused") && rec.Data != nil && len(rec.Data) == 0 {
-		return errors.New("refstore: empty value")
 	}
 	if s.has("create-racy") {
 		// Check, then act, with the lock dropped in between.
 		s.mu.Lock()
-		e := s.live(rec.User.ID)
+		cur := s.live(key)
 		s.mu.Unlock()
-		if e != nil {
+		if cur != nil {
 			return anonymous.ErrExists
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.recs[s.key(rec.User.ID)]
-	e := s.live(rec.User.ID)
+	cur := s.live(key)
 	if s.has("create-sees-expired") {
-		e = old
+		cur = s.entries[s.key(key)]
 	}
-	switch {
-	case e == nil, s.has("create-overwrites"), s.has("create-racy"):
-	case s.has("tombstone-not-reserving") && tombstone(e.rec):
-	default:
+	if cur != nil && !s.has("create-overwrites") && !s.has("create-racy") {
 		if s.has("create-moves-expiry") {
-			e.exp = rec.Session.ExpiresAt
+			cur.exp = s.expiry(e.Expires)
 		}
 		return s.after(ctx, anonymous.ErrExists)
 	}
-	c := s.copyIn(rec, "create-shares-data")
-	switch {
-	case s.has("create-drops-data"):
-		c.Data = nil
-	case s.has("data-outlives-record") && len(c.Data) == 0 && old != nil:
-		c.Data = old.rec.Data // data kept under a key of its own, with no expiry
+	v := uint64(1)
+	if s.has("create-keeps-version") {
+		v = max(e.Version, 1)
 	}
-	if !s.has("create-keeps-version") {
-		c.Version = 1
+	n := s.entry(e, v, "create-shares-value")
+	if s.has("update-replica-lag") {
+		n.at = time.Time{} // a Create waits for the replica to have it
 	}
-	if s.has("create-sets-argument-version") {
-		rec.Version = 1
-	}
-	s.recs[s.key(rec.User.ID)] = &refEntry{rec: c, exp: rec.Session.ExpiresAt}
+	delete(s.cache, s.key(key))
+	s.put(key, n)
 	return s.after(ctx, nil)
 }
 
-func (s *refStore) Get(ctx context.Context, id string) (*anonymous.Record, error) {
+func (s *refStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	if err := s.before(ctx); err != nil {
-		return nil, err
+		return anonymous.Entry{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.live(id)
-	if e == nil || (s.has("tombstone-hidden") && tombstone(e.rec)) {
-		if s.has("get-missing-nil") {
-			return nil, s.after(ctx, nil)
+	e := s.entries[s.key(key)]
+	switch {
+	case s.has("cache-kept-on-conflict") && s.cache[s.key(key)] != nil && time.Since(s.cache[s.key(key)].at) < lag:
+		e = s.cache[s.key(key)]
+	case s.has("replica-lag") || s.has("update-replica-lag"):
+		for e != nil && time.Since(e.at) < lag {
+			e = e.prev
 		}
-		return nil, s.after(ctx, anonymous.ErrNotFound)
 	}
-	if s.has("get-torn") {
-		// The data and the rest of the record in two round trips.
-		data := bytes.Clone(e.rec.Data)
+	if !s.alive(e) || (s.has("empty-value-missing") && len(e.value) == 0) {
+		if s.has("get-missing-zero") {
+			return anonymous.Entry{}, s.after(ctx, nil)
+		}
+		return anonymous.Entry{}, s.after(ctx, anonymous.ErrNotFound)
+	}
+	value := bytes.Clone(e.value)
+	switch {
+	case s.has("get-shares-value"):
+		value = e.value
+	case s.has("seals-in-place"):
+		seal(value)
+	case s.has("get-torn"):
+		// The value and the version in two round trips.
 		s.mu.Unlock()
 		time.Sleep(time.Millisecond)
 		s.mu.Lock()
-		if e = s.live(id); e == nil {
-			return nil, s.after(ctx, anonymous.ErrNotFound)
+		if e = s.live(key); e == nil {
+			return anonymous.Entry{}, s.after(ctx, anonymous.ErrNotFound)
 		}
-		c := clone(e.rec)
-		c.Data = data
-		return c, s.after(ctx, nil)
 	}
-	if s.has("get-shares-data") {
-		shallow := *e.rec // Data's bytes are still the store's
-		return &shallow, s.after(ctx, nil)
-	}
-	return clone(e.rec), s.after(ctx, nil)
+	return anonymous.Entry{Value: value, Version: e.version, Expires: e.exp,
+		Durable: s.has("get-returns-durable") && e.durable}, s.after(ctx, nil)
 }
 
-func (s *refStore) Update(ctx context.Context, rec *anonymous.Record) error {
+func (s *refStore) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := s.before(ctx); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.live(rec.User.ID)
+	if s.has("cache-kept-on-conflict") {
+		// Written to the cache first, and left there whatever happens.
+		s.cache[s.key(key)] = s.entry(e, e.Version+1, "")
+	}
+	cur := s.live(key)
 	if s.has("update-revives-expired") {
-		e = s.recs[s.key(rec.User.ID)]
+		cur = s.entries[s.key(key)]
+	}
+	stored := func(v uint64) bool {
+		if s.has("version-uint32") {
+			return uint32(v) == uint32(e.Version)
+		}
+		return v == e.Version || s.has("update-ignores-version")
 	}
 	switch {
-	case e == nil && s.has("update-missing-is-version-0") && rec.Version == 0:
-		e = &refEntry{rec: &anonymous.Record{}}
-	case e == nil:
+	case cur == nil && s.has("update-missing-creates"):
+	case cur == nil:
 		return s.after(ctx, anonymous.ErrNotFound)
-	case e.rec.Version != rec.Version && !s.has("update-ignores-version"):
+	case !stored(cur.version):
+		if s.has("conflict-moves-expiry") {
+			cur.exp = s.expiry(e.Expires) // PEXPIREAT sent before the CAS
+		}
 		return s.after(ctx, anonymous.ErrConflict)
 	}
 	if s.has("update-racy") {
@@ -285,24 +354,24 @@ func (s *refStore) Update(ctx context.Context, rec *anonymous.Record) error {
 		time.Sleep(5 * time.Millisecond)
 		s.mu.Lock()
 	}
-	c := s.copyIn(rec, "update-shares-data")
-	if s.has("update-keeps-empty-data") && len(c.Data) == 0 {
-		c.Data = e.rec.Data // an empty field taken for "unchanged"
+	if s.has("update-skips-same-value") && cur != nil && bytes.Equal(cur.value, e.Value) {
+		return s.after(ctx, nil) // nothing changed, so nothing written
 	}
-	if !s.has("version-not-bumped") {
-		c.Version = rec.Version + 1
+	v := e.Version + 1
+	if s.has("version-not-bumped") {
+		v = e.Version
 	}
-	if s.has("update-bumps-argument") {
-		rec.Version++
+	n := s.entry(e, v, "update-shares-value")
+	if cur != nil {
+		switch {
+		case s.has("update-keeps-empty-value") && len(n.value) == 0:
+			n.value = cur.value // an empty field taken for "unchanged"
+		case s.has("update-keeps-expiry"):
+			n.exp = cur.exp
+		case s.has("update-only-extends") && n.exp.Before(cur.exp):
+			n.exp = cur.exp
+		}
 	}
-	exp := rec.Session.ExpiresAt
-	switch {
-	case s.has("update-keeps-expiry"):
-		exp = e.exp
-	case s.has("update-only-extends") && exp.Before(e.exp):
-		exp = e.exp
-	}
-	forever := s.has("tombstone-no-expiry") && tombstone(c)
-	s.recs[s.key(rec.User.ID)] = &refEntry{rec: c, exp: exp, forever: forever}
+	s.put(key, n)
 	return s.after(ctx, nil)
 }

@@ -157,7 +157,11 @@ func guestRecord(t *testing.T, store *redisstore.Store, id string) *anonymous.Re
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rec, err := store.Get(ctx, id)
+	guests, err := anonymous.New(store, anonymous.Options{Keys: []anonymous.Key{{Hash: []byte("a key that only reads guests, 32")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := guests.Record(ctx, id)
 	if err != nil && !errors.Is(err, anonymous.ErrNotFound) {
 		t.Fatalf("Get(%s): %v", id, err)
 	}

@@ -207,7 +207,7 @@ func (s *Shop) Cart(ctx context.Context, owner string) (map[string]int, error) {
 		c, err := s.carts.Get(ctx, owner)
 		return orEmpty(c.Items), err
 	}
-	rec, err := s.store.Get(ctx, owner)
+	rec, err := s.guests.Record(ctx, owner)
 	switch {
 	case errors.Is(err, anonymous.ErrNotFound):
 		return map[string]int{}, nil

@@ -156,7 +156,7 @@ func (b *browser) cookie(name string) *http.Cookie {
 // stored reports whether the guest is in the store.
 func (ts *testShop) stored(t *testing.T, id string) bool {
 	t.Helper()
-	rec, err := ts.store.Get(context.Background(), id)
+	rec, err := ts.shop.guests.Record(context.Background(), id)
 	switch {
 	case err == nil:
 		return !rec.Deleted // a deleted guest's record only reserves its id
@@ -514,7 +514,7 @@ func TestForgetMeAsksThenForgets(t *testing.T) {
 	}
 	// The cart was the guest's data: the record the deleted guest leaves,
 	// which only reserves its id, holds none of it.
-	if rec, err := ts.store.Get(context.Background(), guest.id); err == nil && (!rec.Deleted || len(rec.Data) > 0) {
+	if rec, err := ts.shop.guests.Record(context.Background(), guest.id); err == nil && (!rec.Deleted || len(rec.Data) > 0) {
 		t.Fatalf("the forgotten guest's record is %+v, want a deleted one without data", rec)
 	}
 	if again := b.get("/"); again.id != p.id || strings.Contains(again.body, `id="notice"`) {
@@ -701,9 +701,11 @@ type brokenStore struct{}
 
 var errDown = errors.New("store is down")
 
-func (brokenStore) Create(context.Context, *anonymous.Record) error        { return errDown }
-func (brokenStore) Get(context.Context, string) (*anonymous.Record, error) { return nil, errDown }
-func (brokenStore) Update(context.Context, *anonymous.Record) error        { return errDown }
+func (brokenStore) Create(context.Context, string, anonymous.Entry) error { return errDown }
+func (brokenStore) Get(context.Context, string) (anonymous.Entry, error) {
+	return anonymous.Entry{}, errDown
+}
+func (brokenStore) Update(context.Context, string, anonymous.Entry) error { return errDown }
 
 func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 	shop, err := New(brokenStore{}, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -815,7 +817,7 @@ func TestCartLivesInTheGuestsData(t *testing.T) {
 	wantStatus(t, p, http.StatusOK)
 	wantCart(t, p, map[string]int{"socks": 1})
 	b.add("tea")
-	rec, err := ts.store.Get(context.Background(), p.id)
+	rec, err := ts.shop.guests.Record(context.Background(), p.id)
 	if err != nil {
 		t.Fatalf("the guest who added to the cart is not stored: %v", err)
 	}

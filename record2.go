@@ -1,0 +1,147 @@
+package anonymous
+
+import (
+	"encoding/binary"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Format 2 is how redisstore stored records before the package owned the
+// format. It is read, so that guests stored by an older release keep
+// working after an upgrade; every write is in format 3, so a guest's next
+// write upgrades its record.
+//
+//	0      format, format2
+//	1..8   the version, big-endian (the Store's, which Entry.Version gives)
+//	9..10  flags, big-endian
+//	then   times in Unix milliseconds, as varints: Session.ExpiresAt,
+//	       User.CreatedAt, then Session.UpdatedAt, User.UpdatedAt,
+//	       Session.CreatedAt and ClaimUntil unless a flag says they equal
+//	       User.CreatedAt (or, for ClaimUntil, that there is no claim);
+//	       math.MinInt64 stands for the zero time
+//	then   TokenHash (32 bytes) unless a flag says it is zero
+//	then   Email unless it is the default, Name unless it is "Anonymous",
+//	       Session.ID (a 16-byte ULID when a flag says so), Session.UserID
+//	       unless it is User.ID, IPAddress (4 or 16 bytes when a flag says
+//	       so), UserAgent, LinkedTo, ClaimOwner: each a uvarint length and
+//	       its bytes, absent when a flag says so
+//	then   Data, to the end
+const (
+	format2     = 2
+	header2Size = 11
+)
+
+const (
+	flag2EmailVerified = 1 << iota
+	flag2Anonymous
+	flag2Deleted
+	flag2SessionUpdated
+	flag2UserUpdated
+	flag2SessionCreated
+	flag2Claim
+	flag2TokenHash
+	flag2Email
+	flag2Name
+	flag2SessionULID
+	flag2SessionUserID
+	flag2IP
+	flag2LinkedTo
+)
+
+// decodeFormat2 reads a format-2 record of guest id. It allocates more than
+// format 3 does: it is read once per guest, before the guest's next write
+// replaces it.
+func decodeFormat2(rec *Record, id string, e Entry) error {
+	v := e.Value
+	if len(v) < header2Size {
+		return errMalformed
+	}
+	flags := binary.BigEndian.Uint16(v[9:])
+	d := decoder{b: v[header2Size:]}
+	rec.Version = e.Version
+	u, s := &rec.User, &rec.Session
+	u.ID, s.UserID = id, id
+	u.EmailVerified = flags&flag2EmailVerified != 0
+	u.IsAnonymous = flags&flag2Anonymous != 0
+	rec.Deleted = flags&flag2Deleted != 0
+	s.ExpiresAt = d.millis()
+	u.CreatedAt = d.millis()
+	s.UpdatedAt, u.UpdatedAt, s.CreatedAt = u.CreatedAt, u.CreatedAt, u.CreatedAt
+	if flags&flag2SessionUpdated != 0 {
+		s.UpdatedAt = d.millis()
+	}
+	if flags&flag2UserUpdated != 0 {
+		u.UpdatedAt = d.millis()
+	}
+	if flags&flag2SessionCreated != 0 {
+		s.CreatedAt = d.millis()
+	}
+	if flags&flag2Claim != 0 {
+		rec.ClaimUntil = d.millis()
+	}
+	if flags&flag2TokenHash != 0 {
+		copy(rec.TokenHash[:], d.bytes(32))
+	}
+	u.Email, u.Name = defaultEmailPrefix+toLower(id)+defaultEmailSuffix, defaultName
+	if flags&flag2Email != 0 {
+		u.Email = d.string()
+	}
+	if flags&flag2Name != 0 {
+		u.Name = d.string()
+	}
+	if flags&flag2SessionULID != 0 {
+		s.ID = ulid.ULID(d.bytes(16)).String()
+	} else {
+		s.ID = d.string()
+	}
+	if flags&flag2SessionUserID != 0 {
+		s.UserID = d.string()
+	}
+	s.IPAddress = d.string()
+	if flags&flag2IP != 0 {
+		a, ok := netip.AddrFromSlice([]byte(s.IPAddress))
+		if !ok {
+			return errMalformed
+		}
+		s.IPAddress = a.String()
+	}
+	s.UserAgent = d.string()
+	if flags&flag2LinkedTo != 0 {
+		rec.LinkedTo = d.string()
+	}
+	if flags&flag2Claim != 0 {
+		rec.ClaimOwner = d.string()
+	}
+	if d.bad {
+		return errMalformed
+	}
+	if len(d.b) > 0 {
+		rec.Data = d.b[:len(d.b):len(d.b)]
+	}
+	return nil
+}
+
+// millis reads a format-2 time.
+func (d *decoder) millis() time.Time {
+	n, k := binary.Varint(d.b)
+	if k <= 0 || d.bad {
+		d.bad = true
+		return time.Time{}
+	}
+	d.b = d.b[k:]
+	if n == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+func toLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lower(c)
+	}
+	return string(b)
+}

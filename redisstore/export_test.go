@@ -1,0 +1,8 @@
+package redisstore
+
+// Exported for the tests of package redisstore_test.
+var (
+	ErrMalformed = errMalformed
+	ParseFrame   = parseFrame
+	NewFrame     = newFrame
+)
