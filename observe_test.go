@@ -136,7 +136,8 @@ func TestMetricsCountStoreErrors(t *testing.T) {
 // The middleware's allocations per request, with the default no-op
 // providers and with an SDK recording every metric: a returning guest on
 // memstore costs 3 (the request's state, which is its context and holds
-// the request the handler gets; memstore's record; the token), a new
+// the request the handler gets and the guest's decoded record; memstore's
+// copy of the stored value; the token), a new
 // visitor 5 (the state, the record, its text, its token, the cookie line),
 // and an SDK adds none.
 func TestMiddlewareAllocations(t *testing.T) {

@@ -508,6 +508,51 @@ func TestGetAllocs(t *testing.T) {
 	}
 }
 
+// TestReturningGuestAllocations: a returning guest's request allocates
+// what go-redis's GET does and three more: the key, the request's state
+// (which holds the decoded guest) and the token. go-redis's GET takes 7.
+func TestReturningGuestAllocations(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector allocates; run this test without it")
+	}
+	s, c, p := newStore(t)
+	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	var id string
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id = anonymous.UserFrom(r.Context()).ID
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "https://shop.example/", nil))
+	r := httptest.NewRequest("GET", "https://shop.example/", nil)
+	for _, ck := range w.Result().Cookies() {
+		r.AddCookie(ck)
+	}
+	first := id
+	hw := &headerOnly{h: http.Header{}}
+	ctx := context.Background()
+	key := p + "{" + first + "}"
+	raw := testing.AllocsPerRun(200, func() { c.Get(ctx, key).Bytes() })
+	got := testing.AllocsPerRun(200, func() {
+		clear(hw.h)
+		id = ""
+		h.ServeHTTP(hw, r)
+	})
+	if id != first {
+		t.Fatalf("returning guest %q, want %q", id, first)
+	}
+	t.Logf("GET: %v allocations; a returning guest's request: %v", raw, got)
+	if got > raw+3 || got > 10 {
+		t.Errorf("a returning guest's request allocates %v times, want at most GET's %v and three, and 10", got, raw)
+	}
+}
+
+// headerOnly is a ResponseWriter that keeps headers and drops the body.
+type headerOnly struct{ h http.Header }
+
+func (w *headerOnly) Header() http.Header         { return w.h }
+func (w *headerOnly) Write(p []byte) (int, error) { return len(p), nil }
+func (w *headerOnly) WriteHeader(int)             {}
+
 // guestServer serves a Manager on s that stores each new guest at once,
 // with a desktop browser's User-Agent and data of dataLen bytes.
 func guestServer(t testing.TB, s anonymous.Store, dataLen int) func() string {
