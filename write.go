@@ -1,0 +1,237 @@
+package anonymous
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+)
+
+// How the Manager writes a record exactly once, whatever the store's
+// replies: every write carries a random write id, which the record keeps
+// (its last maxWrites), so that a write whose reply was lost is recognised
+// by reading the record back. A client that resent it (go-redis does, on a
+// timeout) gets ErrConflict or ErrExists for its own write; the read-back
+// tells the two apart.
+
+// maxTries bounds how often modify reads a record again after a conflict:
+// each conflict is another writer's success, so even 64 requests writing
+// one guest at once all get through.
+const maxTries = 100
+
+// maxFailures bounds how often modify and create send a write again after
+// the store failed and a read showed the write absent. Each try
+// compare-and-swaps on what was read, so a late copy of an earlier try
+// cannot be applied as well.
+const maxFailures = 2
+
+// errStop is returned by a modify function to end modify without writing
+// and without an error.
+var errStop = errors.New("anonymous: nothing to write")
+
+// ErrUncertain is returned, wrapping the store's error, when a write was
+// sent but the store stopped answering before the package could learn
+// whether it was made: the change may or may not be there. Reading the
+// guest again later tells; a retry of the same change may apply it twice.
+var ErrUncertain = errors.New("anonymous: the store did not say whether the write was made")
+
+// uncertain wraps a failed write's error, and the failed read's that would
+// have told its outcome.
+func uncertain(err, read error) error {
+	if read == nil || errors.Is(err, read) {
+		return fmt.Errorf("%w: %w", ErrUncertain, err)
+	}
+	return fmt.Errorf("%w: %w (and reading it back: %w)", ErrUncertain, err, read)
+}
+
+// answer reports whether err is one of the Store contract's answers, which
+// say what the store did, rather than a failure, which leaves it unknown.
+func answer(err error) bool {
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrStoreFull)
+}
+
+// modify writes fn's change of rec back to the store. On a conflict it reads
+// the record again and applies fn to it afresh, so that no concurrent write
+// is lost. fn changes a copy and may refuse with an error, which modify
+// returns. A guest read again under another token is not rec's guest (a
+// stale first-visit cookie's, say): modify returns ErrNotFound. The result
+// is the record as written, with rec's token.
+//
+// Every try carries one write id. After a conflict or a failed call, the
+// record read again holds that id when one of the tries was written after
+// all (its reply was lost, and a resend found the version moved on): that
+// is modify's success, and the change is not applied twice. When the read
+// fails too, the outcome is unknown: ErrUncertain.
+func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) error) (*Record, error) {
+	token, hash := rec.Session.Token, rec.TokenHash
+	w := newWriteID()
+	failures := 0
+	for try := 1; ; try++ {
+		next := *rec
+		next.Session.Token = "" // a store never sees a token
+		if err := fn(&next); err != nil {
+			return nil, err
+		}
+		next.stamp(w)
+		err := m.put(ctx, &next, false, next.durable())
+		if err == nil {
+			next.Version++
+			next.Session.Token = token
+			return &next, nil
+		}
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrStoreFull) {
+			return nil, err
+		}
+		got, gerr := m.get(ctx, rec.User.ID)
+		switch {
+		case gerr == nil && got.wrote(w):
+			if next.durable() {
+				if gerr = m.confirm(ctx, got); gerr != nil {
+					return nil, gerr
+				}
+			}
+			got.Session.Token = token
+			return got, nil
+		case errors.Is(gerr, ErrNotFound):
+			return nil, gerr
+		case gerr != nil:
+			return nil, uncertain(err, gerr)
+		case !answer(err):
+			if failures++; failures > maxFailures {
+				return nil, uncertain(err, nil)
+			}
+		case try >= maxTries:
+			return nil, err
+		}
+		rec = got
+		if rec.live() && subtle.ConstantTimeCompare(rec.TokenHash[:], hash[:]) != 1 {
+			return nil, ErrNotFound
+		}
+	}
+}
+
+// get reads the record of guest id.
+func (m *Manager) get(ctx context.Context, id string) (*Record, error) {
+	e, err := m.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := decodeRecord(id, e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: guest %s, version %d", err, id, e.Version)
+	}
+	return rec, nil
+}
+
+// getInto reads the record of guest id into rec (see decodeInto).
+func (m *Manager) getInto(ctx context.Context, id string, rec *Record, text []byte) error {
+	e, err := m.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := decodeInto(rec, text, id, e); err != nil {
+		return fmt.Errorf("%w: guest %s, version %d", err, id, e.Version)
+	}
+	return nil
+}
+
+// put writes rec: a Create when create is set, else an Update of version
+// rec.Version; durable sets Entry.Durable. The value is encoded into a
+// pooled buffer: a Store keeps its own copy.
+func (m *Manager) put(ctx context.Context, rec *Record, create, durable bool) error {
+	buf := putBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 8<<10 {
+			putBuffers.Put(buf)
+		}
+	}()
+	*buf = appendRecord((*buf)[:0], rec)
+	e := Entry{Value: *buf, Version: rec.Version, Expires: rec.Session.ExpiresAt, Durable: durable}
+	if create {
+		return m.store.Create(ctx, rec.User.ID, e)
+	}
+	return m.store.Update(ctx, rec.User.ID, e)
+}
+
+var putBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// create stores rec as a new guest, as version 1. When the store answers
+// ErrExists or fails, it reads the guest back: a record that holds this
+// call's write id is this call's, written though its reply was lost (a
+// resent Create answers ErrExists), and counts as created. A sibling's
+// record, which has the same token, does not: that is ErrExists. When the
+// read finds nothing, the Create is sent again; when it fails, the outcome
+// is unknown: ErrUncertain.
+func (m *Manager) create(ctx context.Context, rec *Record) error {
+	w := newWriteID()
+	next := *rec
+	next.stamp(w)
+	for failures := 0; ; failures++ {
+		err := m.put(ctx, &next, true, next.durable())
+		if err == nil || errors.Is(err, ErrStoreFull) {
+			return err
+		}
+		got, gerr := m.get(ctx, rec.User.ID)
+		switch {
+		case gerr == nil && got.wrote(w):
+			if !next.durable() {
+				return nil
+			}
+			return m.confirm(ctx, got)
+		case gerr == nil:
+			return fmt.Errorf("%w: %w", ErrExists, err) // another request's
+		case !errors.Is(gerr, ErrNotFound):
+			return uncertain(err, gerr)
+		case errors.Is(err, ErrExists):
+			return err // it expired meanwhile
+		case failures >= maxFailures:
+			return uncertain(err, nil)
+		}
+	}
+}
+
+// confirm writes rec again, durably, as its next version. rec holds a
+// Durable write of this Manager's that failed, and that a read found: the
+// read shows that the store has it, not that it would survive a failover
+// (a write that too few replicas acknowledged is still on the master). Its
+// replicas acknowledging the next write shows they have both.
+func (m *Manager) confirm(ctx context.Context, rec *Record) error {
+	if err := m.put(ctx, rec, false, true); err != nil {
+		return err
+	}
+	rec.Version++
+	return nil
+}
+
+// Record returns the record the store holds for the guest with this id:
+// the guest, or what a deleted or linked guest leaves until its expiry
+// (Deleted, LinkedTo). It returns ErrNotFound when there is none. It is for
+// tools, tests and monitoring; a request's guest is UserFrom's.
+func (m *Manager) Record(ctx context.Context, id string) (*Record, error) {
+	return m.get(ctx, id)
+}
+
+// newWriteID returns a random id for a write; 0 is never one.
+func newWriteID() uint64 { return rand.Uint64() | 1 }
+
+// stamp adds write id w to rec's, dropping the oldest past maxWrites.
+func (rec *Record) stamp(w uint64) {
+	if rec.nwrites == maxWrites {
+		copy(rec.writes[:], rec.writes[1:])
+		rec.nwrites--
+	}
+	rec.writes[rec.nwrites] = w
+	rec.nwrites++
+}
+
+// wrote reports whether write id w is among rec's last writes.
+func (rec *Record) wrote(w uint64) bool {
+	for _, x := range rec.writes[:rec.nwrites] {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
