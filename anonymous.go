@@ -180,6 +180,9 @@ type Manager struct {
 	// plainHTTPWarned is set once warnPlainHTTP has logged.
 	plainHTTPWarned atomic.Bool
 	metrics         *metrics
+	// background counts the links whose last write is retried after their
+	// request (see finish); Close waits for them.
+	background sync.WaitGroup
 }
 
 // CookieName returns the guest cookie's name (see Options.CookieName).

@@ -212,59 +212,7 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 			return fmt.Errorf("anonymous: OnLinkAccount for guest %s: %w", id, err)
 		}
 	}
-	// One write both ends the guest and records the link; it holds only
-	// while the lease is still ours, so a callback that outlasted the lease
-	// leaves the guest to the request that took it over.
-	//
-	// The store may fail here (a failover, say): the write is retried until
-	// the lease runs out, after which another request could run the
-	// callback again. An attempt that failed may still have been written:
-	// the next one finds it and writes it once more, so that the store
-	// confirms it (with redisstore's WaitReplicas, that replicas have it).
-	failed := false
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		_, err = m.modify(ctx, claimed, func(rec *Record) error {
-			switch {
-			case rec.LinkedTo == newUser.ID && !failed:
-				return errStop // linked already, by another request of this user
-			case rec.LinkedTo == newUser.ID:
-				return nil // our lost attempt: write it again, unchanged
-			case !rec.live():
-				return errGone
-			case rec.ClaimOwner != owner, !bytes.Equal(rec.Data, claimed.Data):
-				// Our lease ran out: another request took the guest over, or
-				// data was added that the callback never saw.
-				return ErrClaimed
-			}
-			bury(rec, newUser.ID, m.opts.DisableDeleteAnonymousUser)
-			return nil
-		})
-		if err == nil || errors.Is(err, errStop) || errors.Is(err, errGone) || errors.Is(err, ErrClaimed) ||
-			!time.Now().Before(leaseEnd) {
-			break
-		}
-		failed = true
-		time.Sleep(min(wait, time.Until(leaseEnd)))
-	}
-	switch {
-	case errors.Is(err, ErrClaimed):
-		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount outlasted LinkLease and another request took the guest over; it may run again", "guest", id)
-		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failOutlasted]...)
-		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
-	case err != nil && !errors.Is(err, errStop) && !errors.Is(err, errGone):
-		m.log.ErrorContext(ctx, "anonymous: OnLinkAccount succeeded but recording the link failed; it may run again after LinkLease", "guest", id, "err", err)
-		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
-		return fmt.Errorf("anonymous: OnLinkAccount succeeded but removing guest %s failed: %w", id, err)
-	}
-	m.expireCookie(w)
-	if errors.Is(err, errGone) {
-		return nil // another request linked it
-	}
-	m.metrics.linked.Add(ctx, 1)
-	if !m.opts.DisableDeleteAnonymousUser {
-		m.deleted(ctx, &claimed.User, DeletedByLink)
-	}
-	return nil
+	return m.finish(w, ctx, claimed, owner, newUser, leaseEnd)
 }
 
 // release drops owner's lease on the guest; if even that fails, the lease

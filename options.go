@@ -73,11 +73,18 @@ type Options struct {
 	// OnLinkAccount runs, exactly once per guest, when a guest becomes a real
 	// user: move the cart, the drafts, the preferences here. An error keeps
 	// the guest intact and the link is retried on the guest's next request.
-	// Its context ends before LinkLease runs out. Exactly once holds while
-	// the store answers: should it fail after the callback succeeded, the
-	// link retries its last write until LinkLease runs out, and only if the
-	// store is down all that time may the link run again: make the callback
-	// safe to repeat for a pair.
+	// Its context ends before LinkLease runs out.
+	//
+	// Exactly once holds while the store keeps what it acknowledged, lost
+	// replies included. It cannot hold past two things, so make the
+	// callback safe to repeat, keyed by the guest's id (see the Link
+	// example): should the store fail after the callback succeeded, the
+	// login request waits about 2 s, the link's last write is retried in
+	// the background until LinkLease runs out (Manager.Close waits for
+	// it), and if the store is down all that time, a replayed copy of the
+	// guest's cookie can link it again; and a store that loses its data (a
+	// Redis restart without persistence) forgets the link, so a replayed
+	// cookie of a linked guest brings the guest, and this callback, back.
 	// Default: nil (the guest is deleted with nothing moved).
 	OnLinkAccount func(ctx context.Context, ev LinkEvent) error
 	// OnGuestDeleted runs after a guest was deleted, with why: so that the
