@@ -2,6 +2,7 @@ package anonymous_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
@@ -199,4 +200,50 @@ func ExampleUpdateJSON() {
 	// Output:
 	// cart: map[tea:1]
 	// cart: map[mug:1 tea:1]
+}
+
+// OnLinkAccount made safe to repeat, as every application's should be: the
+// account remembers, by the guest's id, which guests' carts it took in, so
+// the same link run a second time (after a store outage that outlasted
+// LinkLease, or a store that lost its data) adds nothing. In a database,
+// record the guest's id in the same transaction as the cart's rows (a
+// unique key on it makes the repeat fail cleanly).
+func ExampleOptions_onLinkAccount() {
+	type account struct {
+		cart   map[string]int
+		merged map[string]bool // guests' ids
+	}
+	alice := &account{cart: map[string]int{"pen": 1}, merged: map[string]bool{}}
+	accounts := map[string]*account{"alice": alice}
+	onLink := func(ctx context.Context, ev anonymous.LinkEvent) error {
+		a, guest := accounts[ev.NewUser.User.ID], ev.AnonymousUser.User.ID
+		if a.merged[guest] {
+			return nil // this guest's cart is in already
+		}
+		var cart map[string]int
+		if len(ev.Data) > 0 {
+			if err := json.Unmarshal(ev.Data, &cart); err != nil {
+				return err
+			}
+		}
+		for item, n := range cart {
+			a.cart[item] += n
+		}
+		a.merged[guest] = true
+		return nil
+	}
+	_ = anonymous.Options{OnLinkAccount: onLink} // as the Manager runs it
+
+	ev := anonymous.LinkEvent{
+		AnonymousUser: anonymous.Account{User: &anonymous.User{ID: "01KBHQ9W0VYXJ5R3C2D8E7F6G5", IsAnonymous: true}},
+		NewUser:       anonymous.Account{User: &anonymous.User{ID: "alice"}},
+		Data:          []byte(`{"book":2}`),
+	}
+	for range 2 { // the same link, run twice
+		if err := onLink(context.Background(), ev); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println(alice.cart)
+	// Output: map[book:2 pen:1]
 }
