@@ -66,7 +66,10 @@ func DataFrom(ctx context.Context) []byte {
 // It returns fn's error, ErrNoGuest, ErrDataTooLarge, an error wrapping
 // ErrClaimed while the guest is being linked, ErrNotFound when the guest is
 // gone (linked, deleted, or its first-visit cookie stored it over 10 s
-// ago), or a store error; in every case nothing is written.
+// ago), or a store error; in every case nothing is written. The one
+// exception is an error wrapping ErrUncertain: the write was sent and the
+// store stopped answering before it could tell, so the change may be there
+// (a reply that was merely lost is recognised, and is a success).
 func (m *Manager) UpdateData(w http.ResponseWriter, r *http.Request, fn func(data []byte) ([]byte, error)) ([]byte, error) {
 	st := m.state(r.Context())
 	if st == nil || st.guest == nil || st.guest.rec == nil {

@@ -320,3 +320,53 @@ func TestLostReply(t *testing.T) {
 		}
 	}
 }
+
+// goneQuiet applies the next Update, then stops answering until back is
+// called: the write's outcome cannot be learned.
+type goneQuiet struct {
+	anonymous.Store
+	armed, quiet atomic.Bool
+}
+
+func (s *goneQuiet) Update(ctx context.Context, key string, e anonymous.Entry) error {
+	if s.quiet.Load() {
+		return errTimeout
+	}
+	err := s.Store.Update(ctx, key, e)
+	if s.armed.CompareAndSwap(true, false) {
+		s.quiet.Store(true)
+		return errTimeout
+	}
+	return err
+}
+
+func (s *goneQuiet) Get(ctx context.Context, key string) (anonymous.Entry, error) {
+	if s.quiet.Load() {
+		return anonymous.Entry{}, errTimeout
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// When the store stops answering after a write, UpdateData says it cannot
+// tell (ErrUncertain, wrapping the store's error), and does not write
+// again: once the store is back, the change is there once.
+func TestUpdateUncertain(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+	w, g := f.do(t)
+	quiet := &goneQuiet{Store: f.store.Store}
+	f.store.Store = quiet
+	r := httptest.NewRequest("GET", "https://shop.example/", nil)
+	r.AddCookie(guestCookie(t, w))
+	var err error
+	f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		quiet.armed.Store(true)
+		_, err = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil })
+	})).ServeHTTP(httptest.NewRecorder(), r)
+	if !errors.Is(err, anonymous.ErrUncertain) || !errors.Is(err, errTimeout) {
+		t.Fatalf("UpdateData: %v, want ErrUncertain wrapping the store's error", err)
+	}
+	quiet.quiet.Store(false)
+	if rec, err := f.m.Record(context.Background(), g.ID); err != nil || string(rec.Data) != "x" {
+		t.Fatalf("the guest once the store is back: %+v, %v; want data x", rec, err)
+	}
+}
