@@ -126,7 +126,13 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	if refused {
 		return &next, ErrOverBudget
 	}
+	var u *unconfirmed
 	switch _, err := m.storeNew(r, &next, source); {
+	case errors.As(err, &u):
+		// Stored, though the store did not confirm it: the guest is
+		// stored all the same, and whoever asked must let go of it.
+		u.rec.Session.Token = token
+		return u.rec, err
 	case errors.Is(err, ErrExists): // a sibling stored it meanwhile
 		rec, err := m.get(r.Context(), p.User.ID)
 		if err != nil {
@@ -170,6 +176,12 @@ func (m *Manager) storeOnce(w http.ResponseWriter, r *http.Request, g *guest, so
 			return nil, false, err
 		}
 		return g.stored, true, nil
+	case err != nil && next != nil && next.Version > 0:
+		// Stored, but not confirmed (see unconfirmed): the guest is the
+		// stored one from now on, and the caller gets the error.
+		g.stored = next
+		m.replaceCookie(w, next.Session.Token, time.Now(), next.Session.ExpiresAt, nil)
+		return next, true, err
 	case err != nil:
 		return nil, false, err
 	}

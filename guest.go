@@ -193,7 +193,7 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	g := st.guestSlot()
 	rec, text := &g.read, g.text[:0]
-	if g.rec == rec { // a lookup earlier in the request holds it
+	if g.rec != nil { // a lookup earlier in the request holds the slot
 		p := new(withText)
 		rec, text = &p.rec, p.text[:0]
 	}

@@ -192,7 +192,11 @@ func (m *Manager) linkGuest(w http.ResponseWriter, r *http.Request, g *guest, ne
 	case errors.Is(err, ErrClaimed):
 		return fmt.Errorf("anonymous: linking guest %s: %w", id, err)
 	case err != nil:
-		// The claim may have been written even though its answer was lost.
+		// The claim may have been written even though its answer was lost,
+		// or stored unconfirmed with the guest (claimed is that guest).
+		if claimed != nil {
+			rec = claimed
+		}
 		m.release(ctx, rec, owner)
 		m.metrics.linkFailed.Add(ctx, 1, m.metrics.linkFailure[failStore]...)
 		return fmt.Errorf("anonymous: claiming guest %s: %w", id, err)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/memstore"
@@ -369,4 +371,73 @@ func TestUpdateUncertain(t *testing.T) {
 	if rec, err := f.m.Record(context.Background(), g.ID); err != nil || string(rec.Data) != "x" {
 		t.Fatalf("the guest once the store is back: %+v, %v; want data x", rec, err)
 	}
+}
+
+// unreplicated applies every Durable write while down is set and answers
+// it with an error, as redisstore does with WaitReplicas when the replicas
+// lag past WaitTimeout.
+type unreplicated struct {
+	*memstore.Store
+	down atomic.Bool
+}
+
+var errNotReplicated = errors.New("write not acknowledged by enough replicas")
+
+func (s *unreplicated) Create(ctx context.Context, key string, e anonymous.Entry) error {
+	err := s.Store.Create(ctx, key, e)
+	if err == nil && e.Durable && s.down.Load() {
+		return errNotReplicated
+	}
+	return err
+}
+
+func (s *unreplicated) Update(ctx context.Context, key string, e anonymous.Entry) error {
+	err := s.Store.Update(ctx, key, e)
+	if err == nil && e.Durable && s.down.Load() {
+		return errNotReplicated
+	}
+	return err
+}
+
+// A guest held in its cookie (over budget) logs in while the replicas lag:
+// the link's claimed Create is stored but not confirmed, so the link
+// fails, and lets go of the stored guest, whose cookie the visitor now
+// holds: its next login links it once, with its cart.
+func TestUnconfirmedClaimOfHeldGuest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := memstore.New()
+		defer ms.Close()
+		st := &unreplicated{Store: ms}
+		lim := &clientOnlyLimiter{}
+		lim.refuse.Store(true)
+		var links []anonymous.LinkEvent
+		m, err := anonymous.New(st, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Identify: identifyHeader,
+			Budget: anonymous.Budget{Limiter: lim}, ErrorLog: quietLog(),
+			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+		mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				t.Error(err)
+			}
+		})
+		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		b := &browserJar{}
+		b.req(t, v, "GET", "/", victimIP, "")
+		b.req(t, v, "POST", "/add", victimIP, "") // held in its cookie, with its cart
+		st.down.Store(true)
+		b.req(t, v, "GET", "/", victimIP, "alice") // the replicas lag: the link fails
+		st.down.Store(false)
+		if len(links) != 0 {
+			t.Fatalf("linked while the claim was not confirmed: %d", len(links))
+		}
+		time.Sleep(30 * time.Second) // past the first-visit cookie's sibling grace
+		b.req(t, v, "GET", "/", victimIP, "alice")
+		if len(links) != 1 || string(links[0].Data) != "x" {
+			t.Fatalf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
+		}
+	})
 }

@@ -14,7 +14,9 @@ import (
 // (its last maxWrites), so that a write whose reply was lost is recognised
 // by reading the record back. A client that resent it (go-redis does, on a
 // timeout) gets ErrConflict or ErrExists for its own write; the read-back
-// tells the two apart.
+// tells the two apart. That holds while fewer than maxWrites other writes
+// land between the lost reply and the read-back: a guest's writes are its
+// visitor's, a few at a time.
 
 // maxTries bounds how often modify reads a record again after a conflict:
 // each conflict is another writer's success, so even 64 requests writing
@@ -88,7 +90,7 @@ func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) erro
 		switch {
 		case gerr == nil && got.wrote(w):
 			if next.durable() {
-				if gerr = m.confirm(ctx, got); gerr != nil {
+				if gerr = m.confirm(ctx, got, w); gerr != nil {
 					return nil, gerr
 				}
 			}
@@ -179,7 +181,10 @@ func (m *Manager) create(ctx context.Context, rec *Record) error {
 			if !next.durable() {
 				return nil
 			}
-			return m.confirm(ctx, got)
+			if err := m.confirm(ctx, got, w); err != nil {
+				return &unconfirmed{rec: got, err: err}
+			}
+			return nil
 		case gerr == nil:
 			return fmt.Errorf("%w: %w", ErrExists, err) // another request's
 		case !errors.Is(gerr, ErrNotFound):
@@ -193,17 +198,45 @@ func (m *Manager) create(ctx context.Context, rec *Record) error {
 }
 
 // confirm writes rec again, durably, as its next version. rec holds a
-// Durable write of this Manager's that failed, and that a read found: the
-// read shows that the store has it, not that it would survive a failover
-// (a write that too few replicas acknowledged is still on the master). Its
-// replicas acknowledging the next write shows they have both.
-func (m *Manager) confirm(ctx context.Context, rec *Record) error {
-	if err := m.put(ctx, rec, false, true); err != nil {
-		return err
+// Durable write of this Manager's, write id w, that failed, and that a read
+// found: the read shows that the store has it, not that it would survive a
+// failover (a write that too few replicas acknowledged is still on the
+// master). Its replicas acknowledging the next write shows they have both.
+// Another writer's write meanwhile is read, and confirmed in turn while it
+// still holds w.
+func (m *Manager) confirm(ctx context.Context, rec *Record, w uint64) error {
+	for try := 1; ; try++ {
+		err := m.put(ctx, rec, false, true)
+		if err == nil {
+			rec.Version++
+			return nil
+		}
+		if !errors.Is(err, ErrConflict) || try == maxTries {
+			return err
+		}
+		got, gerr := m.get(ctx, rec.User.ID)
+		switch {
+		case gerr != nil:
+			return gerr
+		case !got.wrote(w):
+			return err // written over and over since: nothing of ours to confirm
+		}
+		token := rec.Session.Token
+		*rec = *got
+		rec.Session.Token = token
 	}
-	rec.Version++
-	return nil
 }
+
+// unconfirmed is create's error for a guest it stored, as a read showed,
+// whose Durable write the store did not confirm: the guest is stored, but
+// may not survive a failover. rec is the guest as read.
+type unconfirmed struct {
+	rec *Record
+	err error
+}
+
+func (u *unconfirmed) Error() string { return "anonymous: guest stored but not confirmed: " + u.err.Error() }
+func (u *unconfirmed) Unwrap() error { return u.err }
 
 // Record returns the record the store holds for the guest with this id:
 // the guest, or what a deleted or linked guest leaves until its expiry
