@@ -91,7 +91,7 @@ const (
 // it, and cannot delete it.
 func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
 		// The attacker gets a first-visit cookie F (free: nothing stored).
 		w, _ := v.req(t, "GET", "/", attackerIP, "")
 		F := guestCookie(t, w)
@@ -129,7 +129,7 @@ func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
 func TestLinkBypassesBudget(t *testing.T) {
 	var calls atomic.Int64
 	v := newRV(t, anonymous.Options{
-		Budget:        anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		Budget:        anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		Identify:      identifyHeader,
 		OnLinkAccount: func(context.Context, anonymous.LinkEvent) error { calls.Add(1); return nil },
 	})
@@ -153,7 +153,7 @@ func TestFailedLinkOfFirstVisitGuestIsRetried(t *testing.T) {
 	c := newCarts()
 	c.fail.Store(1)
 	v := newRV(t, anonymous.Options{
-		Budget:        anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2},
+		Budget:        anonymous.Budget{Levels: perClient(1, time.Hour, 2)},
 		Identify:      identifyHeader,
 		OnLinkAccount: c.onLink,
 	})
@@ -176,12 +176,14 @@ func TestFailedLinkOfFirstVisitGuestIsRetried(t *testing.T) {
 // switchLimiter refuses while refuse is set.
 type switchLimiter struct{ refuse atomic.Bool }
 
-func (l *switchLimiter) Allow(context.Context, string, anonymous.Budget) (time.Duration, error) {
+func (l *switchLimiter) Take(context.Context, []anonymous.Charge) (time.Duration, error) {
 	if l.refuse.Load() {
 		return time.Minute, nil
 	}
 	return 0, nil
 }
+
+func (l *switchLimiter) Refund(context.Context, []anonymous.Charge) error { return nil }
 
 // A guest the budget kept out at the start of a request keeps its updates
 // in its cookie for the rest of the request, even if the budget frees
@@ -231,7 +233,7 @@ func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 // Several UpdateData calls in the request that issued the guest all work,
 // whatever the budget has left after the first stored it.
 func TestSeveralUpdatesOnAnIssuedGuest(t *testing.T) {
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
 	w, _ := v.req(t, "GET", "/add?n=1&n=2", victimIP, "")
 	if errs := w.Header()["X-Err"]; len(errs) > 0 {
 		t.Errorf("two UpdateData calls on a first request: %q", errs)
@@ -318,7 +320,7 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 // "The store is full" is logged once a minute while it lasts.
 func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := memstore.New(memstore.Options{MaxGuests: 1})
+		ms := memstore.New(memstore.Options{MaxBytes: guestBytes})
 		defer ms.Close()
 		logs := &logBuffer{}
 		m, err := anonymous.New(ms, anonymous.Options{
@@ -346,7 +348,7 @@ func TestOverBudgetGuestLinks(t *testing.T) {
 	var links []anonymous.LinkEvent
 	fail := true
 	v := newRV(t, anonymous.Options{
-		Budget:   anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		Budget:   anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		Identify: identifyHeader,
 		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
 			if fail {
@@ -385,7 +387,7 @@ func TestOverBudgetGuestLinks(t *testing.T) {
 // guest, is not a sibling of hers: he comes from another address.
 func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}})
+		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
 		w, _ := v.req(t, "GET", "/", attackerIP, "")
 		F := guestCookie(t, w)
 		if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, ""); w.Code != 200 {
@@ -412,7 +414,7 @@ func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 // A sibling that comes after the store finds the guest without spending the
 // client's budget: one browser's page does not use up its address's.
 func TestSiblingsAfterTheStoreAreNotCharged(t *testing.T) {
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
 	w, _ := v.req(t, "GET", "/", victimIP, "")
 	F := guestCookie(t, w)
 	for range 4 { // the store, then three siblings

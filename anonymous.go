@@ -175,8 +175,10 @@ type Manager struct {
 	emailPrefix, emailSuffix string
 	log                      *slog.Logger
 	api                      *api // the JSON endpoints, built once by New
-	// fullLogged is when "the store is full" was last logged, Unix seconds.
-	fullLogged atomic.Int64
+	// fullLogged is when "the store is full" was last logged, Unix seconds;
+	// refusedLogged when clients over budget were, and refusedCount how
+	// many were refused since.
+	fullLogged, refusedLogged, refusedCount atomic.Int64
 	// plainHTTPWarned is set once warnPlainHTTP has logged.
 	plainHTTPWarned atomic.Bool
 	metrics         *metrics

@@ -32,7 +32,7 @@ func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
 // newBenchManager is a Manager on a memstore without a cap (b.N guests may
 // be stored), with fixed keys and a silent log.
 func newBenchManager(b *testing.B, persist anonymous.Persist, budget anonymous.Budget) *anonymous.Manager {
-	store := memstore.New(memstore.Options{MaxGuests: -1})
+	store := memstore.New(memstore.Options{MaxBytes: -1})
 	b.Cleanup(func() { store.Close() })
 	m, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: budget,
@@ -157,9 +157,11 @@ func BenchmarkFirstReturnSibling(b *testing.B) {
 // refusing is a budget limiter that never allows a guest to be stored.
 type refusing struct{}
 
-func (refusing) Allow(context.Context, string, anonymous.Budget) (time.Duration, error) {
+func (refusing) Take(context.Context, []anonymous.Charge) (time.Duration, error) {
 	return time.Minute, nil
 }
+
+func (refusing) Refund(context.Context, []anonymous.Charge) error { return nil }
 
 // BenchmarkUpdateData: a returning visitor replaces its cart (200 bytes of
 // data), stored, or held in its first-visit cookie because the budget

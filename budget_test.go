@@ -86,7 +86,7 @@ func TestBudgetBoundsOneClient(t *testing.T) {
 // is never affected.
 func TestOverBudgetLosesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Minute, Burst: 1}})
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Minute, 1)}})
 		const addr = "203.0.113.7:1000"
 		_, stored := newcomer(t, f, addr) // the budget's one guest
 		w, pending := newcomer(t, f, addr)
@@ -113,7 +113,7 @@ func TestOverBudgetLosesNothing(t *testing.T) {
 
 // Addresses in one IPv6 /64 share a budget; other /64s have their own.
 func TestBudgetIPv6Prefix(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
 	for i := range 5 {
 		newcomer(t, f, fmt.Sprintf("[2001:db8:1:2::%x]:443", i+1))
 	}
@@ -126,13 +126,14 @@ func TestBudgetIPv6Prefix(t *testing.T) {
 	}
 	for addr, want := range map[string]string{
 		"192.0.2.1:80":          "192.0.2.1",
-		"[::ffff:192.0.2.1]:80": "192.0.2.1",
-		"[2001:db8::1]:80":      "2001:db8::/64",
-		"2001:db8:0:0:ffff::1":  "2001:db8::/64",
-		"not an address":        "",
+		"[::ffff:192.0.2.1]:80": "::ffff:192.0.2.1",
+		"[2001:db8::1]:80":      "2001:db8::1",
+		"[fe80::1%eth0]:80":     "fe80::1",
+		"2001:db8:0:0:ffff::1":  "2001:db8::ffff:0:0:1",
+		"not an address":        "invalid IP",
 	} {
-		if got := anonymous.ClientAddr(addr); got != want {
-			t.Errorf("ClientAddr(%q) = %q, want %q", addr, got, want)
+		if got := anonymous.ClientAddr(addr); got.String() != want {
+			t.Errorf("ClientAddr(%q) = %v, want %s", addr, got, want)
 		}
 	}
 }
@@ -140,7 +141,7 @@ func TestBudgetIPv6Prefix(t *testing.T) {
 // sign-in/anonymous past the budget answers as Better Auth's rate limiter:
 // 429, its message, and when to retry.
 func TestSignInOverBudget(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 2}})
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
 	for i := range 3 {
 		w := from(f.h, "POST", "/api/auth/sign-in/anonymous", "203.0.113.7:1000", nil)
 		if i < 2 {
@@ -182,7 +183,7 @@ func TestBudgetOff(t *testing.T) {
 // A full memstore fails open: new visitors keep guests in their cookies,
 // get pages, never a 5xx, and the log says so once a minute, not per request.
 func TestFullStoreFailsOpen(t *testing.T) {
-	ms := memstore.New(memstore.Options{MaxGuests: 2})
+	ms := memstore.New(memstore.Options{MaxBytes: 2 * guestBytes})
 	defer ms.Close()
 	logs := &logBuffer{}
 	m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: true},
@@ -214,7 +215,7 @@ func TestFullStoreFailsOpen(t *testing.T) {
 // once: the application's GenerateName runs once per visitor.
 func TestOverBudgetIssuesOnce(t *testing.T) {
 	var names int
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		GenerateName: func(context.Context) string { names++; return "Quiet Marten" }})
 	for range 2 {
 		if w := from(f.h, "GET", "/", "203.0.113.7:1000", nil); guestCookie(t, w) == nil {
@@ -223,5 +224,38 @@ func TestOverBudgetIssuesOnce(t *testing.T) {
 	}
 	if names != 2 || f.store.creates.Load() != 1 {
 		t.Errorf("GenerateName ran %d times for 2 visitors, %d stored; want 2 and 1", names, f.store.creates.Load())
+	}
+}
+
+// perClient is a budget of burst guests at once, then rate per period, per
+// client address: an IPv4 address or an IPv6 /64.
+func perClient(rate int, period time.Duration, burst int) []anonymous.Level {
+	return []anonymous.Level{
+		{By: "ipv6/64", Burst: burst, Rate: rate, Period: period},
+		{By: "ipv4/32", Burst: burst, Rate: rate, Period: period},
+	}
+}
+
+// guestBytes is what memstore counts for a guest of these tests (no
+// User-Agent, no data) against its MaxBytes, with room to spare for one
+// and none for a second (TestGuestBytes checks it).
+const guestBytes = 180
+
+func TestGuestBytes(t *testing.T) {
+	for n := 1; n <= 4; n++ {
+		ms := memstore.New(memstore.Options{MaxBytes: int64(n) * guestBytes})
+		t.Cleanup(func() { ms.Close() })
+		m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
+			Budget: anonymous.Budget{Off: true}, ErrorLog: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		for range n + 1 {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+		}
+		if got := ms.Len(); got != n {
+			t.Errorf("MaxBytes %d × guestBytes holds %d guests, want %d", n, got, n)
+		}
 	}
 }

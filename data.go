@@ -63,8 +63,9 @@ func DataFrom(ctx context.Context) []byte {
 // deleted with it, and is handed to OnLinkAccount when the guest becomes a
 // real user.
 //
-// It returns fn's error, ErrNoGuest, ErrDataTooLarge, an error wrapping
-// ErrClaimed while the guest is being linked, ErrNotFound when the guest is
+// It returns fn's error, ErrNoGuest, ErrDataTooLarge, ErrStoreFull when
+// the store has no room for the data to grow (memstore past its MaxBytes),
+// an error wrapping ErrClaimed while the guest is being linked, ErrNotFound when the guest is
 // gone (linked, deleted, or its first-visit cookie stored it over 10 s
 // ago), or a store error; in every case nothing is written. The one
 // exception is an error wrapping ErrUncertain: the write was sent and the

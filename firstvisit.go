@@ -215,7 +215,7 @@ func (m *Manager) holdInCookie(w http.ResponseWriter, g *guest, cur *Record, dat
 // planted in another browser, and presented while the grace runs, out.
 func (m *Manager) sibling(r *http.Request, rec *Record, first string, apply func(*Record) error) (*Record, error) {
 	if !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow ||
-		ClientAddr(rec.Session.IPAddress) != ClientAddr(r.RemoteAddr) {
+		!sameClient(rec.Session.IPAddress, r.RemoteAddr) {
 		return nil, ErrNotFound
 	}
 	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
@@ -238,4 +238,23 @@ func (m *Manager) siblingToken(rec *Record, first string) string {
 		}
 	}
 	return ""
+}
+
+// sameClient reports whether the addresses a and b ("host:port" or bare)
+// are one client's: one IPv4 address (an embedded one included) or one
+// IPv6 /64.
+func sameClient(a, b string) bool {
+	x, y := ClientAddr(a), ClientAddr(b)
+	if x4, ok := embeddedIPv4(x); ok {
+		x = x4
+	}
+	if y4, ok := embeddedIPv4(y); ok {
+		y = y4
+	}
+	if !x.Is6() || !y.Is6() {
+		return x == y
+	}
+	px, _ := x.Prefix(64)
+	py, _ := y.Prefix(64)
+	return px == py
 }

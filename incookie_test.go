@@ -152,15 +152,15 @@ func linkTabs(t *testing.T, v *rv, b *browserJar, user string, n int) {
 // same cookie replayed afterwards with another user links nothing. On a
 // store with room, and on a full one.
 func TestNeverStoredGuestLinksOnce(t *testing.T) {
-	for name, maxGuests := range map[string]int{"room": 0, "full": 4} {
+	for name, maxBytes := range map[string]int64{"room": 0, "full": 4 * guestBytes} {
 		t.Run(name, func(t *testing.T) {
 			var links []anonymous.LinkEvent
 			var mu sync.Mutex
-			ms := memstore.New(memstore.Options{MaxGuests: maxGuests})
+			ms := memstore.New(memstore.Options{MaxBytes: maxBytes})
 			t.Cleanup(func() { ms.Close() })
 			opts := anonymous.Options{
 				Keys:     []anonymous.Key{{Hash: hashKey1}},
-				Budget:   anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+				Budget:   anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 				Identify: identifyHeader,
 				OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
 					mu.Lock()
@@ -170,7 +170,7 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 				},
 			}
 			v := newRVOn(t, ms, opts)
-			for i := range maxGuests { // a flood fills the store, from addresses of its own
+			for i := range int(maxBytes / guestBytes) { // a flood fills the store, from addresses of its own
 				if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", "203.0.113."+strconv.Itoa(i+1)+":1", ""); w.Code != 200 {
 					t.Fatalf("the flood's sign-in: %d", w.Code)
 				}
@@ -198,7 +198,7 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 // sign-in/anonymous issues a token that must work without a cookie: on a
 // full store it answers 503 with Retry-After.
 func TestSignInOnAFullStore(t *testing.T) {
-	ms := memstore.New(memstore.Options{MaxGuests: 1})
+	ms := memstore.New(memstore.Options{MaxBytes: guestBytes})
 	t.Cleanup(func() { ms.Close() })
 	v := newRVOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
 	v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "")
@@ -289,11 +289,11 @@ func TestUpdateDuringALinkInAnotherTab(t *testing.T) {
 // clientOnlyLimiter refuses clients while refuse is set; accounts never.
 type clientOnlyLimiter struct{ switchLimiter }
 
-func (l *clientOnlyLimiter) Allow(ctx context.Context, key string, b anonymous.Budget) (time.Duration, error) {
-	if strings.HasPrefix(key, "account:") {
+func (l *clientOnlyLimiter) Take(ctx context.Context, charges []anonymous.Charge) (time.Duration, error) {
+	if strings.HasPrefix(charges[0].Key, "account ") {
 		return 0, nil
 	}
-	return l.switchLimiter.Allow(ctx, key, b)
+	return l.switchLimiter.Take(ctx, charges)
 }
 
 // Cookie size: the largest held guest (256-byte name and email, 1 KiB of
@@ -416,7 +416,7 @@ func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	var deleted []string
 	v := newRV(t, anonymous.Options{
-		Budget:         anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1},
+		Budget:         anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		OnGuestDeleted: func(_ context.Context, u *anonymous.User, _ anonymous.DeleteReason) { deleted = append(deleted, u.ID) },
 	})
 	w, _ := v.req(t, "GET", "/", victimIP, "")

@@ -140,6 +140,12 @@ func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 	t.Helper()
 	ms := memstore.New()
 	t.Cleanup(func() { ms.Close() })
+	return newFixtureOn(t, ms, opts)
+}
+
+// newFixtureOn is newFixture on the store ms.
+func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fixture {
+	t.Helper()
 	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}}
 	if opts.Keys == nil {
 		opts.Keys = []anonymous.Key{{Hash: hashKey1}}

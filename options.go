@@ -155,8 +155,8 @@ type Options struct {
 	// new visitor's guest lives in its first-visit cookie, with its data,
 	// until the budget allows storing it, and sign-in/anonymous answers
 	// 429. A login that links a guest never stored is charged to the
-	// account instead, at the same rates. Default: on, 100 an hour with a
-	// burst of 20 per IPv4 address or IPv6 /64 (see Budget).
+	// account instead, at the finest level's rates. Default: on, per IPv4
+	// address and IPv6 /64, /56 and /48 (see Budget and DefaultLevels).
 	Budget Budget
 	// FirstVisitWindow is how long a first visit's cookie, which carries a
 	// guest not stored yet (PersistOnReturn), can store it: a visitor who
@@ -207,8 +207,10 @@ func parseOptions(o Options) (Options, error) {
 		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
 	}
 	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
-	if b := o.Budget; b.Rate < 0 || b.Burst < 0 || b.Period < 0 {
-		return o, errors.New("negative Budget.Rate, Budget.Burst or Budget.Period")
+	for _, l := range o.Budget.Levels {
+		if err := l.check(); err != nil {
+			return o, err
+		}
 	}
 	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
 	if o.Lifetime < time.Second {

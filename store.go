@@ -122,7 +122,9 @@ type Store interface {
 	// version e.Version+1 and expiring at e.Expires, if the stored version
 	// is e.Version; otherwise it returns ErrConflict and changes nothing.
 	// It returns ErrNotFound when there is no entry or it has expired. Of
-	// concurrent Updates of one version exactly one succeeds.
+	// concurrent Updates of one version exactly one succeeds. A Store with
+	// a cap may refuse an Update that grows the entry, ErrStoreFull,
+	// changing nothing.
 	Update(ctx context.Context, key string, e Entry) error
 }
 

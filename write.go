@@ -235,7 +235,9 @@ type unconfirmed struct {
 	err error
 }
 
-func (u *unconfirmed) Error() string { return "anonymous: guest stored but not confirmed: " + u.err.Error() }
+func (u *unconfirmed) Error() string {
+	return "anonymous: guest stored but not confirmed: " + u.err.Error()
+}
 func (u *unconfirmed) Unwrap() error { return u.err }
 
 // Record returns the record the store holds for the guest with this id:

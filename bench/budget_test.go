@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,10 +30,13 @@ var (
 	// defaults. With the defaults, the expiry of a benchmark's many keys
 	// would burden the benchmarks after it instead of the one that made
 	// them.
-	bigBudget = anonymous.Budget{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
-	// defaultBudget is Budget's defaults, spelt out for the store's
-	// Limiter, which the Manager calls with them filled in.
-	defaultBudget = anonymous.Budget{Rate: 100, Period: time.Hour, Burst: 20}
+	bigBudget = anonymous.Budget{Levels: func() []anonymous.Level {
+		ls := anonymous.DefaultLevels()
+		for i := range ls {
+			ls[i].Rate, ls[i].Period, ls[i].Burst = 1_000_000, time.Second, 1_000_000
+		}
+		return ls
+	}()}
 )
 
 // budgetHandler is package anonymous's middleware around readGuest with
@@ -71,8 +75,16 @@ func BenchmarkNewGuestBudget(b *testing.B) {
 			if err != nil {
 				tb.Fatal(err)
 			}
-			// The limiter's keys start with "rate:", not with prefix.
-			return s, func() int { return len(redistest.Keys(tb, c, prefix)) }
+			// The guests' keys, not the budgets' (under the prefix too).
+			return s, func() int {
+				n := 0
+				for _, k := range redistest.Keys(tb, c, prefix) {
+					if !strings.HasPrefix(k, prefix+"budget:") {
+						n++
+					}
+				}
+				return n
+			}
 		}},
 	}
 	budgets := []struct {
@@ -128,10 +140,12 @@ func BenchmarkNewGuestBudget(b *testing.B) {
 // countingLimiter allows every guest and counts the calls.
 type countingLimiter struct{ calls atomic.Int64 }
 
-func (l *countingLimiter) Allow(context.Context, string, anonymous.Budget) (time.Duration, error) {
+func (l *countingLimiter) Take(context.Context, []anonymous.Charge) (time.Duration, error) {
 	l.calls.Add(1)
 	return 0, nil
 }
+
+func (l *countingLimiter) Refund(context.Context, []anonymous.Charge) error { return nil }
 
 // TestBudgetCalls counts, on memstore, the limiter calls and store
 // operations of storing a new guest and of a returning guest, with the
@@ -186,7 +200,8 @@ func TestBudgetRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T, p anonymous.Persist, b anonymous.Budget) (*redisstore.Store, *roundTrips, *anonymous.Manager, http.Handler) {
 		s, rt := countedRedis(t)
-		if _, err := s.Allow(ctx, "script-warm-up", defaultBudget); err != nil {
+		warmUp := []anonymous.Charge{{Key: "script warm-up", Level: anonymous.DefaultLevels()[0]}}
+		if _, err := s.Take(ctx, warmUp); err != nil {
 			t.Fatal(err)
 		}
 		m, h := budgetHandler(t, s, p, b)
@@ -267,7 +282,7 @@ func TestBudgetRoundTrips(t *testing.T) {
 	})
 
 	t.Run("over budget", func(t *testing.T) {
-		s, rt, _, h := setup(t, anonymous.PersistOnIssue, anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1})
+		s, rt, _, h := setup(t, anonymous.PersistOnIssue, anonymous.Budget{Levels: []anonymous.Level{{By: "ipv4/32", Burst: 1, Rate: 1, Period: time.Hour}, {By: "ipv6/64", Burst: 1, Rate: 1, Period: time.Hour}}})
 		visit(h, "") // the client's one guest
 		var id, ck string
 		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })

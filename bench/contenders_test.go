@@ -173,9 +173,9 @@ func anonymousMem(p anonymous.Persist) func(testing.TB) (http.Handler, http.Hand
 
 // newMemstore returns a memstore without a cap on its guests, closed when
 // the test ends: a benchmark of new guests may store more than the default
-// cap (250,000), past which Create fails and new guests are not stored.
+// cap (64 MiB), past which Create fails and new guests are not stored.
 func newMemstore(tb testing.TB) *memstore.Store {
-	s := memstore.New(memstore.Options{MaxGuests: -1})
+	s := memstore.New(memstore.Options{MaxBytes: -1})
 	tb.Cleanup(func() { s.Close() })
 	return s
 }

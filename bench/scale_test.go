@@ -147,7 +147,7 @@ func scaleSetup(b *testing.B, kind string, n int) *scaleEnv {
 	)
 	switch kind {
 	case "memstore":
-		s := memstore.New(memstore.Options{MaxGuests: -1})
+		s := memstore.New(memstore.Options{MaxBytes: -1})
 		env.release = func() { s.Close() }
 		store, fill, env.metric, measure = s, s, "heap-B/guest", scaleHeap
 	case "redis":

@@ -42,8 +42,8 @@ func Example() {
 
 func ExampleNew_options() {
 	// Free expired guests' memory every ten seconds instead of every minute,
-	// and hold at most 50,000 guests.
-	store := memstore.New(memstore.Options{SweepInterval: 10 * time.Second, MaxGuests: 50_000})
+	// and hold at most 16 MiB of guests (some 55,000 without data).
+	store := memstore.New(memstore.Options{SweepInterval: 10 * time.Second, MaxBytes: 16 << 20})
 	defer store.Close()
 	fmt.Println(store.Len())
 	// Output: 0

@@ -73,7 +73,7 @@ func TestHeapPerGuest(t *testing.T) {
 	value := bytes.Repeat([]byte{'g'}, guestSize)
 	exp := time.Now().Add(time.Hour)
 	before := heap()
-	s := New(Options{MaxGuests: -1})
+	s := New(Options{MaxBytes: -1})
 	defer s.Close()
 	for _, k := range keys {
 		if err := s.Create(ctx, k, anonymous.Entry{Value: value, Expires: exp}); err != nil {
@@ -100,7 +100,7 @@ func heap() float64 {
 func TestStoreFullAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := New(Options{MaxGuests: 1, SweepInterval: time.Hour})
+		s := New(Options{MaxBytes: int64(entrySize(key(1), []byte("old")) + entryOverhead), SweepInterval: time.Hour})
 		defer s.Close()
 		if err := s.Create(ctx, key(1), anonymous.Entry{Value: []byte("old"), Expires: time.Now().Add(time.Second)}); err != nil {
 			t.Fatal(err)
@@ -123,7 +123,7 @@ func TestStoreFullAfterExpiry(t *testing.T) {
 func TestCompaction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := New(Options{MaxGuests: -1})
+		s := New(Options{MaxBytes: -1})
 		defer s.Close()
 		kept := map[string][]byte{}
 		for i := range 20_000 {

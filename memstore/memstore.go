@@ -13,9 +13,10 @@
 //	http.ListenAndServe(":8080", guests.Middleware(mux))
 //
 // A guest without data takes about 300 bytes, up to 350 once written
-// often, so the default cap of 250,000 guests (Options.MaxGuests) holds
-// in 75 to 90 MB. Once the store is full, new visitors' guests live in
-// their cookies instead (see anonymous.ErrStoreFull). An expired guest is
+// often, so the default cap of 64 MiB (Options.MaxBytes) holds some
+// 220,000 of them, fewer with data. Once the store is full, new visitors'
+// guests live in their cookies instead, and a stored guest's data cannot
+// grow (see anonymous.ErrStoreFull). An expired guest is
 // never returned; a background sweeper, started by New and stopped by
 // Close, frees its memory.
 package memstore
@@ -48,25 +49,31 @@ type Options struct {
 	// entries. It bounds memory only: reads check expiry themselves.
 	// Default: DefaultSweepInterval (1 minute).
 	SweepInterval time.Duration
-	// MaxGuests caps the entries the store holds: one per guest, and one
-	// per deleted or linked guest until it would have expired. Past it,
-	// Create stores nothing and returns anonymous.ErrStoreFull, and the
-	// Manager fails open (new visitors' guests live in their cookies), so
-	// the process never runs out of memory. A Durable Create (a login
-	// linking a guest that was never stored) still has a headroom of 1 %
-	// more (at least 16): a login is never refused for a flood's guests.
-	// Negative: no cap. Default: DefaultMaxGuests, 250,000 guests, 75 to
-	// 90 MB without data: sized for a small server.
-	MaxGuests int
+	// MaxBytes caps the memory the store's entries take: each counts its
+	// key, its value and entryOverhead bytes (its header, its block's
+	// rounding, its index slot). Past it, Create stores nothing and returns
+	// anonymous.ErrStoreFull, as does an Update that would grow an entry
+	// (a guest's data), and the Manager fails open (new visitors' guests,
+	// and data, live in their cookies), so the process never runs out of
+	// memory. A Durable write (a login linking a guest, a delete) still has
+	// a headroom of 1 % more (at least 64 KiB): a login is never refused
+	// for a flood's guests. Negative: no cap. Default: DefaultMaxBytes, 64
+	// MiB, some 220,000 guests without data: sized for a small server.
+	MaxBytes int64
 }
 
-// DefaultMaxGuests is Options.MaxGuests's default.
-const DefaultMaxGuests = 250_000
+// DefaultMaxBytes is Options.MaxBytes's default.
+const DefaultMaxBytes = 64 << 20
 
-// headroom is how many entries past max a full store still creates for
-// Durable Creates, so that a flood that fills the store cannot keep a
-// visitor from logging in with its cart: 1 % of max, and at least 16.
-func headroom(limit int) int { return max(limit/100, 16) }
+// entryOverhead is what an entry costs past its key and value: its header,
+// its block's length and rounding to a size class (about a sixteenth), and
+// its index slot at the table's load.
+const entryOverhead = blockHeader + 16 + 12
+
+// headroom is how many bytes past max a full store still takes for
+// Durable writes, so that a flood that fills the store cannot keep a
+// visitor from logging in with its cart: 1 % of max, and at least 64 KiB.
+func headroom(limit int64) int64 { return max(limit/100, 64<<10) }
 
 // errLongKey is returned by Create for a key its entry cannot hold.
 var errLongKey = errors.New("memstore: key longer than 255 bytes")
@@ -87,8 +94,9 @@ type Store struct {
 	done      chan struct{} // closed when the sweeper has returned
 	closeOnce sync.Once
 
-	max int          // MaxGuests; 0 for no cap
-	n   atomic.Int64 // entries held, expired ones the sweeper has not freed included
+	max   int64        // MaxBytes; 0 for no cap
+	n     atomic.Int64 // entries held, expired ones the sweeper has not freed included
+	bytes atomic.Int64 // what they take, as MaxBytes counts it
 }
 
 var _ anonymous.Store = (*Store)(nil)
@@ -126,10 +134,10 @@ func New(opts ...Options) *Store {
 		o = opts[0]
 	}
 	switch {
-	case o.MaxGuests == 0:
-		o.MaxGuests = DefaultMaxGuests
-	case o.MaxGuests < 0:
-		o.MaxGuests = 0
+	case o.MaxBytes == 0:
+		o.MaxBytes = DefaultMaxBytes
+	case o.MaxBytes < 0:
+		o.MaxBytes = 0
 	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
@@ -137,7 +145,7 @@ func New(opts ...Options) *Store {
 	s := &Store{
 		seed: maphash.MakeSeed(),
 		mask: ^uint64(0),
-		max:  o.MaxGuests,
+		max:  o.MaxBytes,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -180,6 +188,7 @@ func (s *Store) sweep() {
 		for j := 0; j < len(sh.index.slots); {
 			if sh.index.slots[j] != 0 {
 				if r := sh.index.ref(j); !live(sh.arena.get(r), sec, nsec) {
+					s.bytes.Add(-int64(len(sh.arena.get(r)) + entryOverhead))
 					sh.arena.drop(r)
 					sh.index.remove(j) // which may move a later slot to j
 					s.n.Add(-1)
@@ -205,10 +214,14 @@ func (sh *shardBody) compact() {
 
 // Len returns the number of entries the store holds: one per guest, one
 // per deleted or linked guest until it would have expired, and expired
-// entries the sweeper has not freed yet. MaxGuests, plus the headroom of
-// Durable Creates, caps it. It is meant for monitoring memory and for
-// tests, and is safe for concurrent use.
+// entries the sweeper has not freed yet. It is meant for monitoring and
+// for tests, and is safe for concurrent use.
 func (s *Store) Len() int { return int(s.n.Load()) }
+
+// Bytes returns the memory the store's entries take, as Options.MaxBytes
+// counts it. It is meant for monitoring and tests, and is safe for
+// concurrent use.
+func (s *Store) Bytes() int64 { return s.bytes.Load() }
 
 // hash returns the hash of key (hash/maphash, with the store's own seed):
 // its low bits choose the shard, its upper 32 bits are the tag the shard's
@@ -222,9 +235,9 @@ func tag(h uint64) uint32 { return uint32(h >> 32) }
 // Create stores a copy of e.Value under key as version 1, expiring at
 // e.Expires. It returns anonymous.ErrExists, changing nothing, when key
 // holds an entry that has not expired; anonymous.ErrStoreFull when the
-// store holds MaxGuests entries (or, for a Durable e, MaxGuests and its
-// headroom); an error for a key longer than 255 bytes; and ctx.Err() if
-// ctx is done.
+// entry would take the store past MaxBytes (or, for a Durable e, past
+// MaxBytes and its headroom); an error for a key longer than 255 bytes;
+// and ctx.Err() if ctx is done.
 func (s *Store) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -243,47 +256,60 @@ func (s *Store) Create(ctx context.Context, key string, e anonymous.Entry) error
 		if live(sh.arena.get(sh.index.ref(i)), sec, nsec) {
 			return anonymous.ErrExists
 		}
-		// Expired, and not swept yet: as good as absent, and its room is
-		// taken already.
-		r, b, ok := sh.arena.replace(sh.index.ref(i), n)
-		if !ok {
-			return anonymous.ErrStoreFull
-		}
-		writeEntry(b, key, 1, e.Expires, e.Value)
-		sh.index.set(i, r)
-		return nil
+		// Expired, and not swept yet: as good as absent.
+		return s.replace(&sh.shardBody, i, key, 1, e)
 	}
-	if !s.reserve(e.Durable) {
+	if !s.reserve(int64(n+entryOverhead), e.Durable) {
 		return anonymous.ErrStoreFull
 	}
 	r, b, ok := sh.arena.put(n)
 	if !ok {
-		s.n.Add(-1)
+		s.bytes.Add(-int64(n + entryOverhead))
 		return anonymous.ErrStoreFull
 	}
+	s.n.Add(1)
 	writeEntry(b, key, 1, e.Expires, e.Value)
 	sh.index.insert(tag(h), r)
 	return nil
 }
 
-// reserve counts one more entry, unless the store is full: durable for a
-// Durable Create, which may use the headroom. Creates on other shards run
+// reserve takes n more bytes, unless the store is full: durable for a
+// Durable write, which may use the headroom. Writes on other shards run
 // meanwhile, so the count is taken with a compare-and-swap: the cap holds
-// exactly.
-func (s *Store) reserve(durable bool) bool {
-	limit := int64(s.max)
+// exactly. A negative n gives bytes back.
+func (s *Store) reserve(n int64, durable bool) bool {
+	limit := s.max
 	if durable {
-		limit += int64(headroom(s.max))
+		limit += headroom(s.max)
 	}
 	for {
-		n := s.n.Load()
-		if s.max > 0 && n >= limit {
+		b := s.bytes.Load()
+		if s.max > 0 && n > 0 && b+n > limit {
 			return false
 		}
-		if s.n.CompareAndSwap(n, n+1) {
+		if s.bytes.CompareAndSwap(b, b+n) {
 			return true
 		}
 	}
+}
+
+// replace writes e as version v of the entry in slot i of sh, which
+// holds key, taking or giving back the bytes the change of size makes.
+func (s *Store) replace(sh *shardBody, i int, key string, v uint64, e anonymous.Entry) error {
+	r := sh.index.ref(i)
+	n := entrySize(key, e.Value)
+	grow := int64(n - len(sh.arena.get(r)))
+	if !s.reserve(grow, e.Durable) {
+		return anonymous.ErrStoreFull
+	}
+	r, b, ok := sh.arena.replace(r, n)
+	if !ok {
+		s.bytes.Add(-grow)
+		return anonymous.ErrStoreFull
+	}
+	writeEntry(b, key, v, e.Expires, e.Value)
+	sh.index.set(i, r)
+	return nil
 }
 
 // Get returns the entry under key, with its version and expiry, or
@@ -318,9 +344,10 @@ func (s *Store) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 // Update replaces the entry under key with a copy of e.Value, as version
 // e.Version+1 and expiring at e.Expires, if the stored version is
 // e.Version. It returns anonymous.ErrConflict, changing nothing, when it is
-// not; anonymous.ErrNotFound when there is no entry or it has expired; and
-// ctx.Err() if ctx is done. An update takes no room from the cap: it ends
-// the entry it replaces.
+// not; anonymous.ErrNotFound when there is no entry or it has expired;
+// anonymous.ErrStoreFull, changing nothing, when it grows the entry past
+// MaxBytes (or, for a Durable e, past its headroom); and ctx.Err() if ctx
+// is done.
 func (s *Store) Update(ctx context.Context, key string, e anonymous.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -340,11 +367,5 @@ func (s *Store) Update(ctx context.Context, key string, e anonymous.Entry) error
 	case version(stored) != e.Version:
 		return anonymous.ErrConflict
 	}
-	r, b, ok := sh.arena.replace(sh.index.ref(i), entrySize(key, e.Value))
-	if !ok {
-		return anonymous.ErrStoreFull
-	}
-	writeEntry(b, key, e.Version+1, e.Expires, e.Value)
-	sh.index.set(i, r)
-	return nil
+	return s.replace(&sh.shardBody, i, key, e.Version+1, e)
 }

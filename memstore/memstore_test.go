@@ -228,7 +228,7 @@ func filled(b *testing.B) (*memstore.Store, []string) {
 // move between blocks of every class, and past them.
 func TestConcurrentUpdates(t *testing.T) {
 	ctx := t.Context()
-	s := memstore.New(memstore.Options{SweepInterval: time.Millisecond, MaxGuests: -1})
+	s := memstore.New(memstore.Options{SweepInterval: time.Millisecond, MaxBytes: -1})
 	defer s.Close()
 	const counters, workers, increments = 8, 16, 200
 	exp := time.Now().Add(time.Hour)

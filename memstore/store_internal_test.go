@@ -131,7 +131,7 @@ func sizes() []int {
 // updated through every size, growing and shrinking.
 func TestValues(t *testing.T) {
 	ctx := t.Context()
-	s := New(Options{MaxGuests: -1})
+	s := New(Options{MaxBytes: -1})
 	defer s.Close()
 	rnd := rand.New(rand.NewPCG(3, 4))
 	ns := sizes()

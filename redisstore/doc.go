@@ -68,7 +68,8 @@
 // pipelined on the key master's connection) before they count as done.
 //
 // The abuse budget (anonymous.Budget) lives in Redis too: Store is an
-// anonymous.Limiter (go-redis/redis_rate, one key per client, expiring).
+// anonymous.Limiter: one script charges every level of a client's budget,
+// or none, on keys under the store's prefix (limit.go).
 //
 // # Memory
 //

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ func manager(t testing.TB, s anonymous.Store, o anonymous.Options) *anonymous.Ma
 	if o.CookieName == "" {
 		o.CookieName = "anonymous_guest"
 	}
-	if o.Budget.Rate == 0 {
+	if o.Budget.Levels == nil {
 		o.Budget.Off = true // every test visitor comes from 127.0.0.1
 	}
 	o.ErrorLog = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -425,8 +426,8 @@ func TestBudgetSharedInRedis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			client := newID(t) // a budget of this run's own
-			budget := anonymous.Budget{Rate: 10, Period: time.Hour, Burst: 3, Client: func(*http.Request) string { return client }}
+			client := netip.MustParseAddr("192.0.2.77")
+			budget := anonymous.Budget{Levels: perClient(10, time.Hour, 3), Client: func(*http.Request) netip.Addr { return client }}
 			a := manager(t, s, anonymous.Options{Budget: budget}).Middleware(whoami)
 			b := manager(t, s, anonymous.Options{Budget: budget}).Middleware(whoami)
 			stored := 0
@@ -449,11 +450,10 @@ func TestBudgetSharedInRedis(t *testing.T) {
 			if stored != 3 {
 				t.Errorf("two instances stored %d guests for one client, want the shared burst of 3", stored)
 			}
-			key := "rate:" + prefix + "budget:" + client
+			key := prefix + "budget:{ipv4/32 192.0.2.77/32}:ipv4/32 192.0.2.77/32"
 			if ttl := c.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > time.Hour {
 				t.Errorf("budget key %q has TTL %v, want one that expires within the period", key, ttl)
 			}
-			c.Del(context.Background(), key)
 		})
 	}
 }
@@ -552,7 +552,7 @@ func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 		t.Fatal(err)
 	}
 	attacker, victim := "198.51.100.9:1", "192.0.2.9:1" // the budget's keys are under the test's prefix
-	h := manager(t, s, anonymous.Options{Budget: anonymous.Budget{Rate: 1, Period: time.Hour, Burst: 1}}).Middleware(whoami)
+	h := manager(t, s, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}}).Middleware(whoami)
 	do := func(method, ip string, ck *http.Cookie) (string, *http.Cookie) {
 		r := httptest.NewRequest(method, "https://shop.example"+map[string]string{"GET": "/", "POST": "/api/auth/sign-in/anonymous"}[method], nil)
 		r.RemoteAddr = ip
@@ -593,7 +593,7 @@ func TestBrowsersBehindOneAddressOnRedis(t *testing.T) {
 	var links atomic.Int64
 	var linked sync.Map
 	m := manager(t, s, anonymous.Options{
-		Budget: anonymous.Budget{Rate: 100, Period: time.Hour, Burst: 20},
+		Budget: anonymous.Budget{Levels: perClient(100, time.Hour, 20)},
 		Identify: func(r *http.Request) (*anonymous.User, error) {
 			if id := r.Header.Get("X-User"); id != "" {
 				return &anonymous.User{ID: id}, nil
@@ -671,5 +671,14 @@ func TestBrowsersBehindOneAddressOnRedis(t *testing.T) {
 	do("GET", last, "mallory")
 	if links.Load() != 1 {
 		t.Errorf("the replayed cookie linked again: %d links", links.Load())
+	}
+}
+
+// perClient is a budget of burst guests at once, then rate per period, per
+// client address: an IPv4 address or an IPv6 /64.
+func perClient(rate int, period time.Duration, burst int) []anonymous.Level {
+	return []anonymous.Level{
+		{By: "ipv6/64", Burst: burst, Rate: rate, Period: period},
+		{By: "ipv4/32", Burst: burst, Rate: rate, Period: period},
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/guestpass/anonymous"
 	"github.com/redis/go-redis/v9"
 )
@@ -49,7 +48,6 @@ var ErrNotReplicated = errors.New("redisstore: write not acknowledged by enough 
 type Store struct {
 	client  redis.UniversalClient
 	prefix  string
-	rate    *redis_rate.Limiter
 	wait    int   // Options.WaitReplicas
 	waitFor int64 // Options.WaitTimeout, in ms
 }
@@ -87,7 +85,7 @@ func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
 		return nil, errors.New("redisstore: negative WaitReplicas or WaitTimeout")
 	}
 	return &Store{
-		client: client, prefix: p, rate: redis_rate.NewLimiter(client),
+		client: client, prefix: p,
 		wait: o.WaitReplicas, waitFor: max(cmp.Or(o.WaitTimeout, 100*time.Millisecond).Milliseconds(), 1),
 	}, nil
 }
@@ -258,21 +256,6 @@ func (s *Store) waited(ctx context.Context, op, key, k string, write func(redis.
 		return failed(ctx, op, key, fmt.Errorf("%w: %d of %d replicas (%v)", ErrNotReplicated, got, s.wait, err))
 	}
 	return nil
-}
-
-// Allow takes one guest from client's budget in Redis, so that every
-// instance of the application shares it: GCRA in one script call
-// (go-redis/redis_rate), on the key "rate:{prefix}budget:{client}", which
-// expires once the budget is full again. The Manager uses it by default.
-func (s *Store) Allow(ctx context.Context, client string, b anonymous.Budget) (time.Duration, error) {
-	res, err := s.rate.Allow(ctx, s.prefix+"budget:"+client, redis_rate.Limit{Rate: b.Rate, Burst: b.Burst, Period: b.Period})
-	if err != nil {
-		return 0, failed(ctx, "budget", client, err)
-	}
-	if res.Allowed == 0 {
-		return max(res.RetryAfter, time.Millisecond), nil
-	}
-	return 0, nil
 }
 
 // failed wraps a failed call's error, and the context's too when it is done

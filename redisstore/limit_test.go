@@ -1,0 +1,115 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/internal/redistest"
+	"github.com/guestpass/anonymous/redisstore"
+)
+
+// Take is all or none, in one script: a charge over its budget takes
+// nothing from the others; Refund gives back what Take took. On a Cluster
+// the keys of one call share a slot.
+func TestLimiterAllOrNothing(t *testing.T) {
+	for name, client := range topologies {
+		t.Run(name, func(t *testing.T) {
+			c := client(t)
+			s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			fine := anonymous.Charge{Key: "ipv6/64 2001:db8::/64", Level: anonymous.Level{By: "ipv6/64", Burst: 2, Rate: 1, Period: time.Hour}}
+			tight := anonymous.Charge{Key: "ipv6/48 2001:db8::/48", Level: anonymous.Level{By: "ipv6/48", Burst: 1, Rate: 1, Period: time.Hour}}
+			if wait, err := s.Take(ctx, []anonymous.Charge{fine, tight}); wait != 0 || err != nil {
+				t.Fatalf("first guest: %v, %v", wait, err)
+			}
+			if wait, err := s.Take(ctx, []anonymous.Charge{fine, tight}); err != nil || wait <= 0 || wait > time.Hour {
+				t.Fatalf("second guest: wait %v, %v; want up to an hour (tight is spent)", wait, err)
+			}
+			if wait, err := s.Take(ctx, []anonymous.Charge{fine}); wait != 0 || err != nil {
+				t.Fatalf("a refused take spent fine's budget: %v, %v", wait, err)
+			}
+			if err := s.Refund(ctx, []anonymous.Charge{fine, tight}); err != nil {
+				t.Fatal(err)
+			}
+			if wait, err := s.Take(ctx, []anonymous.Charge{tight}); wait != 0 || err != nil {
+				t.Fatalf("a refunded guest was not given back: %v, %v", wait, err)
+			}
+		})
+	}
+}
+
+// floodSignIns sends sign-in/anonymous from each address through a Manager
+// with the default levels on s, and returns how many were stored.
+func floodSignIns(t *testing.T, s *redisstore.Store, addrs []string) int {
+	m := manager(t, s, anonymous.Options{Budget: anonymous.Budget{Levels: anonymous.DefaultLevels()}})
+	h := m.Middleware(whoami)
+	stored := 0
+	for _, a := range addrs {
+		r := httptest.NewRequest("POST", "/api/auth/sign-in/anonymous", nil)
+		r.RemoteAddr = a
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			stored++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("sign-in from %s: %d %s", a, w.Code, w.Body)
+		}
+	}
+	return stored
+}
+
+// A flood from the /64s of one /48, or from 6to4 addresses of one IPv4
+// address, stores the /48's (or the IPv4 address's) burst, on Redis as in
+// memory; the budget's keys live under the store's prefix, so that a run
+// with a fixed prefix, cleaned between runs, stores the same each time.
+func TestFloodsOnRedis(t *testing.T) {
+	for name, client := range topologies {
+		t.Run(name, func(t *testing.T) {
+			c := client(t)
+			prefix := redistest.Prefix(t, c)
+			var block, sixToFour []string
+			for i := range 300 {
+				block = append(block, fmt.Sprintf("[2001:db8:7:%x::1]:1", i*211%65536))
+			}
+			for i := range 40 {
+				sixToFour = append(sixToFour, fmt.Sprintf("[2002:c000:201:%x::1]:1", i))
+			}
+			for run := range 3 {
+				s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := floodSignIns(t, s, block); n != 200 {
+					t.Fatalf("run %d: 300 /64s of one /48 stored %d guests, want 200", run, n)
+				}
+				if n := floodSignIns(t, s, sixToFour); n != 20 {
+					t.Fatalf("run %d: 6to4 addresses of one IPv4 address stored %d guests, want 20", run, n)
+				}
+				keys := redistest.Keys(t, c, prefix)
+				budgets := 0
+				for _, k := range keys {
+					if strings.HasPrefix(k, prefix+"budget:{") {
+						budgets++
+					}
+				}
+				if budgets < 4 || len(keys) != 220+budgets {
+					t.Fatalf("run %d: %d keys under the prefix, %d of them budgets; want 220 guests and the budgets", run, len(keys), budgets)
+				}
+				for _, k := range keys { // clean up by prefix, as an operator would
+					c.Del(context.Background(), k)
+				}
+			}
+		})
+	}
+}
