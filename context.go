@@ -106,9 +106,24 @@ func (m *Manager) state(ctx context.Context) *reqState {
 // newState returns a request's state, to be filled by m's middleware and
 // handed on as the request's context.
 func (m *Manager) newState(r *http.Request) *reqState {
-	s := &reqState{Context: r.Context(), m: m, vary: [2]string{"Cookie", "Authorization"}}
+	var s *reqState
+	if len(r.Header["Cookie"]) > 0 || len(r.Header["Authorization"]) > 0 {
+		// A returning guest's record is decoded into the state's own
+		// room, in the same allocation; a new visitor does without.
+		p := new(stateWithRecord)
+		s, p.reqState.own.read = &p.reqState, &p.read
+	} else {
+		s = new(reqState)
+	}
+	s.Context, s.m, s.vary = r.Context(), m, [2]string{"Cookie", "Authorization"}
 	s.outer, _ = s.Context.Value(ctxKey{}).(*reqState)
 	return s
+}
+
+// stateWithRecord is a request's state and room to decode its guest into.
+type stateWithRecord struct {
+	reqState
+	read withText
 }
 
 // setVary adds the headers every answer of the middleware depends on to

@@ -34,10 +34,9 @@ type guest struct {
 	// stored as the request began (rec.Version 0): see storeOnce.
 	mu     sync.Mutex
 	stored *Record
-	// read is where lookup decodes a stored guest, and text its text: they
-	// come with the request's state, in its one allocation.
-	read Record
-	text [recordText]byte
+	// read, when not nil, is where lookup decodes a stored guest: it comes
+	// with the request's state, in its one allocation.
+	read *withText
 }
 
 // credential is a decoded guest credential.
@@ -192,12 +191,12 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 		return g, nil
 	}
 	g := st.guestSlot()
-	rec, text := &g.read, g.text[:0]
-	if g.rec != nil { // a lookup earlier in the request holds the slot
-		p := new(withText)
-		rec, text = &p.rec, p.text[:0]
+	p := g.read
+	if p == nil || g.rec != nil { // none, or a lookup earlier in the request holds it
+		p = new(withText)
 	}
-	err := m.getInto(ctx, c.id, rec, text)
+	rec := &p.rec
+	err := m.getInto(ctx, c.id, rec, p.text[:0])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if fromCookie { // a signed cookie of a guest the store lost, or that expired there first
