@@ -106,6 +106,9 @@ func TestFloodsOnRedis(t *testing.T) {
 				if budgets < 4 || len(keys) != 220+budgets {
 					t.Fatalf("run %d: %d keys under the prefix, %d of them budgets; want 220 guests and the budgets", run, len(keys), budgets)
 				}
+				if stray := redistest.Keys(t, c, "rate:"+prefix); len(stray) > 0 {
+					t.Fatalf("run %d: budget keys outside the prefix: %v", run, stray)
+				}
 				for _, k := range keys { // clean up by prefix, as an operator would
 					c.Del(context.Background(), k)
 				}
