@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,6 +163,20 @@ const (
 	// DeletedByApplication: Manager.DeleteGuest.
 	DeletedByApplication
 )
+
+// String returns the reason as logs and metrics name it: "visitor",
+// "link" or "application".
+func (r DeleteReason) String() string {
+	switch r {
+	case DeletedByVisitor:
+		return "visitor"
+	case DeletedByLink:
+		return "link"
+	case DeletedByApplication:
+		return "application"
+	}
+	return "DeleteReason(" + strconv.Itoa(int(r)) + ")"
+}
 
 // Manager issues, loads and links guests. Create it with New. It is safe for
 // concurrent use.

@@ -72,8 +72,8 @@ func newMetrics(mp metric.MeterProvider, tp trace.TracerProvider) (*metrics, err
 	m.linkFailure = addBy("anonymous.reason", failCallback, failStore, failOutlasted)
 	m.refusedBy = addBy("anonymous.reason", "budget", "store_full")
 	m.deletedBy = make(map[DeleteReason][]metric.AddOption, 3)
-	for r, name := range map[DeleteReason]string{DeletedByVisitor: "visitor", DeletedByLink: "link", DeletedByApplication: "application"} {
-		m.deletedBy[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("anonymous.reason", name)))}
+	for _, r := range []DeleteReason{DeletedByVisitor, DeletedByLink, DeletedByApplication} {
+		m.deletedBy[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("anonymous.reason", r.String())))}
 	}
 	return m, nil
 }
