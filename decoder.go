@@ -73,3 +73,19 @@ func (d *decoder) time() time.Time {
 	}
 	return time.Unix(sec, int64(ns)).UTC()
 }
+
+// timeIf reads a time when flag is set, else returns def.
+func (d *decoder) timeIf(flag uint16, def time.Time) time.Time {
+	if flag == 0 {
+		return def
+	}
+	return d.time()
+}
+
+// stringIf reads a string when flag is set, else returns def.
+func (d *decoder) stringIf(flag uint16, def string) string {
+	if flag == 0 {
+		return def
+	}
+	return d.string()
+}

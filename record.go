@@ -100,48 +100,46 @@ func appendRecord(b []byte, rec *Record) []byte {
 	}
 	b = appendTime(b, s.ExpiresAt)
 	b = appendTime(b, u.CreatedAt)
-	if flags&flagUserUpdated != 0 {
-		b = appendTime(b, u.UpdatedAt)
-	}
-	if flags&flagSessionCreated != 0 {
-		b = appendTime(b, s.CreatedAt)
-	}
-	if flags&flagSessionUpdated != 0 {
-		b = appendTime(b, s.UpdatedAt)
-	}
-	if flags&flagClaim != 0 {
-		b = appendTime(b, rec.ClaimUntil)
-	}
+	b = appendTimeIf(b, flags&flagUserUpdated, u.UpdatedAt)
+	b = appendTimeIf(b, flags&flagSessionCreated, s.CreatedAt)
+	b = appendTimeIf(b, flags&flagSessionUpdated, s.UpdatedAt)
+	b = appendTimeIf(b, flags&flagClaim, rec.ClaimUntil)
 	if flags&flagTokenHash != 0 {
 		b = append(b, rec.TokenHash[:]...)
 	}
-	if flags&flagEmail != 0 {
-		b = appendString(b, u.Email)
-	}
-	if flags&flagName != 0 {
-		b = appendString(b, u.Name)
-	}
+	b = appendStringIf(b, flags&flagEmail, u.Email)
+	b = appendStringIf(b, flags&flagName, u.Name)
 	if sidULID {
 		b = append(b, sid[:]...)
 	} else {
 		b = appendString(b, s.ID)
 	}
-	if flags&flagSessionUserID != 0 {
-		b = appendString(b, s.UserID)
-	}
+	b = appendStringIf(b, flags&flagSessionUserID, s.UserID)
 	if ipOK {
 		b = append(b, ip.AsSlice()...)
 	} else {
 		b = appendString(b, s.IPAddress)
 	}
 	b = appendString(b, s.UserAgent)
-	if flags&flagLinkedTo != 0 {
-		b = appendString(b, rec.LinkedTo)
-	}
-	if flags&flagClaim != 0 {
-		b = appendString(b, rec.ClaimOwner)
-	}
+	b = appendStringIf(b, flags&flagLinkedTo, rec.LinkedTo)
+	b = appendStringIf(b, flags&flagClaim, rec.ClaimOwner)
 	return append(b, rec.Data...)
+}
+
+// appendTimeIf appends t when flag is set.
+func appendTimeIf(b []byte, flag uint16, t time.Time) []byte {
+	if flag == 0 {
+		return b
+	}
+	return appendTime(b, t)
+}
+
+// appendStringIf appends s when flag is set.
+func appendStringIf(b []byte, flag uint16, s string) []byte {
+	if flag == 0 {
+		return b
+	}
+	return appendString(b, s)
 }
 
 // decodeRecord returns the record of guest id stored as e, in one
@@ -189,66 +187,35 @@ func decodeInto(rec *Record, text []byte, id string, e Entry) error {
 	}
 	u, s := &rec.User, &rec.Session
 	rec.Version = e.Version
-	u.ID, s.UserID = id, id
+	u.ID = id
 	u.EmailVerified = flags&flagEmailVerified != 0
 	u.IsAnonymous = flags&flagAnonymous != 0
 	rec.Deleted = flags&flagDeleted != 0
 	s.ExpiresAt = d.time()
 	u.CreatedAt = d.time()
-	u.UpdatedAt, s.CreatedAt, s.UpdatedAt = u.CreatedAt, u.CreatedAt, u.CreatedAt
-	if flags&flagUserUpdated != 0 {
-		u.UpdatedAt = d.time()
-	}
-	if flags&flagSessionCreated != 0 {
-		s.CreatedAt = d.time()
-	}
-	if flags&flagSessionUpdated != 0 {
-		s.UpdatedAt = d.time()
-	}
-	if flags&flagClaim != 0 {
-		rec.ClaimUntil = d.time()
-	}
+	u.UpdatedAt = d.timeIf(flags&flagUserUpdated, u.CreatedAt)
+	s.CreatedAt = d.timeIf(flags&flagSessionCreated, u.CreatedAt)
+	s.UpdatedAt = d.timeIf(flags&flagSessionUpdated, u.CreatedAt)
+	rec.ClaimUntil = d.timeIf(flags&flagClaim, time.Time{})
 	if flags&flagTokenHash != 0 {
 		copy(rec.TokenHash[:], d.bytes(32))
 	}
 	if flags&flagEmail != 0 {
 		u.Email = d.string()
 	} else {
-		start := len(text)
-		text = append(text, defaultEmailPrefix...)
-		for i := range len(id) {
-			text = append(text, lower(id[i]))
-		}
-		text = append(text, defaultEmailSuffix...)
-		u.Email = str(text[start:])
+		u.Email, text = appendDefaultEmail(text, id)
 	}
-	u.Name = defaultName
-	if flags&flagName != 0 {
-		u.Name = d.string()
-	}
+	u.Name = d.stringIf(flags&flagName, defaultName)
 	if flags&flagSessionULID != 0 {
 		s.ID, text = appendULID(text, d.bytes(16))
 	} else {
 		s.ID = d.string()
 	}
-	if flags&flagSessionUserID != 0 {
-		s.UserID = d.string()
-	}
-	switch {
-	case flags&flagIPv4 != 0:
-		s.IPAddress, _ = appendIP(text, netip.AddrFrom4([4]byte(d.bytes(4))))
-	case flags&flagIPv6 != 0:
-		s.IPAddress, _ = appendIP(text, netip.AddrFrom16([16]byte(d.bytes(16))))
-	default:
-		s.IPAddress = d.string()
-	}
+	s.UserID = d.stringIf(flags&flagSessionUserID, id)
+	s.IPAddress = d.ip(flags, text)
 	s.UserAgent = d.string()
-	if flags&flagLinkedTo != 0 {
-		rec.LinkedTo = d.string()
-	}
-	if flags&flagClaim != 0 {
-		rec.ClaimOwner = d.string()
-	}
+	rec.LinkedTo = d.stringIf(flags&flagLinkedTo, "")
+	rec.ClaimOwner = d.stringIf(flags&flagClaim, "")
 	if d.bad {
 		return errMalformed
 	}
@@ -257,6 +224,33 @@ func decodeInto(rec *Record, text []byte, id string, e Entry) error {
 		rec.Data = d.b[:len(d.b):len(d.b)]
 	}
 	return nil
+}
+
+// appendDefaultEmail appends temp@{id in lower case}.com to text, and
+// returns it as a string too.
+func appendDefaultEmail(text []byte, id string) (string, []byte) {
+	start := len(text)
+	text = append(text, defaultEmailPrefix...)
+	for i := range len(id) {
+		text = append(text, lower(id[i]))
+	}
+	text = append(text, defaultEmailSuffix...)
+	return str(text[start:]), text
+}
+
+// ip reads the session's address: 4 or 16 bytes, written as text into
+// text's spare room, or a string, as flags say.
+func (d *decoder) ip(flags uint16, text []byte) string {
+	var a string
+	switch {
+	case flags&flagIPv4 != 0:
+		a, _ = appendIP(text, netip.AddrFrom4([4]byte(d.bytes(4))))
+	case flags&flagIPv6 != 0:
+		a, _ = appendIP(text, netip.AddrFrom16([16]byte(d.bytes(16))))
+	default:
+		a = d.string()
+	}
+	return a
 }
 
 // textSize is how many bytes of text decodeRecord needs for what a record

@@ -63,43 +63,27 @@ func decodeFormat2(rec *Record, id string, e Entry) error {
 	d := decoder{b: v[header2Size:]}
 	rec.Version = e.Version
 	u, s := &rec.User, &rec.Session
-	u.ID, s.UserID = id, id
+	u.ID = id
 	u.EmailVerified = flags&flag2EmailVerified != 0
 	u.IsAnonymous = flags&flag2Anonymous != 0
 	rec.Deleted = flags&flag2Deleted != 0
 	s.ExpiresAt = d.millis()
 	u.CreatedAt = d.millis()
-	s.UpdatedAt, u.UpdatedAt, s.CreatedAt = u.CreatedAt, u.CreatedAt, u.CreatedAt
-	if flags&flag2SessionUpdated != 0 {
-		s.UpdatedAt = d.millis()
-	}
-	if flags&flag2UserUpdated != 0 {
-		u.UpdatedAt = d.millis()
-	}
-	if flags&flag2SessionCreated != 0 {
-		s.CreatedAt = d.millis()
-	}
-	if flags&flag2Claim != 0 {
-		rec.ClaimUntil = d.millis()
-	}
+	s.UpdatedAt = d.millisIf(flags&flag2SessionUpdated, u.CreatedAt)
+	u.UpdatedAt = d.millisIf(flags&flag2UserUpdated, u.CreatedAt)
+	s.CreatedAt = d.millisIf(flags&flag2SessionCreated, u.CreatedAt)
+	rec.ClaimUntil = d.millisIf(flags&flag2Claim, time.Time{})
 	if flags&flag2TokenHash != 0 {
 		copy(rec.TokenHash[:], d.bytes(32))
 	}
-	u.Email, u.Name = defaultEmailPrefix+toLower(id)+defaultEmailSuffix, defaultName
-	if flags&flag2Email != 0 {
-		u.Email = d.string()
-	}
-	if flags&flag2Name != 0 {
-		u.Name = d.string()
-	}
+	u.Email = d.stringIf(flags&flag2Email, defaultEmailPrefix+toLower(id)+defaultEmailSuffix)
+	u.Name = d.stringIf(flags&flag2Name, defaultName)
 	if flags&flag2SessionULID != 0 {
 		s.ID = ulid.ULID(d.bytes(16)).String()
 	} else {
 		s.ID = d.string()
 	}
-	if flags&flag2SessionUserID != 0 {
-		s.UserID = d.string()
-	}
+	s.UserID = d.stringIf(flags&flag2SessionUserID, id)
 	s.IPAddress = d.string()
 	if flags&flag2IP != 0 {
 		a, ok := netip.AddrFromSlice([]byte(s.IPAddress))
@@ -109,12 +93,8 @@ func decodeFormat2(rec *Record, id string, e Entry) error {
 		s.IPAddress = a.String()
 	}
 	s.UserAgent = d.string()
-	if flags&flag2LinkedTo != 0 {
-		rec.LinkedTo = d.string()
-	}
-	if flags&flag2Claim != 0 {
-		rec.ClaimOwner = d.string()
-	}
+	rec.LinkedTo = d.stringIf(flags&flag2LinkedTo, "")
+	rec.ClaimOwner = d.stringIf(flags&flag2Claim, "")
 	if d.bad {
 		return errMalformed
 	}
@@ -122,6 +102,14 @@ func decodeFormat2(rec *Record, id string, e Entry) error {
 		rec.Data = d.b[:len(d.b):len(d.b)]
 	}
 	return nil
+}
+
+// millisIf reads a format-2 time when flag is set, else returns def.
+func (d *decoder) millisIf(flag uint16, def time.Time) time.Time {
+	if flag == 0 {
+		return def
+	}
+	return d.millis()
 }
 
 // millis reads a format-2 time.
