@@ -83,23 +83,13 @@ func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) erro
 			next.Session.Token = token
 			return &next, nil
 		}
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrStoreFull) {
-			return nil, err
-		}
-		got, gerr := m.get(ctx, rec.User.ID)
+		got, done, err := m.recover(ctx, rec.User.ID, w, err, next.durable())
 		switch {
-		case gerr == nil && got.wrote(w):
-			if next.durable() {
-				if gerr = m.confirm(ctx, got, w); gerr != nil {
-					return nil, gerr
-				}
-			}
+		case done && err != nil:
+			return nil, err
+		case done:
 			got.Session.Token = token
 			return got, nil
-		case errors.Is(gerr, ErrNotFound):
-			return nil, gerr
-		case gerr != nil:
-			return nil, uncertain(err, gerr)
 		case !answer(err):
 			if failures++; failures > maxFailures {
 				return nil, uncertain(err, nil)
@@ -112,6 +102,32 @@ func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) erro
 			return nil, ErrNotFound
 		}
 	}
+}
+
+// recover reads guest id back after write w failed with err. It is done,
+// with the record, when the write was made after all (a durable one is
+// confirmed), and done with an error when it was refused or its outcome
+// cannot be learned; otherwise it returns the record read, for the write
+// to be tried again on it, and err.
+func (m *Manager) recover(ctx context.Context, id string, w uint64, err error, durable bool) (*Record, bool, error) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrStoreFull) {
+		return nil, true, err
+	}
+	got, gerr := m.get(ctx, id)
+	switch {
+	case gerr == nil && got.wrote(w):
+		if durable {
+			if gerr = m.confirm(ctx, got, w); gerr != nil {
+				return nil, true, gerr
+			}
+		}
+		return got, true, nil
+	case errors.Is(gerr, ErrNotFound):
+		return nil, true, gerr
+	case gerr != nil:
+		return nil, true, uncertain(err, gerr)
+	}
+	return got, false, err
 }
 
 // get reads the record of guest id.
