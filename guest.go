@@ -104,22 +104,26 @@ func cookieValues(r *http.Request, name string) func(yield func(string) bool) {
 	return func(yield func(string) bool) {
 		for _, line := range r.Header["Cookie"] {
 			for part := range strings.SplitSeq(line, ";") {
-				n, v, _ := strings.Cut(textproto.TrimString(part), "=")
-				if textproto.TrimString(n) != name {
-					continue
-				}
-				if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-					v = v[1 : len(v)-1]
-				}
-				if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
-					continue
-				}
-				if !yield(v) {
+				if v, ok := cookieValue(part, name); ok && !yield(v) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// cookieValue returns the value of part, one "name=value" of a Cookie
+// header, when its name is name, quotes removed; false for another name
+// or a value with a line break.
+func cookieValue(part, name string) (string, bool) {
+	n, v, _ := strings.Cut(textproto.TrimString(part), "=")
+	if textproto.TrimString(n) != name {
+		return "", false
+	}
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v, strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0
 }
 
 // validCookieValue reports whether every byte of v may be in a cookie
@@ -165,31 +169,10 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	case now.IsZero(): // a bearer token
 		now = time.Now()
 	}
-	ctx := r.Context()
-	if p := c.pending; p != nil {
-		rec, err := m.storeFirstVisit(r, p, c.token, false, false, sourceFirstReturn, nil)
-		switch {
-		case notStored(err):
-			// The budget or a full store said no, and nobody has stored it:
-			// the guest lives on in its cookie, stored on a later visit.
-			// rec is the record that was refused: its address and
-			// User-Agent are the request's, already read.
-			p.Session.Token = c.token
-			p.Session.IPAddress, p.Session.UserAgent = rec.Session.IPAddress, rec.Session.UserAgent
-			rec = p
-		case errors.Is(err, ErrNotFound):
-			return nil, nil
-		case err != nil:
-			return nil, err
-		}
-		g := st.guestSlot()
-		g.rec, g.refused = rec, rec.Version == 0
-		// A stored guest's cookie is re-set to its short form; one held in
-		// its cookie, once past half its window, so that a visitor who
-		// browses without updating keeps it however long it waits.
-		g.renew = rec.Version > 0 || rec.Session.ExpiresAt.Sub(now) < m.opts.FirstVisitWindow/2
-		return g, nil
+	if c.pending != nil {
+		return m.lookupFirstVisit(r, st, &c, now)
 	}
+	ctx := r.Context()
 	g := st.guestSlot()
 	p := g.read
 	if p == nil || g.rec != nil { // none, or a lookup earlier in the request holds it
@@ -211,26 +194,65 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	g.rec = rec
 	if now.Sub(rec.Session.ExpiresAt.Add(-m.opts.Lifetime)) >= m.opts.RefreshAfter {
-		next := *rec
-		next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
-		switch err := m.put(ctx, &next, false, false); {
-		case errors.Is(err, ErrNotFound):
+		if !m.refresh(ctx, g, now, fromCookie) {
 			return nil, nil
-		case err != nil:
-			// The guest is valid; only its extension failed, or another
-			// request wrote it meanwhile. Try again next time.
-			if !errors.Is(err, ErrConflict) {
-				m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", rec.User.ID, "err", err)
-			}
-		default:
-			next.Version++
-			g.rec, rec = &next, &next
-			g.renew = fromCookie // a bearer client has no cookie to renew
 		}
 	}
-	rec.Session.Token = c.token
+	g.rec.Session.Token = c.token
 	m.metrics.returning.Add(ctx, 1)
 	return g, nil
+}
+
+// lookupFirstVisit is lookup for a first-visit cookie's guest, c.pending:
+// stored now, or shared with the sibling request that stored it, or held
+// in its cookie when the budget or a full store says no.
+func (m *Manager) lookupFirstVisit(r *http.Request, st *reqState, c *credential, now time.Time) (*guest, error) {
+	p := c.pending
+	rec, err := m.storeFirstVisit(r, p, c.token, false, false, sourceFirstReturn, nil)
+	switch {
+	case notStored(err):
+		// The budget or a full store said no, and nobody has stored it:
+		// the guest lives on in its cookie, stored on a later visit. rec
+		// is the record that was refused: its address and User-Agent are
+		// the request's, already read.
+		p.Session.Token = c.token
+		p.Session.IPAddress, p.Session.UserAgent = rec.Session.IPAddress, rec.Session.UserAgent
+		rec = p
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	g := st.guestSlot()
+	g.rec, g.refused = rec, rec.Version == 0
+	// A stored guest's cookie is re-set to its short form; one held in its
+	// cookie, once past half its window, so that a visitor who browses
+	// without updating keeps it however long it waits.
+	g.renew = rec.Version > 0 || rec.Session.ExpiresAt.Sub(now) < m.opts.FirstVisitWindow/2
+	return g, nil
+}
+
+// refresh slides g's expiry to a Lifetime from now, and asks for its
+// cookie to be renewed. It reports false when the guest is gone. A failed
+// refresh leaves the guest valid: the next request tries again.
+func (m *Manager) refresh(ctx context.Context, g *guest, now time.Time, fromCookie bool) bool {
+	next := *g.rec
+	next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
+	switch err := m.put(ctx, &next, false, false); {
+	case errors.Is(err, ErrNotFound):
+		return false
+	case err != nil:
+		// Only the extension failed, or another request wrote the guest
+		// meanwhile.
+		if !errors.Is(err, ErrConflict) {
+			m.log.WarnContext(ctx, "anonymous: refreshing guest expiry failed", "guest", next.User.ID, "err", err)
+		}
+	default:
+		next.Version++
+		g.rec = &next
+		g.renew = fromCookie // a bearer client has no cookie to renew
+	}
+	return true
 }
 
 // load is lookup for code that answers the request itself, such as the
