@@ -64,25 +64,8 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 	pairs := make([][]byte, 0, 2*len(keys))
 	signOnly := true
 	for i, k := range keys {
-		if n := len(k.Hash); n != 32 && n != 64 {
-			return nil, fmt.Errorf("Keys[%d].Hash is %d bytes, want 32 or 64", i, n)
-		}
-		if n := len(k.Block); n != 0 && n != 16 && n != 24 && n != 32 {
-			return nil, fmt.Errorf("Keys[%d].Block is %d bytes, want none, 16, 24 or 32", i, n)
-		}
-		if isZero(k.Hash) {
-			return nil, fmt.Errorf("Keys[%d].Hash is all zero bytes: use random keys from a secret store", i)
-		}
-		if len(k.Block) > 0 && isZero(k.Block) {
-			return nil, fmt.Errorf("Keys[%d].Block is all zero bytes: use random keys from a secret store", i)
-		}
-		if bytes.Equal(k.Hash, k.Block) {
-			return nil, fmt.Errorf("Keys[%d].Block is its hash key: use two independent keys", i)
-		}
-		for j, o := range keys[:i] {
-			if bytes.Equal(o.Hash, k.Hash) {
-				return nil, fmt.Errorf("Keys[%d].Hash repeats Keys[%d].Hash", i, j)
-			}
+		if err := checkKey(keys, i); err != nil {
+			return nil, err
 		}
 		block := k.Block
 		if len(block) == 0 {
@@ -108,6 +91,29 @@ func newCookieCodec(name string, keys []Key) (*cookieCodec, error) {
 		return nil, fmt.Errorf("cookie keys: %w", err)
 	}
 	return cc, nil
+}
+
+// checkKey reports what is wrong with keys[i], if anything.
+func checkKey(keys []Key, i int) error {
+	k := keys[i]
+	switch n, b := len(k.Hash), len(k.Block); {
+	case n != 32 && n != 64:
+		return fmt.Errorf("Keys[%d].Hash is %d bytes, want 32 or 64", i, n)
+	case b != 0 && b != 16 && b != 24 && b != 32:
+		return fmt.Errorf("Keys[%d].Block is %d bytes, want none, 16, 24 or 32", i, b)
+	case isZero(k.Hash):
+		return fmt.Errorf("Keys[%d].Hash is all zero bytes: use random keys from a secret store", i)
+	case b > 0 && isZero(k.Block):
+		return fmt.Errorf("Keys[%d].Block is all zero bytes: use random keys from a secret store", i)
+	case bytes.Equal(k.Hash, k.Block):
+		return fmt.Errorf("Keys[%d].Block is its hash key: use two independent keys", i)
+	}
+	for j, o := range keys[:i] {
+		if bytes.Equal(o.Hash, k.Hash) {
+			return fmt.Errorf("Keys[%d].Hash repeats Keys[%d].Hash", i, j)
+		}
+	}
+	return nil
 }
 
 // isZero reports whether every byte of b is zero: a key left unfilled.
@@ -204,8 +210,19 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 		}
 		return c, nil
 	}
+	pending, err := decodePending(b, id, exp, c.tokenHash)
+	if err != nil {
+		return credential{}, err
+	}
+	c.pending = pending
+	return c, nil
+}
+
+// decodePending parses the rest of a first-visit cookie's payload, b: the
+// guest it carries, not stored yet.
+func decodePending(b []byte, id string, exp time.Time, tokenHash [sha256.Size]byte) (*Record, error) {
 	if len(b) < 8 {
-		return credential{}, errPayload
+		return nil, errPayload
 	}
 	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC()
 	b = b[8:]
@@ -213,7 +230,7 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 	email, b, ok2 := readString(b)
 	name, b, ok3 := readString(b)
 	if !ok1 || !ok2 || !ok3 {
-		return credential{}, errPayload
+		return nil, errPayload
 	}
 	var data []byte
 	if len(b) > 0 {
@@ -221,19 +238,18 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 		// other spelling of a cookie without data is read as that cookie.
 		d, rest, ok := readBytes(b, maxCookieData)
 		if !ok || len(d) == 0 || len(rest) != 0 {
-			return credential{}, errPayload
+			return nil, errPayload
 		}
 		data = bytes.Clone(d) // b is a pooled buffer's
 	}
-	c.pending = &Record{
+	return &Record{
 		User: User{ID: id, Email: email, Name: name, CreatedAt: created, UpdatedAt: created, IsAnonymous: true},
 		Session: Session{
 			ID: sid, UserID: id, ExpiresAt: exp, CreatedAt: created, UpdatedAt: created,
 		},
-		TokenHash: c.tokenHash,
+		TokenHash: tokenHash,
 		Data:      data,
-	}
-	return c, nil
+	}, nil
 }
 
 // decodeSecure decodes through securecookie (encrypted pairs), apart from
