@@ -203,45 +203,15 @@ type Options struct {
 // parseOptions fills in opts' defaults and checks every field but the keys,
 // which newCookieCodec checks.
 func parseOptions(o Options) (Options, error) {
-	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 || o.MaxDataSize < 0 {
-		return o, errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
+	for _, step := range []func(*Options) error{durations, enums, cookieOptions, endpoints} {
+		if err := step(&o); err != nil {
+			return o, err
+		}
 	}
 	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
 	for _, l := range o.Budget.Levels {
 		if err := l.check(); err != nil {
 			return o, err
-		}
-	}
-	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
-	if o.Lifetime < time.Second {
-		return o, fmt.Errorf("a Lifetime of %v is under a second", o.Lifetime)
-	}
-	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
-	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)
-	o.FirstVisitWindow = min(cmp.Or(o.FirstVisitWindow, time.Hour), o.Lifetime)
-	if o.Persist != PersistOnReturn && o.Persist != PersistOnIssue {
-		return o, fmt.Errorf("unknown Persist %d", o.Persist)
-	}
-	if o.OnStoreError != FailOpen && o.OnStoreError != FailClosed {
-		return o, fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
-	}
-	o.CookiePath = cmp.Or(o.CookiePath, "/")
-	if err := cookieNameChosen(&o); err != nil {
-		return o, err
-	}
-	o.CookieName = cmp.Or(o.CookieName, DefaultCookieName)
-	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
-	if err := validCookie(&o); err != nil {
-		return o, err
-	}
-	o.BasePath = cmp.Or(o.BasePath, "/api/auth")
-	if !strings.HasPrefix(o.BasePath, "/") {
-		return o, fmt.Errorf("BasePath %q must start with /", o.BasePath)
-	}
-	o.BasePath = strings.TrimRight(o.BasePath, "/")
-	if o.EmailDomainName != "" {
-		if _, err := mail.ParseAddress("temp@" + o.EmailDomainName); err != nil {
-			return o, fmt.Errorf("EmailDomainName %q: %w", o.EmailDomainName, err)
 		}
 	}
 	if o.ErrorLog == nil {
@@ -252,6 +222,60 @@ func parseOptions(o Options) (Options, error) {
 		o.ErrorLog.Warn("anonymous: no Keys set; using random keys, so guest cookies will not survive a restart")
 	}
 	return o, nil
+}
+
+// durations checks the durations and sizes of o and fills in their
+// defaults.
+func durations(o *Options) error {
+	if o.Lifetime < 0 || o.RefreshAfter < 0 || o.LinkLease < 0 || o.FirstVisitWindow < 0 || o.MaxDataSize < 0 {
+		return errors.New("negative Lifetime, RefreshAfter, LinkLease, FirstVisitWindow or MaxDataSize")
+	}
+	o.Lifetime = cmp.Or(o.Lifetime, 30*24*time.Hour)
+	if o.Lifetime < time.Second {
+		return fmt.Errorf("a Lifetime of %v is under a second", o.Lifetime)
+	}
+	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
+	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)
+	o.FirstVisitWindow = min(cmp.Or(o.FirstVisitWindow, time.Hour), o.Lifetime)
+	return nil
+}
+
+// enums checks o's enumerations.
+func enums(o *Options) error {
+	if o.Persist != PersistOnReturn && o.Persist != PersistOnIssue {
+		return fmt.Errorf("unknown Persist %d", o.Persist)
+	}
+	if o.OnStoreError != FailOpen && o.OnStoreError != FailClosed {
+		return fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
+	}
+	return nil
+}
+
+// cookieOptions checks o's cookie options and fills in their defaults.
+func cookieOptions(o *Options) error {
+	o.CookiePath = cmp.Or(o.CookiePath, "/")
+	if err := cookieNameChosen(o); err != nil {
+		return err
+	}
+	o.CookieName = cmp.Or(o.CookieName, DefaultCookieName)
+	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
+	return validCookie(o)
+}
+
+// endpoints checks BasePath and EmailDomainName and fills in BasePath's
+// default.
+func endpoints(o *Options) error {
+	o.BasePath = cmp.Or(o.BasePath, "/api/auth")
+	if !strings.HasPrefix(o.BasePath, "/") {
+		return fmt.Errorf("BasePath %q must start with /", o.BasePath)
+	}
+	o.BasePath = strings.TrimRight(o.BasePath, "/")
+	if o.EmailDomainName != "" {
+		if _, err := mail.ParseAddress("temp@" + o.EmailDomainName); err != nil {
+			return fmt.Errorf("EmailDomainName %q: %w", o.EmailDomainName, err)
+		}
+	}
+	return nil
 }
 
 // cookieNameChosen refuses a setting that cannot keep the default name, a
