@@ -83,6 +83,33 @@ func (s *Shop) takeFlash(w http.ResponseWriter, r *http.Request) (flash, bool) {
 	return f, true
 }
 
+// cartNotice words a flash about one product of the cart.
+func (f flash) cartNotice(lines []cartLine) (notice, bool) {
+	p, ok := productByID(f.Arg)
+	if !ok {
+		return notice{}, false
+	}
+	qty := 0
+	for _, l := range lines {
+		if l.Product.ID == p.ID {
+			qty = l.Qty
+		}
+	}
+	switch {
+	case f.Kind == flashAtMost:
+		return notice{Warn: true, Cart: true, Text: fmt.Sprintf(
+			"You already have %d × %s in your cart, the most one order can hold, so none was added.", maxQty, p.Name)}, true
+	case f.Kind == flashRemoved || qty == 0:
+		return notice{Cart: true, Text: fmt.Sprintf("Removed %s from your cart.", p.Name)}, true
+	case f.Kind == flashAdded && qty == 1:
+		return notice{Cart: true, Text: fmt.Sprintf("Added %s to your cart.", p.Name)}, true
+	case f.Kind == flashAdded:
+		return notice{Cart: true, Text: fmt.Sprintf("Added another %s to your cart: you have %d.", p.Name, qty)}, true
+	default:
+		return notice{Cart: true, Text: fmt.Sprintf("You now have %d × %s in your cart.", qty, p.Name)}, true
+	}
+}
+
 // notice words the flash for the page about to show: u is the visitor now
 // (nil when the guest store is down) and lines their cart.
 func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
@@ -90,29 +117,7 @@ func (f flash) notice(u *anonymous.User, lines []cartLine) (notice, bool) {
 	signedIn := u != nil && !u.IsAnonymous
 	switch f.Kind {
 	case flashAdded, flashAtMost, flashSet, flashRemoved:
-		p, ok := productByID(f.Arg)
-		if !ok {
-			return notice{}, false
-		}
-		qty := 0
-		for _, l := range lines {
-			if l.Product.ID == p.ID {
-				qty = l.Qty
-			}
-		}
-		switch {
-		case f.Kind == flashAtMost:
-			return notice{Warn: true, Cart: true, Text: fmt.Sprintf(
-				"You already have %d × %s in your cart, the most one order can hold, so none was added.", maxQty, p.Name)}, true
-		case f.Kind == flashRemoved || qty == 0:
-			return notice{Cart: true, Text: fmt.Sprintf("Removed %s from your cart.", p.Name)}, true
-		case f.Kind == flashAdded && qty == 1:
-			return notice{Cart: true, Text: fmt.Sprintf("Added %s to your cart.", p.Name)}, true
-		case f.Kind == flashAdded:
-			return notice{Cart: true, Text: fmt.Sprintf("Added another %s to your cart: you have %d.", p.Name, qty)}, true
-		default:
-			return notice{Cart: true, Text: fmt.Sprintf("You now have %d × %s in your cart.", qty, p.Name)}, true
-		}
+		return f.cartNotice(lines)
 	case flashCartFailed:
 		return notice{Warn: true, Cart: true, Text: "Your cart was not changed just now. Please try again in a moment."}, true
 	case flashSignedOut:
