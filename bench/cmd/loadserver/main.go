@@ -80,63 +80,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var h http.Handler = http.HandlerFunc(home)
-	var store anonymous.Store
-	switch *mode {
-	case "none":
-	case "memstore":
-		s := memstore.New()
-		defer s.Close()
-		store = s
-	case "redis", "rawget":
-		opts, err := redis.ParseURL(*redisURL)
-		if err != nil {
-			return err
-		}
-		c := redis.NewClient(opts)
-		defer c.Close()
-		if err := c.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		p := *prefix
-		if p == "" {
-			b := make([]byte, 8)
-			rand.Read(b)
-			p = "bench:load:" + hex.EncodeToString(b) + ":"
-			defer removePrefix(c, p)
-		}
-		if *mode == "rawget" {
-			h, err = rawGET(ctx, c, p+"fixed", h)
-			if err != nil {
-				return err
-			}
-			break
-		}
-		if store, err = redisstore.New(c, redisstore.Options{Prefix: p}); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("unknown -mode %q", *mode)
+	h, done, err := handler(ctx, *mode, *redisURL, *prefix, *persist)
+	if err != nil {
+		return err
 	}
-	if store != nil {
-		// The budget is off: load.sh settles its guests, and wrk sends
-		// every request, from one loopback address, whose default budget
-		// (a burst of 20) would leave most guests unstored.
-		o := anonymous.Options{Keys: []anonymous.Key{{Hash: randomKey()}}, Budget: anonymous.Budget{Off: true}}
-		switch *persist {
-		case "onreturn":
-			o.Persist = anonymous.PersistOnReturn
-		case "onissue":
-			o.Persist = anonymous.PersistOnIssue
-		default:
-			return fmt.Errorf("unknown -persist %q", *persist)
-		}
-		m, err := anonymous.New(store, o)
-		if err != nil {
-			return err
-		}
-		h = m.Middleware(h)
-	}
+	defer done()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -157,6 +105,76 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// handler returns the page behind the middleware the mode names, and what
+// to run once the server has stopped.
+func handler(ctx context.Context, mode, redisURL, prefix, persist string) (http.Handler, func(), error) {
+	var h http.Handler = http.HandlerFunc(home)
+	var closers []func()
+	done := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	store, h, err := storeFor(ctx, mode, redisURL, prefix, h, &closers)
+	if err != nil || store == nil {
+		return h, done, err
+	}
+	// The budget is off: load.sh settles its guests, and wrk sends every
+	// request, from one loopback address, whose default budget (a burst of
+	// 20) would leave most guests unstored.
+	o := anonymous.Options{Keys: []anonymous.Key{{Hash: randomKey()}}, Budget: anonymous.Budget{Off: true}}
+	switch persist {
+	case "onreturn":
+		o.Persist = anonymous.PersistOnReturn
+	case "onissue":
+		o.Persist = anonymous.PersistOnIssue
+	default:
+		return nil, done, fmt.Errorf("unknown -persist %q", persist)
+	}
+	m, err := anonymous.New(store, o)
+	if err != nil {
+		return nil, done, err
+	}
+	return m.Middleware(h), done, nil
+}
+
+// storeFor returns the store the mode names (nil for none), and h, wrapped
+// in the raw GET for rawget; closers gets what to close on exit.
+func storeFor(ctx context.Context, mode, redisURL, prefix string, h http.Handler, closers *[]func()) (anonymous.Store, http.Handler, error) {
+	switch mode {
+	case "none":
+		return nil, h, nil
+	case "memstore":
+		s := memstore.New()
+		*closers = append(*closers, func() { s.Close() })
+		return s, h, nil
+	case "redis", "rawget":
+	default:
+		return nil, nil, fmt.Errorf("unknown -mode %q", mode)
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := redis.NewClient(opts)
+	*closers = append(*closers, func() { c.Close() })
+	if err := c.Ping(ctx).Err(); err != nil {
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	if prefix == "" {
+		b := make([]byte, 8)
+		rand.Read(b)
+		prefix = "bench:load:" + hex.EncodeToString(b) + ":"
+		*closers = append(*closers, func() { removePrefix(c, prefix) })
+	}
+	if mode == "rawget" {
+		h, err = rawGET(ctx, c, prefix+"fixed", h)
+		return nil, h, err
+	}
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	return s, h, err
 }
 
 // rawGET is the Redis floor: before the page, one GET of a fixed key about

@@ -77,43 +77,49 @@ type results map[string]map[string]*samples
 func (res results) parse(r io.Reader) error {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		group, contender, ok := strings.Cut(strings.TrimPrefix(f[0], "Benchmark"), "/")
+		group, contender, ns, allocs, ok := parseLine(sc.Text())
 		if !ok {
-			continue
-		}
-		contender = trimProcs(contender)
-		s := &samples{ns: []float64{math.NaN()}, allocs: []float64{math.NaN()}}
-		found := false
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				break
-			}
-			switch f[i+1] {
-			case "ns/op":
-				s.ns[0], found = v, true
-			case "allocs/op":
-				s.allocs[0] = v
-			}
-		}
-		if !found {
 			continue
 		}
 		if res[group] == nil {
 			res[group] = map[string]*samples{}
 		}
-		if have := res[group][contender]; have != nil {
-			have.ns = append(have.ns, s.ns[0])
-			have.allocs = append(have.allocs, s.allocs[0])
-		} else {
+		s := res[group][contender]
+		if s == nil {
+			s = &samples{}
 			res[group][contender] = s
 		}
+		s.ns = append(s.ns, ns)
+		s.allocs = append(s.allocs, allocs)
 	}
 	return sc.Err()
+}
+
+// parseLine reads one benchmark line: its group, its contender, its ns/op
+// and its allocs/op (NaN when the line has none); false for another line.
+func parseLine(line string) (group, contender string, ns, allocs float64, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+		return "", "", 0, 0, false
+	}
+	group, contender, ok = strings.Cut(strings.TrimPrefix(f[0], "Benchmark"), "/")
+	if !ok {
+		return "", "", 0, 0, false
+	}
+	ns, allocs, found := math.NaN(), math.NaN(), false
+	for i := 2; i+1 < len(f); i += 2 {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			break
+		}
+		switch f[i+1] {
+		case "ns/op":
+			ns, found = v, true
+		case "allocs/op":
+			allocs = v
+		}
+	}
+	return group, trimProcs(contender), ns, allocs, found
 }
 
 // trimProcs drops the "-N" GOMAXPROCS suffix go test adds to names.
