@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/guestpass/anonymous"
@@ -321,30 +322,32 @@ func TestConcurrentLinksRunCallbackOnce(t *testing.T) {
 }
 
 func TestCrashedClaimIsTakenOver(t *testing.T) {
-	f, c := linkFixture(t, anonymous.Options{})
-	cookie, g := storedGuest(t, f)
-	// A process claimed the guest and died without releasing it.
-	rec, err := storedRecord(f.store.Store, g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec.ClaimOwner, rec.ClaimUntil = "crashed", time.Now().Add(150*time.Millisecond)
-	if err := rewrite(f.store.Store, rec); err != nil {
-		t.Fatal(err)
-	}
-	r := httptest.NewRequest("POST", "/login", nil)
-	r.AddCookie(cookie)
-	if err := f.m.Link(httptest.NewRecorder(), r, &anonymous.User{ID: "alice"}); !errors.Is(err, anonymous.ErrClaimed) {
-		t.Fatalf("Link during a live claim: %v, want ErrClaimed", err)
-	}
-	if c.calls.Load() != 0 {
-		t.Fatal("callback ran during another's claim")
-	}
-	time.Sleep(200 * time.Millisecond) // let the lease run out
-	w, _ := f.visit(t, cookie, "alice")
-	if c.calls.Load() != 1 || !cookieExpired(t, w) {
-		t.Errorf("lease not taken over: %d calls", c.calls.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f, c := linkFixture(t, anonymous.Options{})
+		cookie, g := storedGuest(t, f)
+		// A process claimed the guest and died without releasing it.
+		rec, err := storedRecord(f.store.Store, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.ClaimOwner, rec.ClaimUntil = "crashed", time.Now().Add(150*time.Millisecond)
+		if err := rewrite(f.store.Store, rec); err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.AddCookie(cookie)
+		if err := f.m.Link(httptest.NewRecorder(), r, &anonymous.User{ID: "alice"}); !errors.Is(err, anonymous.ErrClaimed) {
+			t.Fatalf("Link during a live claim: %v, want ErrClaimed", err)
+		}
+		if c.calls.Load() != 0 {
+			t.Fatal("callback ran during another's claim")
+		}
+		time.Sleep(200 * time.Millisecond) // let the lease run out
+		w, _ := f.visit(t, cookie, "alice")
+		if c.calls.Load() != 1 || !cookieExpired(t, w) {
+			t.Errorf("lease not taken over: %d calls", c.calls.Load())
+		}
+	})
 }
 
 func TestLinkGuards(t *testing.T) {
@@ -460,7 +463,9 @@ func (s *failBuryOnce) Update(ctx context.Context, key string, e anonymous.Entry
 // the callback ran once, and later requests do not run it again.
 func TestBuryFailureAfterCallbackDoesNotRelink(t *testing.T) {
 	for _, applied := range []bool{false, true} {
-		t.Run(fmt.Sprint("applied=", applied), func(t *testing.T) { testBuryFailure(t, applied) })
+		t.Run(fmt.Sprint("applied=", applied), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testBuryFailure(t, applied) })
+		})
 	}
 }
 
