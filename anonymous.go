@@ -49,7 +49,6 @@ package anonymous
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -57,9 +56,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// ErrInvalidOptions is wrapped by every error New returns for bad Options.
-var ErrInvalidOptions = errors.New("anonymous: invalid options")
 
 // User is a user as the application and the wire see it. Guests are the only
 // users this package creates and stores; real users belong to the

@@ -11,19 +11,6 @@ import (
 	"time"
 )
 
-// Errors of the abuse budget.
-var (
-	// ErrOverBudget is returned when a client has stored as many guests as
-	// its Budget allows for now. Nothing was stored.
-	ErrOverBudget = errors.New("anonymous: the client's guest budget is spent for now")
-	// ErrStoreFull is returned by a Store that holds as many guests as it
-	// may (memstore's MaxBytes). The Manager then stores no new guest but
-	// those that logins link (memstore keeps headroom for them) and fails
-	// open: visitors keep guests, and their data, in their cookies;
-	// sign-in/anonymous answers 503 STORE_FULL.
-	ErrStoreFull = errors.New("anonymous: the store is full")
-)
-
 // Budget bounds how many guests one client may have stored, so that no
 // client can fill the store: a script with a cookie jar, one calling
 // sign-in/anonymous in a loop, or one spread over a whole block of

@@ -3,23 +3,9 @@ package anonymous
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
-)
-
-// Errors of guest data.
-var (
-	// ErrNoGuest is returned by UpdateData for a request without a guest:
-	// a real user's, or one for which UserFrom is nil (outside the
-	// middleware, skipped, Identify failed, the store or GenerateRandomEmail
-	// failed, or more than 16 guest cookies none of which was valid).
-	ErrNoGuest = errors.New("anonymous: the request has no guest")
-	// ErrDataTooLarge is returned by UpdateData when the new data is over
-	// Options.MaxDataSize or, for a guest held in its first-visit cookie,
-	// over 1 KiB. Nothing is written.
-	ErrDataTooLarge = errors.New("anonymous: guest data is over Options.MaxDataSize")
 )
 
 // DataFrom returns the data of the request's guest as the middleware read

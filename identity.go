@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -19,10 +18,6 @@ import (
 
 // A guest's identity: its id, generated email and name, its session's
 // token, and the client's address and User-Agent kept with the session.
-// ErrInvalidEmail is returned when GenerateRandomEmail returns something
-// that is not a bare email address. No guest is created with it.
-var ErrInvalidEmail = errors.New("anonymous: email was not generated in a valid format")
-
 // newGuest generates a guest for r: identity per the spec, a fresh session
 // with a random token, the client's address and User-Agent. It does not
 // store it. The record's Session.Token is empty, as a store wants it: the

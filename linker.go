@@ -12,11 +12,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 )
 
-// ErrInvalidUser is wrapped by Link's error, and by the middleware's when
-// Options.Identify names one, for a real user with an empty ID: a guest is
-// never linked to nobody.
-var ErrInvalidUser = errors.New("anonymous: a real user must have an ID")
-
 // realUser returns the real user Options.Identify names, nil when there is
 // none, it is anonymous, or Identify is not set.
 func (m *Manager) realUser(r *http.Request) (*User, error) {

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Sentinel errors of the package and of Store implementations. They are
-// usually wrapped: compare with errors.Is.
+// The errors a Store answers with, which say what it did (any other error
+// is a failure, which leaves it unknown). The Manager's methods return
+// them too. They are usually wrapped: compare with errors.Is.
 var (
 	// ErrNotFound is returned when there is no such guest: never created,
 	// expired, deleted or linked.
@@ -20,8 +21,13 @@ var (
 	// ErrConflict is returned by Store.Update when the entry changed since
 	// it was read: its version is no longer the one the update names.
 	ErrConflict = errors.New("anonymous: guest changed meanwhile")
-	// ErrClaimed is returned while another request is linking the guest.
-	ErrClaimed = errors.New("anonymous: guest is being linked")
+	// ErrStoreFull is returned by a Store that holds as much as it may
+	// (memstore's MaxBytes), for a Create, or an Update that grows an
+	// entry; nothing is written. The Manager then stores no new guest but
+	// those that logins link (memstore keeps headroom for them) and fails
+	// open: visitors keep guests, and their data, in their cookies;
+	// sign-in/anonymous answers 503 STORE_FULL.
+	ErrStoreFull = errors.New("anonymous: the store is full")
 )
 
 // Record is what the package keeps for one guest, and for a guest that was

@@ -33,12 +33,6 @@ const maxFailures = 2
 // and without an error.
 var errStop = errors.New("anonymous: nothing to write")
 
-// ErrUncertain is returned, wrapping the store's error, when a write was
-// sent but the store stopped answering before the package could learn
-// whether it was made: the change may or may not be there. Reading the
-// guest again later tells; a retry of the same change may apply it twice.
-var ErrUncertain = errors.New("anonymous: the store did not say whether the write was made")
-
 // uncertain wraps a failed write's error, and the failed read's that would
 // have told its outcome.
 func uncertain(err, read error) error {
