@@ -162,7 +162,7 @@ func TestFailedLinkOfFirstVisitGuestIsRetried(t *testing.T) {
 	_ = w2 // one guest of the budget's two is spent; the link stores the second
 	w, g := v.req(t, "GET", "/", victimIP, "")
 	F := guestCookie(t, w)
-	c.put(g.ID, 3)                                    // the app's cart, keyed by guest id (as in the README's quick start)
+	c.put(g.ID, 3)                                    // the app's cart, kept by the app under the guest's id
 	w, _ = v.req(t, "GET", "/", victimIP, "alice", F) // callback fails
 	if c := guestCookie(t, w); c != nil {
 		F = c // the browser keeps what it is sent

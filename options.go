@@ -186,8 +186,8 @@ type Options struct {
 	// BasePath is where the JSON endpoints are served, by the middleware
 	// and by Handler. Default: "/api/auth".
 	BasePath string
-	// MeterProvider receives the package's metrics (see the README's
-	// Observability section). Default: otel.GetMeterProvider(), a no-op
+	// MeterProvider receives the package's metrics (see
+	// docs/observability.md). Default: otel.GetMeterProvider(), a no-op
 	// until the application sets one.
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives spans of links, and of store calls made for a

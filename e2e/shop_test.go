@@ -389,7 +389,7 @@ func runShopFlow(t *testing.T, browser, axe string, vp viewport, be backend) {
 	}
 	shop, store := newShop()
 	// Plain HTTP on 127.0.0.1, Secure cookies kept: browsers treat loopback
-	// as a secure context, as the shop's README promises.
+	// as a secure context, as docs/demo.md says.
 	srv := httptest.NewServer(shop)
 	t.Cleanup(srv.Close)
 	// restart stops the shop and starts a new one on the same address, with

@@ -75,7 +75,7 @@
 //
 // One guest with a desktop browser's User-Agent (115 bytes) and no data
 // costs Redis 312 bytes as MEMORY USAGE reports for its key on Redis 7.0,
-// and about 375 bytes of used_memory with its expiry entry (the value is
+// and about 380 bytes of used_memory with its expiry entry (the value is
 // 207 bytes, 17 of them the frame's); with a 200-byte cart, 536 and about
-// 640.
+// 634.
 package redisstore

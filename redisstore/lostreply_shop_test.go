@@ -44,10 +44,10 @@ type clientSetting struct {
 }
 
 var clientSettings = []clientSetting{
-	// The README's client: go-redis's defaults (v9.23: ReadTimeout 5 s,
-	// MaxRetries 3).
+	// The client docs/redis.md starts with: go-redis's defaults (v9.23:
+	// ReadTimeout 5 s, MaxRetries 3).
 	{"default", func(*redis.Options) {}},
-	// The README's "client settings for a fast fail-open".
+	// docs/redis.md's "Client settings for a fast fail-open".
 	{"fast", func(o *redis.Options) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 		o.MaxRetries, o.DialerRetries = 1, 1

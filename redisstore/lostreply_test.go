@@ -35,7 +35,7 @@ var lostReplyRows = []struct {
 }
 
 // TestLostReply runs every row under go-redis's default settings and under
-// the README's fast fail-open ones.
+// docs/redis.md's fast fail-open ones.
 func TestLostReply(t *testing.T) {
 	requireLostReply(t)
 	for _, cs := range clientSettings {
