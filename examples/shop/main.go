@@ -185,7 +185,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	// Links whose last write the store failed are retried in the
+	// background: let them finish before the store is closed.
+	return shop.Close(sctx)
 }
 
 // browsable turns a listener's address into one to type in a browser:

@@ -183,6 +183,10 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	return s, nil
 }
 
+// Close waits for the guests' background work (see anonymous.Manager.Close)
+// until ctx is done. Call it once the server has stopped.
+func (s *Shop) Close(ctx context.Context) error { return s.guests.Close(ctx) }
+
 // ServeHTTP serves the shop.
 func (s *Shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
