@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -227,6 +228,20 @@ var updateTests = []test{
 		update(t, s, key, next(v, []byte("shortened"), exp))
 		sleepUntil(exp.Add(slack))
 		gone(t, s, key, "the earlier expiry Update set")
+	}},
+	{name: "FullChangesNothing", fn: func(t *testing.T, s anonymous.Store) {
+		// A store with a cap may refuse an Update that grows the entry,
+		// ErrStoreFull; then nothing changed. A store without one takes it.
+		key, v := fresh(t, s, "v", Now().Add(long))
+		big := next(v, randomValue(4*largeValue), Now().Add(long))
+		switch err := s.Update(t.Context(), key, big); {
+		case errors.Is(err, anonymous.ErrStoreFull):
+			same(t, s, key, v, "an Update answered ErrStoreFull")
+		case err != nil:
+			t.Fatalf("Update of %d bytes: %v", len(big.Value), err)
+		default:
+			same(t, s, key, anonymous.Entry{Value: big.Value, Version: v.Version + 1}, "an Update of a large value")
+		}
 	}},
 	{name: "StoresACopy", fn: func(t *testing.T, s anonymous.Store) {
 		key, v := fresh(t, s, "v", Now().Add(long))

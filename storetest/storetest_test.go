@@ -65,6 +65,7 @@ func TestSuiteCatchesBugs(t *testing.T) {
 		{"update-revives-expired", "Update/ExpiredNotRevived"},
 		{"update-keeps-expiry", "Update/ExtendsLife"},
 		{"update-only-extends", "Update/ShortensLife"},
+		{"full-update-applied", "Update/FullChangesNothing"},
 		{"update-shares-value", "Update/StoresACopy"},
 		{"seals-in-place", "Update/StoresACopy"},
 		{"update-racy", "Update/ConcurrentOneWinner"},
@@ -146,6 +147,10 @@ func newRefStore(bug string) *refStore {
 }
 
 func (s *refStore) has(bug string) bool { return s.bug == bug }
+
+// refCap is the largest value refStore lets an Update grow an entry to: a
+// store with a cap, as memstore has one.
+const refCap = 128 << 10
 
 // key is where key's entry is kept.
 func (s *refStore) key(key string) string {
@@ -353,6 +358,13 @@ func (s *refStore) Update(ctx context.Context, key string, e anonymous.Entry) er
 		s.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
 		s.mu.Lock()
+	}
+	if cur != nil && len(e.Value) > refCap && len(e.Value) > len(cur.value) {
+		// Full: refStore refuses to grow an entry past refCap.
+		if s.has("full-update-applied") {
+			s.put(key, s.entry(e, e.Version+1, ""))
+		}
+		return s.after(ctx, anonymous.ErrStoreFull)
 	}
 	if s.has("update-skips-same-value") && cur != nil && bytes.Equal(cur.value, e.Value) {
 		return s.after(ctx, nil) // nothing changed, so nothing written
