@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +115,81 @@ func TestFloodsOnRedis(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gatedCreates holds every Create until want of them wait, or a second
+// has passed: the first returns of one page all charge the budget before
+// any stores the guest.
+type gatedCreates struct {
+	anonymous.Store
+	mu      sync.Mutex
+	waiting int
+	want    int
+	open    chan struct{}
+}
+
+func (g *gatedCreates) Create(ctx context.Context, key string, e anonymous.Entry) error {
+	g.mu.Lock()
+	if g.waiting++; g.waiting == g.want {
+		close(g.open)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.open:
+	case <-time.After(time.Second):
+	}
+	return g.Store.Create(ctx, key, e)
+}
+
+// Concurrent first returns of one first-visit cookie cost its client one
+// guest on Redis too: the ones a sibling beat are refunded in Redis. Of 8,
+// the burst of 3 are charged and reach the store, which holds them until
+// all 3 wait there.
+func TestConcurrentFirstReturnsRefundedInRedis(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guests := func() int {
+		n := 0
+		for _, k := range redistest.Keys(t, c, prefix) {
+			if !strings.HasPrefix(k, prefix+"budget:") {
+				n++
+			}
+		}
+		return n
+	}
+	gate := &gatedCreates{Store: s, want: 3, open: make(chan struct{})}
+	levels := []anonymous.Level{{By: "ipv4/32", Burst: 3, Rate: 1, Period: time.Hour}}
+	h := manager(t, gate, anonymous.Options{Budget: anonymous.Budget{Levels: levels}}).Middleware(whoami)
+	visit := func(ck []*http.Cookie) []*http.Cookie {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "192.0.2.55:1"
+		for _, k := range ck {
+			r.AddCookie(k)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Result().Cookies()
+	}
+	first := visit(nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { visit(first) })
+	}
+	wg.Wait()
+	if n := guests(); n != 1 {
+		t.Fatalf("%d guests stored by one cookie's first returns, want 1", n)
+	}
+	// Two more new guests fit the burst of 3, and no third.
+	for range 4 {
+		visit(visit(nil))
+	}
+	stored := guests() - 1
+	if stored != 2 {
+		t.Fatalf("after one guest's 8 concurrent first returns, the client stored %d more, want the 2 left of its burst", stored)
 	}
 }
