@@ -18,8 +18,7 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
-// cart is what a guest keeps in its data: item → quantity.
-type cart map[string]int
+type cart map[string]int // what a guest keeps in its data: item → quantity
 
 var (
 	mu       sync.Mutex
@@ -27,33 +26,35 @@ var (
 	merged   = map[string]bool{} // the guests whose carts were taken in
 )
 
+// moveCart joins the guest's cart to the account's at login, once: a link
+// may run again (see Options.OnLinkAccount), so guests are remembered.
+func moveCart(_ context.Context, ev anonymous.LinkEvent) error {
+	var guestCart cart
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, &guestCart); err != nil {
+			return err
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if merged[ev.AnonymousUser.User.ID] {
+		return nil
+	}
+	if accounts[ev.NewUser.User.ID] == nil {
+		accounts[ev.NewUser.User.ID] = cart{}
+	}
+	for item, n := range guestCart {
+		accounts[ev.NewUser.User.ID][item] += n
+	}
+	merged[ev.AnonymousUser.User.ID] = true
+	return nil
+}
+
 func main() {
 	guests, err := anonymous.New(memstore.New(), anonymous.Options{
 		Keys:           []anonymous.Key{{Hash: []byte("use-32-random-bytes-from-secrets")}}, // in production: from a secret store
 		CookieInsecure: true, CookieName: "guest",                                           // plain http on localhost
-		// At login the guest's cart joins the account's, once: a link may
-		// run again (Options.OnLinkAccount), so guests are remembered.
-		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
-			var guestCart cart
-			if len(ev.Data) > 0 {
-				if err := json.Unmarshal(ev.Data, &guestCart); err != nil {
-					return err
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if merged[ev.AnonymousUser.User.ID] {
-				return nil
-			}
-			if accounts[ev.NewUser.User.ID] == nil {
-				accounts[ev.NewUser.User.ID] = cart{}
-			}
-			for item, n := range guestCart {
-				accounts[ev.NewUser.User.ID][item] += n
-			}
-			merged[ev.AnonymousUser.User.ID] = true
-			return nil
-		},
+		OnLinkAccount: moveCart,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -94,7 +95,6 @@ func main() {
 		defer mu.Unlock()
 		fmt.Fprintf(w, "Welcome, alice. Your cart: %v", accounts["alice"])
 	})
-
 	log.Println("listening on http://127.0.0.1:8081")
 	log.Fatal(http.ListenAndServe("127.0.0.1:8081", guests.Middleware(mux)))
 }
