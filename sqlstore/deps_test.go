@@ -1,0 +1,66 @@
+package sqlstore_test
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// drivers are the module paths of SQL drivers: none may reach the module's
+// build list, nor the packages of a program built on it.
+var drivers = []string{
+	"github.com/jackc/", "github.com/go-sql-driver/", "modernc.org/",
+	"github.com/lib/pq", "github.com/mattn/go-sqlite3", "github.com/ncruces/",
+}
+
+func isDriver(path string) bool {
+	return slices.ContainsFunc(drivers, func(p string) bool { return strings.HasPrefix(path, p) })
+}
+
+// goList runs `go list` in the module's root and returns its lines.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	gocmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH: %v", err)
+	}
+	cmd := exec.Command(gocmd, append([]string{"list"}, args...)...)
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestNoDriver: a program that imports the package and memstore or
+// redisstore builds no SQL driver, nor database/sql; sqlstore adds
+// database/sql and nothing outside the standard library; and the module's
+// build list holds no driver, so `go get` of the module downloads none.
+// The drivers the tests use live in the sqltest module.
+func TestNoDriver(t *testing.T) {
+	const nonstd = `{{if not .Standard}}{{.ImportPath}}{{end}}`
+	stores := []string{".", "./memstore", "./redisstore"}
+	without := goList(t, append([]string{"-deps", "-f", nonstd}, stores...)...)
+	with := goList(t, append([]string{"-deps", "-f", nonstd}, append(stores, "./sqlstore")...)...)
+	for _, p := range with {
+		if isDriver(p) {
+			t.Errorf("go list -deps of the stores lists the driver package %s", p)
+		}
+	}
+	if added := slices.DeleteFunc(slices.Clone(with), func(p string) bool {
+		return slices.Contains(without, p) || p == "github.com/guestpass/anonymous/sqlstore"
+	}); len(added) > 0 {
+		t.Errorf("sqlstore adds packages outside the standard library: %v", added)
+	}
+	std := goList(t, append([]string{"-deps"}, stores...)...)
+	if slices.Contains(std, "database/sql") {
+		t.Errorf("the root package, memstore or redisstore imports database/sql")
+	}
+	for _, m := range goList(t, "-m", "-f", "{{.Path}}", "all") {
+		if isDriver(m) {
+			t.Errorf("the module's build list holds the driver module %s", m)
+		}
+	}
+}
