@@ -55,7 +55,9 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // Link turns the request's guest into newUser, the real user the
 // application has just authenticated: call it from a login or sign-up
 // handler. It claims the guest, runs OnLinkAccount, then deletes the guest
-// (or revokes it, with DisableDeleteAnonymousUser) and expires its cookie.
+// (or revokes it, with DisableDeleteAnonymousUser) and expires its cookie;
+// with a TxStore, it does all of it in one transaction of the store's (see
+// TxStore), with no claim.
 // The request's guest is the one its cookie or bearer token names, as the
 // middleware found it.
 //
@@ -121,11 +123,17 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 var errGone = errors.New("anonymous: guest already linked or deleted")
 
 // link runs the exactly-once link of guest g to newUser, in a span of its
-// own.
+// own: in one transaction of the store's when it is a TxStore (txlink.go),
+// else with a claim and a lease.
 func (m *Manager) link(w http.ResponseWriter, r *http.Request, g *guest, newUser *User) error {
 	ctx, span := m.metrics.tracer.Start(r.Context(), "anonymous.link")
 	defer span.End()
-	err := m.linkGuest(w, r.WithContext(ctx), g, newUser)
+	var err error
+	if tx := m.txStore(); tx != nil {
+		err = m.linkInTx(w, r.WithContext(ctx), g, newUser, tx)
+	} else {
+		err = m.linkGuest(w, r.WithContext(ctx), g, newUser)
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "link failed")

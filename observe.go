@@ -101,8 +101,9 @@ type storeOp struct {
 // request's recording span.
 type observedStore struct {
 	Store
-	m                   *metrics
-	create, get, update *storeOp
+	tx                            TxStore // the application's store, if it is one
+	m                             *metrics
+	create, get, update, transact *storeOp
 }
 
 func newObservedStore(s Store, m *metrics) observedStore {
@@ -110,7 +111,28 @@ func newObservedStore(s Store, m *metrics) observedStore {
 		set := metric.WithAttributeSet(attribute.NewSet(attribute.String("anonymous.store.operation", name)))
 		return &storeOp{span: "anonymous.store." + name, add: []metric.AddOption{set}, record: []metric.RecordOption{set}}
 	}
-	return observedStore{Store: s, m: m, create: op("create"), get: op("get"), update: op("update")}
+	tx, _ := s.(TxStore)
+	return observedStore{Store: s, tx: tx, m: m, create: op("create"), get: op("get"), update: op("update"), transact: op("transact")}
+}
+
+// txStore returns the Manager's store as a TxStore, observed, or nil when
+// the application's store is not one.
+func (m *Manager) txStore() TxStore {
+	if s, ok := m.store.(observedStore); ok && s.tx != nil {
+		return s
+	}
+	return nil
+}
+
+// Transact observes a TxStore's Transact; the duration includes the
+// callback's. Only txStore's answer, whose tx is set, is called.
+func (s observedStore) Transact(ctx context.Context, key string, fn func(context.Context, Entry) (Entry, error)) error {
+	ctx, span, begin := s.begin(ctx, s.transact)
+	err := s.tx.Transact(ctx, key, fn)
+	var cbErr *callbackError
+	s.end(ctx, span, s.transact, begin, err, errors.Is(err, ErrNotFound) || errors.Is(err, ErrClaimed) ||
+		errors.Is(err, errGone) || errors.As(err, &cbErr))
+	return err
 }
 
 func (s observedStore) Create(ctx context.Context, key string, e Entry) error {

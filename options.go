@@ -85,6 +85,9 @@ type Options struct {
 	// guest's cookie can link it again; and a store that loses its data (a
 	// Redis restart without persistence) forgets the link, so a replayed
 	// cookie of a linked guest brings the guest, and this callback, back.
+	// With a TxStore (sqlstore) the callback runs inside the link's
+	// transaction instead, whose context carries it (sqlstore.TxFrom): its
+	// writes there commit with the guest's end or not at all.
 	// Default: nil (the guest is deleted with nothing moved).
 	OnLinkAccount func(ctx context.Context, ev LinkEvent) error
 	// OnGuestDeleted runs after a guest was deleted, with why: so that the
