@@ -43,6 +43,8 @@ const (
 	qUpdate        // value, expires_at, key, version, now
 	qLive          // key, now: a row when the key holds a live entry
 	qSweep         // now, limit
+	qLock          // key: Get's row, locked for Transact
+	qTouch         // key: SQLite's first write of a Transact
 	nQueries
 )
 
@@ -83,6 +85,7 @@ WHERE "key" = $3 AND version = $4 AND expires_at > $5`
 		q[qLive] = `SELECT 1 FROM ` + t + ` WHERE "key" = $1 AND expires_at > $2`
 		q[qSweep] = `DELETE FROM ` + t + ` WHERE "key" IN (SELECT "key" FROM ` + t + ` WHERE expires_at <= $1 LIMIT $2)
 AND expires_at <= $1`
+		q[qLock] = q[qGet] + ` FOR UPDATE NOWAIT`
 	case MySQL:
 		q[qCreate] = "INSERT INTO " + t + " (`key`, value, version, expires_at) VALUES (?, ?, 1, ?)\n" +
 			"ON DUPLICATE KEY UPDATE value = IF(expires_at <= ?, VALUES(value), value),\n" +
@@ -93,6 +96,7 @@ AND expires_at <= $1`
 			"WHERE `key` = ? AND version = ? AND expires_at > ?"
 		q[qLive] = "SELECT 1 FROM " + t + " WHERE `key` = ? AND expires_at > ?"
 		q[qSweep] = "DELETE FROM " + t + " WHERE expires_at <= ? ORDER BY expires_at, `key` LIMIT ?"
+		q[qLock] = q[qGet] + " FOR UPDATE NOWAIT"
 	case SQLite:
 		q[qCreate] = `INSERT INTO ` + t + ` AS cur ("key", value, version, expires_at) VALUES (?, ?, 1, ?)
 ON CONFLICT ("key") DO UPDATE SET value = excluded.value, version = 1, expires_at = excluded.expires_at
@@ -102,6 +106,9 @@ WHERE cur.expires_at <= ?`
 WHERE "key" = ? AND version = ? AND expires_at > ?`
 		q[qLive] = `SELECT 1 FROM ` + t + ` WHERE "key" = ? AND expires_at > ?`
 		q[qSweep] = `DELETE FROM ` + t + ` WHERE "key" IN (SELECT "key" FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`
+		// SQLite has no row locks: the write lock serialises links.
+		q[qLock] = q[qGet]
+		q[qTouch] = `UPDATE ` + t + ` SET version = version WHERE "key" = ?`
 	}
 	return q
 }

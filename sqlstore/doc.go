@@ -60,6 +60,26 @@
 // codes without importing a driver: through a SQLState method (pgx) and the
 // Number field of go-sql-driver's MySQLError.
 //
+// # The link in the application's transaction
+//
+// Store is an anonymous.TxStore: the Manager links a stored guest in one
+// transaction of the Store's *sql.DB (Store.Transact), in which
+// OnLinkAccount makes its writes through TxFrom(ctx). The application's
+// rows and the guest's end commit together or not at all, with no claim
+// and no lease; a process that dies in the callback leaves a transaction
+// the server rolls back. The application's tables must be in the same
+// database, and the callback must use only that transaction:
+//
+//	OnLinkAccount: func(ctx context.Context, l anonymous.LinkEvent) error {
+//		_, err := sqlstore.TxFrom(ctx).ExecContext(ctx,
+//			"UPDATE carts SET owner = $1 WHERE owner = $2",
+//			l.NewUser.User.ID, l.AnonymousUser.User.ID)
+//		return err
+//	},
+//
+// docs/sql.md tells how each database locks the row, and the server
+// settings that bound a lock a vanished host leaves.
+//
 // # Sweeping
 //
 // A background goroutine deletes expired rows every Options.SweepInterval

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -196,4 +198,64 @@ func getEach(b *testing.B, s anonymous.Store) {
 			}
 		}
 	})
+}
+
+// BenchmarkLink measures a login that links a stored guest with a cart of
+// one row, through the middleware: on each SQL database, in one
+// transaction (sqlstore is a TxStore); and with the guests in Redis and
+// the cart on PostgreSQL, with the claim, the lease and the final write.
+func BenchmarkLink(b *testing.B) {
+	for _, d := range dialects {
+		b.Run("db="+d.String(), func(b *testing.B) {
+			db := open(b, d)
+			st := newStore(b, db, d, sqlstore.Options{SweepInterval: -1})
+			linkEach(b, newShop(b, d, db, st, createCart(b, db, d),
+				anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}}))
+		})
+	}
+	b.Run("db=Redis", func(b *testing.B) {
+		opt, err := redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := redis.NewClient(opt)
+		b.Cleanup(func() { c.Close() })
+		if err := c.Ping(b.Context()).Err(); err != nil {
+			unavailable(b, "Redis at "+opt.Addr, err)
+		}
+		prefix := table() + ":"
+		st, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+			if len(keys) > 0 {
+				c.Del(context.Background(), keys...)
+			}
+		})
+		db := open(b, sqlstore.Postgres)
+		linkEach(b, newShop(b, sqlstore.Postgres, db, st, createCart(b, db, sqlstore.Postgres),
+			anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}}))
+	})
+}
+
+// linkEach stores b.N guests with a cart row each (the budget is off:
+// they come from one address), then times their logins.
+func linkEach(b *testing.B, s *shop) {
+	cookies := make([]*http.Cookie, b.N)
+	for i := range cookies {
+		_, cookies[i] = s.do(b, "/cart?item=book", nil)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if code, _ := s.do(b, "/login?user=u"+strconv.Itoa(i), cookies[i]); code != http.StatusOK {
+			b.Fatalf("login: %d", code)
+		}
+	}
+	b.StopTimer()
+	if n := s.callbacks.Load(); n != int64(b.N) {
+		b.Fatalf("%d callbacks for %d logins", n, b.N)
+	}
 }

@@ -1,7 +1,10 @@
 // Package sqltest tests package sqlstore against real databases: storetest's
 // whole conformance suite, the sweep, Close, raw bytes in the value column, a
 // MariaDB deadlock and a PostgreSQL serialization failure that the store must
-// retry, and benchmarks against raw statements on the same *sql.DB.
+// retry, the link in the application's transaction (txlink_test.go: commit
+// and rollback together, 64 concurrent logins, a guest never stored, and a
+// child process SIGKILLed inside the transaction), and benchmarks against
+// raw statements on the same *sql.DB.
 //
 // It is a module of its own, so that the SQL drivers it imports (pgx,
 // go-sql-driver/mysql, modernc.org/sqlite) stay out of the anonymous module's
@@ -20,4 +23,6 @@
 //
 // The benchmarks compare Store.Get and Store.Update with the raw statements on
 // PostgreSQL; bench.sh runs them in interleaved rounds and prints medians.
+// BenchmarkLink times a login that links, in a transaction on each database
+// and with the guests in Redis.
 package sqltest
