@@ -64,3 +64,15 @@ func TestNoDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestNoExporter: the shop's metrics exporter (the OpenTelemetry
+// Prometheus exporter and client_golang, in the module's build list for
+// the demo) reaches no program that imports the package and a store.
+func TestNoExporter(t *testing.T) {
+	const nonstd = `{{if not .Standard}}{{.ImportPath}}{{end}}`
+	for _, p := range goList(t, "-deps", "-f", nonstd, ".", "./memstore", "./redisstore", "./sqlstore", "./examples/minimal") {
+		if strings.HasPrefix(p, "github.com/prometheus/") || strings.HasPrefix(p, "go.opentelemetry.io/otel/exporters/") {
+			t.Errorf("go list -deps of the package, its stores and examples/minimal lists the exporter package %s", p)
+		}
+	}
+}

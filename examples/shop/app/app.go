@@ -114,7 +114,11 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	if carts == nil {
 		carts = NewMemoryCarts()
 	}
-	s := &Shop{log: log, store: store, carts: carts, secure: !cfg.InsecureCookies, meters: newMeters()}
+	mt, err := newMeters()
+	if err != nil {
+		return nil, err
+	}
+	s := &Shop{log: log, store: store, carts: carts, secure: !cfg.InsecureCookies, meters: mt}
 	ctx, cancel := context.WithTimeout(context.Background(), seedTimeout)
 	defer cancel()
 	for account, items := range seedCarts {
@@ -147,7 +151,6 @@ func New(store anonymous.Store, cfg Config) (*Shop, error) {
 	if cfg.InsecureCookies {
 		cookieName = "anonymous_guest"
 	}
-	var err error
 	s.guests, err = anonymous.New(store, anonymous.Options{
 		Keys:           keys,
 		GenerateName:   guestName,

@@ -3,39 +3,47 @@ package app
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/guestpass/anonymous"
-	"go.opentelemetry.io/otel/attribute"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
-// The shop reads the package's metrics with the OpenTelemetry SDK's manual
-// reader: GET /metrics writes them in Prometheus' text format, and GET
-// /stats shows a small panel of them. A real application would rather use
-// the OpenTelemetry Prometheus exporter or OTLP; the shop writes the text
-// itself to keep their dependencies out of this module.
+// The shop reads the package's metrics twice: the OpenTelemetry Prometheus
+// exporter serves them at GET /metrics, in Prometheus' text format, and a
+// manual reader feeds the small panel at GET /stats.
 
-// meters holds the shop's reader and what the panel counts by day.
+// meters holds the shop's readers and what the panel counts by day.
 type meters struct {
 	reader   *sdkmetric.ManualReader
 	provider *sdkmetric.MeterProvider
+	scrape   http.Handler // GET /metrics
 
 	mu          sync.Mutex
 	day         string // UTC date of linkedToday
 	linkedToday int
 }
 
-func newMeters() *meters {
+func newMeters() (*meters, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("shop: metrics: %w", err)
+	}
 	r := sdkmetric.NewManualReader()
-	return &meters{reader: r, provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))}
+	return &meters{
+		reader:   r,
+		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(r), sdkmetric.WithReader(exp)),
+		scrape:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	}, nil
 }
 
 // guestDeleted counts links by day, for the panel.
@@ -57,70 +65,10 @@ func (m *meters) collect(ctx context.Context) (metricdata.ResourceMetrics, error
 	return rm, err
 }
 
-// serveMetrics writes every metric in Prometheus' text exposition format.
+// serveMetrics serves every metric for a Prometheus scraper.
 func (s *Shop) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	rm, err := s.meters.collect(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			writeMetric(w, mt)
-		}
-	}
-}
-
-// promName is a metric's Prometheus name: dots become underscores, the
-// unit a suffix (seconds for "s"; annotations such as "{guest}" none).
-func promName(mt metricdata.Metrics) string {
-	n := strings.NewReplacer(".", "_", "-", "_").Replace(mt.Name)
-	if mt.Unit == "s" {
-		n += "_seconds"
-	}
-	return n
-}
-
-// promLabels renders attributes (and a histogram bucket's le) as
-// Prometheus labels.
-func promLabels(kvs []attribute.KeyValue, le string) string {
-	var parts []string
-	for _, kv := range kvs {
-		parts = append(parts, strings.ReplaceAll(string(kv.Key), ".", "_")+"="+strconv.Quote(kv.Value.AsString()))
-	}
-	if le != "" {
-		parts = append(parts, `le="`+le+`"`)
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "{" + strings.Join(parts, ",") + "}"
-}
-
-func writeMetric(w io.Writer, mt metricdata.Metrics) {
-	name := promName(mt)
-	switch d := mt.Data.(type) {
-	case metricdata.Sum[int64]:
-		fmt.Fprintf(w, "# HELP %s_total %s\n# TYPE %s_total counter\n", name, mt.Description, name)
-		for _, p := range d.DataPoints {
-			fmt.Fprintf(w, "%s_total%s %d\n", name, promLabels(p.Attributes.ToSlice(), ""), p.Value)
-		}
-	case metricdata.Histogram[float64]:
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, mt.Description, name)
-		for _, p := range d.DataPoints {
-			kvs := p.Attributes.ToSlice()
-			var cum uint64
-			for i, bound := range p.Bounds {
-				cum += p.BucketCounts[i]
-				fmt.Fprintf(w, "%s_bucket%s %d\n", name, promLabels(kvs, strconv.FormatFloat(bound, 'g', -1, 64)), cum)
-			}
-			fmt.Fprintf(w, "%s_bucket%s %d\n", name, promLabels(kvs, "+Inf"), p.Count)
-			fmt.Fprintf(w, "%s_sum%s %s\n", name, promLabels(kvs, ""), strconv.FormatFloat(p.Sum, 'g', -1, 64))
-			fmt.Fprintf(w, "%s_count%s %d\n", name, promLabels(kvs, ""), p.Count)
-		}
-	}
+	s.meters.scrape.ServeHTTP(w, r)
 }
 
 // stats is the panel's figures.
