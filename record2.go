@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -76,7 +77,11 @@ func decodeFormat2(rec *Record, id string, e Entry) error {
 	if flags&flag2TokenHash != 0 {
 		copy(rec.TokenHash[:], d.bytes(32))
 	}
-	u.Email = d.stringIf(flags&flag2Email, defaultEmailPrefix+toLower(id)+defaultEmailSuffix)
+	if flags&flag2Email != 0 {
+		u.Email = d.string()
+	} else {
+		u.Email = defaultEmailPrefix + strings.ToLower(id) + defaultEmailSuffix
+	}
 	u.Name = d.stringIf(flags&flag2Name, defaultName)
 	if flags&flag2SessionULID != 0 {
 		s.ID = ulid.ULID(d.bytes(16)).String()
@@ -124,12 +129,4 @@ func (d *decoder) millis() time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(n).UTC()
-}
-
-func toLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		b[i] = lower(c)
-	}
-	return string(b)
 }

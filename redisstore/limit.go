@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -97,7 +96,7 @@ func (s *Store) limit(ctx context.Context, op string, charges []anonymous.Charge
 	}
 	n, err := limitScript.Run(ctx, s.client, keys, args...).Int64()
 	if err != nil {
-		return 0, failed(ctx, "budget "+op, charges[0].Key, fmt.Errorf("%w", err))
+		return 0, failed(ctx, "budget "+op, charges[0].Key, err)
 	}
 	return n, nil
 }
