@@ -157,28 +157,35 @@ func BenchmarkGetElsewhere(b *testing.B) {
 		getEach(b, s)
 	})
 	b.Run("db=Redis", func(b *testing.B) {
-		opt, err := redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := redis.NewClient(opt)
-		b.Cleanup(func() { c.Close() })
-		if err := c.Ping(b.Context()).Err(); err != nil {
-			unavailable(b, "Redis at "+opt.Addr, err)
-		}
-		prefix := table() + ":"
-		s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			keys, _ := c.Keys(context.Background(), prefix+"*").Result()
-			if len(keys) > 0 {
-				c.Del(context.Background(), keys...)
-			}
-		})
-		getEach(b, s)
+		getEach(b, redisStore(b))
 	})
+}
+
+// redisStore returns a redisstore on the Redis at REDIS_URL (default
+// redis://127.0.0.1:6379/0), under a random key prefix whose keys it
+// deletes when b ends.
+func redisStore(b *testing.B) *redisstore.Store {
+	opt, err := redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	b.Cleanup(func() { c.Close() })
+	if err := c.Ping(b.Context()).Err(); err != nil {
+		unavailable(b, "Redis at "+opt.Addr, err)
+	}
+	prefix := table() + ":"
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			c.Del(context.Background(), keys...)
+		}
+	})
+	return s
 }
 
 // getEach stores benchKeys guests in s and measures Get of them in turn.
@@ -214,26 +221,7 @@ func BenchmarkLink(b *testing.B) {
 		})
 	}
 	b.Run("db=Redis", func(b *testing.B) {
-		opt, err := redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := redis.NewClient(opt)
-		b.Cleanup(func() { c.Close() })
-		if err := c.Ping(b.Context()).Err(); err != nil {
-			unavailable(b, "Redis at "+opt.Addr, err)
-		}
-		prefix := table() + ":"
-		st, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			keys, _ := c.Keys(context.Background(), prefix+"*").Result()
-			if len(keys) > 0 {
-				c.Del(context.Background(), keys...)
-			}
-		})
+		st := redisStore(b)
 		db := open(b, sqlstore.Postgres)
 		linkEach(b, newShop(b, sqlstore.Postgres, db, st, createCart(b, db, sqlstore.Postgres),
 			anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}}))
