@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/internal/storegate"
 	"github.com/guestpass/anonymous/memstore"
 )
 
@@ -104,7 +105,7 @@ func TestConcurrentFirstReturnsCostOneGuest(t *testing.T) {
 		const addr = "203.0.113.9:1"
 		c := guestCookie(t, from(f.h, "GET", "/", addr, nil))
 		// Every first return is charged before any stores the guest.
-		gate := &gatedCreates{Store: f.store.Store, want: 10, open: make(chan struct{})}
+		gate := storegate.New(f.store.Store, 10)
 		f.store.Store = gate
 		var wg sync.WaitGroup
 		for range 10 {
@@ -146,29 +147,6 @@ func TestRefusalsLoggedOnceAMinute(t *testing.T) {
 			t.Fatalf("after a minute: %d lines, want 2 naming the client and the count:\n%s", n, logs)
 		}
 	})
-}
-
-// gatedCreates holds every Create until want of them wait, or a second
-// has passed.
-type gatedCreates struct {
-	anonymous.Store
-	mu      sync.Mutex
-	waiting int
-	want    int
-	open    chan struct{}
-}
-
-func (g *gatedCreates) Create(ctx context.Context, key string, e anonymous.Entry) error {
-	g.mu.Lock()
-	if g.waiting++; g.waiting == g.want {
-		close(g.open)
-	}
-	g.mu.Unlock()
-	select {
-	case <-g.open:
-	case <-time.After(time.Second):
-	}
-	return g.Store.Create(ctx, key, e)
 }
 
 // Data grows after a guest is stored, which the budget never sees: past

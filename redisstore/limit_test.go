@@ -12,6 +12,7 @@ import (
 
 	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/internal/redistest"
+	"github.com/guestpass/anonymous/internal/storegate"
 	"github.com/guestpass/anonymous/redisstore"
 )
 
@@ -118,30 +119,6 @@ func TestFloodsOnRedis(t *testing.T) {
 	}
 }
 
-// gatedCreates holds every Create until want of them wait, or a second
-// has passed: the first returns of one page all charge the budget before
-// any stores the guest.
-type gatedCreates struct {
-	anonymous.Store
-	mu      sync.Mutex
-	waiting int
-	want    int
-	open    chan struct{}
-}
-
-func (g *gatedCreates) Create(ctx context.Context, key string, e anonymous.Entry) error {
-	g.mu.Lock()
-	if g.waiting++; g.waiting == g.want {
-		close(g.open)
-	}
-	g.mu.Unlock()
-	select {
-	case <-g.open:
-	case <-time.After(time.Second):
-	}
-	return g.Store.Create(ctx, key, e)
-}
-
 // Concurrent first returns of one first-visit cookie cost its client one
 // guest on Redis too: the ones a sibling beat are refunded in Redis. Of 8,
 // the burst of 3 are charged and reach the store, which holds them until
@@ -162,7 +139,7 @@ func TestConcurrentFirstReturnsRefundedInRedis(t *testing.T) {
 		}
 		return n
 	}
-	gate := &gatedCreates{Store: s, want: 3, open: make(chan struct{})}
+	gate := storegate.New(s, 3)
 	levels := []anonymous.Level{{By: "ipv4/32", Burst: 3, Rate: 1, Period: time.Hour}}
 	h := manager(t, gate, anonymous.Options{Budget: anonymous.Budget{Levels: levels}}).Middleware(whoami)
 	visit := func(ck []*http.Cookie) []*http.Cookie {
