@@ -100,11 +100,17 @@ func (m *Manager) linked(ctx context.Context, claimed *Record, err error) error 
 	case errors.Is(err, errGone):
 		return nil // another request linked it
 	}
+	m.linkDone(ctx, &claimed.User)
+	return nil
+}
+
+// linkDone counts a link that ended guest u, and tells OnGuestDeleted when
+// the guest was deleted rather than kept (DisableDeleteAnonymousUser).
+func (m *Manager) linkDone(ctx context.Context, u *User) {
 	m.metrics.linked.Add(ctx, 1)
 	if !m.opts.DisableDeleteAnonymousUser {
-		m.deleted(ctx, &claimed.User, DeletedByLink)
+		m.deleted(ctx, u, DeletedByLink)
 	}
-	return nil
 }
 
 // Close waits for the links whose last write is being retried in the

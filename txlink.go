@@ -122,10 +122,7 @@ func (m *Manager) linkedInTx(w http.ResponseWriter, ctx context.Context, id stri
 	var cbErr *callbackError
 	switch {
 	case err == nil:
-		m.metrics.linked.Add(ctx, 1)
-		if !m.opts.DisableDeleteAnonymousUser {
-			m.deleted(ctx, gone, DeletedByLink)
-		}
+		m.linkDone(ctx, gone)
 		m.expireCookie(w)
 		return nil
 	case errors.Is(err, errGone), errors.Is(err, ErrNotFound):
