@@ -47,6 +47,14 @@ func (s *Store) Transact(ctx context.Context, key string, fn func(ctx context.Co
 	if closed {
 		return ErrClosed
 	}
+	// Prepared before the transaction takes its connection: preparing
+	// takes one of the pool's, which a pool whose every connection is in a
+	// Transact would wait for until the transactions' deadline.
+	for _, q := range s.txQueries() {
+		if _, err := s.stmt(ctx, q); err != nil {
+			return failed(ctx, "transact", key, err)
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return failed(ctx, "transact", key, err)
@@ -113,6 +121,14 @@ func (s *Store) lock(ctx context.Context, tx *sql.Tx, key string) (anonymous.Ent
 		return anonymous.Entry{}, anonymous.ErrNotFound
 	}
 	return anonymous.Entry{Value: value, Version: uint64(version), Expires: time.UnixMilli(expires)}, nil
+}
+
+// txQueries are the statements of a Transact.
+func (s *Store) txQueries() []int {
+	if s.dialect == SQLite {
+		return []int{qTouch, qLock, qUpdate}
+	}
+	return []int{qLock, qUpdate}
 }
 
 // txStmt returns statement q for tx: the store's prepared statement, which
