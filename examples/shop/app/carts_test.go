@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/guestpass/anonymous/internal/pgtest"
 	"github.com/guestpass/anonymous/internal/redistest"
 )
 
@@ -27,6 +28,13 @@ func TestCarts(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		client, prefix := testRedis(t)
 		testCarts(t, NewRedisCarts(client, prefix))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		carts, err := NewPostgresCarts(t.Context(), pgtest.Open(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testCarts(t, carts)
 	})
 }
 
@@ -86,6 +94,13 @@ func testCarts(t *testing.T, carts Carts) {
 	}
 	if c, _ := carts.Get(ctx, "alice"); !maps.Equal(c.Items, want) {
 		t.Fatalf("failed updates changed the cart to %v", c.Items)
+	}
+	// Nor does ErrNoChange create a cart for an account without one.
+	if _, err := carts.Update(ctx, "erin", func(*AccountCart) error { return ErrNoChange }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := carts.Seed(ctx, "erin", AccountCart{Items: map[string]int{"mug": 1}}); !ok || err != nil {
+		t.Fatalf("Seed after an update that changed nothing: %v, %v; want true", ok, err)
 	}
 
 	// The cart is the caller's copy.
