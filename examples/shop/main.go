@@ -2,11 +2,14 @@
 // visitor is greeted by a generated guest name and gets a cart without
 // signing up; signing in to a demo account moves the guest's cart into the
 // account's, merging quantities. A guest's cart is the guest's data, kept
-// with the guest; accounts' carts are kept in memory, or with -redis in
-// Redis beside the guests, so that a restart loses no cart.
+// with the guest; accounts' carts are kept in memory, or beside the guests
+// in Redis (-redis) or in PostgreSQL (-postgres), so that a restart loses
+// no cart. On PostgreSQL the accounts' carts are the shop's own table, and
+// a login moves the guest's cart in the transaction that ends the guest.
 //
 //	go run ./examples/shop                  # http://localhost:8080, all in memory
 //	go run ./examples/shop -redis redis://127.0.0.1:6379/0 -hash-key "$(openssl rand -hex 32)"
+//	go run ./examples/shop -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable' -hash-key "$(openssl rand -hex 32)"
 //
 // Cookies are Secure by default. Browsers keep Secure cookies on
 // http://localhost and http://127.0.0.1; to try the shop over plain HTTP
@@ -19,6 +22,8 @@
 //	                       $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)
 //	-insecure-cookies      drop the cookies' Secure attribute (plain HTTP on a host
 //	                       other than localhost)
+//	-postgres string       keep guests and accounts' carts in PostgreSQL at this URL
+//	                       (postgres://user@host:port/db?sslmode=disable); default: in memory
 //	-redis string          keep guests and accounts' carts in Redis at this URL
 //	                       (redis://host:port/db); default: in memory
 //	-redis-prefix string   prefix of the shop's Redis keys (default "anon:")
@@ -65,6 +70,7 @@ type config struct {
 	insecure    bool
 	redisURL    string
 	redisPrefix string
+	postgresURL string
 }
 
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
@@ -77,11 +83,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.BoolVar(&c.insecure, "insecure-cookies", false, "drop the cookies' Secure attribute, for plain HTTP on a host other than localhost")
 	fs.StringVar(&c.redisURL, "redis", "", "keep guests and accounts' carts in Redis at this URL (redis://host:port/db); default: in memory")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of the shop's Redis keys")
+	fs.StringVar(&c.postgresURL, "postgres", "", "keep guests and accounts' carts in PostgreSQL at this URL (postgres://user@host:port/db?sslmode=disable); default: in memory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.redisURL != "" && c.postgresURL != "" {
+		return nil, errors.New("-redis and -postgres: choose one store")
 	}
 	if key == "" {
 		key = getenv("SHOP_HASH_KEY")
@@ -116,9 +126,12 @@ func redisOptions(url string) (*redis.Options, error) {
 }
 
 // openStore returns the guest store and the accounts' carts the flags
-// choose, and how to close them: both in memory, or both in Redis on one
-// client, under the same key prefix.
+// choose, and how to close them: both in memory, both in Redis on one
+// client, under the same key prefix, or both in PostgreSQL.
 func openStore(ctx context.Context, c *config) (anonymous.Store, app.Carts, func(), error) {
+	if c.postgresURL != "" {
+		return openPostgres(ctx, c.postgresURL)
+	}
 	if c.redisURL == "" {
 		s := memstore.New()
 		return s, app.NewMemoryCarts(), func() { s.Close() }, nil
@@ -171,8 +184,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	storeName := "memory"
-	if c.redisURL != "" {
+	switch {
+	case c.redisURL != "":
 		storeName = "redis"
+	case c.postgresURL != "":
+		storeName = "postgres"
 	}
 	log.Info("shop: listening", "url", "http://"+browsable(ln.Addr()), "store", storeName, "secure_cookies", !c.insecure)
 

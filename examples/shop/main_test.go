@@ -50,6 +50,8 @@ func TestParseConfig(t *testing.T) {
 		{"all flags", []string{"-addr", "127.0.0.1:9", "-insecure-cookies", "-redis", "redis://x:1/2", "-redis-prefix", "p:"}, env(), func(c *config) bool {
 			return c.addr == "127.0.0.1:9" && c.insecure && c.redisURL == "redis://x:1/2" && c.redisPrefix == "p:"
 		}, false},
+		{"postgres", []string{"-postgres", "postgres://u@h:1/db"}, env(), func(c *config) bool { return c.postgresURL == "postgres://u@h:1/db" && c.redisURL == "" }, false},
+		{"redis and postgres", []string{"-redis", "redis://x:1/2", "-postgres", "postgres://u@h:1/db"}, env(), nil, true},
 		{"short key", []string{"-hash-key", "abcd"}, env(), nil, true},
 		{"not hex", []string{"-hash-key", strings.Repeat("zz", 32)}, env(), nil, true},
 		{"bad env key", nil, env("SHOP_HASH_KEY", "secret-but-wrong"), nil, true},

@@ -152,8 +152,8 @@ func wantCart(t *testing.T, what string, got, want map[string]int) {
 	}
 }
 
-// guestRecord reads a guest's record from the shop's Redis.
-func guestRecord(t *testing.T, store *redisstore.Store, id string) *anonymous.Record {
+// guestRecord reads a guest's record from the shop's store.
+func guestRecord(t *testing.T, store anonymous.Store, id string) *anonymous.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
