@@ -199,12 +199,15 @@ func TestBackgroundSweep(t *testing.T) {
 
 // TestCloseCutsSweepShort: Close returns while a sweep waits for a lock,
 // rather than when the lock is released.
+//
+// The rows are locked before the sweeping store exists: a sweep running
+// while they are inserted would delete them before they are locked, and
+// then no sweep would ever wait.
 func TestCloseCutsSweepShort(t *testing.T) {
 	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL} {
 		t.Run(d.String(), func(t *testing.T) {
 			db := open(t, d)
-			s := newStore(t, db, d, sqlstore.Options{SweepInterval: 10 * time.Millisecond, SweepBatch: 10})
-			tbl := tableOf(t, s)
+			tbl := tableOf(t, newStore(t, db, d, sqlstore.Options{SweepInterval: -1}))
 			insertRows(t, db, d, tbl, "x-", 5, nowMs()-1)
 			tx, err := db.BeginTx(t.Context(), nil)
 			if err != nil {
@@ -212,9 +215,15 @@ func TestCloseCutsSweepShort(t *testing.T) {
 			}
 			defer tx.Rollback()
 			// Lock the expired rows: the sweep's DELETE waits for them.
-			if _, err := tx.Exec(fmt.Sprintf("SELECT * FROM %s FOR UPDATE", tbl)); err != nil {
+			if got := lockAll(t, tx, d, tbl); got != 5 {
+				t.Fatalf("locked %d rows, want the 5 expired ones", got)
+			}
+			s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Table: tbl, SweepInterval: 10 * time.Millisecond, SweepBatch: 10})
+			if err != nil {
 				t.Fatal(err)
 			}
+			// Registered after newStore's drop, so it runs before it.
+			t.Cleanup(func() { s.Close() })
 			waitForLockWait(t, db, d, "DELETE FROM "+tbl)
 			closed := make(chan struct{})
 			go func() { s.Close(); close(closed) }()
@@ -225,6 +234,25 @@ func TestCloseCutsSweepShort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockAll locks every row of tbl in tx, and returns how many it locked.
+func lockAll(t *testing.T, tx *sql.Tx, d sqlstore.Dialect, tbl string) int {
+	t.Helper()
+	q := fmt.Sprintf("SELECT %s FROM %s FOR UPDATE", quoteKey(d), tbl)
+	rows, err := tx.Query(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
 }
 
 // waitForLockWait waits until a statement starting with prefix waits for a
