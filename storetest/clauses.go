@@ -34,8 +34,8 @@ var createTests = []test{
 		} {
 			// Durable on every other write: a store may heed it or not,
 			// and Get returns it false.
-			key := NewKey()
-			want := create(t, s, key, anonymous.Entry{Value: c.value, Expires: Now().Add(long), Durable: i%2 == 0})
+			key := newKey()
+			want := create(t, s, key, anonymous.Entry{Value: c.value, Expires: now().Add(long), Durable: i%2 == 0})
 			same(t, s, key, want, "Create of "+c.name)
 		}
 	}},
@@ -43,8 +43,8 @@ var createTests = []test{
 		// The package reuses its buffers once a call returns, and a store
 		// leaves the caller's bytes alone.
 		v := []byte("cart: 3 items")
-		key := NewKey()
-		want := create(t, s, key, anonymous.Entry{Value: v, Expires: Now().Add(long)})
+		key := newKey()
+		want := create(t, s, key, anonymous.Entry{Value: v, Expires: now().Add(long)})
 		if string(v) != "cart: 3 items" {
 			t.Errorf("Create changed the bytes it was given to %q", v)
 		}
@@ -54,19 +54,19 @@ var createTests = []test{
 	{name: "IgnoresVersion", fn: func(t *testing.T, s anonymous.Store) {
 		// Every new entry is version 1, whatever Version the Entry held.
 		for _, v := range []uint64{0, 1, 41, math.MaxUint64} {
-			key := NewKey()
-			want := create(t, s, key, anonymous.Entry{Value: []byte("v"), Version: v, Expires: Now().Add(long)})
+			key := newKey()
+			want := create(t, s, key, anonymous.Entry{Value: []byte("v"), Version: v, Expires: now().Add(long)})
 			same(t, s, key, want, fmt.Sprintf("Create with Version %d", v))
 		}
 	}},
 	{name: "Exists", waits: true, fn: func(t *testing.T, s anonymous.Store) {
 		ctx := t.Context()
-		key, first := fresh(t, s, "first", Now().Add(long))
+		key, first := fresh(t, s, "first", now().Add(long))
 		// The loser's bytes and its short expiry must not reach the store.
 		loser := anonymous.Entry{Value: []byte("second"), Expires: expiry(short), Durable: true}
 		is(t, "a second Create of one key", s.Create(ctx, key, loser), anonymous.ErrExists)
 		same(t, s, key, first, "a Create that returned ErrExists")
-		second := update(t, s, key, next(first, []byte("updated"), Now().Add(long)))
+		second := update(t, s, key, next(first, []byte("updated"), now().Add(long)))
 		is(t, "a Create over version 2", s.Create(ctx, key, loser), anonymous.ErrExists)
 		same(t, s, key, second, "a Create over version 2")
 		sleepUntil(loser.Expires.Add(slack))
@@ -75,9 +75,9 @@ var createTests = []test{
 	{name: "ConcurrentOneWinner", fn: func(t *testing.T, s anonymous.Store) {
 		ctx := t.Context()
 		for range rounds {
-			key := NewKey()
+			key := newKey()
 			errs := race(racers, func(i int) error {
-				return s.Create(ctx, key, anonymous.Entry{Value: fmt.Appendf(nil, "racer %d", i), Expires: Now().Add(long)})
+				return s.Create(ctx, key, anonymous.Entry{Value: fmt.Appendf(nil, "racer %d", i), Expires: now().Add(long)})
 			})
 			if w := oneWinner(t, "concurrent Create of one key", errs, anonymous.ErrExists); w >= 0 {
 				same(t, s, key, anonymous.Entry{Value: fmt.Appendf(nil, "racer %d", w), Version: 1}, "concurrent Creates (the winner's)")
@@ -91,14 +91,14 @@ var createTests = []test{
 		key, old := fresh(t, s, "old", exp)
 		update(t, s, key, next(old, []byte("old, updated"), exp))
 		sleepUntil(exp.Add(slack))
-		reborn := create(t, s, key, anonymous.Entry{Value: []byte("new"), Expires: Now().Add(long)})
+		reborn := create(t, s, key, anonymous.Entry{Value: []byte("new"), Expires: now().Add(long)})
 		same(t, s, key, reborn, "Create over an expired entry")
 	}},
 	{name: "KeysAreSeparate", fn: func(t *testing.T, s anonymous.Store) {
 		// Keys that differ in one character, in case, by a trailing space,
 		// or one a prefix of the other, are as different as any two; so
 		// are keys of every character a key may hold.
-		id := NewKey()
+		id := newKey()
 		keys := []string{id, sibling(id), strings.ToLower(id), id[:len(id)-1], id + "0",
 			"a", "A", "a ", " a", "a:b", "a*", "?", strings.Repeat("k", 63), strings.Repeat("k", 64)}
 		var printable []byte
@@ -110,13 +110,13 @@ var createTests = []test{
 		keys = append(keys, string(printable[:64]), string(printable[64:]))
 		want := map[string]anonymous.Entry{}
 		for _, k := range keys {
-			want[k] = create(t, s, k, anonymous.Entry{Value: []byte("value of " + k), Expires: Now().Add(long)})
+			want[k] = create(t, s, k, anonymous.Entry{Value: []byte("value of " + k), Expires: now().Add(long)})
 		}
 		for _, k := range keys {
 			same(t, s, k, want[k], fmt.Sprintf("creating %d keys", len(keys)))
 		}
 		gone(t, s, sibling(sibling(id)), fmt.Sprintf("creating %d other keys", len(keys)))
-		want[id] = update(t, s, id, next(want[id], []byte("updated"), Now().Add(long)))
+		want[id] = update(t, s, id, next(want[id], []byte("updated"), now().Add(long)))
 		for _, k := range keys {
 			same(t, s, k, want[k], fmt.Sprintf("updating %q", id))
 		}
@@ -125,13 +125,13 @@ var createTests = []test{
 
 var getTests = []test{
 	{name: "NotFound", fn: func(t *testing.T, s anonymous.Store) {
-		gone(t, s, NewKey(), "nothing")
-		fresh(t, s, "another", Now().Add(long))
-		gone(t, s, NewKey(), "creating another key")
+		gone(t, s, newKey(), "nothing")
+		fresh(t, s, "another", now().Add(long))
+		gone(t, s, newKey(), "creating another key")
 	}},
 	{name: "ReturnsACopy", fn: func(t *testing.T, s anonymous.Store) {
 		// The package decodes in place what Get returns.
-		key, want := fresh(t, s, "cart: 3 items", Now().Add(long))
+		key, want := fresh(t, s, "cart: 3 items", now().Add(long))
 		flip(get(t, s, key).Value)
 		same(t, s, key, want, "changing the bytes Get returned")
 		if a, b := get(t, s, key).Value, get(t, s, key).Value; len(a) > 0 && len(b) > 0 && &a[0] == &b[0] {
@@ -152,11 +152,11 @@ var getTests = []test{
 		// An empty value is a value, not a missing entry, and an Update to
 		// one empties the entry.
 		for _, v := range [][]byte{nil, {}} {
-			key := NewKey()
-			e := create(t, s, key, anonymous.Entry{Value: v, Expires: Now().Add(long)})
+			key := newKey()
+			e := create(t, s, key, anonymous.Entry{Value: v, Expires: now().Add(long)})
 			same(t, s, key, e, fmt.Sprintf("Create with Value %#v", v))
-			e = update(t, s, key, next(e, []byte("cart: 1 item"), Now().Add(long)))
-			e = update(t, s, key, next(e, v, Now().Add(long)))
+			e = update(t, s, key, next(e, []byte("cart: 1 item"), now().Add(long)))
+			e = update(t, s, key, next(e, v, now().Add(long)))
 			same(t, s, key, e, fmt.Sprintf("an Update to Value %#v", v))
 		}
 	}},
@@ -166,20 +166,20 @@ var updateTests = []test{
 	{name: "Replaces", fn: func(t *testing.T, s anonymous.Store) {
 		// Each Update is one more version, also one that changes nothing
 		// but the expiry (a visit that slides it).
-		key, v := fresh(t, s, "v1", Now().Add(long))
-		v = update(t, s, key, next(v, []byte("cart: 1 item"), Now().Add(2*long)))
+		key, v := fresh(t, s, "v1", now().Add(long))
+		v = update(t, s, key, next(v, []byte("cart: 1 item"), now().Add(2*long)))
 		same(t, s, key, v, "Update of version 1")
-		v = update(t, s, key, next(v, randomValue(largeValue), Now().Add(2*long)))
+		v = update(t, s, key, next(v, randomValue(largeValue), now().Add(2*long)))
 		same(t, s, key, v, "Update of version 2 to 64 KiB")
-		v = update(t, s, key, next(v, bytes.Clone(v.Value), Now().Add(3*long)))
+		v = update(t, s, key, next(v, bytes.Clone(v.Value), now().Add(3*long)))
 		same(t, s, key, v, "an Update of version 3 that changed only the expiry")
 	}},
 	{name: "Conflict", waits: true, fn: func(t *testing.T, s anonymous.Store) {
 		// Only the version read may be replaced; a refused Update changes
 		// nothing, not even the expiry.
 		ctx := t.Context()
-		key, v1 := fresh(t, s, "v1", Now().Add(long))
-		v2 := update(t, s, key, next(v1, []byte("first"), Now().Add(long)))
+		key, v1 := fresh(t, s, "v1", now().Add(long))
+		v2 := update(t, s, key, next(v1, []byte("first"), now().Add(long)))
 		stale := next(v1, []byte("stale"), expiry(short))
 		is(t, "Update of version 1 after version 2 was written", s.Update(ctx, key, stale), anonymous.ErrConflict)
 		same(t, s, key, v2, "an Update of a replaced version")
@@ -191,14 +191,14 @@ var updateTests = []test{
 		same(t, s, key, v2, "Updates of versions never stored")
 		sleepUntil(stale.Expires.Add(slack))
 		same(t, s, key, v2, "the expiry of Updates that returned ErrConflict")
-		same(t, s, key, update(t, s, key, next(v2, []byte("second"), Now().Add(long))), "Update of version 2")
+		same(t, s, key, update(t, s, key, next(v2, []byte("second"), now().Add(long))), "Update of version 2")
 	}},
 	{name: "NotFound", fn: func(t *testing.T, s anonymous.Store) {
 		// Update writes over an entry, never creates one: not even as
 		// version 1 of a version 0, which no entry has.
-		key := NewKey()
+		key := newKey()
 		for _, v := range []uint64{0, 1} {
-			e := anonymous.Entry{Value: []byte("v"), Version: v, Expires: Now().Add(long)}
+			e := anonymous.Entry{Value: []byte("v"), Version: v, Expires: now().Add(long)}
 			is(t, fmt.Sprintf("Update of version %d of a key never created", v), s.Update(t.Context(), key, e), anonymous.ErrNotFound)
 		}
 		gone(t, s, key, "Updates of a key never created")
@@ -207,9 +207,9 @@ var updateTests = []test{
 		exp := expiry(short)
 		key, v := fresh(t, s, "old", exp)
 		sleepUntil(exp.Add(slack))
-		is(t, "Update of an expired entry", s.Update(t.Context(), key, next(v, []byte("revived"), Now().Add(long))), anonymous.ErrNotFound)
+		is(t, "Update of an expired entry", s.Update(t.Context(), key, next(v, []byte("revived"), now().Add(long))), anonymous.ErrNotFound)
 		gone(t, s, key, "an Update of an expired entry")
-		same(t, s, key, create(t, s, key, anonymous.Entry{Value: []byte("new"), Expires: Now().Add(long)}),
+		same(t, s, key, create(t, s, key, anonymous.Entry{Value: []byte("new"), Expires: now().Add(long)}),
 			"a Create after an Update of an expired entry")
 	}},
 	{name: "ExtendsLife", waits: true, fn: func(t *testing.T, s anonymous.Store) {
@@ -223,7 +223,7 @@ var updateTests = []test{
 		gone(t, s, key, "the expiry Update set")
 	}},
 	{name: "ShortensLife", waits: true, fn: func(t *testing.T, s anonymous.Store) {
-		key, v := fresh(t, s, "v", Now().Add(long))
+		key, v := fresh(t, s, "v", now().Add(long))
 		exp := expiry(short)
 		update(t, s, key, next(v, []byte("shortened"), exp))
 		sleepUntil(exp.Add(slack))
@@ -232,8 +232,8 @@ var updateTests = []test{
 	{name: "FullChangesNothing", fn: func(t *testing.T, s anonymous.Store) {
 		// A store with a cap may refuse an Update that grows the entry,
 		// ErrStoreFull; then nothing changed. A store without one takes it.
-		key, v := fresh(t, s, "v", Now().Add(long))
-		big := next(v, randomValue(4*largeValue), Now().Add(long))
+		key, v := fresh(t, s, "v", now().Add(long))
+		big := next(v, randomValue(4*largeValue), now().Add(long))
 		switch err := s.Update(t.Context(), key, big); {
 		case errors.Is(err, anonymous.ErrStoreFull):
 			same(t, s, key, v, "an Update answered ErrStoreFull")
@@ -244,9 +244,9 @@ var updateTests = []test{
 		}
 	}},
 	{name: "StoresACopy", fn: func(t *testing.T, s anonymous.Store) {
-		key, v := fresh(t, s, "v", Now().Add(long))
+		key, v := fresh(t, s, "v", now().Add(long))
 		b := []byte("cart: 3 items")
-		want := update(t, s, key, next(v, b, Now().Add(long)))
+		want := update(t, s, key, next(v, b, now().Add(long)))
 		if string(b) != "cart: 3 items" {
 			t.Errorf("Update changed the bytes it was given to %q", b)
 		}
@@ -256,9 +256,9 @@ var updateTests = []test{
 	{name: "ConcurrentOneWinner", fn: func(t *testing.T, s anonymous.Store) {
 		ctx := t.Context()
 		for range rounds {
-			key, v := fresh(t, s, "v", Now().Add(long))
+			key, v := fresh(t, s, "v", now().Add(long))
 			errs := race(racers, func(i int) error {
-				return s.Update(ctx, key, next(v, fmt.Appendf(nil, "racer %d", i), Now().Add(long)))
+				return s.Update(ctx, key, next(v, fmt.Appendf(nil, "racer %d", i), now().Add(long)))
 			})
 			if w := oneWinner(t, "concurrent Update of one version", errs, anonymous.ErrConflict); w >= 0 {
 				same(t, s, key, anonymous.Entry{Value: fmt.Appendf(nil, "racer %d", w), Version: 2}, "concurrent Updates (the winner's)")

@@ -31,18 +31,18 @@ var contextTests = []test{
 
 func doneContext(t *testing.T, s anonymous.Store, done context.Context, want error) {
 	t.Run("Create", func(t *testing.T) {
-		key := NewKey()
-		is(t, "Create", s.Create(done, key, anonymous.Entry{Value: []byte("v"), Expires: Now().Add(long)}), want)
+		key := newKey()
+		is(t, "Create", s.Create(done, key, anonymous.Entry{Value: []byte("v"), Expires: now().Add(long)}), want)
 		gone(t, s, key, "a Create with a done context")
 	})
 	t.Run("Get", func(t *testing.T) {
-		key, _ := fresh(t, s, "v", Now().Add(long))
+		key, _ := fresh(t, s, "v", now().Add(long))
 		_, err := s.Get(done, key)
 		is(t, "Get", err, want)
 	})
 	t.Run("Update", func(t *testing.T) {
-		key, e := fresh(t, s, "v", Now().Add(long))
-		w := next(e, []byte("changed"), Now().Add(2*long))
+		key, e := fresh(t, s, "v", now().Add(long))
+		w := next(e, []byte("changed"), now().Add(2*long))
 		is(t, "Update", s.Update(done, key, w), want)
 		same(t, s, key, e, "an Update with a done context")
 		// Nor did it take the version: the caller's next write succeeds.
@@ -56,7 +56,7 @@ var concurrencyTests = []test{
 		// writing it back by compare-and-swap, again after a conflict (two
 		// tabs adding to one cart): none of their additions is lost.
 		ctx := t.Context()
-		key, _ := fresh(t, s, "0", Now().Add(long))
+		key, _ := fresh(t, s, "0", now().Add(long))
 		for i, err := range race(writers, func(int) error { return increment(ctx, s, key) }) {
 			if err != nil {
 				t.Errorf("writer %d: %v", i, err)
@@ -78,7 +78,7 @@ var concurrencyTests = []test{
 		shared := make([]string, 4)
 		writes := make([]atomic.Int64, len(shared))
 		for i := range shared {
-			shared[i], _ = fresh(t, s, "0", Now().Add(long))
+			shared[i], _ = fresh(t, s, "0", now().Add(long))
 		}
 		var wg sync.WaitGroup
 		for g := range 16 {
@@ -95,7 +95,7 @@ var concurrencyTests = []test{
 						var e anonymous.Entry
 						if e, err = read(ctx, s, shared[i]); err == nil {
 							n, _ := counter(e.Value)
-							switch err = s.Update(ctx, shared[i], next(e, strconv.AppendInt(nil, n+1, 10), Now().Add(long))); {
+							switch err = s.Update(ctx, shared[i], next(e, strconv.AppendInt(nil, n+1, 10), now().Add(long))); {
 							case err == nil:
 								writes[i].Add(1)
 							case errors.Is(err, anonymous.ErrConflict):
@@ -103,7 +103,7 @@ var concurrencyTests = []test{
 							}
 						}
 					case 2:
-						switch err = s.Create(ctx, shared[i], anonymous.Entry{Value: []byte("0"), Expires: Now().Add(long)}); {
+						switch err = s.Create(ctx, shared[i], anonymous.Entry{Value: []byte("0"), Expires: now().Add(long)}); {
 						case err == nil:
 							err = fmt.Errorf("a Create over key %s succeeded, want ErrExists", shared[i])
 						case errors.Is(err, anonymous.ErrExists):
@@ -158,7 +158,7 @@ func increment(ctx context.Context, s anonymous.Store, key string) error {
 		if err != nil {
 			return fmt.Errorf("a Get returned Value %q: %v", e.Value, err)
 		}
-		switch err := s.Update(ctx, key, next(e, strconv.AppendInt(nil, n+1, 10), Now().Add(long))); {
+		switch err := s.Update(ctx, key, next(e, strconv.AppendInt(nil, n+1, 10), now().Add(long))); {
 		case err == nil:
 			return nil
 		case !errors.Is(err, anonymous.ErrConflict):
@@ -171,8 +171,8 @@ func increment(ctx context.Context, s anonymous.Store, key string) error {
 // lifetime takes a private key through a guest's life: created, updated
 // twice, read, and still taken.
 func lifetime(ctx context.Context, s anonymous.Store) error {
-	key := NewKey()
-	e := anonymous.Entry{Value: []byte("new"), Expires: Now().Add(long)}
+	key := newKey()
+	e := anonymous.Entry{Value: []byte("new"), Expires: now().Add(long)}
 	if err := s.Create(ctx, key, e); err != nil {
 		return fmt.Errorf("a Create: %v", err)
 	}
@@ -189,7 +189,7 @@ func lifetime(ctx context.Context, s anonymous.Store) error {
 	case string(got.Value) != "version 3" || got.Version != 3:
 		return fmt.Errorf("a Get of %q written as version 3 returned %q at version %d", key, got.Value, got.Version)
 	}
-	if err := s.Create(ctx, key, anonymous.Entry{Value: []byte("again"), Expires: Now().Add(long)}); !errors.Is(err, anonymous.ErrExists) {
+	if err := s.Create(ctx, key, anonymous.Entry{Value: []byte("again"), Expires: now().Add(long)}); !errors.Is(err, anonymous.ErrExists) {
 		return fmt.Errorf("a Create over a live key: %v, want ErrExists", err)
 	}
 	return nil

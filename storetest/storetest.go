@@ -118,23 +118,23 @@ func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 	}
 }
 
-// NewKey returns a new key like the guest ids package anonymous uses: a
+// newKey returns a new key like the guest ids package anonymous uses: a
 // ULID, with random entropy from crypto/rand. It is safe for concurrent
 // use.
-func NewKey() string {
+func newKey() string {
 	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
 }
 
-// Now returns the current time in UTC truncated to the millisecond: the
+// now returns the current time in UTC truncated to the millisecond: the
 // precision of every expiry the suite hands a store. It is safe for
 // concurrent use.
-func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // expiry returns an instant at least d from now whose fraction of a second
 // is between 0.1 and 0.7 s, so that a store that keeps expiries in whole
 // seconds, rounding either way, is off by more than slack.
 func expiry(d time.Duration) time.Time {
-	t := Now().Add(d)
+	t := now().Add(d)
 	switch f := t.Sub(t.Truncate(time.Second)); {
 	case f < 100*time.Millisecond:
 		t = t.Add(100*time.Millisecond - f)
@@ -183,7 +183,7 @@ func create(t *testing.T, s anonymous.Store, key string, e anonymous.Entry) anon
 // and returns the key and what Get must now return.
 func fresh(t *testing.T, s anonymous.Store, v string, exp time.Time) (string, anonymous.Entry) {
 	t.Helper()
-	key := NewKey()
+	key := newKey()
 	return key, create(t, s, key, anonymous.Entry{Value: []byte(v), Expires: exp})
 }
 
