@@ -120,7 +120,10 @@ func redisOptions(url string) (*redis.Options, error) {
 // client, under the same key prefix.
 func openStore(ctx context.Context, c *config) (anonymous.Store, app.Carts, func(), error) {
 	if c.redisURL == "" {
-		s := memstore.New()
+		s, err := memstore.New(memstore.Options{})
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		return s, app.NewMemoryCarts(), func() { s.Close() }, nil
 	}
 	ro, err := redisOptions(c.redisURL)
