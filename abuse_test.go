@@ -28,8 +28,7 @@ type rv struct {
 
 func newRV(t *testing.T, opts anonymous.Options) *rv {
 	t.Helper()
-	ms := memstore.New()
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{})
 	return newRVOn(t, ms, opts)
 }
 
@@ -320,8 +319,7 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 // "The store is full" is logged once a minute while it lasts.
 func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := memstore.New(memstore.Options{MaxBytes: guestBytes})
-		defer ms.Close()
+		ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
 		logs := &logBuffer{}
 		m, err := anonymous.New(ms, anonymous.Options{
 			Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,

@@ -23,7 +23,10 @@
 //	)
 //
 //	func main() {
-//		store := memstore.New()
+//		store, err := memstore.New(memstore.Options{})
+//		if err != nil {
+//			log.Fatal(err)
+//		}
 //		defer store.Close()
 //
 //		guests, err := anonymous.New(store, anonymous.Options{

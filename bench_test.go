@@ -32,8 +32,7 @@ func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
 // newBenchManager is a Manager on a memstore without a cap (b.N guests may
 // be stored), with fixed keys and a silent log.
 func newBenchManager(b *testing.B, persist anonymous.Persist, budget anonymous.Budget) *anonymous.Manager {
-	store := memstore.New(memstore.Options{MaxBytes: -1})
-	b.Cleanup(func() { store.Close() })
+	store := newMemstore(b, memstore.Options{MaxBytes: -1})
 	m, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: budget,
 		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),

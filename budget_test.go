@@ -183,8 +183,7 @@ func TestBudgetOff(t *testing.T) {
 // A full memstore fails open: new visitors keep guests in their cookies,
 // get pages, never a 5xx, and the log says so once a minute, not per request.
 func TestFullStoreFailsOpen(t *testing.T) {
-	ms := memstore.New(memstore.Options{MaxBytes: 2 * guestBytes})
-	defer ms.Close()
+	ms := newMemstore(t, memstore.Options{MaxBytes: 2 * guestBytes})
 	logs := &logBuffer{}
 	m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: true},
 		ErrorLog: slog.New(slog.NewTextHandler(logs, nil))})
@@ -243,8 +242,7 @@ const guestBytes = 180
 
 func TestGuestBytes(t *testing.T) {
 	for n := 1; n <= 4; n++ {
-		ms := memstore.New(memstore.Options{MaxBytes: int64(n) * guestBytes})
-		t.Cleanup(func() { ms.Close() })
+		ms := newMemstore(t, memstore.Options{MaxBytes: int64(n) * guestBytes})
 		m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
 			Budget: anonymous.Budget{Off: true}, ErrorLog: quietLog()})
 		if err != nil {

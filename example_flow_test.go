@@ -22,7 +22,10 @@ import (
 // account on the next request, and the middleware links the guest then.
 func Example_cart() {
 	type Cart map[string]int // the guest's data: SKU → quantity
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	accountCarts := map[string]Cart{"alice": {"mug": 1}} // the application's own
 	guests, err := anonymous.New(store, anonymous.Options{
@@ -117,7 +120,10 @@ func ExampleJSONFrom() {
 	type Prefs struct {
 		Theme string `json:"theme"`
 	}
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
@@ -173,7 +179,10 @@ func ExampleJSONFrom() {
 // its requests is then that guest. Here the endpoints are mounted apart
 // from the middleware, which guards the application's own routes.
 func ExampleManager_Handler() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
@@ -227,7 +236,10 @@ func ExampleManager_Handler() {
 // after the guest logged in: LinkedTo finds the account the guest became.
 func ExampleManager_LinkedTo() {
 	ctx := context.Background()
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
@@ -272,7 +284,10 @@ func ExampleManager_LinkedTo() {
 // cookie opens nothing, and OnGuestDeleted hears of it.
 func ExampleManager_DeleteGuest() {
 	ctx := context.Background()
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys:    []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},

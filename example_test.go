@@ -16,7 +16,10 @@ import (
 
 // Wrap a mux: every visitor is greeted by its guest's name.
 func Example() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
@@ -46,7 +49,10 @@ func Example() {
 
 // The spec's options: a custom email domain and generated names.
 func ExampleOptions() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	animals := []string{"Panda", "Fox", "Owl"}
 	var n atomic.Int64 // GenerateName runs on concurrent requests
@@ -73,7 +79,10 @@ func ExampleOptions() {
 // A login handler links the visitor's guest to the account it just
 // authenticated; OnLinkAccount moves the guest's cart.
 func ExampleManager_Link() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	cart := map[string][]string{} // the application's data, by user id
 	guests, err := anonymous.New(store, anonymous.Options{
@@ -127,7 +136,10 @@ func ExampleManager_Link() {
 // With Identify, no login handler needs to call Link: the first request
 // after any login (a form, an OAuth callback, a magic link) links the guest.
 func ExampleOptions_identify() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
@@ -166,7 +178,10 @@ func ExampleOptions_identify() {
 // A guest's cart lives in the guest's own data: updated atomically, read
 // with the guest, handed to OnLinkAccount at login, gone with the guest.
 func ExampleUpdateJSON() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	type Cart map[string]int
 	guests, err := anonymous.New(store, anonymous.Options{

@@ -112,8 +112,7 @@ func sawOneGuest(t testing.TB, answers []*httptest.ResponseRecorder, id, firstTo
 func TestSiblingsOfAFirstReturnShareTheGuest(t *testing.T) {
 	for _, n := range []int{8, 64} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			ms := memstore.New()
-			t.Cleanup(func() { ms.Close() })
+			ms := newMemstore(t, memstore.Options{})
 			// Each sibling is charged to the budget until one of them has
 			// stored the guest: turn it off for 64.
 			m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: n > 16}})
@@ -176,8 +175,7 @@ func TestFirstVisitCopyAfterTheGrace(t *testing.T) {
 // Keys rotate during the grace: a sibling served by an instance that has
 // put a new key first still derives the token the old key stored.
 func TestSiblingAcrossKeyRotation(t *testing.T) {
-	ms := memstore.New()
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{})
 	old, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
 	if err != nil {
 		t.Fatal(err)

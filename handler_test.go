@@ -95,8 +95,7 @@ type apiHarness struct {
 // header and fails when the apiIdentErr header is present.
 func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
 	t.Helper()
-	ms := memstore.New()
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{})
 	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &logBuffer{}}
 	opts.Keys = []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}
 	opts.ErrorLog = slog.New(slog.NewTextHandler(h.log, nil))
@@ -747,8 +746,7 @@ func TestHandlerCrossOrigin(t *testing.T) {
 }
 
 func TestHandlerBadTrustedOrigin(t *testing.T) {
-	ms := memstore.New()
-	defer ms.Close()
+	ms := newMemstore(t, memstore.Options{})
 	for _, o := range []string{"app.example", "https://app.example/path", "https://app.example?q=1", "://"} {
 		_, err := anonymous.New(ms, anonymous.Options{
 			Keys:           []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}},

@@ -156,8 +156,7 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var links []anonymous.LinkEvent
 			var mu sync.Mutex
-			ms := memstore.New(memstore.Options{MaxBytes: maxBytes})
-			t.Cleanup(func() { ms.Close() })
+			ms := newMemstore(t, memstore.Options{MaxBytes: maxBytes})
 			opts := anonymous.Options{
 				Keys:     []anonymous.Key{{Hash: hashKey1}},
 				Budget:   anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
@@ -198,8 +197,7 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 // sign-in/anonymous issues a token that must work without a cookie: on a
 // full store it answers 503 with Retry-After.
 func TestSignInOnAFullStore(t *testing.T) {
-	ms := memstore.New(memstore.Options{MaxBytes: guestBytes})
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
 	v := newRVOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
 	v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "")
 	w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
@@ -377,8 +375,7 @@ func (s *lostAnswerStore) Create(ctx context.Context, key string, e anonymous.En
 // leaving it stored, claimed by nobody, out of its cookie's reach.
 func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := memstore.New()
-		defer ms.Close()
+		ms := newMemstore(t, memstore.Options{})
 		st := &lostAnswerStore{Store: ms}
 		lim := &clientOnlyLimiter{}
 		lim.refuse.Store(true)

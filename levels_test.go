@@ -153,8 +153,7 @@ func TestRefusalsLoggedOnceAMinute(t *testing.T) {
 // memstore's MaxBytes an update that grows it is refused, ErrStoreFull, and
 // the guest keeps its data as it was.
 func TestUpdateDataOnAFullStore(t *testing.T) {
-	ms := memstore.New(memstore.Options{MaxBytes: guestBytes})
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
 	f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 	w, g := f.do(t)
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)

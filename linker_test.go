@@ -577,8 +577,7 @@ func TestLinkAfterMiddlewareLinkReportsIt(t *testing.T) {
 func TestTwoManagersInOneChain(t *testing.T) {
 	linked := map[string]string{} // manager name -> guest id its callback saw
 	mk := func(name string) *anonymous.Manager {
-		ms := memstore.New()
-		t.Cleanup(func() { ms.Close() })
+		ms := newMemstore(t, memstore.Options{})
 		m, err := anonymous.New(ms, anonymous.Options{
 			Keys: []anonymous.Key{{Hash: hashKey1}}, CookieName: name, Persist: anonymous.PersistOnIssue,
 			BasePath: "/" + name,

@@ -129,8 +129,7 @@ type lossyShop struct {
 }
 
 func newLossyShop(t *testing.T, persist anonymous.Persist) *lossyShop {
-	s := &lossyShop{t: t, store: &lossyStore{Store: memstore.New(), fired: true}}
-	t.Cleanup(func() { s.store.Close() })
+	s := &lossyShop{t: t, store: &lossyStore{Store: newMemstore(t, memstore.Options{}), fired: true}}
 	t.Cleanup(func() { s.store.check(t) })
 	m, err := anonymous.New(s.store, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: anonymous.Budget{Off: true},
@@ -405,8 +404,7 @@ func (s *unreplicated) Update(ctx context.Context, key string, e anonymous.Entry
 // holds: its next login links it once, with its cart.
 func TestUnconfirmedClaimOfHeldGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := memstore.New()
-		defer ms.Close()
+		ms := newMemstore(t, memstore.Options{})
 		st := &unreplicated{Store: ms}
 		lim := &clientOnlyLimiter{}
 		lim.refuse.Store(true)

@@ -134,12 +134,22 @@ type seen struct {
 	Token       string `json:"token"`
 }
 
+// newMemstore returns a memstore with options o, closed when the test ends.
+func newMemstore(t testing.TB, o memstore.Options) *memstore.Store {
+	t.Helper()
+	ms, err := memstore.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	return ms
+}
+
 // newFixture builds a Manager on a fresh memstore with fixed keys, wrapping a
 // handler that answers with the request's user as JSON ({} for none).
 func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 	t.Helper()
-	ms := memstore.New()
-	t.Cleanup(func() { ms.Close() })
+	ms := newMemstore(t, memstore.Options{})
 	return newFixtureOn(t, ms, opts)
 }
 
@@ -682,8 +692,7 @@ func TestInvalidGeneratedEmailCreatesNoGuest(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	ms := memstore.New()
-	defer ms.Close()
+	ms := newMemstore(t, memstore.Options{})
 	cases := map[string]anonymous.Options{
 		"short hash key":     {Keys: []anonymous.Key{{Hash: []byte("short")}}},
 		"bad block key":      {Keys: []anonymous.Key{{Hash: hashKey1, Block: []byte("seventeen bytes!!")}}},
@@ -719,8 +728,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 }
 
 func TestNewWithoutKeysWarnsOnce(t *testing.T) {
-	ms := memstore.New()
-	defer ms.Close()
+	ms := newMemstore(t, memstore.Options{})
 	var logs logBuffer
 	m, err := anonymous.New(ms, anonymous.Options{ErrorLog: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

@@ -46,8 +46,7 @@ func (s *txStore) Transact(ctx context.Context, key string, fn func(context.Cont
 func TestTxStoreLink(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		t.Run(map[bool]string{false: "delete", true: "keep"}[keep], func(t *testing.T) {
-			ms := memstore.New()
-			t.Cleanup(func() { ms.Close() })
+			ms := newMemstore(t, memstore.Options{})
 			st := &txStore{Store: ms}
 			var fail error
 			var calls, deleted int

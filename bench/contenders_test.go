@@ -175,7 +175,10 @@ func anonymousMem(p anonymous.Persist) func(testing.TB) (http.Handler, http.Hand
 // the test ends: a benchmark of new guests may store more than the default
 // cap (64 MiB), past which Create fails and new guests are not stored.
 func newMemstore(tb testing.TB) *memstore.Store {
-	s := memstore.New(memstore.Options{MaxBytes: -1})
+	s, err := memstore.New(memstore.Options{MaxBytes: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() { s.Close() })
 	return s
 }

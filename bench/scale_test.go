@@ -147,7 +147,10 @@ func scaleSetup(b *testing.B, kind string, n int) *scaleEnv {
 	)
 	switch kind {
 	case "memstore":
-		s := memstore.New(memstore.Options{MaxBytes: -1})
+		s, err := memstore.New(memstore.Options{MaxBytes: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
 		env.release = func() { s.Close() }
 		store, fill, env.metric, measure = s, s, "heap-B/guest", scaleHeap
 	case "redis":
@@ -368,8 +371,12 @@ func scaleFill(b *testing.B, store anonymous.Store, n int) {
 // a ULID, the default email and name, a fresh session, the hash of a random
 // token, the client's address and a browser's User-Agent; no data.
 func scaleValue(b *testing.B) []byte {
-	s := &captureStore{Store: memstore.New()}
-	defer s.Store.(*memstore.Store).Close()
+	ms, err := memstore.New(memstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ms.Close()
+	s := &captureStore{Store: ms}
 	m, err := anonymous.New(s, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: scaleKey}}, Persist: anonymous.PersistOnIssue,
 		Lifetime: scaleLifetime, Budget: anonymous.Budget{Off: true}, ErrorLog: quiet,

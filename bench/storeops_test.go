@@ -173,7 +173,10 @@ func visit(h http.Handler, ck string) (id, setCookie string) {
 func TestNewVisitorOnReturnTouchesNoStore(t *testing.T) {
 	stores := map[string]func(t *testing.T) anonymous.Store{
 		"memstore": func(t *testing.T) anonymous.Store {
-			s := memstore.New()
+			s, err := memstore.New(memstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() { s.Close() })
 			return s
 		},

@@ -61,7 +61,10 @@ func TestShopInBrowser(t *testing.T) {
 	axe := axeScript(t)
 	for _, vp := range viewports {
 		t.Run("memory/"+vp.String(), func(t *testing.T) {
-			store := memstore.New()
+			store, err := memstore.New(memstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() { store.Close() })
 			carts := app.NewMemoryCarts()
 			runShopFlow(t, browser, axe, vp, backend{open: func() (anonymous.Store, app.Carts) { return store, carts }})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/guestpass/anonymous"
@@ -14,13 +15,16 @@ import (
 // relies on: opaque bytes under a key, written over only the version read.
 func Example() {
 	ctx := context.Background()
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 
 	const key = "01JDQ5Z8M3X9Y7K2V4N6P8R0ST"
-	err := store.Create(ctx, key, anonymous.Entry{Value: []byte("a guest"), Expires: time.Now().Add(time.Hour)})
+	err = store.Create(ctx, key, anonymous.Entry{Value: []byte("a guest"), Expires: time.Now().Add(time.Hour)})
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	e, _ := store.Get(ctx, key)
 	fmt.Printf("%s, version %d\n", e.Value, e.Version)
@@ -43,7 +47,10 @@ func Example() {
 func ExampleNew_options() {
 	// Free expired guests' memory every ten seconds instead of every minute,
 	// and hold at most 16 MiB of guests (some 55,000 without data).
-	store := memstore.New(memstore.Options{SweepInterval: 10 * time.Second, MaxBytes: 16 << 20})
+	store, err := memstore.New(memstore.Options{SweepInterval: 10 * time.Second, MaxBytes: 16 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	fmt.Println(store.Len())
 	// Output: 0

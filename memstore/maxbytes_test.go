@@ -15,8 +15,7 @@ import (
 // cost returns what one entry of key(0) and value v counts against
 // MaxBytes, measured on a store of its own.
 func cost(t *testing.T, v string) int64 {
-	s := memstore.New()
-	defer s.Close()
+	s := newStore(t, memstore.Options{})
 	if err := s.Create(t.Context(), key(0), entry(v, time.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -29,8 +28,7 @@ func cost(t *testing.T, v string) int64 {
 func TestMaxBytes(t *testing.T) {
 	ctx := t.Context()
 	one := cost(t, "v")
-	s := memstore.New(memstore.Options{MaxBytes: 2 * one})
-	defer s.Close()
+	s := newStore(t, memstore.Options{MaxBytes: 2 * one})
 	exp := time.Now().Add(time.Hour)
 	for i := range 2 {
 		if err := s.Create(ctx, key(i), entry("v", exp)); err != nil {
@@ -75,8 +73,7 @@ func TestMaxBytesUntilSwept(t *testing.T) {
 	one := cost(t, "v")
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := memstore.New(memstore.Options{MaxBytes: 3 * one, SweepInterval: time.Minute})
-		defer s.Close()
+		s := newStore(t, memstore.Options{MaxBytes: 3 * one, SweepInterval: time.Minute})
 		for i := range 3 {
 			if err := s.Create(ctx, key(i), entry("v", time.Now().Add(time.Duration(i+1)*30*time.Second))); err != nil {
 				t.Fatalf("Create %d: %v", i, err)
@@ -106,8 +103,7 @@ func TestMaxBytesConcurrent(t *testing.T) {
 	ctx := t.Context()
 	const entries, workers = 100, 32
 	one := cost(t, "v")
-	s := memstore.New(memstore.Options{MaxBytes: entries * one})
-	defer s.Close()
+	s := newStore(t, memstore.Options{MaxBytes: entries * one})
 	exp := time.Now().Add(time.Hour)
 	var created atomic.Int64
 	var wg sync.WaitGroup

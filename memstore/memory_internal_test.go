@@ -25,8 +25,7 @@ const guestSize = 200
 // TestGuestSize creates a guest through a Manager, as a browser's visit
 // would, and holds its entry to guestSize.
 func TestGuestSize(t *testing.T) {
-	s := New()
-	defer s.Close()
+	s := newStore(t, Options{})
 	m, err := anonymous.New(s, anonymous.Options{Keys: []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}})
 	if err != nil {
 		t.Fatal(err)
@@ -73,8 +72,7 @@ func TestHeapPerGuest(t *testing.T) {
 	value := bytes.Repeat([]byte{'g'}, guestSize)
 	exp := time.Now().Add(time.Hour)
 	before := heap()
-	s := New(Options{MaxBytes: -1})
-	defer s.Close()
+	s := newStore(t, Options{MaxBytes: -1})
 	for _, k := range keys {
 		if err := s.Create(ctx, k, anonymous.Entry{Value: value, Expires: exp}); err != nil {
 			t.Fatal(err)
@@ -100,8 +98,7 @@ func heap() float64 {
 func TestStoreFullAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := New(Options{MaxBytes: int64(entrySize(key(1), []byte("old")) + entryOverhead), SweepInterval: time.Hour})
-		defer s.Close()
+		s := newStore(t, Options{MaxBytes: int64(entrySize(key(1), []byte("old")) + entryOverhead), SweepInterval: time.Hour})
 		if err := s.Create(ctx, key(1), anonymous.Entry{Value: []byte("old"), Expires: time.Now().Add(time.Second)}); err != nil {
 			t.Fatal(err)
 		}
@@ -123,8 +120,7 @@ func TestStoreFullAfterExpiry(t *testing.T) {
 func TestCompaction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := New(Options{MaxBytes: -1})
-		defer s.Close()
+		s := newStore(t, Options{MaxBytes: -1})
 		kept := map[string][]byte{}
 		for i := range 20_000 {
 			life := time.Second

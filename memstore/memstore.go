@@ -3,7 +3,10 @@
 // process's memory, so they are lost on restart and not shared between
 // processes; use a shared store such as redisstore for that.
 //
-//	store := memstore.New()
+//	store, err := memstore.New(memstore.Options{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer store.Close()
 //
 //	guests, err := anonymous.New(store, anonymous.Options{Keys: keys})
@@ -25,6 +28,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -47,7 +51,9 @@ const shardCount = 64
 type Options struct {
 	// SweepInterval is how often the background sweeper frees expired
 	// entries. It bounds memory only: reads check expiry themselves.
-	// Default: DefaultSweepInterval (1 minute).
+	// Default: DefaultSweepInterval (1 minute). Negative is an error (New
+	// returns it): a memory store must sweep, since nothing else frees an
+	// expired guest's memory, so unlike sqlstore's it cannot be turned off.
 	SweepInterval time.Duration
 	// MaxBytes caps the memory the store's entries take: each counts its
 	// key, its value and entryOverhead bytes (its header, its block's
@@ -121,36 +127,32 @@ func unixNow() (int64, int32) {
 	return now.Unix(), int32(now.Nanosecond())
 }
 
-// New returns an empty Store and starts its sweeper. Pass at most one
-// Options (more is a programming error, and panics); without one, or with
-// its zero value, the defaults apply. Call Close when done with the store,
-// or the sweeper runs for the life of the process.
-func New(opts ...Options) *Store {
-	if len(opts) > 1 {
-		panic("memstore: New takes at most one Options")
+// New returns an empty Store and starts its sweeper. The zero Options is
+// the default configuration. New returns an error, and starts nothing, for
+// invalid options: a negative SweepInterval. Call Close when done with the
+// store, or the sweeper runs for the life of the process.
+func New(opts Options) (*Store, error) {
+	if opts.SweepInterval < 0 {
+		return nil, fmt.Errorf("memstore: negative SweepInterval %v: a memory store must sweep to free expired guests' memory", opts.SweepInterval)
 	}
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = DefaultSweepInterval
 	}
 	switch {
-	case o.MaxBytes == 0:
-		o.MaxBytes = DefaultMaxBytes
-	case o.MaxBytes < 0:
-		o.MaxBytes = 0
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = DefaultSweepInterval
+	case opts.MaxBytes == 0:
+		opts.MaxBytes = DefaultMaxBytes
+	case opts.MaxBytes < 0:
+		opts.MaxBytes = 0
 	}
 	s := &Store{
 		seed: maphash.MakeSeed(),
 		mask: ^uint64(0),
-		max:  o.MaxBytes,
+		max:  opts.MaxBytes,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	go s.sweeper(o.SweepInterval)
-	return s
+	go s.sweeper(opts.SweepInterval)
+	return s, nil
 }
 
 // Close stops the sweeper and waits for it to return. It always returns

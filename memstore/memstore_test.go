@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,15 +18,63 @@ import (
 	"github.com/guestpass/anonymous/storetest"
 )
 
+// newStore returns a store with options o, closed when the test ends.
+func newStore(t testing.TB, o memstore.Options) *memstore.Store {
+	t.Helper()
+	s, err := memstore.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) anonymous.Store {
-		s := memstore.New()
+		s, err := memstore.New(memstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() {
 			if err := s.Close(); err != nil {
 				t.Errorf("Close = %v", err)
 			}
 		})
 		return s
+	})
+}
+
+// TestNewOptions checks that New answers invalid options with an error,
+// not a panic, and starts no sweeper for them (the bubble fails if a
+// goroutine outlives it), and takes the documented special values.
+func TestNewOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, o := range []memstore.Options{
+			{SweepInterval: -time.Nanosecond},
+			{SweepInterval: -time.Minute, MaxBytes: 1 << 20},
+		} {
+			s, err := memstore.New(o)
+			if err == nil || s != nil {
+				t.Errorf("New(%+v) = %p, %v; want nil and an error", o, s, err)
+				continue
+			}
+			if !strings.Contains(err.Error(), "SweepInterval") {
+				t.Errorf("New(%+v) error %q does not name SweepInterval", o, err)
+			}
+		}
+		for _, o := range []memstore.Options{
+			{},
+			{MaxBytes: -1},
+			{MaxBytes: 1},
+			{SweepInterval: time.Nanosecond},
+		} {
+			s, err := memstore.New(o)
+			if err != nil {
+				t.Errorf("New(%+v) = %v", o, err)
+				continue
+			}
+			s.Close()
+		}
 	})
 }
 
@@ -42,8 +91,7 @@ func entry(value string, expires time.Time) anonymous.Entry {
 func TestSweeper(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := memstore.New() // the default sweep, once a minute
-		defer s.Close()
+		s := newStore(t, memstore.Options{}) // the default sweep, once a minute
 		start := time.Now()
 		expired, extended, shortened, kept := key(1), key(2), key(3), key(4)
 		for k, exp := range map[string]time.Duration{expired: 30 * time.Second, extended: 40 * time.Second, shortened: time.Hour, kept: time.Hour} {
@@ -90,8 +138,7 @@ func TestSweeper(t *testing.T) {
 
 func TestSweepInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := memstore.New(memstore.Options{SweepInterval: time.Second})
-		defer s.Close()
+		s := newStore(t, memstore.Options{SweepInterval: time.Second})
 		if err := s.Create(t.Context(), key(1), entry("v", time.Now().Add(time.Second))); err != nil {
 			t.Fatalf("Create = %v", err)
 		}
@@ -108,7 +155,10 @@ func TestSweepInterval(t *testing.T) {
 // bubble.
 func TestClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := memstore.New(memstore.Options{SweepInterval: time.Millisecond})
+		s, err := memstore.New(memstore.Options{SweepInterval: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(10 * time.Millisecond) // let the sweeper run a few times
 		var wg sync.WaitGroup
 		for range 8 {
@@ -142,8 +192,7 @@ func TestClose(t *testing.T) {
 func TestExpiryFollowsTheClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := memstore.New()
-		t.Cleanup(func() { s.Close() })
+		s := newStore(t, memstore.Options{})
 		exp := time.Now().Add(time.Minute + time.Nanosecond)
 		if err := s.Create(ctx, key(1), entry("v", exp)); err != nil {
 			t.Fatalf("Create = %v", err)
@@ -208,8 +257,7 @@ func BenchmarkGetParallel(b *testing.B) {
 
 // filled returns a store holding 10,000 guest-sized entries and their keys.
 func filled(b *testing.B) (*memstore.Store, []string) {
-	s := memstore.New()
-	b.Cleanup(func() { s.Close() })
+	s := newStore(b, memstore.Options{})
 	keys := make([]string, 10_000)
 	value := bytes.Repeat([]byte{'g'}, guestSize)
 	for i := range keys {
@@ -228,8 +276,7 @@ func filled(b *testing.B) (*memstore.Store, []string) {
 // move between blocks of every class, and past them.
 func TestConcurrentUpdates(t *testing.T) {
 	ctx := t.Context()
-	s := memstore.New(memstore.Options{SweepInterval: time.Millisecond, MaxBytes: -1})
-	defer s.Close()
+	s := newStore(t, memstore.Options{SweepInterval: time.Millisecond, MaxBytes: -1})
 	const counters, workers, increments = 8, 16, 200
 	exp := time.Now().Add(time.Hour)
 	for c := range counters {

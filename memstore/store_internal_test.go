@@ -18,6 +18,17 @@ import (
 // key returns the i-th of a test's keys, as long as a guest id.
 func key(i int) string { return fmt.Sprintf("01JDQ5Z8M3X9Y7K2V4%08d", i) }
 
+// newStore returns a store with options o, closed when the test ends.
+func newStore(t testing.TB, o Options) *Store {
+	t.Helper()
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // randomValue returns n random bytes, every byte value likely among them.
 func randomValue(rnd *rand.Rand, n int) []byte {
 	b := make([]byte, n)
@@ -35,9 +46,8 @@ func TestConformanceCollisions(t *testing.T) {
 	for _, mask := range []uint64{0, 1 << 63, shardCount - 1} {
 		t.Run(fmt.Sprintf("mask=%#x", mask), func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) anonymous.Store {
-				s := New()
+				s := newStore(t, Options{})
 				s.mask = mask
-				t.Cleanup(func() { s.Close() })
 				return s
 			})
 		})
@@ -49,8 +59,7 @@ func TestConformanceCollisions(t *testing.T) {
 // value.
 func TestKeysApart(t *testing.T) {
 	ctx := t.Context()
-	s := New()
-	defer s.Close()
+	s := newStore(t, Options{})
 	s.mask = 0
 	long := strings.Repeat("k", maxKey)
 	keys := []string{"a", "ab", "abc", "b", "A", key(1), key(1)[:25], long[:64], long[:maxKey-1], long}
@@ -83,8 +92,7 @@ func TestKeysApart(t *testing.T) {
 func TestCollisionsSwept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
-		s := New()
-		defer s.Close()
+		s := newStore(t, Options{})
 		s.mask = 0
 		for i := range 5 {
 			if err := s.Create(ctx, key(i), anonymous.Entry{Value: []byte("old"), Expires: time.Now().Add(time.Duration(i+1) * 10 * time.Second)}); err != nil {
@@ -131,8 +139,7 @@ func sizes() []int {
 // updated through every size, growing and shrinking.
 func TestValues(t *testing.T) {
 	ctx := t.Context()
-	s := New(Options{MaxBytes: -1})
-	defer s.Close()
+	s := newStore(t, Options{MaxBytes: -1})
 	rnd := rand.New(rand.NewPCG(3, 4))
 	ns := sizes()
 	check := func(k string, want anonymous.Entry, after string) {
@@ -173,8 +180,7 @@ func TestValues(t *testing.T) {
 // given, and gives each Get its own: callers reuse buffers.
 func TestOwnCopy(t *testing.T) {
 	ctx := t.Context()
-	s := New()
-	defer s.Close()
+	s := newStore(t, Options{})
 	for _, n := range []int{10, 200, 3 * maxBlock} {
 		k := key(n)
 		buf := bytes.Repeat([]byte{'a'}, n)
@@ -208,8 +214,7 @@ func TestOwnCopy(t *testing.T) {
 // for an empty value.
 func TestGetAllocs(t *testing.T) {
 	ctx := t.Context()
-	s := New()
-	defer s.Close()
+	s := newStore(t, Options{})
 	for i, n := range []int{0, 1, 16, 180, 700, 5000, maxBlock, 64 << 10, 1 << 20} {
 		k := key(i)
 		if err := s.Create(ctx, k, anonymous.Entry{Value: bytes.Repeat([]byte{'v'}, n), Expires: time.Now().Add(time.Hour)}); err != nil {
@@ -229,8 +234,7 @@ func TestGetAllocs(t *testing.T) {
 // allocates nothing, so that returning guests' writes make no garbage.
 func TestUpdateAllocations(t *testing.T) {
 	ctx := t.Context()
-	s := New()
-	defer s.Close()
+	s := newStore(t, Options{})
 	k := key(1)
 	e := anonymous.Entry{Value: bytes.Repeat([]byte{'v'}, 180), Expires: time.Now().Add(time.Hour)}
 	if err := s.Create(ctx, k, e); err != nil {

@@ -9,7 +9,7 @@
 //		ContextTimeoutEnabled: true, // let request deadlines bound store calls
 //	})
 //	defer client.Close()
-//	store, err := redisstore.New(client)
+//	store, err := redisstore.New(client, redisstore.Options{})
 //	if err != nil {
 //		log.Fatal(err)
 //	}

@@ -58,21 +58,14 @@ var (
 )
 
 // New returns a Store on client, which may be a *redis.Client (a single
-// node), a Sentinel failover client or a *redis.ClusterClient. Pass at most
-// one Options; without one, or with its zero value, the defaults apply. It
-// returns an error for a nil client, more than one Options or a bad
-// Options.Prefix. The caller keeps owning client and closes it after the
-// last use of the Store.
-func New(client redis.UniversalClient, opts ...Options) (*Store, error) {
+// node), a Sentinel failover client or a *redis.ClusterClient. The zero
+// Options is the default configuration. It returns an error for a nil
+// client, a bad Options.Prefix or a negative WaitReplicas or WaitTimeout.
+// The caller keeps owning client and closes it after the last use of the
+// Store.
+func New(client redis.UniversalClient, o Options) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
-	}
-	if len(opts) > 1 {
-		return nil, errors.New("redisstore: New takes at most one Options")
-	}
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
 	}
 	p := o.Prefix
 	if p == "" {

@@ -56,25 +56,35 @@ func frame(v uint64, exp time.Time, value []byte) []byte {
 	return append(b, value...)
 }
 
+// TestNew checks that New refuses a nil client and each invalid option with
+// the error it has always given, and takes the zero Options.
 func TestNew(t *testing.T) {
-	if _, err := redisstore.New(nil, redisstore.Options{}); err == nil {
-		t.Error("New accepted a nil client")
-	}
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
 	defer c.Close()
-	for _, p := range []string{"a{b}:", "x}", "{"} {
-		if _, err := redisstore.New(c, redisstore.Options{Prefix: p}); err == nil {
-			t.Errorf("New accepted Prefix %q, which breaks the hash tag", p)
-		}
-	}
-	if _, err := redisstore.New(c, redisstore.Options{}); err != nil {
-		t.Errorf("New with zero Options: %v", err)
-	}
-	if _, err := redisstore.New(c, redisstore.Options{}, redisstore.Options{}); err == nil {
-		t.Error("New accepted two Options")
-	}
-	if _, err := redisstore.New(c, redisstore.Options{WaitReplicas: -1}); err == nil {
-		t.Error("New accepted a negative WaitReplicas")
+	for _, tc := range []struct {
+		name   string
+		client redis.UniversalClient
+		opts   redisstore.Options
+		want   string // the error; "" for none
+	}{
+		{"nil client", nil, redisstore.Options{}, "redisstore: nil client"},
+		{"brace in Prefix", c, redisstore.Options{Prefix: "a{b}:"}, `redisstore: Prefix "a{b}:" contains a brace, which would break the keys' hash tag`},
+		{"closing brace in Prefix", c, redisstore.Options{Prefix: "x}"}, `redisstore: Prefix "x}" contains a brace, which would break the keys' hash tag`},
+		{"Prefix a brace", c, redisstore.Options{Prefix: "{"}, `redisstore: Prefix "{" contains a brace, which would break the keys' hash tag`},
+		{"negative WaitReplicas", c, redisstore.Options{WaitReplicas: -1}, "redisstore: negative WaitReplicas or WaitTimeout"},
+		{"negative WaitTimeout", c, redisstore.Options{WaitReplicas: 1, WaitTimeout: -time.Millisecond}, "redisstore: negative WaitReplicas or WaitTimeout"},
+		{"zero Options", c, redisstore.Options{}, ""},
+		{"every option", c, redisstore.Options{Prefix: "shop:", WaitReplicas: 1, WaitTimeout: time.Second}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := redisstore.New(tc.client, tc.opts)
+			switch {
+			case tc.want == "" && (err != nil || s == nil):
+				t.Errorf("New = %p, %v; want a store", s, err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want || s != nil):
+				t.Errorf("New = %p, %v; want nil and %q", s, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -616,7 +626,7 @@ func TestMemoryPerGuest(t *testing.T) {
 // the key, which are not a guest's: one is stored before measuring.
 func TestUsedMemoryPerGuest(t *testing.T) {
 	c := redistest.Private(t)
-	s, err := redisstore.New(c)
+	s, err := redisstore.New(c, redisstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

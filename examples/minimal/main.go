@@ -51,7 +51,11 @@ func moveCart(_ context.Context, ev anonymous.LinkEvent) error {
 }
 
 func main() {
-	guests, err := anonymous.New(memstore.New(), anonymous.Options{
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	guests, err := anonymous.New(store, anonymous.Options{
 		Keys:           []anonymous.Key{{Hash: []byte("use-32-random-bytes-from-secrets")}}, // in production: from a secret store
 		CookieInsecure: true, CookieName: "guest",                                           // plain http on localhost
 		OnLinkAccount: moveCart,

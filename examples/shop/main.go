@@ -133,7 +133,10 @@ func openStore(ctx context.Context, c *config) (anonymous.Store, app.Carts, func
 		return openPostgres(ctx, c.postgresURL)
 	}
 	if c.redisURL == "" {
-		s := memstore.New()
+		s, err := memstore.New(memstore.Options{})
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		return s, app.NewMemoryCarts(), func() { s.Close() }, nil
 	}
 	ro, err := redisOptions(c.redisURL)

@@ -152,7 +152,10 @@ func BenchmarkUpdate(b *testing.B) {
 // prefix whose keys it deletes.
 func BenchmarkGetElsewhere(b *testing.B) {
 	b.Run("db=Memory", func(b *testing.B) {
-		s := memstore.New()
+		s, err := memstore.New(memstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Cleanup(func() { s.Close() })
 		getEach(b, s)
 	})

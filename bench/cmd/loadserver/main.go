@@ -147,7 +147,10 @@ func storeFor(ctx context.Context, mode, redisURL, prefix string, h http.Handler
 	case "none":
 		return nil, h, nil
 	case "memstore":
-		s := memstore.New()
+		s, err := memstore.New(memstore.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
 		*closers = append(*closers, func() { s.Close() })
 		return s, h, nil
 	case "redis", "rawget":

@@ -24,7 +24,10 @@ import (
 )
 
 func main() {
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 
 	key := make([]byte, 32)

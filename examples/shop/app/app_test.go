@@ -34,7 +34,10 @@ type testShop struct {
 
 func newTestShop(t *testing.T, cfg Config) *testShop {
 	t.Helper()
-	store := memstore.New()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { store.Close() })
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
