@@ -431,3 +431,103 @@ func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 		t.Errorf("OnGuestDeleted heard %v, want %s", deleted, g.ID)
 	}
 }
+
+// cartShop is a shop whose visitors' addresses are over budget (accounts
+// are not), so that its guests are held in their cookies: /add?item=x
+// appends "x," to the guest's data, /login?user=u links it through Link,
+// and every response reports the data in X-Cart.
+type cartShop struct {
+	m     *anonymous.Manager
+	ms    *memstore.Store
+	h     http.Handler
+	mu    sync.Mutex
+	links []anonymous.LinkEvent
+}
+
+func newCartShop(t *testing.T, opts anonymous.Options) *cartShop {
+	t.Helper()
+	lim := &clientOnlyLimiter{}
+	lim.refuse.Store(true)
+	s := &cartShop{ms: memstore.New()}
+	t.Cleanup(func() { s.ms.Close() })
+	opts.Keys = []anonymous.Key{{Hash: hashKey1}}
+	opts.Budget = anonymous.Budget{Limiter: lim}
+	opts.ErrorLog = quietLog()
+	opts.OnLinkAccount = func(_ context.Context, ev anonymous.LinkEvent) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.links = append(s.links, ev)
+		return nil
+	}
+	m, err := anonymous.New(s.ms, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.m = m
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Cart", string(anonymous.DataFrom(r.Context())))
+	})
+	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, r.FormValue("item")+","...), nil })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.Header().Set("X-Cart", string(d))
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	s.h = m.Middleware(mux)
+	return s
+}
+
+// do sends a request from the visitor's address with b's cookie, as user
+// (the X-User header, "" for none), and keeps the cookie the answer sets.
+func (s *cartShop) do(t *testing.T, b *browserJar, method, target, user string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	r.RemoteAddr = victimIP
+	if b.c != nil {
+		r.AddCookie(b.c)
+	}
+	if user != "" {
+		r.Header.Set("X-User", user)
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, r)
+	b.keep(w)
+	return w
+}
+
+// A guest held in its cookie that adds an item at intervals shorter than
+// FirstVisitWindow, though longer in all, keeps every item: each update
+// starts its cookie's window again. Intervals under half the window get no
+// renewal but the update's; those over half get both.
+func TestHeldCartWindowRestartsWithEachUpdate(t *testing.T) {
+	for _, every := range []time.Duration{25 * time.Minute, 50 * time.Minute} {
+		t.Run(every.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newCartShop(t, anonymous.Options{})
+				b := &browserJar{}
+				s.do(t, b, "GET", "/", "")
+				want := ""
+				for i := range 5 { // 5 intervals: over the hour's window
+					time.Sleep(every)
+					item := string(rune('a' + i))
+					want += item + ","
+					if w := s.do(t, b, "POST", "/add?item="+item, ""); w.Code != http.StatusOK || w.Header().Get("X-Cart") != want {
+						t.Fatalf("adding %s after %v: %d %s, cart %q; want %q",
+							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Cart"), want)
+					}
+				}
+				if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != want || s.ms.Len() != 0 {
+					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Cart"), s.ms.Len(), want)
+				}
+			})
+		})
+	}
+}
