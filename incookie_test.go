@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -530,4 +531,41 @@ func TestHeldCartWindowRestartsWithEachUpdate(t *testing.T) {
 			})
 		})
 	}
+}
+
+// linked returns the links OnLinkAccount heard so far.
+func (s *cartShop) linked() []anonymous.LinkEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.links)
+}
+
+// After a held guest's login, its last cookie from before the login,
+// replayed with another user a second before it expires, links nothing:
+// the record the login stored reserves the guest's id for longer than any
+// cookie of the guest lives.
+func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newCartShop(t, anonymous.Options{Identify: identifyHeader})
+		b := &browserJar{}
+		s.do(t, b, "GET", "/", "")
+		s.do(t, b, "POST", "/add?item=a", "")
+		time.Sleep(20 * time.Minute)
+		s.do(t, b, "POST", "/add?item=b", "") // the cookie's window starts again
+		replay := b.c
+		issued := time.Now()
+		time.Sleep(5 * time.Minute)
+		s.do(t, b, "GET", "/", "alice")
+		if l := s.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
+			t.Fatalf("the login: %d links, cookie %+v; want one with the cart, the cookie expired", len(l), b.c)
+		}
+		stored := s.ms.Len()
+		time.Sleep(time.Until(issued.Add(time.Hour - time.Second)))
+		b.c = replay
+		s.do(t, b, "GET", "/", "mallory")
+		if l := s.linked(); len(l) != 1 || s.ms.Len() != stored {
+			t.Errorf("the pre-login cookie, replayed a second before it expires: %d links, %d records stored, was %d; want the one link",
+				len(l), s.ms.Len(), stored)
+		}
+	})
 }
