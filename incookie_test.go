@@ -569,3 +569,41 @@ func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
 		}
 	})
 }
+
+// Link, called by the application's login handler, on a guest the budget
+// never stored: it returns nil, OnLinkAccount runs once with the cart the
+// cookie holds, the answer expires the guest cookie, and the old cookie,
+// replayed with another user's login, links nothing.
+func TestLinkOfANeverStoredGuest(t *testing.T) {
+	s := newCartShop(t, anonymous.Options{})
+	b := &browserJar{}
+	s.do(t, b, "GET", "/", "")
+	s.do(t, b, "POST", "/add?item=tea", "")
+	s.do(t, b, "POST", "/add?item=mug", "")
+	if s.ms.Len() != 0 {
+		t.Fatalf("%d guests stored; want the visitor held in its cookie", s.ms.Len())
+	}
+	replay := b.c
+	w := s.do(t, b, "POST", "/login?user=alice", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("Link: %d %s", w.Code, w.Body)
+	}
+	if l := s.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
+		t.Fatalf("OnLinkAccount heard %d links; want one to alice with the cart", len(l))
+	}
+	// A browser applies Set-Cookie lines in order: the last one for the
+	// guest cookie decides.
+	var last *http.Cookie
+	for _, c := range w.Result().Cookies() {
+		if c.Name == anonymous.DefaultCookieName {
+			last = c
+		}
+	}
+	if last == nil || last.MaxAge >= 0 {
+		t.Errorf("Link's answer leaves the guest cookie as %+v; want it expired (Set-Cookie %q)", last, w.Header()["Set-Cookie"])
+	}
+	b.c = replay
+	if w := s.do(t, b, "POST", "/login?user=mallory", ""); w.Code != http.StatusOK || len(s.linked()) != 1 {
+		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(s.linked()))
+	}
+}
