@@ -332,6 +332,14 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 		if c == nil {
 			t.Fatalf("block %v: no cookie after the update; logs %s", block != nil, f.logs.String())
 		}
+		// Browsers keep at most 4096 bytes of a cookie; a header line
+		// ("Set-Cookie: ", the value and its attributes, CRLF) over that
+		// also overflows proxies' default 4 KB header buffers.
+		for _, l := range sc {
+			if n := len("Set-Cookie: ") + len(l) + len("\r\n"); n >= 4096 {
+				t.Errorf("block %v: a Set-Cookie header line of %d bytes, want under 4096", block != nil, n)
+			}
+		}
 		t.Logf("block %v: Set-Cookie %d bytes, name+value %d", block != nil, len(sc[0]), len(c.Name)+len(c.Value))
 		if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Size") != "1024" {
 			t.Errorf("block %v: data of %s bytes read back", block != nil, w.Header().Get("X-Size"))
