@@ -2,6 +2,7 @@ package anonymous_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -459,7 +460,9 @@ func newCartShop(t *testing.T, opts anonymous.Options) *cartShop {
 	lim.refuse.Store(true)
 	s := &cartShop{ms: memstore.New()}
 	t.Cleanup(func() { s.ms.Close() })
-	opts.Keys = []anonymous.Key{{Hash: hashKey1}}
+	if opts.Keys == nil {
+		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
+	}
 	opts.Budget = anonymous.Budget{Limiter: lim}
 	opts.ErrorLog = quietLog()
 	opts.OnLinkAccount = func(_ context.Context, ev anonymous.LinkEvent) error {
@@ -613,5 +616,39 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 	b.c = replay
 	if w := s.do(t, b, "POST", "/login?user=mallory", ""); w.Code != http.StatusOK || len(s.linked()) != 1 {
 		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(s.linked()))
+	}
+}
+
+// The data of a guest held in its cookie is signed, and encrypted when the
+// first Key has a Block: with one, it is nowhere in the cookie's value nor
+// in its base64 layers; without, it is there, readable, as the docs say.
+// Either way the cart reads back.
+func TestHeldDataInTheCookieIsEncryptedWithABlockKey(t *testing.T) {
+	const marker = "SECRET-ITEM-7f3a"
+	for _, block := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdeX")} {
+		s := newCartShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
+		b := &browserJar{}
+		s.do(t, b, "GET", "/", "")
+		s.do(t, b, "POST", "/add?item="+marker, "")
+		if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != marker+"," || s.ms.Len() != 0 {
+			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Cart"), s.ms.Len())
+		}
+		// The value is base64 of "date|base64(payload)|mac".
+		layers := []string{b.c.Value}
+		if outer, err := base64.URLEncoding.DecodeString(b.c.Value); err == nil {
+			layers = append(layers, string(outer))
+			for part := range strings.SplitSeq(string(outer), "|") {
+				if inner, err := base64.URLEncoding.DecodeString(part); err == nil {
+					layers = append(layers, string(inner))
+				}
+			}
+		}
+		if len(layers) != 3 {
+			t.Fatalf("block %v: the cookie value decodes to %d layers, want 3", block != nil, len(layers))
+		}
+		readable := slices.ContainsFunc(layers, func(l string) bool { return strings.Contains(l, marker) })
+		if readable != (block == nil) {
+			t.Errorf("block %v: the item is readable in the cookie: %v", block != nil, readable)
+		}
 	}
 }
