@@ -2,10 +2,12 @@ package anonymous_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +331,14 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 		if c == nil {
 			t.Fatalf("block %v: no cookie after the update; logs %s", block != nil, f.logs.String())
 		}
+		// Browsers keep at most 4096 bytes of a cookie; a header line
+		// ("Set-Cookie: ", the value and its attributes, CRLF) over that
+		// also overflows proxies' default 4 KB header buffers.
+		for _, l := range sc {
+			if n := len("Set-Cookie: ") + len(l) + len("\r\n"); n >= 4096 {
+				t.Errorf("block %v: a Set-Cookie header line of %d bytes, want under 4096", block != nil, n)
+			}
+		}
 		t.Logf("block %v: Set-Cookie %d bytes, name+value %d", block != nil, len(sc[0]), len(c.Name)+len(c.Value))
 		if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Size") != "1024" {
 			t.Errorf("block %v: data of %s bytes read back", block != nil, w.Header().Get("X-Size"))
@@ -426,5 +436,215 @@ func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	}
 	if len(deleted) != 1 || deleted[0] != g.ID {
 		t.Errorf("OnGuestDeleted heard %v, want %s", deleted, g.ID)
+	}
+}
+
+// cartShop is a shop whose visitors' addresses are over budget (accounts
+// are not), so that its guests are held in their cookies: /add?item=x
+// appends "x," to the guest's data, /login?user=u links it through Link,
+// and every response reports the data in X-Cart.
+type cartShop struct {
+	m     *anonymous.Manager
+	ms    *memstore.Store
+	h     http.Handler
+	mu    sync.Mutex
+	links []anonymous.LinkEvent
+}
+
+func newCartShop(t *testing.T, opts anonymous.Options) *cartShop {
+	t.Helper()
+	lim := &clientOnlyLimiter{}
+	lim.refuse.Store(true)
+	s := &cartShop{ms: newMemstore(t, memstore.Options{})}
+	if opts.Keys == nil {
+		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
+	}
+	opts.Budget = anonymous.Budget{Limiter: lim}
+	opts.ErrorLog = quietLog()
+	opts.OnLinkAccount = func(_ context.Context, ev anonymous.LinkEvent) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.links = append(s.links, ev)
+		return nil
+	}
+	m, err := anonymous.New(s.ms, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.m = m
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Cart", string(anonymous.DataFrom(r.Context())))
+	})
+	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, r.FormValue("item")+","...), nil })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.Header().Set("X-Cart", string(d))
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	s.h = m.Middleware(mux)
+	return s
+}
+
+// do sends a request from the visitor's address with b's cookie, as user
+// (the X-User header, "" for none), and keeps the cookie the answer sets.
+func (s *cartShop) do(t *testing.T, b *browserJar, method, target, user string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	r.RemoteAddr = victimIP
+	if b.c != nil {
+		r.AddCookie(b.c)
+	}
+	if user != "" {
+		r.Header.Set("X-User", user)
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, r)
+	b.keep(w)
+	return w
+}
+
+// A guest held in its cookie that adds an item at intervals shorter than
+// FirstVisitWindow, though longer in all, keeps every item: each update
+// starts its cookie's window again. Intervals under half the window get no
+// renewal but the update's; those over half get both.
+func TestHeldCartWindowRestartsWithEachUpdate(t *testing.T) {
+	for _, every := range []time.Duration{25 * time.Minute, 50 * time.Minute} {
+		t.Run(every.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newCartShop(t, anonymous.Options{})
+				b := &browserJar{}
+				s.do(t, b, "GET", "/", "")
+				want := ""
+				for i := range 5 { // 5 intervals: over the hour's window
+					time.Sleep(every)
+					item := string(rune('a' + i))
+					want += item + ","
+					if w := s.do(t, b, "POST", "/add?item="+item, ""); w.Code != http.StatusOK || w.Header().Get("X-Cart") != want {
+						t.Fatalf("adding %s after %v: %d %s, cart %q; want %q",
+							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Cart"), want)
+					}
+				}
+				if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != want || s.ms.Len() != 0 {
+					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Cart"), s.ms.Len(), want)
+				}
+			})
+		})
+	}
+}
+
+// linked returns the links OnLinkAccount heard so far.
+func (s *cartShop) linked() []anonymous.LinkEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.links)
+}
+
+// After a held guest's login, its last cookie from before the login,
+// replayed with another user a second before it expires, links nothing:
+// the record the login stored reserves the guest's id for longer than any
+// cookie of the guest lives.
+func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newCartShop(t, anonymous.Options{Identify: identifyHeader})
+		b := &browserJar{}
+		s.do(t, b, "GET", "/", "")
+		s.do(t, b, "POST", "/add?item=a", "")
+		time.Sleep(20 * time.Minute)
+		s.do(t, b, "POST", "/add?item=b", "") // the cookie's window starts again
+		replay := b.c
+		issued := time.Now()
+		time.Sleep(5 * time.Minute)
+		s.do(t, b, "GET", "/", "alice")
+		if l := s.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
+			t.Fatalf("the login: %d links, cookie %+v; want one with the cart, the cookie expired", len(l), b.c)
+		}
+		stored := s.ms.Len()
+		time.Sleep(time.Until(issued.Add(time.Hour - time.Second)))
+		b.c = replay
+		s.do(t, b, "GET", "/", "mallory")
+		if l := s.linked(); len(l) != 1 || s.ms.Len() != stored {
+			t.Errorf("the pre-login cookie, replayed a second before it expires: %d links, %d records stored, was %d; want the one link",
+				len(l), s.ms.Len(), stored)
+		}
+	})
+}
+
+// Link, called by the application's login handler, on a guest the budget
+// never stored: it returns nil, OnLinkAccount runs once with the cart the
+// cookie holds, the answer expires the guest cookie, and the old cookie,
+// replayed with another user's login, links nothing.
+func TestLinkOfANeverStoredGuest(t *testing.T) {
+	s := newCartShop(t, anonymous.Options{})
+	b := &browserJar{}
+	s.do(t, b, "GET", "/", "")
+	s.do(t, b, "POST", "/add?item=tea", "")
+	s.do(t, b, "POST", "/add?item=mug", "")
+	if s.ms.Len() != 0 {
+		t.Fatalf("%d guests stored; want the visitor held in its cookie", s.ms.Len())
+	}
+	replay := b.c
+	w := s.do(t, b, "POST", "/login?user=alice", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("Link: %d %s", w.Code, w.Body)
+	}
+	if l := s.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
+		t.Fatalf("OnLinkAccount heard %d links; want one to alice with the cart", len(l))
+	}
+	// A browser applies Set-Cookie lines in order: the last one for the
+	// guest cookie decides.
+	var last *http.Cookie
+	for _, c := range w.Result().Cookies() {
+		if c.Name == anonymous.DefaultCookieName {
+			last = c
+		}
+	}
+	if last == nil || last.MaxAge >= 0 {
+		t.Errorf("Link's answer leaves the guest cookie as %+v; want it expired (Set-Cookie %q)", last, w.Header()["Set-Cookie"])
+	}
+	b.c = replay
+	if w := s.do(t, b, "POST", "/login?user=mallory", ""); w.Code != http.StatusOK || len(s.linked()) != 1 {
+		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(s.linked()))
+	}
+}
+
+// The data of a guest held in its cookie is signed, and encrypted when the
+// first Key has a Block: with one, it is nowhere in the cookie's value nor
+// in its base64 layers; without, it is there, readable, as the docs say.
+// Either way the cart reads back.
+func TestHeldDataInTheCookieIsEncryptedWithABlockKey(t *testing.T) {
+	const marker = "SECRET-ITEM-7f3a"
+	for _, block := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdeX")} {
+		s := newCartShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
+		b := &browserJar{}
+		s.do(t, b, "GET", "/", "")
+		s.do(t, b, "POST", "/add?item="+marker, "")
+		if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != marker+"," || s.ms.Len() != 0 {
+			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Cart"), s.ms.Len())
+		}
+		// The value is base64 of "date|base64(payload)|mac".
+		layers := []string{b.c.Value}
+		if outer, err := base64.URLEncoding.DecodeString(b.c.Value); err == nil {
+			layers = append(layers, string(outer))
+			for part := range strings.SplitSeq(string(outer), "|") {
+				if inner, err := base64.URLEncoding.DecodeString(part); err == nil {
+					layers = append(layers, string(inner))
+				}
+			}
+		}
+		if len(layers) != 3 {
+			t.Fatalf("block %v: the cookie value decodes to %d layers, want 3", block != nil, len(layers))
+		}
+		readable := slices.ContainsFunc(layers, func(l string) bool { return strings.Contains(l, marker) })
+		if readable != (block == nil) {
+			t.Errorf("block %v: the item is readable in the cookie: %v", block != nil, readable)
+		}
 	}
 }

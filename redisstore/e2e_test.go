@@ -674,6 +674,87 @@ func TestBrowsersBehindOneAddressOnRedis(t *testing.T) {
 	}
 }
 
+// On Redis: a login handler's Link on a guest its address's budget never
+// stored returns nil, runs OnLinkAccount once with the cart its cookie
+// holds, expires the guest cookie, and the old cookie, replayed with
+// another login, links nothing.
+func TestLinkOfANeverStoredGuestOnRedis(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var links []anonymous.LinkEvent
+	m := manager(t, s, anonymous.Options{
+		Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
+		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			links = append(links, ev)
+			return nil
+		},
+	})
+	nlinks := func() int { mu.Lock(); defer mu.Unlock(); return len(links) }
+	mux := http.NewServeMux()
+	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, r.FormValue("item")+","...), nil }); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+		}
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
+	h := m.Middleware(mux)
+	// do sends a request with ck, and returns the answer and the guest
+	// cookie a browser keeps after it: the last one set, nil once expired.
+	do := func(method, target string, ck *http.Cookie) (*httptest.ResponseRecorder, *http.Cookie) {
+		r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+		r.RemoteAddr = "192.0.2.61:1" // the budget's keys are under the test's prefix
+		if ck != nil {
+			r.AddCookie(ck)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		for _, c := range w.Result().Cookies() {
+			if ck = c; c.MaxAge < 0 {
+				ck = nil
+			}
+		}
+		return w, ck
+	}
+	_, spent := do("GET", "/", nil)
+	do("GET", "/", spent) // the address's one guest is stored: its budget is spent
+	stored := len(redistest.Keys(t, c, prefix+"{"))
+	_, ck := do("GET", "/", nil)
+	for _, item := range []string{"tea", "mug"} {
+		if w, next := do("POST", "/add?item="+item, ck); w.Code != http.StatusOK {
+			t.Fatalf("adding %s: %d %s", item, w.Code, w.Body)
+		} else {
+			ck = next
+		}
+	}
+	if n := len(redistest.Keys(t, c, prefix+"{")); n != stored {
+		t.Fatalf("%d keys stored, %d before the cart; want the visitor held in its cookie", n, stored)
+	}
+	w, after := do("POST", "/login?user=alice", ck)
+	if w.Code != http.StatusOK || after != nil {
+		t.Fatalf("Link: %d %s, the browser keeps %+v; want nil and the guest cookie expired", w.Code, w.Body, after)
+	}
+	mu.Lock()
+	if len(links) != 1 || string(links[0].Data) != "tea,mug," || links[0].NewUser.User.ID != "alice" {
+		t.Errorf("OnLinkAccount heard %d links; want one to alice with the cart", len(links))
+	}
+	mu.Unlock()
+	if w, _ := do("POST", "/login?user=mallory", ck); w.Code != http.StatusOK || nlinks() != 1 {
+		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, nlinks())
+	}
+}
+
 // perClient is a budget of burst guests at once, then rate per period, per
 // client address: an IPv4 address or an IPv6 /64.
 func perClient(rate int, period time.Duration, burst int) []anonymous.Level {
