@@ -181,6 +181,7 @@ type Manager struct {
 	opts        Options
 	cc          *cookieCodec
 	tokenKeys   []*sync.Pool // derive first-visit guests' stored tokens (firstvisit.go)
+	storing     storing      // first-visit guests being stored (firstvisit.go)
 	cookieAttrs string       // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
 	// emailPrefix and emailSuffix surround a generated email's id.
 	emailPrefix, emailSuffix string

@@ -1,6 +1,7 @@
 package anonymous
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -127,7 +128,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 		return &next, ErrOverBudget
 	}
 	var u *unconfirmed
-	switch _, err := m.storeNew(r, &next, source); {
+	switch err := m.storeShared(r, &next, source, issued); {
 	case errors.As(err, &u):
 		// Stored, though the store did not confirm it: the guest is
 		// stored all the same, and whoever asked must let go of it.
@@ -139,6 +140,8 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 			return nil, err
 		}
 		return m.sibling(r, rec, first, apply)
+	case notStored(err) && !issued:
+		return m.siblingAfterRefusal(r, &next, first, apply, err)
 	case notStored(err):
 		return &next, err
 	case err != nil:
@@ -146,6 +149,94 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	}
 	next.Version, next.Session.Token = 1, token
 	return &next, nil
+}
+
+// storeShared is storeNew for rec, a first-visit guest that a sibling
+// request may be storing too (unless issued on this request): it counts the
+// attempt in m.storing while it lasts.
+func (m *Manager) storeShared(r *http.Request, rec *Record, source string, issued bool) error {
+	if !issued {
+		m.storing.enter(rec.User.ID)
+		defer m.storing.leave(rec.User.ID)
+	}
+	_, err := m.storeNew(r, rec, source)
+	return err
+}
+
+// siblingAfterRefusal is storeFirstVisit for next, a guest that the budget
+// or a full store refused (err) on a request that brought its first-visit
+// cookie: when a sibling request stores it all the same (the budget charged
+// that one, then refused this one), it is that sibling's guest, shared as
+// any sibling's, and the budget is not charged again. A sibling of this
+// process may be between its charge and its store: wait for it first.
+// Otherwise next is returned, with err.
+func (m *Manager) siblingAfterRefusal(r *http.Request, next *Record, first string, apply func(*Record) error, err error) (*Record, error) {
+	m.storing.wait(r.Context(), next.User.ID)
+	rec, gerr := m.get(r.Context(), next.User.ID)
+	switch {
+	case gerr == nil:
+		return m.sibling(r, rec, first, apply)
+	case !errors.Is(gerr, ErrNotFound):
+		return nil, gerr
+	}
+	return next, err
+}
+
+// storing counts, per guest id, the requests of this process that are
+// storing a first-visit guest, so that a sibling the budget refused can
+// wait for the one it charged rather than miss its store by a moment. The
+// zero value is ready.
+type storing struct {
+	mu sync.Mutex
+	n  map[string]int
+	// done holds, for an id someone waits on, a channel closed when its
+	// count falls to 0.
+	done map[string]chan struct{}
+}
+
+func (s *storing) enter(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = make(map[string]int)
+	}
+	s.n[id]++
+}
+
+func (s *storing) leave(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[id]--; s.n[id] > 0 {
+		return
+	}
+	delete(s.n, id)
+	if ch, ok := s.done[id]; ok {
+		close(ch)
+		delete(s.done, id)
+	}
+}
+
+// wait returns once no request of this process is storing the guest id,
+// or ctx is done.
+func (s *storing) wait(ctx context.Context, id string) {
+	s.mu.Lock()
+	if s.n[id] == 0 {
+		s.mu.Unlock()
+		return
+	}
+	ch, ok := s.done[id]
+	if !ok {
+		if s.done == nil {
+			s.done = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{})
+		s.done[id] = ch
+	}
+	s.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
 }
 
 // storeOnce stores g's guest, which was not stored when the request began,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/internal/storegate"
 	"github.com/guestpass/anonymous/memstore"
 )
 
@@ -247,6 +248,51 @@ func TestUpdateDataAfterTheResponseStarted(t *testing.T) {
 				}
 				if c := guestCookie(t, w); tc.keeps && (c == nil || c.MaxAge == 3600) {
 					t.Errorf("%v later the cookie is %+v, want the stored guest's", tc.after, c)
+				}
+			})
+		})
+	}
+}
+
+// A page's requests that the client's budget refuses (all but those it
+// charged) are siblings all the same: each is served the guest a charged one
+// stores, its data updatable, and handed its cookie, not the first-visit
+// cookie again. The store holds the charged requests' Creates back until the
+// others have been refused. The page loads past half the FirstVisitWindow,
+// when a request served the guest held in its cookie would re-set that
+// cookie: whichever answer the browser keeps last still opens the guest
+// after the grace.
+func TestSiblingsRefusedByTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		levels []anonymous.Level
+	}{
+		{"one guest left", 8, perClient(1, time.Hour, 1)},
+		{"default levels", 64, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: tc.levels}})
+				h := pageApp(t, f.m)
+				w := serveWith(h, "GET", "/", nil)
+				var first seen
+				json.Unmarshal(w.Body.Bytes(), &first)
+				time.Sleep(31 * time.Minute)
+				gate := storegate.New(f.store.Store, tc.n)
+				f.store.Store = gate
+				answers := pageLoad(t, h, guestCookie(t, w), tc.n)
+				f.store.Store = gate.Store
+				sawOneGuest(t, answers, first.ID, first.Token)
+				time.Sleep(10 * time.Second)
+				for i, a := range answers {
+					w := serveWith(h, "GET", "/", guestCookie(t, a))
+					var later seen
+					json.Unmarshal(w.Body.Bytes(), &later)
+					if later.ID != first.ID || w.Header().Get("X-Cart") != strconv.Itoa(tc.n/2) {
+						t.Fatalf("after the grace, answer %d's cookie opens guest %q with a cart of %s, want %q with %d",
+							i, later.ID, w.Header().Get("X-Cart"), first.ID, tc.n/2)
+					}
 				}
 			})
 		})
