@@ -85,6 +85,8 @@ type Session struct {
 	ExpiresAt time.Time
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// IPAddress is the client's address as Budget.Client names it, "" when
+	// it names none.
 	IPAddress string
 	UserAgent string
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -112,7 +113,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	token := storedToken(m.tokenKeys[0], first)
 	now := time.Now()
 	next := m.firstStored(p, token, now)
-	next.Session.IPAddress, next.Session.UserAgent = clientIP(r), userAgent(r)
+	next.Session.IPAddress, next.Session.UserAgent = m.clientIP(r), userAgent(r)
 	if source == sourceLink {
 		// Stored to be linked at once: its record need outlive only the
 		// cookies that could replay it, which FirstVisitWindow bounds (a
@@ -299,14 +300,15 @@ func (m *Manager) holdInCookie(w http.ResponseWriter, g *guest, cur *Record, dat
 
 // sibling returns rec, a guest stored from the first-visit cookie with token
 // first, with apply's change (nil for none), when r is a sibling of the
-// request that stored it: rec is live, was stored within the grace, from the
-// same client address (an IPv4 address or IPv6 /64), under the token derived
-// from first. Anything else is ErrNotFound: the first-visit cookie opens
-// nothing, and its holder gets a guest of its own. The address keeps a copy
-// planted in another browser, and presented while the grace runs, out.
+// request that stored it: rec is live, was stored within the grace, by the
+// same client (as Budget.Client names it: an IPv4 address or IPv6 /64),
+// under the token derived from first. Anything else is ErrNotFound: the
+// first-visit cookie opens nothing, and its holder gets a guest of its own.
+// The client keeps a copy planted in another browser, and presented while
+// the grace runs, out.
 func (m *Manager) sibling(r *http.Request, rec *Record, first string, apply func(*Record) error) (*Record, error) {
 	if !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow ||
-		!sameClient(rec.Session.IPAddress, r.RemoteAddr) {
+		!sameClient(ClientAddr(rec.Session.IPAddress), m.clientAddr(r)) {
 		return nil, ErrNotFound
 	}
 	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
@@ -331,11 +333,9 @@ func (m *Manager) siblingToken(rec *Record, first string) string {
 	return ""
 }
 
-// sameClient reports whether the addresses a and b ("host:port" or bare)
-// are one client's: one IPv4 address (an embedded one included) or one
-// IPv6 /64.
-func sameClient(a, b string) bool {
-	x, y := ClientAddr(a), ClientAddr(b)
+// sameClient reports whether the addresses x and y are one client's: one
+// IPv4 address (an embedded one included) or one IPv6 /64.
+func sameClient(x, y netip.Addr) bool {
 	if x4, ok := embeddedIPv4(x); ok {
 		x = x4
 	}

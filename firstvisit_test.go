@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -296,5 +297,45 @@ func TestSiblingsRefusedByTheBudget(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// Behind several proxies, with a Budget.Client that reads the address they
+// forward, a page's requests that reach the application through two of them
+// are one client's: each is served the guest. A copy of the first-visit
+// cookie from another client, within the grace, gets a guest of its own.
+// The session records the client's address, not a proxy's.
+func TestSiblingsThroughTwoProxies(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Client: func(r *http.Request) netip.Addr {
+		return anonymous.ClientAddr(r.Header.Get("X-Real-IP")) // set by the proxies
+	}}})
+	h := pageApp(t, f.m)
+	via := func(method, target, proxy, client string, c *http.Cookie) (*httptest.ResponseRecorder, seen) {
+		r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+		r.RemoteAddr = proxy
+		r.Header.Set("X-Real-IP", client)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var s seen
+		json.Unmarshal(w.Body.Bytes(), &s)
+		return w, s
+	}
+	const visitor = "203.0.113.7"
+	w, first := via("GET", "/", "10.0.0.1:5000", visitor, nil)
+	long := guestCookie(t, w)
+	a, _ := via("POST", "/add?item=tea", "10.0.0.1:5001", visitor, long)
+	b, _ := via("GET", "/", "10.0.0.2:5002", visitor, long)
+	sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token)
+	if b.Header().Get("X-Cart") != "1" {
+		t.Errorf("the request through the second proxy saw a cart of %s, want 1", b.Header().Get("X-Cart"))
+	}
+	if _, other := via("GET", "/", "10.0.0.2:5003", "198.51.100.9", long); other.ID == "" || other.ID == first.ID {
+		t.Errorf("a copy of the cookie from another client was served guest %q, want one of its own (first %q)", other.ID, first.ID)
+	}
+	if rec, err := f.m.Record(t.Context(), first.ID); err != nil || rec.Session.IPAddress != visitor {
+		t.Errorf("the session records the address %q (%v), want the client's %s", rec.Session.IPAddress, err, visitor)
 	}
 }
