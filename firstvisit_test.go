@@ -339,3 +339,33 @@ func TestSiblingsThroughTwoProxies(t *testing.T) {
 		t.Errorf("the session records the address %q (%v), want the client's %s", rec.Session.IPAddress, err, visitor)
 	}
 }
+
+// The stored token is keyed: one first-visit cookie, brought back to two
+// applications whose first Keys differ (the second knows the first's key,
+// to read the cookie), is stored under two tokens. An unkeyed derivation
+// would give one, and let anyone holding the cookie compute the stored one.
+func TestStoredTokenIsKeyed(t *testing.T) {
+	app := func(keys ...[]byte) http.Handler {
+		ms := memstore.New()
+		t.Cleanup(func() { ms.Close() })
+		o := anonymous.Options{}
+		for _, k := range keys {
+			o.Keys = append(o.Keys, anonymous.Key{Hash: k})
+		}
+		m, err := anonymous.New(ms, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pageApp(t, m)
+	}
+	a, b := app(hashKey1), app(hashKey2, hashKey1)
+	w := serveWith(a, "GET", "/", nil)
+	var first seen
+	json.Unmarshal(w.Body.Bytes(), &first)
+	long := guestCookie(t, w)
+	ta, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(a, "GET", "/", long)}, first.ID, first.Token)
+	tb, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(b, "GET", "/", long)}, first.ID, first.Token)
+	if ta == tb {
+		t.Errorf("one first-visit cookie is stored under %q whatever the key", ta)
+	}
+}
