@@ -120,3 +120,85 @@ func TestSiblingsRefusedByTheBudgetOnRedis(t *testing.T) {
 		}
 	}
 }
+
+// On Redis, in real time, a first-visit guest's grace is 10 s from its
+// store. Within it, a copy of the first-visit cookie is a sibling: the
+// guest, its data and the stored guest's token and cookie; after it, the
+// copy (one planted in another browser) gets a guest of its own. So does a
+// browser whose first visit updated its guest after the response had
+// started, and which kept the first-visit cookie: its next request finds
+// the guest and its data within the grace, and loses them after. The cases
+// share one wait.
+func TestTheGraceOnRedis(t *testing.T) {
+	t.Parallel() // it waits out the grace
+	m := manager(t, redisStore(t), anonymous.Options{})
+	h := shop(m)
+	var errs [2]error
+	var ids [2]string
+	late := func(i int) http.Handler {
+		return m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK) // the header is gone
+			_, errs[i] = anonymous.UpdateJSON(m, w, r, func(n *int) error { *n = 5; return nil })
+			ids[i] = anonymous.UserFrom(r.Context()).ID
+		}))
+	}
+	t0 := time.Now() // no guest below is stored before
+	copied := shopVisit(t, h, "GET", nil)
+	stored := shopVisit(t, h, "POST", copied.cookie)
+	within, after := shopVisit(t, late(0), "GET", nil), shopVisit(t, late(1), "GET", nil)
+	t1 := time.Now() // every guest above is stored by now
+	if stored.id != copied.id || stored.token == copied.token || stored.count != 1 || stored.cookie == nil {
+		t.Fatalf("the first return answered %+v, want guest %s stored under a new token", stored, copied.id)
+	}
+	for i, c := range []*http.Cookie{within.cookie, after.cookie} {
+		if errs[i] != nil || c == nil || c.MaxAge != 3600 {
+			t.Fatalf("UpdateJSON after the header was written: %v; the cookie %v, want the first-visit one", errs[i], c)
+		}
+	}
+
+	time.Sleep(time.Until(t0.Add(9 * time.Second)))
+	if a := shopVisit(t, h, "GET", copied.cookie); a.id != copied.id || a.token != stored.token || a.count != 1 || a.cookie == nil {
+		t.Errorf("a copy within the grace was served %+v, want guest %s with token %s, its count of 1 and its cookie", a, copied.id, stored.token)
+	}
+	if a := shopVisit(t, h, "GET", within.cookie); a.id != ids[0] || a.count != 5 || a.cookie == nil || a.cookie.MaxAge == 3600 {
+		t.Errorf("within the grace, the browser that kept its first-visit cookie was served %+v, want guest %s with its count of 5 and the stored guest's cookie", a, ids[0])
+	}
+
+	time.Sleep(time.Until(t1.Add(grace)))
+	if a := shopVisit(t, h, "GET", copied.cookie); a.id == "none" || a.id == copied.id || a.count != 0 {
+		t.Errorf("a copy after the grace was served %+v, want a guest of its own (not %s)", a, copied.id)
+	}
+	if a := shopVisit(t, h, "GET", after.cookie); a.id == "none" || a.id == ids[1] || a.count != 0 {
+		t.Errorf("after the grace, the browser that kept its first-visit cookie was served %+v, want a new guest (not %s)", a, ids[1])
+	}
+}
+
+// Keys rotate during the grace, on instances that share Redis: a sibling
+// served by an instance that has put a new key first still derives the
+// token the old key stored, and an instance that knows the new key, not yet
+// first (the usual first step of a rotation), finds a guest the rotated
+// instance stored.
+func TestSiblingAcrossKeyRotationOnRedis(t *testing.T) {
+	s := redisStore(t)
+	k1, k2 := testKeys[0], anonymous.Key{Hash: []byte("fedcba9876543210fedcba9876543210")}
+	old := shop(manager(t, s, anonymous.Options{Keys: []anonymous.Key{k1}}))
+	rotated := shop(manager(t, s, anonymous.Options{Keys: []anonymous.Key{k2, k1}}))
+	prepared := manager(t, s, anonymous.Options{Keys: []anonymous.Key{k1, k2}})
+
+	first := shopVisit(t, old, "GET", nil)
+	a := shopVisit(t, old, "POST", first.cookie)
+	b := shopVisit(t, rotated, "GET", first.cookie)
+	if a.id != first.id || a.token == first.token || b.id != a.id || b.token != a.token || b.count != 1 || b.cookie == nil {
+		t.Fatalf("the old instance stored %+v; the rotated one served %+v, want the same guest, token and count", a, b)
+	}
+
+	first = shopVisit(t, old, "GET", nil)
+	a = shopVisit(t, rotated, "GET", first.cookie)
+	b = shopVisit(t, shop(prepared), "GET", first.cookie)
+	if a.id != first.id || a.token == first.token || b.id != a.id || b.token != a.token || b.cookie == nil {
+		t.Fatalf("the rotated instance stored %+v; the prepared one served %+v, want the same guest and token", a, b)
+	}
+	if rec, err := prepared.Record(t.Context(), first.id); err != nil || rec.Version != 1 {
+		t.Errorf("stored record %+v, %v; want one, written once", rec, err)
+	}
+}
