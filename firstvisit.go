@@ -30,7 +30,8 @@ import (
 // stored, during which another request carrying its first-visit cookie is
 // taken for a sibling of the storing request and served the guest. A copy
 // presented after it (one planted in another browser) gets a guest of its
-// own.
+// own. The moment is the storing instance's clock, read against the serving
+// one's: instances' clocks must agree within a second or so.
 const siblingWindow = 10 * time.Second
 
 // tokenKeyLabel is what each Key's hash key signs to give the key that
