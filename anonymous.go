@@ -88,6 +88,8 @@ type Session struct {
 	ExpiresAt time.Time
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// IPAddress is the client's address as Budget.Client names it, "" when
+	// it names none.
 	IPAddress string
 	UserAgent string
 }
@@ -184,6 +186,7 @@ type Manager struct {
 	opts        Options
 	cc          *cookieCodec
 	tokenKeys   []*sync.Pool // derive first-visit guests' stored tokens (firstvisit.go)
+	storing     storing      // first-visit guests being stored (firstvisit.go)
 	cookieAttrs string       // "; Path=/; HttpOnly; Secure; SameSite=Lax" and the like
 	// emailPrefix and emailSuffix surround a generated email's id.
 	emailPrefix, emailSuffix string

@@ -32,7 +32,10 @@ type Budget struct {
 	// proxy sets, and only from a proxy you trust, through ClientAddr. An
 	// address that embeds an IPv4 address (IPv4-mapped, 6to4, Teredo) is
 	// charged as that IPv4 address; an invalid address is charged to the
-	// levels' "unknown" client, all such requests together.
+	// levels' "unknown" client, all such requests together. Even with Off,
+	// the address is the session's IPAddress, and a first visit's sibling
+	// requests must come from the client that stored the guest (see
+	// docs/first-visit.md).
 	Client func(r *http.Request) netip.Addr
 	// Limiter keeps the budgets. Default: the store's own when it is a
 	// Limiter (redisstore's: shared by every instance of the application),
@@ -96,13 +99,15 @@ type Limiter interface {
 // address, as RemoteAddr or a proxy's header holds it); the zero Addr when
 // addr is no address.
 func ClientAddr(addr string) netip.Addr {
+	// A failed parse costs an allocation: try the form addr has first.
+	if strings.HasPrefix(addr, "[") || strings.Count(addr, ":") == 1 {
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			return ap.Addr().WithZone("")
+		}
+	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil {
-			return netip.Addr{}
-		}
-		a = ap.Addr()
+		return netip.Addr{}
 	}
 	return a.WithZone("")
 }
@@ -247,7 +252,7 @@ func (m *Manager) storeNew(r *http.Request, rec *Record, source string) (time.Du
 	ctx := r.Context()
 	var charges []Charge
 	if b := &m.opts.Budget; source != sourceLink && !b.Off && len(b.Levels) > 0 {
-		charges = b.charges(b.Client(r))
+		charges = b.charges(m.clientAddr(r))
 		if wait := m.charge(ctx, charges); wait > 0 {
 			return wait, ErrOverBudget
 		}

@@ -42,9 +42,10 @@ func DataFrom(ctx context.Context) []byte {
 // Call UpdateData before the response's header is written: the package
 // wraps no ResponseWriter, so it cannot tell, and returns nil, but the
 // browser then keeps the first-visit cookie. Its next request within 10 s
-// of the update still finds the guest, with its data, and gets the new
-// cookie; after that, the cookie brings a new guest and the data is lost to
-// it. For a guest held in its cookie, the update is lost at once. The data
+// of the guest's first store (this update's, unless a sibling request
+// stored the guest a moment before) still finds the guest, with its data,
+// and gets the new cookie; after that, the cookie brings a new guest and the
+// data is lost to it. For a guest held in its cookie, the update is lost at once. The data
 // lives and dies with the guest: it expires with it, is
 // deleted with it, and is handed to OnLinkAccount when the guest becomes a
 // real user.

@@ -1,6 +1,7 @@
 package anonymous
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,7 +30,8 @@ import (
 // stored, during which another request carrying its first-visit cookie is
 // taken for a sibling of the storing request and served the guest. A copy
 // presented after it (one planted in another browser) gets a guest of its
-// own.
+// own. The moment is the storing instance's clock, read against the serving
+// one's: instances' clocks must agree within a second or so.
 const siblingWindow = 10 * time.Second
 
 // tokenKeyLabel is what each Key's hash key signs to give the key that
@@ -111,7 +114,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	token := storedToken(m.tokenKeys[0], first)
 	now := time.Now()
 	next := m.firstStored(p, token, now)
-	next.Session.IPAddress, next.Session.UserAgent = clientIP(r), userAgent(r)
+	next.Session.IPAddress, next.Session.UserAgent = m.clientIP(r), userAgent(r)
 	if source == sourceLink {
 		// Stored to be linked at once: its record need outlive only the
 		// cookies that could replay it, which FirstVisitWindow bounds (a
@@ -127,7 +130,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 		return &next, ErrOverBudget
 	}
 	var u *unconfirmed
-	switch _, err := m.storeNew(r, &next, source); {
+	switch err := m.storeShared(r, &next, source, issued); {
 	case errors.As(err, &u):
 		// Stored, though the store did not confirm it: the guest is
 		// stored all the same, and whoever asked must let go of it.
@@ -139,6 +142,8 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 			return nil, err
 		}
 		return m.sibling(r, rec, first, apply)
+	case notStored(err) && !issued:
+		return m.siblingAfterRefusal(r, &next, first, apply, err)
 	case notStored(err):
 		return &next, err
 	case err != nil:
@@ -146,6 +151,94 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 	}
 	next.Version, next.Session.Token = 1, token
 	return &next, nil
+}
+
+// storeShared is storeNew for rec, a first-visit guest that a sibling
+// request may be storing too (unless issued on this request): it counts the
+// attempt in m.storing while it lasts.
+func (m *Manager) storeShared(r *http.Request, rec *Record, source string, issued bool) error {
+	if !issued {
+		m.storing.enter(rec.User.ID)
+		defer m.storing.leave(rec.User.ID)
+	}
+	_, err := m.storeNew(r, rec, source)
+	return err
+}
+
+// siblingAfterRefusal is storeFirstVisit for next, a guest that the budget
+// or a full store refused (err) on a request that brought its first-visit
+// cookie: when a sibling request stores it all the same (the budget charged
+// that one, then refused this one), it is that sibling's guest, shared as
+// any sibling's, and the budget is not charged again. A sibling of this
+// process may be between its charge and its store: wait for it first.
+// Otherwise next is returned, with err.
+func (m *Manager) siblingAfterRefusal(r *http.Request, next *Record, first string, apply func(*Record) error, err error) (*Record, error) {
+	m.storing.wait(r.Context(), next.User.ID)
+	rec, gerr := m.get(r.Context(), next.User.ID)
+	switch {
+	case gerr == nil:
+		return m.sibling(r, rec, first, apply)
+	case !errors.Is(gerr, ErrNotFound):
+		return nil, gerr
+	}
+	return next, err
+}
+
+// storing counts, per guest id, the requests of this process that are
+// storing a first-visit guest, so that a sibling the budget refused can
+// wait for the one it charged rather than miss its store by a moment. The
+// zero value is ready.
+type storing struct {
+	mu sync.Mutex
+	n  map[string]int
+	// done holds, for an id someone waits on, a channel closed when its
+	// count falls to 0.
+	done map[string]chan struct{}
+}
+
+func (s *storing) enter(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = make(map[string]int)
+	}
+	s.n[id]++
+}
+
+func (s *storing) leave(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[id]--; s.n[id] > 0 {
+		return
+	}
+	delete(s.n, id)
+	if ch, ok := s.done[id]; ok {
+		close(ch)
+		delete(s.done, id)
+	}
+}
+
+// wait returns once no request of this process is storing the guest id,
+// or ctx is done.
+func (s *storing) wait(ctx context.Context, id string) {
+	s.mu.Lock()
+	if s.n[id] == 0 {
+		s.mu.Unlock()
+		return
+	}
+	ch, ok := s.done[id]
+	if !ok {
+		if s.done == nil {
+			s.done = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{})
+		s.done[id] = ch
+	}
+	s.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
 }
 
 // storeOnce stores g's guest, which was not stored when the request began,
@@ -208,14 +301,15 @@ func (m *Manager) holdInCookie(w http.ResponseWriter, g *guest, cur *Record, dat
 
 // sibling returns rec, a guest stored from the first-visit cookie with token
 // first, with apply's change (nil for none), when r is a sibling of the
-// request that stored it: rec is live, was stored within the grace, from the
-// same client address (an IPv4 address or IPv6 /64), under the token derived
-// from first. Anything else is ErrNotFound: the first-visit cookie opens
-// nothing, and its holder gets a guest of its own. The address keeps a copy
-// planted in another browser, and presented while the grace runs, out.
+// request that stored it: rec is live, was stored within the grace, by the
+// same client (as Budget.Client names it: an IPv4 address or IPv6 /64),
+// under the token derived from first. Anything else is ErrNotFound: the
+// first-visit cookie opens nothing, and its holder gets a guest of its own.
+// The client keeps a copy planted in another browser, and presented while
+// the grace runs, out.
 func (m *Manager) sibling(r *http.Request, rec *Record, first string, apply func(*Record) error) (*Record, error) {
 	if !rec.live() || time.Since(rec.User.UpdatedAt) >= siblingWindow ||
-		!sameClient(rec.Session.IPAddress, r.RemoteAddr) {
+		!sameClient(ClientAddr(rec.Session.IPAddress), m.clientAddr(r)) {
 		return nil, ErrNotFound
 	}
 	if rec.Session.Token = m.siblingToken(rec, first); rec.Session.Token == "" {
@@ -240,11 +334,9 @@ func (m *Manager) siblingToken(rec *Record, first string) string {
 	return ""
 }
 
-// sameClient reports whether the addresses a and b ("host:port" or bare)
-// are one client's: one IPv4 address (an embedded one included) or one
-// IPv6 /64.
-func sameClient(a, b string) bool {
-	x, y := ClientAddr(a), ClientAddr(b)
+// sameClient reports whether the addresses x and y are one client's: one
+// IPv4 address (an embedded one included) or one IPv6 /64.
+func sameClient(x, y netip.Addr) bool {
 	if x4, ok := embeddedIPv4(x); ok {
 		x = x4
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/guestpass/anonymous"
+	"github.com/guestpass/anonymous/internal/storegate"
 	"github.com/guestpass/anonymous/memstore"
 )
 
@@ -248,5 +250,119 @@ func TestUpdateDataAfterTheResponseStarted(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// A page's requests that the client's budget refuses (all but those it
+// charged) are siblings all the same: each is served the guest a charged one
+// stores, its data updatable, and handed its cookie, not the first-visit
+// cookie again. The store holds the charged requests' Creates back until the
+// others have been refused. The page loads past half the FirstVisitWindow,
+// when a request served the guest held in its cookie would re-set that
+// cookie: whichever answer the browser keeps last still opens the guest
+// after the grace.
+func TestSiblingsRefusedByTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		levels []anonymous.Level
+	}{
+		{"one guest left", 8, perClient(1, time.Hour, 1)},
+		{"default levels", 64, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: tc.levels}})
+				h := pageApp(t, f.m)
+				w := serveWith(h, "GET", "/", nil)
+				var first seen
+				json.Unmarshal(w.Body.Bytes(), &first)
+				time.Sleep(31 * time.Minute)
+				gate := storegate.New(f.store.Store, tc.n)
+				f.store.Store = gate
+				answers := pageLoad(t, h, guestCookie(t, w), tc.n)
+				f.store.Store = gate.Store
+				sawOneGuest(t, answers, first.ID, first.Token)
+				time.Sleep(10 * time.Second)
+				for i, a := range answers {
+					w := serveWith(h, "GET", "/", guestCookie(t, a))
+					var later seen
+					json.Unmarshal(w.Body.Bytes(), &later)
+					if later.ID != first.ID || w.Header().Get("X-Cart") != strconv.Itoa(tc.n/2) {
+						t.Fatalf("after the grace, answer %d's cookie opens guest %q with a cart of %s, want %q with %d",
+							i, later.ID, w.Header().Get("X-Cart"), first.ID, tc.n/2)
+					}
+				}
+			})
+		})
+	}
+}
+
+// Behind several proxies, with a Budget.Client that reads the address they
+// forward, a page's requests that reach the application through two of them
+// are one client's: each is served the guest. A copy of the first-visit
+// cookie from another client, within the grace, gets a guest of its own.
+// The session records the client's address, not a proxy's.
+func TestSiblingsThroughTwoProxies(t *testing.T) {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Client: func(r *http.Request) netip.Addr {
+		return anonymous.ClientAddr(r.Header.Get("X-Real-IP")) // set by the proxies
+	}}})
+	h := pageApp(t, f.m)
+	via := func(method, target, proxy, client string, c *http.Cookie) (*httptest.ResponseRecorder, seen) {
+		r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+		r.RemoteAddr = proxy
+		r.Header.Set("X-Real-IP", client)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var s seen
+		json.Unmarshal(w.Body.Bytes(), &s)
+		return w, s
+	}
+	const visitor = "203.0.113.7"
+	w, first := via("GET", "/", "10.0.0.1:5000", visitor, nil)
+	long := guestCookie(t, w)
+	a, _ := via("POST", "/add?item=tea", "10.0.0.1:5001", visitor, long)
+	b, _ := via("GET", "/", "10.0.0.2:5002", visitor, long)
+	sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token)
+	if b.Header().Get("X-Cart") != "1" {
+		t.Errorf("the request through the second proxy saw a cart of %s, want 1", b.Header().Get("X-Cart"))
+	}
+	if _, other := via("GET", "/", "10.0.0.2:5003", "198.51.100.9", long); other.ID == "" || other.ID == first.ID {
+		t.Errorf("a copy of the cookie from another client was served guest %q, want one of its own (first %q)", other.ID, first.ID)
+	}
+	if rec, err := f.m.Record(t.Context(), first.ID); err != nil || rec.Session.IPAddress != visitor {
+		t.Errorf("the session records the address %q (%v), want the client's %s", rec.Session.IPAddress, err, visitor)
+	}
+}
+
+// The stored token is keyed: one first-visit cookie, brought back to two
+// applications whose first Keys differ (the second knows the first's key,
+// to read the cookie), is stored under two tokens. An unkeyed derivation
+// would give one, and let anyone holding the cookie compute the stored one.
+func TestStoredTokenIsKeyed(t *testing.T) {
+	app := func(keys ...[]byte) http.Handler {
+		ms := newMemstore(t, memstore.Options{})
+		o := anonymous.Options{}
+		for _, k := range keys {
+			o.Keys = append(o.Keys, anonymous.Key{Hash: k})
+		}
+		m, err := anonymous.New(ms, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pageApp(t, m)
+	}
+	a, b := app(hashKey1), app(hashKey2, hashKey1)
+	w := serveWith(a, "GET", "/", nil)
+	var first seen
+	json.Unmarshal(w.Body.Bytes(), &first)
+	long := guestCookie(t, w)
+	ta, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(a, "GET", "/", long)}, first.ID, first.Token)
+	tb, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(b, "GET", "/", long)}, first.ID, first.Token)
+	if ta == tb {
+		t.Errorf("one first-visit cookie is stored under %q whatever the key", ta)
 	}
 }

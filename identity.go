@@ -52,7 +52,7 @@ func (m *Manager) newGuest(r *http.Request, now time.Time) (*Record, string, err
 		}
 	}
 	var ipBuf [len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte
-	ip := clientIPTo(ipBuf[:0], r)
+	ip := m.clientAddr(r).AppendTo(ipBuf[:0])
 	ua := userAgentOf(r)
 
 	// The token is a string of its own: the rest outlives the request in
@@ -185,21 +185,16 @@ func userAgentOf(r *http.Request) string {
 	return ua
 }
 
-// clientIP is the request's peer address without its port, or "" when
-// RemoteAddr holds no address (a proxy middleware may have put anything
-// there). Proxies' headers are not read: they are the application's to
-// interpret.
-func clientIP(r *http.Request) string {
-	return string(clientIPTo(nil, r))
+// clientAddr is the address of r's client as Budget.Client names it (by
+// default, RemoteAddr's: proxies' headers are the application's to
+// interpret), IPv4-mapped addresses unmapped; the zero Addr when it names
+// none. The budget charges it, the session records it, and the siblings of
+// a first visit share it.
+func (m *Manager) clientAddr(r *http.Request) netip.Addr {
+	return m.opts.Budget.Client(r).Unmap().WithZone("")
 }
 
-// clientIPTo appends clientIP(r) to dst.
-func clientIPTo(dst []byte, r *http.Request) []byte {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap().AppendTo(dst)
-	}
-	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
-		return a.Unmap().AppendTo(dst)
-	}
-	return dst
+// clientIP is clientAddr(r) as the session records it: "" for none.
+func (m *Manager) clientIP(r *http.Request) string {
+	return string(m.clientAddr(r).AppendTo(nil))
 }

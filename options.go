@@ -165,7 +165,7 @@ type Options struct {
 	// guest not stored yet (PersistOnReturn), can store it: a visitor who
 	// returns later gets a new guest. Storing the guest gives it a new
 	// token: the requests of a page that carry the first-visit cookie from
-	// the same address within 10 s of the store share the guest and its new
+	// the same client within 10 s of the store share the guest and its new
 	// cookie, and a copy of the cookie planted in another browser gets a
 	// guest of its own (see docs/first-visit.md). Default: 1 hour (capped at Lifetime).
 	FirstVisitWindow time.Duration

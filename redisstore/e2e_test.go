@@ -36,7 +36,9 @@ var whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 
 func manager(t testing.TB, s anonymous.Store, o anonymous.Options) *anonymous.Manager {
 	t.Helper()
-	o.Keys = testKeys
+	if o.Keys == nil {
+		o.Keys = testKeys
+	}
 	o.CookieInsecure = true // httptest serves plain HTTP on 127.0.0.1
 	if o.CookieName == "" {
 		o.CookieName = "anonymous_guest"
