@@ -31,14 +31,22 @@ func (m *Manager) setCookie(w http.ResponseWriter, st *reqState, token string, n
 // replaceCookie sets the guest cookie, as setCookie does, in place of any
 // guest cookie the response already sets.
 func (m *Manager) replaceCookie(w http.ResponseWriter, token string, now, exp time.Time, pending *Record) {
-	h := w.Header()
-	prefix := m.opts.CookieName + "="
-	h["Set-Cookie"] = slices.DeleteFunc(h["Set-Cookie"], func(l string) bool { return strings.HasPrefix(l, prefix) })
+	m.dropCookieLines(w.Header())
 	m.setCookie(w, nil, token, now, exp, pending)
 }
 
-// expireCookie tells the browser to drop the guest cookie.
+// dropCookieLines removes the Set-Cookie lines of the guest cookie from h.
+func (m *Manager) dropCookieLines(h http.Header) {
+	prefix := m.opts.CookieName + "="
+	h["Set-Cookie"] = slices.DeleteFunc(h["Set-Cookie"], func(l string) bool { return strings.HasPrefix(l, prefix) })
+}
+
+// expireCookie tells the browser to drop the guest cookie, in the
+// response's only line for it: one set earlier in the request (a guest
+// stored to be linked) would otherwise be what a client that reads the
+// first line keeps.
 func (m *Manager) expireCookie(w http.ResponseWriter) {
+	m.dropCookieLines(w.Header())
 	m.writeCookie(w, nil, append([]byte(m.opts.CookieName), '='), 0)
 }
 
