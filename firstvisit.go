@@ -1,7 +1,6 @@
 package anonymous
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -93,8 +92,8 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 // client allows; or, when a sibling request stored it, applies apply to the
 // stored guest. issued says that p was made on this request: no response
 // has carried first yet, so no sibling can have stored it; refused, that
-// the budget refused to store it on this request, and is not asked again. It returns the
-// guest as stored, its Session.Token set. A guest the budget or a full store
+// the budget refused to store it on this request, and is not asked again.
+// It returns the guest as stored, its Session.Token set. A guest the budget or a full store
 // keeps out is an error for which notStored holds, returned with the record
 // that was refused (apply's change made); one that is not this request's to
 // share (see sibling) is ErrNotFound; apply's own error is returned as it
@@ -158,8 +157,7 @@ func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issu
 // attempt in m.storing while it lasts.
 func (m *Manager) storeShared(r *http.Request, rec *Record, source string, issued bool) error {
 	if !issued {
-		m.storing.enter(rec.User.ID)
-		defer m.storing.leave(rec.User.ID)
+		defer m.storing.leave(rec.User.ID, m.storing.enter(rec.User.ID))
 	}
 	_, err := m.storeNew(r, rec, source)
 	return err
@@ -182,63 +180,6 @@ func (m *Manager) siblingAfterRefusal(r *http.Request, next *Record, first strin
 		return nil, gerr
 	}
 	return next, err
-}
-
-// storing counts, per guest id, the requests of this process that are
-// storing a first-visit guest, so that a sibling the budget refused can
-// wait for the one it charged rather than miss its store by a moment. The
-// zero value is ready.
-type storing struct {
-	mu sync.Mutex
-	n  map[string]int
-	// done holds, for an id someone waits on, a channel closed when its
-	// count falls to 0.
-	done map[string]chan struct{}
-}
-
-func (s *storing) enter(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == nil {
-		s.n = make(map[string]int)
-	}
-	s.n[id]++
-}
-
-func (s *storing) leave(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n[id]--; s.n[id] > 0 {
-		return
-	}
-	delete(s.n, id)
-	if ch, ok := s.done[id]; ok {
-		close(ch)
-		delete(s.done, id)
-	}
-}
-
-// wait returns once no request of this process is storing the guest id,
-// or ctx is done.
-func (s *storing) wait(ctx context.Context, id string) {
-	s.mu.Lock()
-	if s.n[id] == 0 {
-		s.mu.Unlock()
-		return
-	}
-	ch, ok := s.done[id]
-	if !ok {
-		if s.done == nil {
-			s.done = make(map[string]chan struct{})
-		}
-		ch = make(chan struct{})
-		s.done[id] = ch
-	}
-	s.mu.Unlock()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
 }
 
 // storeOnce stores g's guest, which was not stored when the request began,
