@@ -69,7 +69,9 @@ func URL(t testing.TB) string {
 			return
 		}
 		defer db.Close()
-		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			t.Errorf("pgtest: dropping schema %s: %v", schema, err)
 		}
 	})
