@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -200,5 +201,55 @@ func TestSiblingAcrossKeyRotationOnRedis(t *testing.T) {
 	}
 	if rec, err := prepared.Record(t.Context(), first.id); err != nil || rec.Version != 1 {
 		t.Errorf("stored record %+v, %v; want one, written once", rec, err)
+	}
+}
+
+// TestSiblingsThroughTwoProxiesOnRedis: behind two proxies, with a
+// Budget.Client that reads the address they set, one visitor's page loads
+// through both proxies at once are siblings and share the guest stored in
+// Redis; a copy of the cookie from another client gets a guest of its own.
+func TestSiblingsThroughTwoProxiesOnRedis(t *testing.T) {
+	m := manager(t, redisStore(t), anonymous.Options{Budget: anonymous.Budget{Client: func(r *http.Request) netip.Addr {
+		return anonymous.ClientAddr(r.Header.Get("X-Real-IP")) // set by the proxies
+	}}})
+	h := shop(m)
+	via := func(method, proxy, client string, c *http.Cookie) shopAnswer {
+		t.Helper()
+		r := httptest.NewRequest(method, "https://shop.example/", nil)
+		r.RemoteAddr = proxy
+		r.Header.Set("X-Real-IP", client)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s through %s: %d %s", method, proxy, w.Code, w.Body)
+		}
+		var a shopAnswer
+		fmt.Sscanf(w.Body.String(), "%s %s %d", &a.id, &a.token, &a.count)
+		if cs := w.Result().Cookies(); len(cs) > 0 {
+			a.cookie = cs[0]
+		}
+		return a
+	}
+	const visitor = "203.0.113.7"
+	first := via("GET", "10.0.0.1:5000", visitor, nil)
+	answers := make([]shopAnswer, 8)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() { answers[i] = via("POST", fmt.Sprintf("10.0.0.%d:50%02d", 1+i%2, i), visitor, first.cookie) })
+	}
+	wg.Wait()
+	for i, a := range answers {
+		if a.id != first.id || a.cookie == nil || a.cookie.Value != answers[0].cookie.Value {
+			t.Fatalf("request %d through proxy %d: guest %q, cookie %v; want guest %q and the page's one cookie", i, 1+i%2, a.id, a.cookie, first.id)
+		}
+	}
+	if last := via("GET", "10.0.0.2:6000", visitor, answers[0].cookie); last.id != first.id || last.count != len(answers) {
+		t.Errorf("after the page, the guest is %q with %d adds; want %q with %d", last.id, last.count, first.id, len(answers))
+	}
+	if other := via("GET", "10.0.0.2:6001", "198.51.100.9", first.cookie); other.id == "" || other.id == first.id {
+		t.Errorf("a copy of the cookie from another client was served guest %q, want one of its own (first %q)", other.id, first.id)
 	}
 }
