@@ -118,17 +118,6 @@ func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
 	return h
 }
 
-type reqOpt func(*http.Request)
-
-func withCookie(c *http.Cookie) reqOpt { return func(r *http.Request) { r.AddCookie(c) } }
-func withBearer(tok string) reqOpt {
-	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
-}
-func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
-func withBody(b io.Reader) reqOpt {
-	return func(r *http.Request) { r.Body = io.NopCloser(b) }
-}
-
 // do serves one request on the handler alone, as a same-origin request
 // without a body would be sent.
 func (h *apiHarness) do(method, path string, opts ...reqOpt) *http.Response {

@@ -2,7 +2,6 @@ package anonymous_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,28 +75,11 @@ func linkFixture(t *testing.T, opts anonymous.Options) (*fixture, *carts) {
 // not, for "").
 func (f *fixture) visit(t *testing.T, c *http.Cookie, user string) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	r := httptest.NewRequest("GET", "https://shop.example/", nil)
-	if c != nil {
-		r.AddCookie(c)
-	}
-	if user != "" {
-		r.Header.Set("X-User", user)
-	}
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	decodeSeen(t, w, &s)
-	return w, s
-}
-
-func decodeSeen(t *testing.T, w *httptest.ResponseRecorder, s *seen) {
-	t.Helper()
+	w, s := f.send(t, "GET", "/", withCookie(c), withUser(user))
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	if err := json.Unmarshal(w.Body.Bytes(), s); err != nil {
-		t.Fatal(err)
-	}
+	return w, s
 }
 
 // storedGuest makes a stored guest and returns its cookie and identity.

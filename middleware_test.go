@@ -145,15 +145,18 @@ func newMemstore(t testing.TB, o memstore.Options) *memstore.Store {
 	return ms
 }
 
-// newFixture builds a Manager on a fresh memstore with fixed keys, wrapping a
-// handler that answers with the request's user as JSON ({} for none).
+// newFixture builds a Manager on a fresh memstore with fixed keys, in front
+// of the test app (see newFixtureOn).
 func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 	t.Helper()
 	ms := newMemstore(t, memstore.Options{})
 	return newFixtureOn(t, ms, opts)
 }
 
-// newFixtureOn is newFixture on the store ms.
+// newFixtureOn is newFixture on the store ms. The app answers "/" with the
+// request's user as JSON ({} for none) and its data in X-Data, and "/add"
+// by appending an x to the data for each n in its query (at least one),
+// reporting errors in X-Err. The middleware serves the endpoints.
 func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fixture {
 	t.Helper()
 	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}}
@@ -168,7 +171,8 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 		t.Fatal(err)
 	}
 	f.m = m
-	f.h = m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		var s seen
 		if u := anonymous.UserFrom(r.Context()); u != nil {
 			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
@@ -176,27 +180,72 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 		if sess := anonymous.SessionFrom(r.Context()); sess != nil {
 			s.Token = sess.Token
 		}
+		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
 		json.NewEncoder(w).Encode(s)
-	}))
+	})
+	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		for range max(1, len(r.URL.Query()["n"])) {
+			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+				w.Header().Add("X-Err", err.Error())
+			}
+		}
+	})
+	f.h = m.Middleware(mux)
 	return f
 }
 
-// do sends one request with the given cookies and decodes the user seen.
-func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
+// reqOpt sets something on a request of send.
+type reqOpt func(*http.Request)
+
+// withCookie adds c, unless it is nil.
+func withCookie(c *http.Cookie) reqOpt {
+	return func(r *http.Request) {
+		if c != nil {
+			r.AddCookie(c)
+		}
+	}
+}
+
+// withUser logs the request in as id (X-User, see identifyHeader), unless id is "".
+func withUser(id string) reqOpt {
+	return func(r *http.Request) {
+		if id != "" {
+			r.Header.Set("X-User", id)
+		}
+	}
+}
+
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+func withBearer(tok string) reqOpt  { return withHeader("Authorization", "Bearer "+tok) }
+func withBody(b io.Reader) reqOpt   { return func(r *http.Request) { r.Body = io.NopCloser(b) } }
+
+// send serves one request for target (a path and query) on f.h, and
+// decodes the user the app's "/" reports, if it answered.
+func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	r := httptest.NewRequest("GET", "https://shop.example/", nil)
-	for _, c := range cookies {
-		r.AddCookie(c)
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	for _, o := range opts {
+		o(r)
 	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	var s seen
-	if w.Code == http.StatusOK {
+	if w.Code == http.StatusOK && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") && w.Body.Len() > 0 {
 		if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil {
 			t.Fatalf("body %q: %v", w.Body, err)
 		}
 	}
 	return w, s
+}
+
+// do sends a GET for "/" with the given cookies.
+func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
+	t.Helper()
+	var opts []reqOpt
+	for _, c := range cookies {
+		opts = append(opts, withCookie(c))
+	}
+	return f.send(t, "GET", "/", opts...)
 }
 
 func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
