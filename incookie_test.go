@@ -3,7 +3,6 @@ package anonymous_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -35,13 +34,11 @@ func (b *browserJar) keep(w *httptest.ResponseRecorder) {
 	}
 }
 
-func (b *browserJar) req(t *testing.T, v *rv, method, target, remote, user string) (*httptest.ResponseRecorder, seen) {
+// req sends a request with the browser's cookie and keeps the one the
+// answer sets.
+func (b *browserJar) req(t *testing.T, f *fixture, method, target string, opts ...reqOpt) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	var cs []*http.Cookie
-	if b.c != nil {
-		cs = append(cs, b.c)
-	}
-	w, s := v.req(t, method, target, remote, user, cs...)
+	w, s := f.send(t, method, target, append(opts, withCookie(b.c))...)
 	b.keep(w)
 	return w, s
 }
@@ -52,24 +49,24 @@ func (b *browserJar) req(t *testing.T, v *rv, method, target, remote, user strin
 func TestBrowsersBehindOneAddressKeepTheirCarts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const browsers, burst = 60, 20
-		v := newRV(t, anonymous.Options{})
+		f := newFixture(t, anonymous.Options{})
 		start := time.Now()
 		jars := make([]browserJar, browsers)
 		for i := range jars {
-			jars[i].req(t, v, "GET", "/", victimIP, "")
-			if w, _ := jars[i].req(t, v, "POST", "/add", victimIP, ""); w.Header().Get("X-Err") != "" {
+			jars[i].req(t, f, "GET", "/", withRemote(victimIP))
+			if w, _ := jars[i].req(t, f, "POST", "/add", withRemote(victimIP)); w.Header().Get("X-Err") != "" {
 				t.Fatalf("browser %d: adding to its cart: %s", i, w.Header().Get("X-Err"))
 			}
 			time.Sleep(time.Second)
 		}
 		for i := range jars {
-			if w, _ := jars[i].req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+			if w, _ := jars[i].req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != "x" {
 				t.Errorf("browser %d's cart holds %q, want its item", i, w.Header().Get("X-Data"))
 			}
 		}
 		// Burst, then 100 an hour.
 		allowed := burst + int((time.Since(start)*100+time.Hour-1)/time.Hour)
-		if n := v.store.Len(); n > allowed || n < burst {
+		if n := f.stored(); n > allowed || n < burst {
 			t.Errorf("%d guests stored from one address, want %d to %d", n, burst, allowed)
 		}
 	})
@@ -116,32 +113,26 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 				t.Fatalf("an update 50 minutes after the last: %d %s", w.Code, w.Body)
 			}
 		}
-		if w := do("GET"); w.Header().Get("X-Size") != "1024" || f.store.Store.(*memstore.Store).Len() != 0 {
-			t.Fatalf("after 150 minutes: data of %s bytes, %d stored", w.Header().Get("X-Size"), f.store.Store.(*memstore.Store).Len())
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || f.stored() != 0 {
+			t.Fatalf("after 150 minutes: data of %s bytes, %d stored", w.Header().Get("X-Size"), f.stored())
 		}
 		lim.refuse.Store(false)
-		if w := do("GET"); w.Header().Get("X-Size") != "1024" || b.c.MaxAge == 3600 || f.store.Store.(*memstore.Store).Len() != 1 {
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || b.c.MaxAge == 3600 || f.stored() != 1 {
 			t.Errorf("once the budget allows: data of %s bytes, cookie %+v, %d stored; want it stored with its data",
-				w.Header().Get("X-Size"), b.c, f.store.Store.(*memstore.Store).Len())
+				w.Header().Get("X-Size"), b.c, f.stored())
 		}
 	})
 }
 
 // linkTabs logs the browser's guest in as user from n tabs at once and
 // returns the number of OnLinkAccount calls and the data they got.
-func linkTabs(t *testing.T, v *rv, b *browserJar, user string, n int) {
+func linkTabs(t *testing.T, f *fixture, b *browserJar, user string, n int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			r := httptest.NewRequest("GET", "https://shop.example/", nil)
-			r.RemoteAddr = victimIP
-			r.AddCookie(b.c)
-			r.Header.Set("X-User", user)
-			w := httptest.NewRecorder()
-			v.h.ServeHTTP(w, r)
-			var s seen
-			if json.Unmarshal(w.Body.Bytes(), &s); w.Code != http.StatusOK || s.ID != user {
+			w, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(b.c), withUser(user))
+			if w.Code != http.StatusOK || s.ID != user {
 				t.Errorf("a tab's login: %d, saw %+v", w.Code, s)
 			}
 		})
@@ -170,25 +161,25 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 					return nil
 				},
 			}
-			v := newRVOn(t, ms, opts)
+			f := newFixtureOn(t, ms, opts)
 			for i := range int(maxBytes / guestBytes) { // a flood fills the store, from addresses of its own
-				if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", "203.0.113."+strconv.Itoa(i+1)+":1", ""); w.Code != 200 {
+				if w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote("203.0.113."+strconv.Itoa(i+1)+":1")); w.Code != 200 {
 					t.Fatalf("the flood's sign-in: %d", w.Code)
 				}
 			}
-			v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "") // the visitor's address has spent its budget
+			f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(victimIP)) // the visitor's address has spent its budget
 			b := &browserJar{}
-			b.req(t, v, "GET", "/", victimIP, "")
-			if w, _ := b.req(t, v, "POST", "/add?n&n&n", victimIP, ""); w.Header().Get("X-Err") != "" {
+			b.req(t, f, "GET", "/", withRemote(victimIP))
+			if w, _ := b.req(t, f, "POST", "/add?n&n&n", withRemote(victimIP)); w.Header().Get("X-Err") != "" {
 				t.Fatalf("adding 3 to a cart: %s", w.Header().Values("X-Err"))
 			}
 			replay := b.c
-			linkTabs(t, v, b, "alice", 16)
+			linkTabs(t, f, b, "alice", 16)
 			if len(links) != 1 || string(links[0].Data) != "xxx" || links[0].NewUser.User.ID != "alice" {
 				t.Fatalf("OnLinkAccount got %d links (%+v), want one to alice with the 3 items", len(links), links)
 			}
 			b.c = replay
-			linkTabs(t, v, b, "mallory", 1)
+			linkTabs(t, f, b, "mallory", 1)
 			if len(links) != 1 {
 				t.Errorf("the replayed cookie linked again: %+v", links[1:])
 			}
@@ -200,9 +191,9 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 // full store it answers 503 with Retry-After.
 func TestSignInOnAFullStore(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-	v := newRVOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
-	v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "")
-	w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+	f := newFixtureOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
+	f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(victimIP))
+	w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(attackerIP))
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "30" || !strings.Contains(w.Body.String(), `"STORE_FULL"`) {
 		t.Errorf("sign-in on a full store: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
@@ -237,7 +228,7 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 		lim.refuse.Store(true)
 		w := serveWith(h, "POST", "/add", F)
 		c := guestCookie(t, w)
-		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.store.Store.(interface{ Len() int }).Len())
+		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.stored())
 		w = serveWith(h, "GET", "/", c)
 		if got := w.Header().Get("X-Data"); got != "x" {
 			t.Errorf("next request: data %q, want the item UpdateData accepted", got)
@@ -352,13 +343,13 @@ func TestHeldCartOutlivesTheWindowWhileBrowsing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := &switchLimiter{}
 		lim.refuse.Store(true)
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP))
 		for i := range 8 { // a page every 10 minutes
 			time.Sleep(10 * time.Minute)
-			if w, _ := b.req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+			if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != "x" {
 				t.Fatalf("after %d minutes of browsing the cart is %q, want \"x\"", 10*(i+1), w.Header().Get("X-Data"))
 			}
 		}
@@ -403,15 +394,15 @@ func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		f := &fixture{m: m, h: m.Middleware(mux)}
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "")
-		b.req(t, v, "GET", "/", victimIP, "alice") // the Create's answer is lost
-		time.Sleep(30 * time.Second)               // the user reads the page
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP))
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice")) // the Create's answer is lost
+		time.Sleep(30 * time.Second)                                     // the user reads the page
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		time.Sleep(2 * time.Minute)
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		if len(links) != 1 || string(links[0].Data) != "x" {
 			t.Errorf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
 		}
@@ -422,16 +413,16 @@ func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 // the cookie expired, OnGuestDeleted told.
 func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	var deleted []string
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:         anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		OnGuestDeleted: func(_ context.Context, u *anonymous.User, _ anonymous.DeleteReason) { deleted = append(deleted, u.ID) },
 	})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
-	v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
+	f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w))) // the budget is spent
 	b := &browserJar{}
-	_, g := b.req(t, v, "GET", "/", victimIP, "")
-	b.req(t, v, "POST", "/add", victimIP, "")
-	if w, _ := b.req(t, v, "POST", "/api/auth/delete-anonymous-user", victimIP, ""); w.Code != http.StatusOK || b.c != nil {
+	_, g := b.req(t, f, "GET", "/", withRemote(victimIP))
+	b.req(t, f, "POST", "/add", withRemote(victimIP))
+	if w, _ := b.req(t, f, "POST", "/api/auth/delete-anonymous-user", withRemote(victimIP)); w.Code != http.StatusOK || b.c != nil {
 		t.Errorf("deleting a guest held in its cookie: %d %s, cookie %+v; want 200 and the cookie expired", w.Code, w.Body, b.c)
 	}
 	if len(deleted) != 1 || deleted[0] != g.ID {

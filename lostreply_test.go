@@ -422,18 +422,18 @@ func TestUnconfirmedClaimOfHeldGuest(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		f := &fixture{m: m, h: m.Middleware(mux)}
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "") // held in its cookie, with its cart
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP)) // held in its cookie, with its cart
 		st.down.Store(true)
-		b.req(t, v, "GET", "/", victimIP, "alice") // the replicas lag: the link fails
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice")) // the replicas lag: the link fails
 		st.down.Store(false)
 		if len(links) != 0 {
 			t.Fatalf("linked while the claim was not confirmed: %d", len(links))
 		}
 		time.Sleep(30 * time.Second) // past the first-visit cookie's sibling grace
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		if len(links) != 1 || string(links[0].Data) != "x" {
 			t.Fatalf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
 		}

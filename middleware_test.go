@@ -100,6 +100,9 @@ func buried(store anonymous.Store, id string) bool {
 
 func (s *countingStore) writes() int64 { return s.creates.Load() + s.updates.Load() }
 
+// stored returns how many records the fixture's memstore holds.
+func (f *fixture) stored() int { return f.store.Store.(*memstore.Store).Len() }
+
 // logBuffer collects ErrorLog output from concurrent requests.
 type logBuffer struct {
 	mu sync.Mutex
@@ -197,11 +200,13 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 // reqOpt sets something on a request of send.
 type reqOpt func(*http.Request)
 
-// withCookie adds c, unless it is nil.
-func withCookie(c *http.Cookie) reqOpt {
+// withCookie adds the cookies cs that are not nil.
+func withCookie(cs ...*http.Cookie) reqOpt {
 	return func(r *http.Request) {
-		if c != nil {
-			r.AddCookie(c)
+		for _, c := range cs {
+			if c != nil {
+				r.AddCookie(c)
+			}
 		}
 	}
 }
@@ -215,6 +220,7 @@ func withUser(id string) reqOpt {
 	}
 }
 
+func withRemote(addr string) reqOpt { return func(r *http.Request) { r.RemoteAddr = addr } }
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
 func withBearer(tok string) reqOpt  { return withHeader("Authorization", "Bearer "+tok) }
 func withBody(b io.Reader) reqOpt   { return func(r *http.Request) { r.Body = io.NopCloser(b) } }
@@ -241,11 +247,7 @@ func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*ht
 // do sends a GET for "/" with the given cookies.
 func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	var opts []reqOpt
-	for _, c := range cookies {
-		opts = append(opts, withCookie(c))
-	}
-	return f.send(t, "GET", "/", opts...)
+	return f.send(t, "GET", "/", withCookie(cookies...))
 }
 
 func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
