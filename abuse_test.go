@@ -367,7 +367,7 @@ func TestSiblingsAfterTheStoreAreNotCharged(t *testing.T) {
 func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
 	var id string
-	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
 		var wg sync.WaitGroup
 		for range 4 {
@@ -379,7 +379,7 @@ func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
 		}
 		wg.Wait()
 	}))
-	w := serveWith(h, "GET", "/", nil)
+	w, _ := f.send(t, "GET", "/")
 	if n := len(w.Header()["Set-Cookie"]); n != 1 {
 		t.Fatalf("%d Set-Cookie lines: %q", n, w.Header()["Set-Cookie"])
 	}
@@ -396,7 +396,7 @@ func TestLinkAfterUpdateDataInALongRequest(t *testing.T) {
 		var links []anonymous.LinkEvent
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim},
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/login" {
 				return
 			}
@@ -409,9 +409,10 @@ func TestLinkAfterUpdateDataInALongRequest(t *testing.T) {
 				t.Error(err)
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		lim.refuse.Store(true) // the first return is refused: the guest stays in its cookie
-		serveWith(h, "POST", "/login", F)
+		f.send(t, "POST", "/login", withCookie(F))
 		if len(links) != 1 || string(links[0].Data) != "cart" {
 			t.Errorf("OnLinkAccount got %+v, want one link with the data", links)
 		}

@@ -82,7 +82,7 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
 		var size atomic.Int64
 		size.Store(1024)
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodPost {
 				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) {
 					return []byte(strings.Repeat("c", int(size.Load()))), nil
@@ -93,9 +93,10 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 			}
 			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
 		}))
-		b := &browserJar{c: guestCookie(t, serveWith(h, "GET", "/", nil))}
+		w, _ := f.send(t, "GET", "/")
+		b := &browserJar{c: guestCookie(t, w)}
 		do := func(method string) *httptest.ResponseRecorder {
-			w := serveWith(h, method, "/", b.c)
+			w, _ := f.send(t, method, "/", withCookie(b.c))
 			b.keep(w)
 			return w
 		}
@@ -206,9 +207,8 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := &switchLimiter{}
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
-		var h http.Handler
 		var guestID string
-		h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if u := anonymous.UserFrom(r.Context()); u != nil {
 				w.Header().Set("X-ID", u.ID)
 			}
@@ -218,23 +218,24 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 			}
 			lim.refuse.Store(false) // a token came back
 			c, _ := r.Cookie(anonymous.DefaultCookieName)
-			sib := serveWith(h, "GET", "/", c) // the page's other request stores the guest
+			sib, _ := f.send(t, "GET", "/", withCookie(c)) // the page's other request stores the guest
 			guestID = sib.Header().Get("X-ID")
 			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				t.Errorf("UpdateData: %v", err)
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		lim.refuse.Store(true)
-		w := serveWith(h, "POST", "/add", F)
+		w, _ = f.send(t, "POST", "/add", withCookie(F))
 		c := guestCookie(t, w)
 		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.stored())
-		w = serveWith(h, "GET", "/", c)
+		w, _ = f.send(t, "GET", "/", withCookie(c))
 		if got := w.Header().Get("X-Data"); got != "x" {
 			t.Errorf("next request: data %q, want the item UpdateData accepted", got)
 		}
 		time.Sleep(11 * time.Second)
-		w = serveWith(h, "GET", "/", c)
+		w, _ = f.send(t, "GET", "/", withCookie(c))
 		if got := w.Header().Get("X-ID"); got != guestID {
 			t.Errorf("after 10 s the browser's cookie opens guest %q, want %q (the stored one)", got, guestID)
 		}
@@ -249,23 +250,20 @@ func TestUpdateDuringALinkInAnotherTab(t *testing.T) {
 	var links []anonymous.LinkEvent
 	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}, Identify: identifyHeader,
 		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-	var h http.Handler
 	var updErr error
-	h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/add" {
 			return
 		}
 		c, _ := r.Cookie(anonymous.DefaultCookieName)
 		// Tab B: the login, while tab A's request runs.
-		rq := httptest.NewRequest("GET", "https://shop.example/", nil)
-		rq.AddCookie(c)
-		rq.Header.Set("X-User", "alice")
-		h.ServeHTTP(httptest.NewRecorder(), rq)
+		f.send(t, "GET", "/", withCookie(c), withUser("alice"))
 		_, updErr = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'y'), nil })
 	}))
-	F := guestCookie(t, serveWith(h, "GET", "/", nil))
+	w, _ := f.send(t, "GET", "/")
+	F := guestCookie(t, w)
 	lim.refuse.Store(true)
-	serveWith(h, "POST", "/add", F)
+	f.send(t, "POST", "/add", withCookie(F))
 	if updErr == nil && (len(links) != 1 || string(links[0].Data) != "y") {
 		t.Errorf("UpdateData returned nil during the link, yet OnLinkAccount got %d links, data %q: the item is lost without an error",
 			len(links), func() string {
@@ -304,7 +302,7 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 				return strings.Repeat("e", 200) + "@" + strings.Repeat("d", 51) + ".com", nil
 			},
 		})
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
 			if r.Method == "POST" {
 				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) { return []byte(strings.Repeat("\xff", 1024)), nil }); err != nil {
@@ -312,11 +310,12 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 				}
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		if F == nil {
 			t.Fatalf("block %v: no first-visit cookie", block != nil)
 		}
-		w := serveWith(h, "POST", "/", F)
+		w, _ = f.send(t, "POST", "/", withCookie(F))
 		sc := w.Header()["Set-Cookie"]
 		c := guestCookie(t, w)
 		if c == nil {
@@ -331,7 +330,7 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 			}
 		}
 		t.Logf("block %v: Set-Cookie %d bytes, name+value %d", block != nil, len(sc[0]), len(c.Name)+len(c.Value))
-		if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Size") != "1024" {
+		if w, _ := f.send(t, "GET", "/", withCookie(c)); w.Header().Get("X-Size") != "1024" {
 			t.Errorf("block %v: data of %s bytes read back", block != nil, w.Header().Get("X-Size"))
 		}
 	}

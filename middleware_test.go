@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,7 +126,8 @@ type fixture struct {
 	m     *anonymous.Manager
 	store *countingStore
 	logs  *logBuffer
-	h     http.Handler
+	h     http.Handler   // the middleware in front of mux, unless a test replaces it
+	mux   *http.ServeMux // the test app
 }
 
 // seen is what the test handler reports about the request's user.
@@ -156,13 +158,20 @@ func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 	return newFixtureOn(t, ms, opts)
 }
 
-// newFixtureOn is newFixture on the store ms. The app answers "/" with the
-// request's user as JSON ({} for none) and its data in X-Data, and "/add"
-// by appending an x to the data for each n in its query (at least one),
-// reporting errors in X-Err. The middleware serves the endpoints.
+// newFixtureOn is newFixture on the store ms. Its app answers
+//
+//   - "/" with the request's user as JSON (seen, {} for none) and the
+//     guest's data in X-Data;
+//   - "/add" by appending an x to the data for each n in its query (at
+//     least one), with errors in X-Err;
+//   - "POST /cart?item=x" by adding an x to the data as a JSON cart, which
+//     "GET /cart" lists in X-Item headers;
+//   - "/page" as "/", the cart's size in X-Cart; a POST adds ?item first.
+//
+// The middleware serves the endpoints; a test adds routes to f.mux.
 func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fixture {
 	t.Helper()
-	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}}
+	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}, mux: http.NewServeMux()}
 	if opts.Keys == nil {
 		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
 	}
@@ -173,9 +182,8 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m = m
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	f.m, f.h = m, m.Middleware(f.mux)
+	report := func(w http.ResponseWriter, r *http.Request) {
 		var s seen
 		if u := anonymous.UserFrom(r.Context()); u != nil {
 			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
@@ -183,19 +191,66 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 		if sess := anonymous.SessionFrom(r.Context()); sess != nil {
 			s.Token = sess.Token
 		}
-		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
 		json.NewEncoder(w).Encode(s)
+	}
+	addToCart := func(w http.ResponseWriter, r *http.Request) (cart, bool) {
+		item := r.FormValue("item")
+		c, err := anonymous.UpdateJSON(m, w, r, func(c *cart) error {
+			if *c == nil {
+				*c = cart{}
+			}
+			(*c)[item]++
+			return nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+		}
+		return c, err == nil
+	}
+	readCart := func(r *http.Request) cart {
+		c, err := anonymous.JSONFrom[cart](r.Context())
+		if err != nil {
+			t.Errorf("JSONFrom: %v", err)
+		}
+		return c
+	}
+	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
+		report(w, r)
 	})
-	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
 		for range max(1, len(r.URL.Query()["n"])) {
 			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				w.Header().Add("X-Err", err.Error())
 			}
 		}
 	})
-	f.h = m.Middleware(mux)
+	f.mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) { addToCart(w, r) })
+	f.mux.HandleFunc("GET /cart", func(w http.ResponseWriter, r *http.Request) {
+		for item, n := range readCart(r) {
+			w.Header().Add("X-Item", item+"="+strconv.Itoa(n))
+		}
+	})
+	f.mux.HandleFunc("/page", func(w http.ResponseWriter, r *http.Request) {
+		c := readCart(r)
+		if r.Method == http.MethodPost {
+			var ok bool
+			if c, ok = addToCart(w, r); !ok {
+				return
+			}
+		}
+		n := 0
+		for _, k := range c {
+			n += k
+		}
+		w.Header().Set("X-Cart", strconv.Itoa(n))
+		report(w, r)
+	})
 	return f
 }
+
+// cart is the guest data of "/cart" and "/page": item counts by name.
+type cart map[string]int
 
 // reqOpt sets something on a request of send.
 type reqOpt func(*http.Request)
