@@ -429,76 +429,17 @@ func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	}
 }
 
-// cartShop is a shop whose visitors' addresses are over budget (accounts
-// are not), so that its guests are held in their cookies: /add?item=x
-// appends "x," to the guest's data, /login?user=u links it through Link,
-// and every response reports the data in X-Cart.
-type cartShop struct {
-	m     *anonymous.Manager
-	ms    *memstore.Store
-	h     http.Handler
-	mu    sync.Mutex
-	links []anonymous.LinkEvent
-}
-
-func newCartShop(t *testing.T, opts anonymous.Options) *cartShop {
+// newHeldShop is a fixture whose visitors' addresses are over budget
+// (accounts are not), so that its guests are held in their cookies; cs
+// hears the links.
+func newHeldShop(t *testing.T, opts anonymous.Options) (f *fixture, cs *carts) {
 	t.Helper()
 	lim := &clientOnlyLimiter{}
 	lim.refuse.Store(true)
-	s := &cartShop{ms: newMemstore(t, memstore.Options{})}
-	if opts.Keys == nil {
-		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
-	}
+	cs = newCarts()
 	opts.Budget = anonymous.Budget{Limiter: lim}
-	opts.ErrorLog = quietLog()
-	opts.OnLinkAccount = func(_ context.Context, ev anonymous.LinkEvent) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.links = append(s.links, ev)
-		return nil
-	}
-	m, err := anonymous.New(s.ms, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.m = m
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Cart", string(anonymous.DataFrom(r.Context())))
-	})
-	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-		d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, r.FormValue("item")+","...), nil })
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		w.Header().Set("X-Cart", string(d))
-	})
-	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
-	})
-	s.h = m.Middleware(mux)
-	return s
-}
-
-// do sends a request from the visitor's address with b's cookie, as user
-// (the X-User header, "" for none), and keeps the cookie the answer sets.
-func (s *cartShop) do(t *testing.T, b *browserJar, method, target, user string) *httptest.ResponseRecorder {
-	t.Helper()
-	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-	r.RemoteAddr = victimIP
-	if b.c != nil {
-		r.AddCookie(b.c)
-	}
-	if user != "" {
-		r.Header.Set("X-User", user)
-	}
-	w := httptest.NewRecorder()
-	s.h.ServeHTTP(w, r)
-	b.keep(w)
-	return w
+	opts.OnLinkAccount = cs.onLink
+	return newFixture(t, opts), cs
 }
 
 // A guest held in its cookie that adds an item at intervals shorter than
@@ -509,32 +450,25 @@ func TestHeldCartWindowRestartsWithEachUpdate(t *testing.T) {
 	for _, every := range []time.Duration{25 * time.Minute, 50 * time.Minute} {
 		t.Run(every.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := newCartShop(t, anonymous.Options{})
+				f, _ := newHeldShop(t, anonymous.Options{})
 				b := &browserJar{}
-				s.do(t, b, "GET", "/", "")
+				b.req(t, f, "GET", "/", withRemote(victimIP))
 				want := ""
 				for i := range 5 { // 5 intervals: over the hour's window
 					time.Sleep(every)
 					item := string(rune('a' + i))
 					want += item + ","
-					if w := s.do(t, b, "POST", "/add?item="+item, ""); w.Code != http.StatusOK || w.Header().Get("X-Cart") != want {
+					if w, _ := b.req(t, f, "POST", "/add?item="+item, withRemote(victimIP)); w.Code != http.StatusOK || w.Header().Get("X-Data") != want {
 						t.Fatalf("adding %s after %v: %d %s, cart %q; want %q",
-							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Cart"), want)
+							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Data"), want)
 					}
 				}
-				if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != want || s.ms.Len() != 0 {
-					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Cart"), s.ms.Len(), want)
+				if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != want || f.stored() != 0 {
+					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Data"), f.stored(), want)
 				}
 			})
 		})
 	}
-}
-
-// linked returns the links OnLinkAccount heard so far.
-func (s *cartShop) linked() []anonymous.LinkEvent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.links)
 }
 
 // After a held guest's login, its last cookie from before the login,
@@ -543,26 +477,26 @@ func (s *cartShop) linked() []anonymous.LinkEvent {
 // cookie of the guest lives.
 func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newCartShop(t, anonymous.Options{Identify: identifyHeader})
+		f, cs := newHeldShop(t, anonymous.Options{Identify: identifyHeader})
 		b := &browserJar{}
-		s.do(t, b, "GET", "/", "")
-		s.do(t, b, "POST", "/add?item=a", "")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add?item=a", withRemote(victimIP))
 		time.Sleep(20 * time.Minute)
-		s.do(t, b, "POST", "/add?item=b", "") // the cookie's window starts again
+		b.req(t, f, "POST", "/add?item=b", withRemote(victimIP)) // the cookie's window starts again
 		replay := b.c
 		issued := time.Now()
 		time.Sleep(5 * time.Minute)
-		s.do(t, b, "GET", "/", "alice")
-		if l := s.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
+		if l := cs.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
 			t.Fatalf("the login: %d links, cookie %+v; want one with the cart, the cookie expired", len(l), b.c)
 		}
-		stored := s.ms.Len()
+		stored := f.stored()
 		time.Sleep(time.Until(issued.Add(time.Hour - time.Second)))
 		b.c = replay
-		s.do(t, b, "GET", "/", "mallory")
-		if l := s.linked(); len(l) != 1 || s.ms.Len() != stored {
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("mallory"))
+		if l := cs.linked(); len(l) != 1 || f.stored() != stored {
 			t.Errorf("the pre-login cookie, replayed a second before it expires: %d links, %d records stored, was %d; want the one link",
-				len(l), s.ms.Len(), stored)
+				len(l), f.stored(), stored)
 		}
 	})
 }
@@ -572,20 +506,20 @@ func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
 // cookie holds, the answer expires the guest cookie, and the old cookie,
 // replayed with another user's login, links nothing.
 func TestLinkOfANeverStoredGuest(t *testing.T) {
-	s := newCartShop(t, anonymous.Options{})
+	f, cs := newHeldShop(t, anonymous.Options{})
 	b := &browserJar{}
-	s.do(t, b, "GET", "/", "")
-	s.do(t, b, "POST", "/add?item=tea", "")
-	s.do(t, b, "POST", "/add?item=mug", "")
-	if s.ms.Len() != 0 {
-		t.Fatalf("%d guests stored; want the visitor held in its cookie", s.ms.Len())
+	b.req(t, f, "GET", "/", withRemote(victimIP))
+	b.req(t, f, "POST", "/add?item=tea", withRemote(victimIP))
+	b.req(t, f, "POST", "/add?item=mug", withRemote(victimIP))
+	if f.stored() != 0 {
+		t.Fatalf("%d guests stored; want the visitor held in its cookie", f.stored())
 	}
 	replay := b.c
-	w := s.do(t, b, "POST", "/login?user=alice", "")
+	w, _ := b.req(t, f, "POST", "/login?user=alice", withRemote(victimIP))
 	if w.Code != http.StatusOK {
 		t.Fatalf("Link: %d %s", w.Code, w.Body)
 	}
-	if l := s.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
+	if l := cs.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
 		t.Fatalf("OnLinkAccount heard %d links; want one to alice with the cart", len(l))
 	}
 	// One line for the guest cookie, which expires it: a client or proxy
@@ -600,8 +534,8 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 		t.Errorf("Link's answer sets the guest cookie %d times (Set-Cookie %q); want one line that expires it", len(lines), w.Header()["Set-Cookie"])
 	}
 	b.c = replay
-	if w := s.do(t, b, "POST", "/login?user=mallory", ""); w.Code != http.StatusOK || len(s.linked()) != 1 {
-		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(s.linked()))
+	if w, _ := b.req(t, f, "POST", "/login?user=mallory", withRemote(victimIP)); w.Code != http.StatusOK || len(cs.linked()) != 1 {
+		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(cs.linked()))
 	}
 }
 
@@ -612,12 +546,12 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 func TestHeldDataInTheCookieIsEncryptedWithABlockKey(t *testing.T) {
 	const marker = "SECRET-ITEM-7f3a"
 	for _, block := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdeX")} {
-		s := newCartShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
+		f, _ := newHeldShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
 		b := &browserJar{}
-		s.do(t, b, "GET", "/", "")
-		s.do(t, b, "POST", "/add?item="+marker, "")
-		if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != marker+"," || s.ms.Len() != 0 {
-			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Cart"), s.ms.Len())
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add?item="+marker, withRemote(victimIP))
+		if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != marker+"," || f.stored() != 0 {
+			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Data"), f.stored())
 		}
 		// The value is base64 of "date|base64(payload)|mac".
 		layers := []string{b.c.Value}

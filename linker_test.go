@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,13 @@ func (c *carts) get(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.items[id]
+}
+
+// linked returns the links OnLinkAccount heard so far.
+func (c *carts) linked() []anonymous.LinkEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.links)
 }
 
 func (c *carts) put(id string, n int) {

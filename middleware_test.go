@@ -162,8 +162,10 @@ func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 //
 //   - "/" with the request's user as JSON (seen, {} for none) and the
 //     guest's data in X-Data;
-//   - "/add" by appending an x to the data for each n in its query (at
-//     least one), with errors in X-Err;
+//   - "/add" by appending an x (or "item,", given ?item) to the data for
+//     each n in its query (at least one), with the data in X-Data and
+//     errors in X-Err;
+//   - "/login?user=u" by linking the guest to u with Link;
 //   - "POST /cart?item=x" by adding an x to the data as a JSON cart, which
 //     "GET /cart" lists in X-Item headers;
 //   - "/page" as "/", the cart's size in X-Cart; a POST adds ?item first.
@@ -219,10 +221,22 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 		report(w, r)
 	})
 	f.mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		add := "x"
+		if item := r.FormValue("item"); item != "" {
+			add = item + ","
+		}
 		for range max(1, len(r.URL.Query()["n"])) {
-			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+			d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, add...), nil })
+			if err != nil {
 				w.Header().Add("X-Err", err.Error())
+				continue
 			}
+			w.Header().Set("X-Data", string(d))
+		}
+	})
+	f.mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
 	f.mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) { addToCart(w, r) })
