@@ -138,7 +138,7 @@ func TestLinkHandsDataOver(t *testing.T) {
 // mustGuestID returns the id of the guest cookie c names.
 func mustGuestID(t *testing.T, f *fixture, c *http.Cookie) string {
 	t.Helper()
-	_, s := f.do(t, c)
+	_, s := f.send(t, "GET", "/", withCookie(c))
 	if s.ID == "" {
 		t.Fatal("the cookie names no guest")
 	}
@@ -155,7 +155,7 @@ func TestOnGuestDeleted(t *testing.T) {
 			heard, ids = append(heard, why), append(ids, u.ID)
 		}})
 	newGuest := func() (*http.Cookie, string) {
-		w, s := f.do(t)
+		w, s := f.send(t, "GET", "/")
 		return guestCookie(t, w), s.ID
 	}
 	c, byVisitor := newGuest()
@@ -167,7 +167,7 @@ func TestOnGuestDeleted(t *testing.T) {
 		t.Fatalf("delete-anonymous-user: %d %s", w.Code, w.Body)
 	}
 	c, byLink := newGuest()
-	f.visit(t, c, "alice")
+	f.send(t, "GET", "/", withCookie(c), withUser("alice"))
 	_, byApp := newGuest()
 	if err := f.m.DeleteGuest(context.Background(), byApp); err != nil {
 		t.Fatalf("DeleteGuest: %v", err)
@@ -187,11 +187,11 @@ func TestLinkedTo(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Identify: identifyHeader, DisableDeleteAnonymousUser: keep})
 		ctx := context.Background()
-		w, g := f.do(t)
+		w, g := f.send(t, "GET", "/")
 		if u, err := f.m.LinkedTo(ctx, g.ID); u != "" || err != nil {
 			t.Errorf("a guest: LinkedTo = %q, %v; want \"\", nil", u, err)
 		}
-		f.visit(t, guestCookie(t, w), "alice")
+		f.send(t, "GET", "/", withCookie(guestCookie(t, w)), withUser("alice"))
 		if u, err := f.m.LinkedTo(ctx, g.ID); u != "alice" || err != nil {
 			t.Errorf("keep %v: LinkedTo = %q, %v; want alice", keep, u, err)
 		}

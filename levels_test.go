@@ -155,7 +155,7 @@ func TestRefusalsLoggedOnceAMinute(t *testing.T) {
 func TestUpdateDataOnAFullStore(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
 	f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)
 	r.AddCookie(guestCookie(t, w))
 	var err error

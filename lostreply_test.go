@@ -353,7 +353,7 @@ func (s *goneQuiet) Get(ctx context.Context, key string) (anonymous.Entry, error
 // again: once the store is back, the change is there once.
 func TestUpdateUncertain(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	quiet := &goneQuiet{Store: f.store.Store}
 	f.store.Store = quiet
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)

@@ -313,12 +313,6 @@ func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*ht
 	return w, s
 }
 
-// do sends a GET for "/" with the given cookies.
-func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
-	t.Helper()
-	return f.send(t, "GET", "/", withCookie(cookies...))
-}
-
 func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 	t.Helper()
 	for _, c := range w.Result().Cookies() {
@@ -331,7 +325,7 @@ func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 
 func TestFirstVisitIssuesSecureCookie(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, s := f.do(t)
+	w, s := f.send(t, "GET", "/")
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
 	}
@@ -405,29 +399,29 @@ func TestReturningVisitorKeepsGuest(t *testing.T) {
 
 func TestBadCookiesGetFreshGuest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, _ := f.do(t)
+	w, _ := f.send(t, "GET", "/")
 	good := guestCookie(t, w)
-	w, stored := f.do(t, good) // now stored; the cookie is the short form
+	w, stored := f.send(t, "GET", "/", withCookie(good)) // now stored; the cookie is the short form
 	short := guestCookie(t, w)
 
 	otherKeys := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}})
-	w, _ = otherKeys.do(t)
+	w, _ = otherKeys.send(t, "GET", "/")
 	foreign := guestCookie(t, w)
 
 	// Issued in a bubble, whose clock starts in 2000: long expired.
 	var expired *http.Cookie
 	synctest.Test(t, func(t *testing.T) {
-		w, _ := newFixture(t, anonymous.Options{}).do(t)
+		w, _ := newFixture(t, anonymous.Options{}).send(t, "GET", "/")
 		expired = guestCookie(t, w)
 	})
 
 	// Same key, another cookie name: the name is inside the MAC.
 	renamed := newFixture(t, anonymous.Options{CookieName: "other"})
-	w, _ = renamed.do(t)
+	w, _ = renamed.send(t, "GET", "/")
 	otherName := w.Result().Cookies()[0]
 
 	unknownStore := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, _ = unknownStore.do(t)
+	w, _ = unknownStore.send(t, "GET", "/")
 	unknown := guestCookie(t, w) // a stored guest's cookie, for another store
 
 	flip := []byte(short.Value)
@@ -446,7 +440,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
 			before := f.store.creates.Load()
-			w, s := f.do(t, &http.Cookie{Name: anonymous.DefaultCookieName, Value: value})
+			w, s := f.send(t, "GET", "/", withCookie(&http.Cookie{Name: anonymous.DefaultCookieName, Value: value}))
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d", w.Code)
 			}
@@ -462,15 +456,15 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 		})
 	}
 	// None of that touched the real guest.
-	if _, s := f.do(t, short); s.ID != stored.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(short)); s.ID != stored.ID {
 		t.Errorf("stored guest lost: saw %q, want %q", s.ID, stored.ID)
 	}
 }
 
 func TestKeyRotation(t *testing.T) {
 	old := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
-	w, _ := old.do(t)
-	w, before := old.do(t, guestCookie(t, w))
+	w, _ := old.send(t, "GET", "/")
+	w, before := old.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 	oldCookie := guestCookie(t, w)
 
 	// Same store, new key first, old key kept for decoding.
@@ -510,9 +504,9 @@ func TestKeyRotation(t *testing.T) {
 
 func TestEncryptedCookies(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: []byte("0123456789abcdef")}}})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	c := guestCookie(t, w)
-	_, again := f.do(t, c)
+	_, again := f.send(t, "GET", "/", withCookie(c))
 	if again.ID != first.ID {
 		t.Fatalf("encrypted cookie did not round-trip: %q vs %q", again.ID, first.ID)
 	}
@@ -540,7 +534,7 @@ func TestSkip(t *testing.T) {
 
 func TestPersistOnReturn(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	if f.store.creates.Load() != 0 || f.store.gets.Load() != 0 {
 		t.Fatalf("first visit touched the store: %d creates, %d gets", f.store.creates.Load(), f.store.gets.Load())
 	}
@@ -548,7 +542,7 @@ func TestPersistOnReturn(t *testing.T) {
 		t.Fatalf("guest stored on first visit: %v", err)
 	}
 	long := guestCookie(t, w)
-	w, second := f.do(t, long)
+	w, second := f.send(t, "GET", "/", withCookie(long))
 	if second.ID != first.ID || second.Name != first.Name || second.Email != first.Email {
 		t.Fatalf("second visit saw %+v, want %+v", second, first)
 	}
@@ -565,14 +559,14 @@ func TestPersistOnReturn(t *testing.T) {
 	}
 	// A sibling request with the same first-visit cookie, moments later, is
 	// served the same guest and handed the same new cookie.
-	w, third := f.do(t, long)
+	w, third := f.send(t, "GET", "/", withCookie(long))
 	if third.ID != first.ID || third.Token != second.Token || guestCookie(t, w) == nil {
 		t.Errorf("a sibling with the used first-visit cookie saw %+v, Set-Cookie %q; want %+v", third, w.Header()["Set-Cookie"], second)
 	}
 	if n := f.store.creates.Load(); n != 1 {
 		t.Errorf("%d creates after a sibling, want 1: a sibling after the store finds the guest", n)
 	}
-	if _, again := f.do(t, short); again.ID != first.ID {
+	if _, again := f.send(t, "GET", "/", withCookie(short)); again.ID != first.ID {
 		t.Errorf("the stored guest's cookie then gave %q", again.ID)
 	}
 }
@@ -583,16 +577,16 @@ func TestPersistOnReturn(t *testing.T) {
 func TestPlantedFirstVisitCookie(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{})
-		w, _ := f.do(t)
+		w, _ := f.send(t, "GET", "/")
 		planted := guestCookie(t, w)
-		w, victim := f.do(t, planted) // the victim's browser stores it
+		w, victim := f.send(t, "GET", "/", withCookie(planted)) // the victim's browser stores it
 		short := guestCookie(t, w)
 		time.Sleep(time.Minute)
-		_, attacker := f.do(t, planted)
+		_, attacker := f.send(t, "GET", "/", withCookie(planted))
 		if attacker.ID == "" || attacker.ID == victim.ID {
 			t.Fatalf("the attacker's copy saw %q, want a guest of its own (victim %q)", attacker.ID, victim.ID)
 		}
-		if _, s := f.do(t, short); s.ID != victim.ID {
+		if _, s := f.send(t, "GET", "/", withCookie(short)); s.ID != victim.ID {
 			t.Errorf("the victim lost its guest: saw %q", s.ID)
 		}
 	})
@@ -602,13 +596,13 @@ func TestPlantedFirstVisitCookie(t *testing.T) {
 func TestFirstVisitWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{FirstVisitWindow: 2 * time.Hour})
-		w, first := f.do(t)
+		w, first := f.send(t, "GET", "/")
 		c := guestCookie(t, w)
 		if c.MaxAge != 7200 {
 			t.Errorf("first-visit cookie Max-Age %d, want 7200", c.MaxAge)
 		}
 		time.Sleep(2*time.Hour + time.Second)
-		if _, s := f.do(t, c); s.ID == first.ID || s.ID == "" {
+		if _, s := f.send(t, "GET", "/", withCookie(c)); s.ID == first.ID || s.ID == "" {
 			t.Errorf("a first-visit cookie past its window saw %q, want a new guest", s.ID)
 		}
 		if n := f.store.creates.Load(); n != 0 {
@@ -619,14 +613,14 @@ func TestFirstVisitWindow(t *testing.T) {
 
 func TestPersistOnIssue(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	if n := f.store.creates.Load(); n != 1 {
 		t.Fatalf("%d creates, want 1", n)
 	}
 	if _, err := storedRecord(f.store.Store, first.ID); err != nil {
 		t.Fatalf("guest not stored: %v", err)
 	}
-	_, again := f.do(t, guestCookie(t, w))
+	_, again := f.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 	if again.ID != first.ID || f.store.creates.Load() != 1 {
 		t.Errorf("return saw %q with %d creates", again.ID, f.store.creates.Load())
 	}
@@ -638,11 +632,11 @@ func TestRefreshOncePerRefreshAfter(t *testing.T) {
 
 func testRefreshOncePerRefreshAfter(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	c := guestCookie(t, w)
 	for range 3 {
 		time.Sleep(time.Hour)
-		w, s := f.do(t, c)
+		w, s := f.send(t, "GET", "/", withCookie(c))
 		if s.ID != g.ID || guestCookie(t, w) != nil {
 			t.Fatalf("within a day: saw %q, Set-Cookie %v", s.ID, w.Header()["Set-Cookie"])
 		}
@@ -651,7 +645,7 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 		t.Fatalf("%d refreshes within RefreshAfter", n)
 	}
 	time.Sleep(22 * time.Hour) // 25h since issue
-	w, _ = f.do(t, c)
+	w, _ = f.send(t, "GET", "/", withCookie(c))
 	if n := f.store.updates.Load(); n != 1 {
 		t.Fatalf("%d refreshes after a day, want 1", n)
 	}
@@ -663,13 +657,13 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 	if want := time.Now().Add(30 * 24 * time.Hour); !rec.Session.ExpiresAt.Equal(want) {
 		t.Errorf("stored expiry %v, want %v", rec.Session.ExpiresAt, want)
 	}
-	f.do(t, c2)
+	f.send(t, "GET", "/", withCookie(c2))
 	if n := f.store.updates.Load(); n != 1 {
 		t.Errorf("%d refreshes right after a refresh, want 1", n)
 	}
 	// A guest past its lifetime is gone.
 	time.Sleep(31 * 24 * time.Hour)
-	if _, s := f.do(t, c2); s.ID == g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(c2)); s.ID == g.ID {
 		t.Error("expired guest still served")
 	}
 }
@@ -678,11 +672,11 @@ func TestStoreFailureKeepsGuest(t *testing.T) {
 	for _, mode := range []anonymous.StoreErrorPolicy{anonymous.FailOpen, anonymous.FailClosed} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
 			f := newFixture(t, anonymous.Options{OnStoreError: mode, Persist: anonymous.PersistOnIssue})
-			w, g := f.do(t)
+			w, g := f.send(t, "GET", "/")
 			c := guestCookie(t, w)
 			f.store.fail.Store(true)
 			for _, cookies := range [][]*http.Cookie{{c}, nil} {
-				w, s := f.do(t, cookies...)
+				w, s := f.send(t, "GET", "/", withCookie(cookies...))
 				want := http.StatusOK
 				if mode == anonymous.FailClosed {
 					want = http.StatusServiceUnavailable
@@ -701,7 +695,7 @@ func TestStoreFailureKeepsGuest(t *testing.T) {
 				t.Errorf("store error not logged: %q", f.logs.String())
 			}
 			f.store.fail.Store(false)
-			if _, s := f.do(t, c); s.ID != g.ID {
+			if _, s := f.send(t, "GET", "/", withCookie(c)); s.ID != g.ID {
 				t.Errorf("after recovery saw %q, want %q", s.ID, g.ID)
 			}
 		})
@@ -715,7 +709,7 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, s := f.do(t)
+			_, s := f.send(t, "GET", "/")
 			ids <- s.ID
 		})
 	}
@@ -735,7 +729,7 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 
 func TestBearerToken(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	_, g := f.do(t)
+	_, g := f.send(t, "GET", "/")
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer "+g.Token)
 	w := httptest.NewRecorder()
@@ -780,7 +774,7 @@ func TestGeneratedIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Persist = anonymous.PersistOnIssue
 			f := newFixture(t, tc.opts)
-			_, s := f.do(t)
+			_, s := f.send(t, "GET", "/")
 			if s.Email != tc.wantEmail(s.ID) || s.Name != tc.wantName {
 				t.Errorf("got %q %q, want %q %q", s.Email, s.Name, tc.wantEmail(s.ID), tc.wantName)
 			}
@@ -798,7 +792,7 @@ func TestInvalidGeneratedEmailCreatesNoGuest(t *testing.T) {
 			Persist:             anonymous.PersistOnIssue,
 			GenerateRandomEmail: func(context.Context) (string, error) { return bad, nil },
 		})
-		w, s := f.do(t)
+		w, s := f.send(t, "GET", "/")
 		if w.Code != http.StatusOK || s.ID != "" || guestCookie(t, w) != nil {
 			t.Errorf("%q: status %d, user %+v, cookie %v", bad, w.Code, s, w.Header()["Set-Cookie"])
 		}
@@ -936,7 +930,7 @@ func TestCookieAttributesFollowOptions(t *testing.T) {
 		CookieName: "g", CookieDomain: ".shop.example", CookiePath: "/app",
 		CookieInsecure: true, CookieSameSite: http.SameSiteStrictMode,
 	})
-	w, _ := f.do(t)
+	w, _ := f.send(t, "GET", "/")
 	line := w.Header().Get("Set-Cookie")
 	c, err := http.ParseSetCookie(line)
 	if err != nil {
