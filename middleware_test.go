@@ -36,14 +36,33 @@ var (
 type countingStore struct {
 	anonymous.Store
 	creates, gets, updates, claims, deletes atomic.Int64
-	fail                                    atomic.Bool
+	fail                                    atomic.Bool // every call fails
+
+	mu      sync.Mutex
+	failing map[string]bool // the methods that fail, by name
+}
+
+// setFail makes the named methods (Create, Get, Update) fail, and no other.
+func (s *countingStore) setFail(methods ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = map[string]bool{}
+	for _, m := range methods {
+		s.failing[m] = true
+	}
+}
+
+func (s *countingStore) fails(method string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail.Load() || s.failing[method]
 }
 
 var errDown = errors.New("store is down")
 
 func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	s.creates.Add(1)
-	if s.fail.Load() {
+	if s.fails("Create") {
 		return errDown
 	}
 	return s.Store.Create(ctx, key, e)
@@ -51,7 +70,7 @@ func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entr
 
 func (s *countingStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	s.gets.Add(1)
-	if s.fail.Load() {
+	if s.fails("Get") {
 		return anonymous.Entry{}, errDown
 	}
 	return s.Store.Get(ctx, key)
@@ -67,7 +86,7 @@ func (s *countingStore) Update(ctx context.Context, key string, e anonymous.Entr
 			s.claims.Add(1)
 		}
 	}
-	if s.fail.Load() {
+	if s.fails("Update") {
 		return errDown
 	}
 	return s.Store.Update(ctx, key, e)
