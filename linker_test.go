@@ -279,12 +279,7 @@ func TestConcurrentLinksRunCallbackOnce(t *testing.T) {
 		for range 64 {
 			wg.Go(func() {
 				<-start
-				r := httptest.NewRequest("GET", "/", nil)
-				r.AddCookie(cookie)
-				r.Header.Set("X-User", "alice")
-				w := httptest.NewRecorder()
-				f.h.ServeHTTP(w, r)
-				if w.Code != http.StatusOK {
+				if w, _ := f.send(t, "GET", "/", withCookie(cookie), withUser("alice")); w.Code != http.StatusOK {
 					t.Errorf("status %d", w.Code)
 				}
 			})

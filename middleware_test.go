@@ -537,9 +537,7 @@ func TestEncryptedCookies(t *testing.T) {
 
 func TestSkip(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Skip: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/static/") }})
-	r := httptest.NewRequest("GET", "/static/app.css", nil)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
+	w, _ := f.send(t, "GET", "/static/app.css")
 	if len(w.Result().Cookies()) != 0 || w.Header().Get("Vary") != "" {
 		t.Errorf("skipped request got headers %v", w.Header())
 	}
@@ -749,12 +747,7 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 func TestBearerToken(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
 	_, g := f.send(t, "GET", "/")
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Authorization", "Bearer "+g.Token)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	json.Unmarshal(w.Body.Bytes(), &s)
+	w, s := f.send(t, "GET", "/", withBearer(g.Token))
 	if s.ID != g.ID {
 		t.Fatalf("bearer token gave %q, want %q", s.ID, g.ID)
 	}
@@ -763,11 +756,7 @@ func TestBearerToken(t *testing.T) {
 	}
 	// A forged secret for the same id is no credential.
 	forged := g.Token[:len(g.Token)-4] + "AAAA"
-	r.Header.Set("Authorization", "Bearer "+forged)
-	w = httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	json.Unmarshal(w.Body.Bytes(), &s)
-	if s.ID == g.ID {
+	if _, s = f.send(t, "GET", "/", withBearer(forged)); s.ID == g.ID {
 		t.Error("a forged bearer token was accepted")
 	}
 }
@@ -929,12 +918,7 @@ func TestResponseWriterUnwrapped(t *testing.T) {
 // for the guest's whole life.
 func TestUserAgentIsBounded(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("User-Agent", strings.Repeat("é", 10_000))
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	json.Unmarshal(w.Body.Bytes(), &s)
+	_, s := f.send(t, "GET", "/", withHeader("User-Agent", strings.Repeat("é", 10_000)))
 	rec, err := storedRecord(f.store.Store, s.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -959,10 +943,7 @@ func TestCookieAttributesFollowOptions(t *testing.T) {
 		t.Errorf("Set-Cookie %q parsed as %+v", line, c)
 	}
 	// The browser sends it back under that name, and the guest returns.
-	r := httptest.NewRequest("GET", "/app", nil)
-	r.AddCookie(&http.Cookie{Name: "g", Value: c.Value})
-	w2 := httptest.NewRecorder()
-	f.h.ServeHTTP(w2, r)
+	w2, _ := f.send(t, "GET", "/app", withCookie(&http.Cookie{Name: "g", Value: c.Value}))
 	if !strings.HasPrefix(w2.Header().Get("Set-Cookie"), "g=") {
 		t.Errorf("returning guest's cookie not re-set under its name: %q", w2.Header().Get("Set-Cookie"))
 	}
