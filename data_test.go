@@ -159,10 +159,7 @@ func TestOnGuestDeleted(t *testing.T) {
 		return guestCookie(t, w), s.ID
 	}
 	c, byVisitor := newGuest()
-	r := httptest.NewRequest("POST", "https://shop.example/api/auth/delete-anonymous-user", nil)
-	r.AddCookie(c)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
+	w, _ := f.send(t, "POST", "/api/auth/delete-anonymous-user", withCookie(c))
 	if w.Code != http.StatusOK {
 		t.Fatalf("delete-anonymous-user: %d %s", w.Code, w.Body)
 	}

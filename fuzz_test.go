@@ -2,7 +2,6 @@ package anonymous_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -24,10 +23,7 @@ func FuzzCookie(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		r := httptest.NewRequest("GET", "https://shop.example/", nil)
-		r.Header.Set("Cookie", anonymous.DefaultCookieName+"="+value)
-		w := httptest.NewRecorder()
-		fx.h.ServeHTTP(w, r)
+		w, _ := fx.send(t, "GET", "/", withHeader("Cookie", anonymous.DefaultCookieName+"="+value))
 		if w.Code != http.StatusOK {
 			t.Fatalf("status %d for %q", w.Code, value)
 		}

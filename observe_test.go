@@ -80,9 +80,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	w, _ := other.send(t, "GET", "/")
 	f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // unknown, and a new guest issued
 	// A visitor deletes itself.
-	r := httptest.NewRequest("POST", "https://shop.example/api/auth/delete-anonymous-user", nil)
-	r.AddCookie(cookies[4])
-	f.h.ServeHTTP(httptest.NewRecorder(), r)
+	f.send(t, "POST", "/api/auth/delete-anonymous-user", withCookie(cookies[4]))
 
 	got := counts(t, reader)
 	want := map[string]int64{
