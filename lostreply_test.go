@@ -404,25 +404,21 @@ func (s *unreplicated) Update(ctx context.Context, key string, e anonymous.Entry
 // holds: its next login links it once, with its cart.
 func TestUnconfirmedClaimOfHeldGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := newMemstore(t, memstore.Options{})
-		st := &unreplicated{Store: ms}
+		st := &unreplicated{Store: newMemstore(t, memstore.Options{})}
 		lim := &clientOnlyLimiter{}
 		lim.refuse.Store(true)
 		var links []anonymous.LinkEvent
-		m, err := anonymous.New(st, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Identify: identifyHeader,
-			Budget: anonymous.Budget{Limiter: lim}, ErrorLog: quietLog(),
+		f := newFixtureOn(t, st, anonymous.Options{Identify: identifyHeader,
+			Budget:        anonymous.Budget{Limiter: lim},
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
 		mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				t.Error(err)
 			}
 		})
-		f := &fixture{m: m, h: m.Middleware(mux)}
+		f.h = f.m.Middleware(mux)
 		b := &browserJar{}
 		b.req(t, f, "GET", "/", withRemote(victimIP))
 		b.req(t, f, "POST", "/add", withRemote(victimIP)) // held in its cookie, with its cart
