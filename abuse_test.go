@@ -3,7 +3,6 @@ package anonymous_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -257,20 +256,12 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-		logs := &logBuffer{}
-		m, err := anonymous.New(ms, anonymous.Options{
-			Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
-			Budget: anonymous.Budget{Off: true}, ErrorLog: slog.New(slog.NewTextHandler(logs, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 		for range 60 { // a request every 10 s for 10 minutes, the store full throughout
-			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+			f.send(t, "GET", "/")
 			time.Sleep(10 * time.Second)
 		}
-		if n := strings.Count(logs.String(), "the store is full"); n < 5 {
+		if n := strings.Count(f.logs.String(), "the store is full"); n < 5 {
 			t.Errorf("store full for 10 minutes, logged %d times", n)
 		}
 	})

@@ -224,14 +224,9 @@ const guestBytes = 180
 func TestGuestBytes(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		ms := newMemstore(t, memstore.Options{MaxBytes: int64(n) * guestBytes})
-		m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
-			Budget: anonymous.Budget{Off: true}, ErrorLog: quietLog()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 		for range n + 1 {
-			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+			f.send(t, "GET", "/")
 		}
 		if got := ms.Len(); got != n {
 			t.Errorf("MaxBytes %d × guestBytes holds %d guests, want %d", n, got, n)

@@ -487,37 +487,16 @@ func TestKeyRotation(t *testing.T) {
 	oldCookie := guestCookie(t, w)
 
 	// Same store, new key first, old key kept for decoding.
-	rotated, err := anonymous.New(old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	newOnly, err := anonymous.New(old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got string
-	h := rotated.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = anonymous.UserFrom(r.Context()).ID
-	}))
-	r := httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(oldCookie)
-	h.ServeHTTP(httptest.NewRecorder(), r)
-	if got != before.ID {
-		t.Fatalf("old-key cookie gave %q, want %q", got, before.ID)
+	rotated := newFixtureOn(t, old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}})
+	newOnly := newFixtureOn(t, old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}})
+	if _, got := rotated.send(t, "GET", "/", withCookie(oldCookie)); got.ID != before.ID {
+		t.Fatalf("old-key cookie gave %q, want %q", got.ID, before.ID)
 	}
 
 	// A new cookie from the rotated manager decodes with the new key alone.
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	issued := got
-	h2 := newOnly.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = anonymous.UserFrom(r.Context()).ID
-	}))
-	r = httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(guestCookie(t, rec))
-	h2.ServeHTTP(httptest.NewRecorder(), r)
-	if got != issued {
-		t.Errorf("new cookie not signed with the new key: %q, want %q", got, issued)
+	w, issued := rotated.send(t, "GET", "/")
+	if _, got := newOnly.send(t, "GET", "/", withCookie(guestCookie(t, w))); got.ID != issued.ID {
+		t.Errorf("new cookie not signed with the new key: %q, want %q", got.ID, issued.ID)
 	}
 }
 
