@@ -141,6 +141,8 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
+// fixture is a Manager on a counting store, in front of the test app, with
+// its log captured: the one harness of these tests (see newFixtureOn).
 type fixture struct {
 	m     *anonymous.Manager
 	store *countingStore
@@ -314,7 +316,7 @@ func withBearer(tok string) reqOpt  { return withHeader("Authorization", "Bearer
 func withBody(b io.Reader) reqOpt   { return func(r *http.Request) { r.Body = io.NopCloser(b) } }
 
 // send serves one request for target (a path and query) on f.h, and
-// decodes the user the app's "/" reports, if it answered.
+// decodes the user that "/" or "/page" reports (none for other answers).
 func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
 	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
