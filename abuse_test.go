@@ -2,9 +2,7 @@ package anonymous_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,67 +16,6 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
-// rv is a small harness: one Manager, a handler that reports the user and
-// can update data, and requests from a chosen client address.
-type rv struct {
-	m     *anonymous.Manager
-	store *memstore.Store
-	h     http.Handler
-}
-
-func newRV(t *testing.T, opts anonymous.Options) *rv {
-	t.Helper()
-	ms := newMemstore(t, memstore.Options{})
-	return newRVOn(t, ms, opts)
-}
-
-// newRVOn is newRV on the store ms.
-func newRVOn(t *testing.T, ms *memstore.Store, opts anonymous.Options) *rv {
-	t.Helper()
-	opts.Keys = []anonymous.Key{{Hash: hashKey1}}
-	m, err := anonymous.New(ms, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		var s seen
-		if u := anonymous.UserFrom(r.Context()); u != nil {
-			s = seen{ID: u.ID, IsAnonymous: u.IsAnonymous}
-		}
-		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
-		json.NewEncoder(w).Encode(s)
-	})
-	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-		for i := range max(1, len(r.URL.Query()["n"])) {
-			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
-				w.Header().Add("X-Err", err.Error())
-				_ = i
-			}
-		}
-	})
-	return &rv{m: m, store: ms, h: m.Middleware(mux)}
-}
-
-func (v *rv) req(t *testing.T, method, target, remote, user string, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
-	t.Helper()
-	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-	r.RemoteAddr = remote
-	for _, c := range cookies {
-		r.AddCookie(c)
-	}
-	if user != "" {
-		r.Header.Set("X-User", user)
-	}
-	w := httptest.NewRecorder()
-	v.h.ServeHTTP(w, r)
-	var s seen
-	if strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") && w.Code == 200 && w.Body.Len() > 0 {
-		json.Unmarshal(w.Body.Bytes(), &s)
-	}
-	return w, s
-}
-
 const (
 	victimIP   = "192.0.2.1:1111"
 	attackerIP = "198.51.100.7:2222"
@@ -90,33 +27,33 @@ const (
 // it, and cannot delete it.
 func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
 		// The attacker gets a first-visit cookie F (free: nothing stored).
-		w, _ := v.req(t, "GET", "/", attackerIP, "")
+		w, _ := f.send(t, "GET", "/", withRemote(attackerIP))
 		F := guestCookie(t, w)
 		// F is planted in the victim's browser, which stores the guest under a
 		// new token T2 and puts a cart in it.
-		w, victim := v.req(t, "GET", "/", victimIP, "", F)
+		w, victim := f.send(t, "GET", "/", withRemote(victimIP), withCookie(F))
 		T2 := guestCookie(t, w)
 		if T2 == nil || victim.ID == "" {
 			t.Fatal("victim's guest not stored")
 		}
-		v.req(t, "POST", "/add", victimIP, "", T2)
+		f.send(t, "POST", "/add", withRemote(victimIP), withCookie(T2))
 		// The attacker spends his own budget (one sign-in).
-		w, _ = v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+		w, _ = f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(attackerIP))
 		if w.Code != 200 {
 			t.Fatalf("sign-in %d", w.Code)
 		}
 		// Past the grace of its siblings, F, stale, is not the victim's guest.
 		time.Sleep(10 * time.Second)
-		_, s := v.req(t, "GET", "/", attackerIP, "", F)
+		_, s := f.send(t, "GET", "/", withRemote(attackerIP), withCookie(F))
 		if s.ID == victim.ID {
 			t.Errorf("stale first-visit cookie served as the victim's guest %s (single-use broken)", s.ID)
 		}
 		// And it deletes the victim's guest.
-		w, _ = v.req(t, "POST", "/api/auth/delete-anonymous-user", attackerIP, "", F)
+		w, _ = f.send(t, "POST", "/api/auth/delete-anonymous-user", withRemote(attackerIP), withCookie(F))
 		t.Logf("delete with stale F: %d %s", w.Code, w.Body)
-		w, s = v.req(t, "GET", "/", victimIP, "", T2)
+		w, s = f.send(t, "GET", "/", withRemote(victimIP), withCookie(T2))
 		if s.ID != victim.ID || w.Header().Get("X-Data") != "x" {
 			t.Errorf("victim's guest gone after the attacker's delete: now %q data %q", s.ID, w.Header().Get("X-Data"))
 		}
@@ -127,21 +64,21 @@ func TestStaleFirstVisitCookieOverBudgetIsNoGuest(t *testing.T) {
 // fresh first-visit guests, nor make OnLinkAccount run for them.
 func TestLinkBypassesBudget(t *testing.T) {
 	var calls atomic.Int64
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:        anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		Identify:      identifyHeader,
 		OnLinkAccount: func(context.Context, anonymous.LinkEvent) error { calls.Add(1); return nil },
 	})
 	// Spend the budget.
-	w, _ := v.req(t, "GET", "/", attackerIP, "")
-	v.req(t, "GET", "/", attackerIP, "", guestCookie(t, w))
-	before := v.store.Len()
+	w, _ := f.send(t, "GET", "/", withRemote(attackerIP))
+	f.send(t, "GET", "/", withRemote(attackerIP), withCookie(guestCookie(t, w)))
+	before := f.stored()
 	const n = 200
 	for range n {
-		w, _ := v.req(t, "GET", "/", attackerIP, "")                   // a free first-visit cookie
-		v.req(t, "GET", "/", attackerIP, "mallory", guestCookie(t, w)) // linked: stored first
+		w, _ := f.send(t, "GET", "/", withRemote(attackerIP))                                             // a free first-visit cookie
+		f.send(t, "GET", "/", withRemote(attackerIP), withUser("mallory"), withCookie(guestCookie(t, w))) // linked: stored first
 	}
-	if got := v.store.Len() - before; got > 1 {
+	if got := f.stored() - before; got > 1 {
 		t.Errorf("budget of 1 spent, yet %d records stored by links (OnLinkAccount ran %d times)", got, calls.Load())
 	}
 }
@@ -151,22 +88,22 @@ func TestLinkBypassesBudget(t *testing.T) {
 func TestFailedLinkOfFirstVisitGuestIsRetried(t *testing.T) {
 	c := newCarts()
 	c.fail.Store(1)
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:        anonymous.Budget{Levels: perClient(1, time.Hour, 2)},
 		Identify:      identifyHeader,
 		OnLinkAccount: c.onLink,
 	})
-	w, _ := v.req(t, "GET", "/", victimIP, "") // spends nothing
-	w2, _ := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP)) // spends nothing
+	w2, _ := f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w)))
 	_ = w2 // one guest of the budget's two is spent; the link stores the second
-	w, g := v.req(t, "GET", "/", victimIP, "")
+	w, g := f.send(t, "GET", "/", withRemote(victimIP))
 	F := guestCookie(t, w)
-	c.put(g.ID, 3)                                    // the app's cart, kept by the app under the guest's id
-	w, _ = v.req(t, "GET", "/", victimIP, "alice", F) // callback fails
+	c.put(g.ID, 3)                                                                       // the app's cart, kept by the app under the guest's id
+	w, _ = f.send(t, "GET", "/", withRemote(victimIP), withUser("alice"), withCookie(F)) // callback fails
 	if c := guestCookie(t, w); c != nil {
 		F = c // the browser keeps what it is sent
 	}
-	v.req(t, "GET", "/", victimIP, "alice", F) // should retry
+	f.send(t, "GET", "/", withRemote(victimIP), withUser("alice"), withCookie(F)) // should retry
 	if c.calls.Load() != 2 || c.get("alice") != 3 {
 		t.Errorf("OnLinkAccount ran %d times, alice's cart %d: the failed link was never retried", c.calls.Load(), c.get("alice"))
 	}
@@ -190,24 +127,24 @@ func (l *switchLimiter) Refund(context.Context, []anonymous.Charge) error { retu
 // next request stores it, data and all, for its whole Lifetime.
 func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 	lim := &switchLimiter{}
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
-	v.h = func(inner http.Handler) http.Handler {
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+	f.h = func(inner http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			lim.refuse.Store(r.Header.Get("X-Refuse") != "")
 			inner.ServeHTTP(w, r)
 		})
-	}(v.h)
-	w, _ := v.req(t, "GET", "/", victimIP, "")
+	}(f.h)
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
 	F := guestCookie(t, w)
 	// The lookup is refused, then the budget frees before UpdateData (here:
 	// the limiter allows from the handler on).
 	r := httptest.NewRequest("POST", "https://shop.example/add?n=1&n=2", nil)
 	r.AddCookie(F)
 	r.Header.Set("X-Refuse", "1")
-	mw := v.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mw := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		lim.refuse.Store(false)
 		for range 2 {
-			if _, err := v.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				w.Header().Add("X-Err", err.Error())
 			}
 		}
@@ -219,21 +156,21 @@ func TestUpdateDataFromFirstVisitCookie(t *testing.T) {
 		t.Errorf("second UpdateData of one request: %q", errs)
 	}
 	c := guestCookie(t, rec)
-	if c == nil || c.MaxAge != 3600 || v.store.Len() != 0 {
-		t.Fatalf("the cookie %+v, %d stored: want the guest held in its first-visit cookie", c, v.store.Len())
+	if c == nil || c.MaxAge != 3600 || f.stored() != 0 {
+		t.Fatalf("the cookie %+v, %d stored: want the guest held in its first-visit cookie", c, f.stored())
 	}
-	w, _ = v.req(t, "GET", "/", victimIP, "", c)
-	if c = guestCookie(t, w); c == nil || c.MaxAge < 24*3600 || w.Header().Get("X-Data") != "xx" || v.store.Len() != 1 {
+	w, _ = f.send(t, "GET", "/", withRemote(victimIP), withCookie(c))
+	if c = guestCookie(t, w); c == nil || c.MaxAge < 24*3600 || w.Header().Get("X-Data") != "xx" || f.stored() != 1 {
 		t.Errorf("the next request: cookie %+v, data %q, %d stored; want the guest stored for its Lifetime, with its two updates",
-			c, w.Header().Get("X-Data"), v.store.Len())
+			c, w.Header().Get("X-Data"), f.stored())
 	}
 }
 
 // Several UpdateData calls in the request that issued the guest all work,
 // whatever the budget has left after the first stored it.
 func TestSeveralUpdatesOnAnIssuedGuest(t *testing.T) {
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
-	w, _ := v.req(t, "GET", "/add?n=1&n=2", victimIP, "")
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
+	w, _ := f.send(t, "GET", "/add?n=1&n=2", withRemote(victimIP))
 	if errs := w.Header()["X-Err"]; len(errs) > 0 {
 		t.Errorf("two UpdateData calls on a first request: %q", errs)
 	}
@@ -243,15 +180,15 @@ func TestSeveralUpdatesOnAnIssuedGuest(t *testing.T) {
 // not __Host-) do not hide the real one, and never get a new guest issued
 // over it.
 func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
-	v := newRV(t, anonymous.Options{CookieName: "anonymous_guest", Budget: anonymous.Budget{Off: true}})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
-	w, g := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	f := newFixture(t, anonymous.Options{CookieName: "anonymous_guest", Budget: anonymous.Budget{Off: true}})
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
+	w, g := f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w)))
 	real := guestCookie(t, w)
 	var cs []*http.Cookie
 	for range 4 {
 		cs = append(cs, &http.Cookie{Name: "anonymous_guest", Value: "tossed"})
 	}
-	w, s := v.req(t, "GET", "/", victimIP, "", append(cs, real)...)
+	w, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(append(cs, real)...))
 	if s.ID != g.ID || guestCookie(t, w) != nil {
 		t.Errorf("4 tossed cookies: guest %s became %s and a new cookie was set: %q", g.ID, s.ID, w.Header()["Set-Cookie"])
 	}
@@ -260,7 +197,7 @@ func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
 	for range 20 {
 		cs = append(cs, &http.Cookie{Name: "anonymous_guest", Value: "tossed"})
 	}
-	if w, s := v.req(t, "GET", "/", victimIP, "", append(cs, real)...); s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
+	if w, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(append(cs, real)...)); s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
 		t.Errorf("24 tossed cookies: guest %q, Set-Cookie %q; want neither", s.ID, w.Header()["Set-Cookie"])
 	}
 	// Values net/http drops as malformed (a JSON cookie of a sibling app,
@@ -271,12 +208,8 @@ func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
 			header.WriteString("anonymous_guest=" + bad + "; ")
 		}
 	}
-	r := httptest.NewRequest("GET", "https://shop.example/", nil)
-	r.RemoteAddr = victimIP
-	r.Header.Set("Cookie", header.String()+real.Name+"="+real.Value)
-	w = httptest.NewRecorder()
-	v.h.ServeHTTP(w, r)
-	if json.Unmarshal(w.Body.Bytes(), &s); s.ID != g.ID || guestCookie(t, w) != nil {
+	w, s = f.send(t, "GET", "/", withRemote(victimIP), withHeader("Cookie", header.String()+real.Name+"="+real.Value))
+	if s.ID != g.ID || guestCookie(t, w) != nil {
 		t.Errorf("25 malformed cookies first: guest %q, Set-Cookie %q; want %s and no cookie", s.ID, w.Header()["Set-Cookie"], g.ID)
 	}
 }
@@ -286,7 +219,7 @@ func TestTossedCookiesDoNotHideTheRealOne(t *testing.T) {
 func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 	var got []byte
 	release := make(chan struct{})
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:    anonymous.Budget{Off: true},
 		Identify:  identifyHeader,
 		LinkLease: 200 * time.Millisecond,
@@ -296,18 +229,21 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 			return nil
 		},
 	})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
-	w, g := v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
+	w, g := f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w)))
 	T := guestCookie(t, w)
-	v.req(t, "POST", "/add", victimIP, "", T) // data "x"
+	f.send(t, "POST", "/add", withRemote(victimIP), withCookie(T)) // data "x"
 	done := make(chan struct{})
-	go func() { defer close(done); v.req(t, "GET", "/", victimIP, "alice", T) }()
+	go func() {
+		defer close(done)
+		f.send(t, "GET", "/", withRemote(victimIP), withUser("alice"), withCookie(T))
+	}()
 	time.Sleep(300 * time.Millisecond) // past the lease
-	w, _ = v.req(t, "POST", "/add", victimIP, "", T)
+	w, _ = f.send(t, "POST", "/add", withRemote(victimIP), withCookie(T))
 	added := len(w.Header()["X-Err"]) == 0
 	close(release)
 	<-done
-	rec, err := storedRecord(v.store, g.ID)
+	rec, err := storedRecord(f.store, g.ID)
 	if added && err == nil && !rec.Deleted {
 		return
 	}
@@ -320,20 +256,12 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-		logs := &logBuffer{}
-		m, err := anonymous.New(ms, anonymous.Options{
-			Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
-			Budget: anonymous.Budget{Off: true}, ErrorLog: slog.New(slog.NewTextHandler(logs, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 		for range 60 { // a request every 10 s for 10 minutes, the store full throughout
-			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+			f.send(t, "GET", "/")
 			time.Sleep(10 * time.Second)
 		}
-		if n := strings.Count(logs.String(), "the store is full"); n < 5 {
+		if n := strings.Count(f.logs.String(), "the store is full"); n < 5 {
 			t.Errorf("store full for 10 minutes, logged %d times", n)
 		}
 	})
@@ -345,7 +273,7 @@ func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 func TestOverBudgetGuestLinks(t *testing.T) {
 	var links []anonymous.LinkEvent
 	fail := true
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:   anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		Identify: identifyHeader,
 		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
@@ -357,23 +285,23 @@ func TestOverBudgetGuestLinks(t *testing.T) {
 			return nil
 		},
 	})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
-	v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
-	w, g := v.req(t, "GET", "/", victimIP, "")
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
+	f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w))) // the budget is spent
+	w, g := f.send(t, "GET", "/", withRemote(victimIP))
 	F := guestCookie(t, w)
-	w, _ = v.req(t, "POST", "/add", victimIP, "", F) // kept in the cookie
+	w, _ = f.send(t, "POST", "/add", withRemote(victimIP), withCookie(F)) // kept in the cookie
 	if e := w.Header().Get("X-Err"); e != "" {
 		t.Fatalf("an update over the budget: %s", e)
 	}
 	F = guestCookie(t, w)
-	w, _ = v.req(t, "GET", "/", victimIP, "alice", F) // the callback fails
+	w, _ = f.send(t, "GET", "/", withRemote(victimIP), withUser("alice"), withCookie(F)) // the callback fails
 	if c := guestCookie(t, w); c != nil && c.MaxAge > 0 {
 		F = c // stored now, its cookie re-set
 	}
-	if _, s := v.req(t, "GET", "/", victimIP, "", F); s.ID != g.ID {
+	if _, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(F)); s.ID != g.ID {
 		t.Fatalf("after a failed link the cookie opens %q, want the guest %q", s.ID, g.ID)
 	}
-	v.req(t, "GET", "/", victimIP, "alice", F) // retried
+	f.send(t, "GET", "/", withRemote(victimIP), withUser("alice"), withCookie(F)) // retried
 	if len(links) != 1 || links[0].AnonymousUser.User.ID != g.ID || string(links[0].Data) != "x" {
 		t.Errorf("OnLinkAccount got %+v, want one link of %s with its data", links, g.ID)
 	}
@@ -385,25 +313,25 @@ func TestOverBudgetGuestLinks(t *testing.T) {
 // guest, is not a sibling of hers: he comes from another address.
 func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
-		w, _ := v.req(t, "GET", "/", attackerIP, "")
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}})
+		w, _ := f.send(t, "GET", "/", withRemote(attackerIP))
 		F := guestCookie(t, w)
-		if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, ""); w.Code != 200 {
+		if w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(attackerIP)); w.Code != 200 {
 			t.Fatalf("sign-in %d", w.Code)
 		}
 		for range 5 { // the polls store nothing: his budget is spent
-			v.req(t, "GET", "/", attackerIP, "", F)
+			f.send(t, "GET", "/", withRemote(attackerIP), withCookie(F))
 			time.Sleep(time.Second)
 		}
-		w, victim := v.req(t, "GET", "/", victimIP, "", F)
-		v.req(t, "POST", "/add", victimIP, "", guestCookie(t, w))
+		w, victim := f.send(t, "GET", "/", withRemote(victimIP), withCookie(F))
+		f.send(t, "POST", "/add", withRemote(victimIP), withCookie(guestCookie(t, w)))
 		time.Sleep(500 * time.Millisecond)
-		w, got := v.req(t, "GET", "/", attackerIP, "", F)
+		w, got := f.send(t, "GET", "/", withRemote(attackerIP), withCookie(F))
 		if got.ID == victim.ID || w.Header().Get("X-Data") != "" {
 			t.Errorf("the attacker's poll was served the victim's guest %s with data %q", got.ID, w.Header().Get("X-Data"))
 		}
 		// A sibling from the victim's own address is still one.
-		if _, s := v.req(t, "GET", "/", victimIP, "", F); s.ID != victim.ID {
+		if _, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(F)); s.ID != victim.ID {
 			t.Errorf("the victim's sibling saw %q, want %q", s.ID, victim.ID)
 		}
 	})
@@ -412,14 +340,14 @@ func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
 // A sibling that comes after the store finds the guest without spending the
 // client's budget: one browser's page does not use up its address's.
 func TestSiblingsAfterTheStoreAreNotCharged(t *testing.T) {
-	v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
+	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
 	F := guestCookie(t, w)
 	for range 4 { // the store, then three siblings
-		v.req(t, "GET", "/", victimIP, "", F)
+		f.send(t, "GET", "/", withRemote(victimIP), withCookie(F))
 	}
-	w, _ = v.req(t, "GET", "/", victimIP, "") // a second browser of the address
-	w, _ = v.req(t, "GET", "/", victimIP, "", guestCookie(t, w))
+	w, _ = f.send(t, "GET", "/", withRemote(victimIP)) // a second browser of the address
+	w, _ = f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w)))
 	if c := guestCookie(t, w); c == nil || c.MaxAge == 3600 {
 		t.Errorf("the second browser's guest was not stored (cookie %v): the first one's siblings were charged", c)
 	}
@@ -430,7 +358,7 @@ func TestSiblingsAfterTheStoreAreNotCharged(t *testing.T) {
 func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
 	var id string
-	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
 		var wg sync.WaitGroup
 		for range 4 {
@@ -442,7 +370,7 @@ func TestConcurrentUpdatesOfOneRequest(t *testing.T) {
 		}
 		wg.Wait()
 	}))
-	w := serveWith(h, "GET", "/", nil)
+	w, _ := f.send(t, "GET", "/")
 	if n := len(w.Header()["Set-Cookie"]); n != 1 {
 		t.Fatalf("%d Set-Cookie lines: %q", n, w.Header()["Set-Cookie"])
 	}
@@ -459,7 +387,7 @@ func TestLinkAfterUpdateDataInALongRequest(t *testing.T) {
 		var links []anonymous.LinkEvent
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim},
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/login" {
 				return
 			}
@@ -472,9 +400,10 @@ func TestLinkAfterUpdateDataInALongRequest(t *testing.T) {
 				t.Error(err)
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		lim.refuse.Store(true) // the first return is refused: the guest stays in its cookie
-		serveWith(h, "POST", "/login", F)
+		f.send(t, "POST", "/login", withCookie(F))
 		if len(links) != 1 || string(links[0].Data) != "cart" {
 			t.Errorf("OnLinkAccount got %+v, want one link with the data", links)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,28 +15,16 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
-// from serves one request from the client at addr, with cookie c if any.
-func from(h http.Handler, method, target, addr string, c *http.Cookie) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-	r.RemoteAddr = addr
-	if c != nil {
-		r.AddCookie(c)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
-}
-
 // newcomer is a script with a cookie jar: a first visit, then a return that
 // would store the guest. It returns the return's answer and cookie.
 func newcomer(t *testing.T, f *fixture, addr string) (*httptest.ResponseRecorder, *http.Cookie) {
 	t.Helper()
-	w := from(f.h, "GET", "/", addr, nil)
+	w, _ := f.send(t, "GET", "/", withRemote(addr))
 	if w.Code != http.StatusOK {
 		t.Fatalf("first visit: %d", w.Code)
 	}
 	c := guestCookie(t, w)
-	w = from(f.h, "GET", "/", addr, c)
+	w, _ = f.send(t, "GET", "/", withRemote(addr), withCookie(c))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"isAnonymous":true`) {
 		t.Fatalf("return: %d %s", w.Code, w.Body)
 	}
@@ -96,13 +83,12 @@ func TestOverBudgetLosesNothing(t *testing.T) {
 			t.Fatalf("over the budget: %d creates, guest %q; want 1 and a guest", f.store.creates.Load(), over.ID)
 		}
 		// The stored guest comes back whatever the budget says.
-		var s struct{ ID string }
-		json.Unmarshal(from(f.h, "GET", "/", addr, stored).Body.Bytes(), &s)
+		_, s := f.send(t, "GET", "/", withRemote(addr), withCookie(stored))
 		if s.ID == "" || s.ID == over.ID {
 			t.Errorf("the stored guest came back as %q", s.ID)
 		}
 		time.Sleep(time.Minute)
-		w = from(f.h, "GET", "/", addr, pending)
+		w, _ = f.send(t, "GET", "/", withRemote(addr), withCookie(pending))
 		var later struct{ ID string }
 		json.Unmarshal(w.Body.Bytes(), &later)
 		if later.ID != over.ID || f.store.creates.Load() != 2 || guestCookie(t, w) == nil {
@@ -143,7 +129,7 @@ func TestBudgetIPv6Prefix(t *testing.T) {
 func TestSignInOverBudget(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 2)}})
 	for i := range 3 {
-		w := from(f.h, "POST", "/api/auth/sign-in/anonymous", "203.0.113.7:1000", nil)
+		w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote("203.0.113.7:1000"))
 		if i < 2 {
 			if w.Code != http.StatusOK {
 				t.Fatalf("sign-in %d: %d %s", i, w.Code, w.Body)
@@ -164,7 +150,7 @@ func TestSignInOverBudget(t *testing.T) {
 			t.Errorf("a refused sign-in set %q", w.Header()["Set-Cookie"])
 		}
 	}
-	if w := from(f.h, "POST", "/api/auth/sign-in/anonymous", "198.51.100.9:1000", nil); w.Code != http.StatusOK {
+	if w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote("198.51.100.9:1000")); w.Code != http.StatusOK {
 		t.Errorf("another client's sign-in: %d", w.Code)
 	}
 }
@@ -184,20 +170,15 @@ func TestBudgetOff(t *testing.T) {
 // get pages, never a 5xx, and the log says so once a minute, not per request.
 func TestFullStoreFailsOpen(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: 2 * guestBytes})
-	logs := &logBuffer{}
-	m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: true},
-		ErrorLog: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := newFixtureOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u := anonymous.UserFrom(r.Context()); u == nil || !u.IsAnonymous {
 			t.Errorf("a visitor without a guest")
 		}
 	}))
 	for i := range 10 {
-		w := from(h, "GET", "/", "203.0.113.7:1", nil)
-		w = from(h, "GET", "/", "203.0.113.7:1", guestCookie(t, w))
+		w, _ := f.send(t, "GET", "/", withRemote("203.0.113.7:1"))
+		w, _ = f.send(t, "GET", "/", withRemote("203.0.113.7:1"), withCookie(guestCookie(t, w)))
 		if w.Code != http.StatusOK {
 			t.Fatalf("visitor %d: %d", i, w.Code)
 		}
@@ -205,7 +186,7 @@ func TestFullStoreFailsOpen(t *testing.T) {
 	if n := ms.Len(); n != 2 {
 		t.Errorf("the store holds %d guests, want its cap of 2", n)
 	}
-	if n := strings.Count(logs.String(), "the store is full"); n != 1 {
+	if n := strings.Count(f.logs.String(), "the store is full"); n != 1 {
 		t.Errorf("'store is full' logged %d times, want once", n)
 	}
 }
@@ -217,7 +198,7 @@ func TestOverBudgetIssuesOnce(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		GenerateName: func(context.Context) string { names++; return "Quiet Marten" }})
 	for range 2 {
-		if w := from(f.h, "GET", "/", "203.0.113.7:1000", nil); guestCookie(t, w) == nil {
+		if w, _ := f.send(t, "GET", "/", withRemote("203.0.113.7:1000")); guestCookie(t, w) == nil {
 			t.Fatal("no guest cookie")
 		}
 	}
@@ -243,14 +224,9 @@ const guestBytes = 180
 func TestGuestBytes(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		ms := newMemstore(t, memstore.Options{MaxBytes: int64(n) * guestBytes})
-		m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: anonymous.PersistOnIssue,
-			Budget: anonymous.Budget{Off: true}, ErrorLog: quietLog()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
 		for range n + 1 {
-			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "https://shop.example/", nil))
+			f.send(t, "GET", "/")
 		}
 		if got := ms.Len(); got != n {
 			t.Errorf("MaxBytes %d × guestBytes holds %d guests, want %d", n, got, n)

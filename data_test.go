@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,53 +12,11 @@ import (
 	"github.com/guestpass/anonymous"
 )
 
-// cart is the guest data these tests keep: item counts by name.
-type cart map[string]int
-
-// cartApp serves "POST /add?item=x" (one more x in the guest's cart) and
-// "GET /" (the cart as the middleware read it), behind f's middleware.
-func cartApp(t testing.TB, f *fixture) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /add", func(w http.ResponseWriter, r *http.Request) {
-		item := r.FormValue("item")
-		if _, err := anonymous.UpdateJSON(f.m, w, r, func(c *cart) error {
-			if *c == nil {
-				*c = cart{}
-			}
-			(*c)[item]++
-			return nil
-		}); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-		}
-	})
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		c, err := anonymous.JSONFrom[cart](r.Context())
-		if err != nil {
-			t.Errorf("JSONFrom: %v", err)
-		}
-		for item, n := range c {
-			w.Header().Add("X-Item", item+"="+strconv.Itoa(n))
-		}
-	})
-	return f.m.Middleware(mux)
-}
-
-func serveWith(h http.Handler, method, target string, c *http.Cookie) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-	if c != nil {
-		r.AddCookie(c)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
-}
-
 // A guest's data is stored with it, read with it in one round trip, and a
 // first visit's update stores the guest at once, with a short cookie.
 func TestGuestData(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	h := cartApp(t, f)
-	w := serveWith(h, "POST", "/add?item=tea", nil) // a first visit
+	w, _ := f.send(t, "POST", "/cart?item=tea") // a first visit
 	c := guestCookie(t, w)
 	if w.Code != http.StatusOK || c == nil || len(w.Header()["Set-Cookie"]) != 1 || f.store.creates.Load() != 1 {
 		t.Fatalf("first visit: %d, Set-Cookie %q, %d creates", w.Code, w.Header()["Set-Cookie"], f.store.creates.Load())
@@ -67,10 +24,10 @@ func TestGuestData(t *testing.T) {
 	if c.MaxAge != 30*24*3600 {
 		t.Errorf("the stored guest's cookie lives %ds, want the guest's lifetime", c.MaxAge)
 	}
-	serveWith(h, "POST", "/add?item=tea", c)
-	serveWith(h, "POST", "/add?item=mug", c)
+	f.send(t, "POST", "/cart?item=tea", withCookie(c))
+	f.send(t, "POST", "/cart?item=mug", withCookie(c))
 	gets := f.store.gets.Load()
-	w = serveWith(h, "GET", "/", c)
+	w, _ = f.send(t, "GET", "/cart", withCookie(c))
 	if got := strings.Join(w.Header().Values("X-Item"), ","); got != "mug=1,tea=2" && got != "tea=2,mug=1" {
 		t.Errorf("cart %q, want tea=2 and mug=1", got)
 	}
@@ -82,23 +39,25 @@ func TestGuestData(t *testing.T) {
 // Updates of one guest from 64 requests at once all count.
 func TestConcurrentDataUpdates(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	ConcurrentCartAdds(t, cartApp(t, f))
+	ConcurrentCartAdds(t, f)
 }
 
 // ConcurrentCartAdds adds one item to a guest's cart from 64 requests at
 // once, and checks that the cart then holds 64.
-func ConcurrentCartAdds(t *testing.T, h http.Handler) {
-	c := guestCookie(t, serveWith(h, "GET", "/", nil))
+func ConcurrentCartAdds(t *testing.T, f *fixture) {
+	w, _ := f.send(t, "GET", "/cart")
+	c := guestCookie(t, w)
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Go(func() {
-			if w := serveWith(h, "POST", "/add?item=tea", c); w.Code != http.StatusOK {
+			if w, _ := f.send(t, "POST", "/cart?item=tea", withCookie(c)); w.Code != http.StatusOK {
 				t.Errorf("add: %d %s", w.Code, w.Body)
 			}
 		})
 	}
 	wg.Wait()
-	if got := serveWith(h, "GET", "/", c).Header().Get("X-Item"); got != "tea=64" {
+	w, _ = f.send(t, "GET", "/cart", withCookie(c))
+	if got := w.Header().Get("X-Item"); got != "tea=64" {
 		t.Errorf("cart after 64 concurrent adds: %q, want tea=64", got)
 	}
 }
@@ -108,17 +67,18 @@ func ConcurrentCartAdds(t *testing.T, h http.Handler) {
 func TestDataSizeLimit(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, MaxDataSize: 100})
 	var err error
-	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err = f.m.UpdateData(w, r, func([]byte) ([]byte, error) {
 			return []byte(r.URL.Query().Get("d")), nil
 		})
 	}))
-	c := guestCookie(t, serveWith(h, "GET", "/?d="+strings.Repeat("a", 100), nil))
+	w, _ := f.send(t, "GET", "/?d="+strings.Repeat("a", 100))
+	c := guestCookie(t, w)
 	if err != nil {
 		t.Fatalf("100 bytes under a 100-byte limit: %v", err)
 	}
 	updates := f.store.updates.Load()
-	serveWith(h, "GET", "/?d="+strings.Repeat("b", 101), c)
+	f.send(t, "GET", "/?d="+strings.Repeat("b", 101), withCookie(c))
 	if !errors.Is(err, anonymous.ErrDataTooLarge) || f.store.updates.Load() != updates {
 		t.Errorf("101 bytes: %v with %d writes, want ErrDataTooLarge and none", err, f.store.updates.Load()-updates)
 	}
@@ -135,12 +95,10 @@ func TestUpdateDataWithoutGuest(t *testing.T) {
 		t.Errorf("outside the middleware: %v, want ErrNoGuest", err)
 	}
 	var err error
-	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return d, nil })
 	}))
-	r = httptest.NewRequest("POST", "/", nil)
-	r.Header.Set("X-User", "alice")
-	h.ServeHTTP(httptest.NewRecorder(), r)
+	f.send(t, "POST", "/", withUser("alice"))
 	if !errors.Is(err, anonymous.ErrNoGuest) {
 		t.Errorf("for a real user: %v, want ErrNoGuest", err)
 	}
@@ -159,17 +117,12 @@ func TestLinkHandsDataOver(t *testing.T) {
 			}
 			return nil
 		}})
-	h := cartApp(t, f)
-	c := guestCookie(t, serveWith(h, "POST", "/add?item=tea", nil))
+	w, _ := f.send(t, "POST", "/cart?item=tea")
+	c := guestCookie(t, w)
 	id := mustGuestID(t, f, c)
-	login := func() {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.AddCookie(c)
-		r.Header.Set("X-User", "alice")
-		h.ServeHTTP(httptest.NewRecorder(), r)
-	}
+	login := func() { f.send(t, "GET", "/", withCookie(c), withUser("alice")) }
 	login()
-	if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Item") != "tea=1" {
+	if w, _ := f.send(t, "GET", "/cart", withCookie(c)); w.Header().Get("X-Item") != "tea=1" {
 		t.Fatalf("after a failed link the cart is %q, want tea=1", w.Header().Get("X-Item"))
 	}
 	fail = false
@@ -185,7 +138,7 @@ func TestLinkHandsDataOver(t *testing.T) {
 // mustGuestID returns the id of the guest cookie c names.
 func mustGuestID(t *testing.T, f *fixture, c *http.Cookie) string {
 	t.Helper()
-	_, s := f.do(t, c)
+	_, s := f.send(t, "GET", "/", withCookie(c))
 	if s.ID == "" {
 		t.Fatal("the cookie names no guest")
 	}
@@ -202,19 +155,16 @@ func TestOnGuestDeleted(t *testing.T) {
 			heard, ids = append(heard, why), append(ids, u.ID)
 		}})
 	newGuest := func() (*http.Cookie, string) {
-		w, s := f.do(t)
+		w, s := f.send(t, "GET", "/")
 		return guestCookie(t, w), s.ID
 	}
 	c, byVisitor := newGuest()
-	r := httptest.NewRequest("POST", "https://shop.example/api/auth/delete-anonymous-user", nil)
-	r.AddCookie(c)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
+	w, _ := f.send(t, "POST", "/api/auth/delete-anonymous-user", withCookie(c))
 	if w.Code != http.StatusOK {
 		t.Fatalf("delete-anonymous-user: %d %s", w.Code, w.Body)
 	}
 	c, byLink := newGuest()
-	f.visit(t, c, "alice")
+	f.send(t, "GET", "/", withCookie(c), withUser("alice"))
 	_, byApp := newGuest()
 	if err := f.m.DeleteGuest(context.Background(), byApp); err != nil {
 		t.Fatalf("DeleteGuest: %v", err)
@@ -234,11 +184,11 @@ func TestLinkedTo(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Identify: identifyHeader, DisableDeleteAnonymousUser: keep})
 		ctx := context.Background()
-		w, g := f.do(t)
+		w, g := f.send(t, "GET", "/")
 		if u, err := f.m.LinkedTo(ctx, g.ID); u != "" || err != nil {
 			t.Errorf("a guest: LinkedTo = %q, %v; want \"\", nil", u, err)
 		}
-		f.visit(t, guestCookie(t, w), "alice")
+		f.send(t, "GET", "/", withCookie(guestCookie(t, w)), withUser("alice"))
 		if u, err := f.m.LinkedTo(ctx, g.ID); u != "alice" || err != nil {
 			t.Errorf("keep %v: LinkedTo = %q, %v; want alice", keep, u, err)
 		}

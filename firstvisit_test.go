@@ -16,63 +16,21 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
-// pageApp serves a page's requests behind m's middleware: "POST /add?item=x"
-// adds x to the guest's cart, and every answer is the request's guest as
-// JSON (seen), its token included, with the cart's size in X-Cart.
-func pageApp(t testing.TB, m *anonymous.Manager) http.Handler {
-	return m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := anonymous.JSONFrom[cart](r.Context())
-		if err != nil {
-			t.Errorf("JSONFrom: %v", err)
-		}
-		if r.Method == http.MethodPost {
-			item := r.FormValue("item")
-			c, err = anonymous.UpdateJSON(m, w, r, func(c *cart) error {
-				if *c == nil {
-					*c = cart{}
-				}
-				(*c)[item]++
-				return nil
-			})
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusConflict)
-				return
-			}
-		}
-		var s seen
-		if u := anonymous.UserFrom(r.Context()); u != nil {
-			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
-		}
-		if sess := anonymous.SessionFrom(r.Context()); sess != nil {
-			s.Token = sess.Token
-		}
-		n := 0
-		for _, k := range c {
-			n += k
-		}
-		w.Header().Set("X-Cart", strconv.Itoa(n))
-		json.NewEncoder(w).Encode(s)
-	}))
-}
-
 // pageLoad sends n requests at once, each with cookie c: the first n/2 add
 // an item each, the rest read the page. It returns the answers in order.
-func pageLoad(t testing.TB, h http.Handler, c *http.Cookie, n int) []*httptest.ResponseRecorder {
+func pageLoad(t testing.TB, f *fixture, c *http.Cookie, n int) []*httptest.ResponseRecorder {
 	t.Helper()
 	out := make([]*httptest.ResponseRecorder, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			method, target := "GET", "https://shop.example/"
+			method, target := "GET", "/page"
 			if i < n/2 {
-				method, target = "POST", "https://shop.example/add?item="+strconv.Itoa(i)
+				method, target = "POST", "/page?item="+strconv.Itoa(i)
 			}
-			r := httptest.NewRequest(method, target, nil)
-			r.AddCookie(c)
 			<-start
-			out[i] = httptest.NewRecorder()
-			h.ServeHTTP(out[i], r)
+			out[i], _ = f.send(t, method, target, withCookie(c))
 		})
 	}
 	close(start)
@@ -117,21 +75,15 @@ func TestSiblingsOfAFirstReturnShareTheGuest(t *testing.T) {
 			ms := newMemstore(t, memstore.Options{})
 			// Each sibling is charged to the budget until one of them has
 			// stored the guest: turn it off for 64.
-			m, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Budget: anonymous.Budget{Off: n > 16}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := pageApp(t, m)
-			w := serveWith(h, "GET", "/", nil)
-			var first seen
-			json.Unmarshal(w.Body.Bytes(), &first)
-			answers := pageLoad(t, h, guestCookie(t, w), n)
+			f := newFixtureOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: n > 16}})
+			w, first := f.send(t, "GET", "/page")
+			answers := pageLoad(t, f, guestCookie(t, w), n)
 			_, short := sawOneGuest(t, answers, first.ID, first.Token)
 			if ms.Len() != 1 {
 				t.Errorf("%d records stored, want 1", ms.Len())
 			}
 			// Every update counted, and the new cookie opens the guest.
-			if w := serveWith(h, "GET", "/", short); w.Header().Get("X-Cart") != strconv.Itoa(n/2) {
+			if w, _ := f.send(t, "GET", "/page", withCookie(short)); w.Header().Get("X-Cart") != strconv.Itoa(n/2) {
 				t.Errorf("the cart holds %s items after %d adds", w.Header().Get("X-Cart"), n/2)
 			}
 		})
@@ -145,17 +97,14 @@ func TestSiblingsOfAFirstReturnShareTheGuest(t *testing.T) {
 func TestFirstVisitCopyAfterTheGrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{})
-		h := pageApp(t, f.m)
-		w := serveWith(h, "GET", "/", nil)
+		w, first := f.send(t, "GET", "/page")
 		long := guestCookie(t, w)
-		var first seen
-		json.Unmarshal(w.Body.Bytes(), &first)
 		time.Sleep(time.Minute) // the grace counts from the store, not the issue
-		w = serveWith(h, "POST", "/add?item=tea", long)
+		w, _ = f.send(t, "POST", "/page?item=tea", withCookie(long))
 		token, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token)
 
 		time.Sleep(10*time.Second - time.Millisecond)
-		w = serveWith(h, "GET", "/", long)
+		w, _ = f.send(t, "GET", "/page", withCookie(long))
 		if got, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token); got != token {
 			t.Fatalf("a sibling within the grace got token %q, want %q", got, token)
 		}
@@ -164,9 +113,7 @@ func TestFirstVisitCopyAfterTheGrace(t *testing.T) {
 		}
 
 		time.Sleep(time.Millisecond)
-		w = serveWith(h, "GET", "/", long)
-		var late seen
-		json.Unmarshal(w.Body.Bytes(), &late)
+		w, late := f.send(t, "GET", "/page", withCookie(long))
 		if late.ID == "" || late.ID == first.ID || w.Header().Get("X-Cart") != "0" {
 			t.Errorf("a copy after the grace saw guest %q with a cart of %s, want a new guest of its own (first %q)",
 				late.ID, w.Header().Get("X-Cart"), first.ID)
@@ -178,35 +125,23 @@ func TestFirstVisitCopyAfterTheGrace(t *testing.T) {
 // put a new key first still derives the token the old key stored.
 func TestSiblingAcrossKeyRotation(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{})
-	old, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := serveWith(pageApp(t, old), "GET", "/", nil)
+	old := newFixtureOn(t, ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
+	rotated := newFixtureOn(t, ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}})
+	w, first := old.send(t, "GET", "/page")
 	long := guestCookie(t, w)
-	var first seen
-	json.Unmarshal(w.Body.Bytes(), &first)
-	a := serveWith(pageApp(t, old), "POST", "/add?item=tea", long)
-	b := serveWith(pageApp(t, rotated), "GET", "/", long)
+	a, _ := old.send(t, "POST", "/page?item=tea", withCookie(long))
+	b, _ := rotated.send(t, "GET", "/page", withCookie(long))
 	token, _ := sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token)
 	if b.Header().Get("X-Cart") != "1" {
 		t.Errorf("the sibling on the rotated instance saw a cart of %s, want 1", b.Header().Get("X-Cart"))
 	}
 	// An instance that knows the new key, not yet first (the usual first
 	// step of a rotation), finds a guest the rotated instance stored.
-	prepared, err := anonymous.New(ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}, {Hash: hashKey2}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w = serveWith(pageApp(t, old), "GET", "/", nil)
+	prepared := newFixtureOn(t, ms, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}, {Hash: hashKey2}}})
+	w, first = old.send(t, "GET", "/page")
 	long = guestCookie(t, w)
-	json.Unmarshal(w.Body.Bytes(), &first)
-	a = serveWith(pageApp(t, rotated), "GET", "/", long)
-	b = serveWith(pageApp(t, prepared), "GET", "/", long)
+	a, _ = rotated.send(t, "GET", "/page", withCookie(long))
+	b, _ = prepared.send(t, "GET", "/page", withCookie(long))
 	if got, _ := sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token); got == token {
 		t.Error("two guests share a token")
 	}
@@ -226,7 +161,7 @@ func TestUpdateDataAfterTheResponseStarted(t *testing.T) {
 		t.Run(tc.after.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFixture(t, anonymous.Options{})
-				late := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				f.mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
 					w.WriteHeader(http.StatusOK) // the header is gone
 					if _, err := anonymous.UpdateJSON(f.m, w, r, func(c *cart) error {
 						*c = cart{"tea": 1}
@@ -234,14 +169,14 @@ func TestUpdateDataAfterTheResponseStarted(t *testing.T) {
 					}); err != nil {
 						t.Errorf("UpdateJSON after the header was written: %v", err)
 					}
-				}))
-				w := serveWith(late, "GET", "/", nil)
+				})
+				w, _ := f.send(t, "GET", "/late")
 				long := guestCookie(t, w)
 				if long == nil || long.MaxAge != 3600 {
 					t.Fatalf("the first answer's cookie is %+v, want the first-visit one", long)
 				}
 				time.Sleep(tc.after)
-				w = serveWith(pageApp(t, f.m), "GET", "/", long)
+				w, _ = f.send(t, "GET", "/page", withCookie(long))
 				if got := w.Header().Get("X-Cart") == "1"; got != tc.keeps {
 					t.Errorf("%v later the cart holds %s item(s); kept: %v, want %v", tc.after, w.Header().Get("X-Cart"), got, tc.keeps)
 				}
@@ -273,21 +208,16 @@ func TestSiblingsRefusedByTheBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Levels: tc.levels}})
-				h := pageApp(t, f.m)
-				w := serveWith(h, "GET", "/", nil)
-				var first seen
-				json.Unmarshal(w.Body.Bytes(), &first)
+				w, first := f.send(t, "GET", "/page")
 				time.Sleep(31 * time.Minute)
 				gate := storegate.New(f.store.Store, tc.n)
 				f.store.Store = gate
-				answers := pageLoad(t, h, guestCookie(t, w), tc.n)
+				answers := pageLoad(t, f, guestCookie(t, w), tc.n)
 				f.store.Store = gate.Store
 				sawOneGuest(t, answers, first.ID, first.Token)
 				time.Sleep(10 * time.Second)
 				for i, a := range answers {
-					w := serveWith(h, "GET", "/", guestCookie(t, a))
-					var later seen
-					json.Unmarshal(w.Body.Bytes(), &later)
+					w, later := f.send(t, "GET", "/page", withCookie(guestCookie(t, a)))
 					if later.ID != first.ID || w.Header().Get("X-Cart") != strconv.Itoa(tc.n/2) {
 						t.Fatalf("after the grace, answer %d's cookie opens guest %q with a cart of %s, want %q with %d",
 							i, later.ID, w.Header().Get("X-Cart"), first.ID, tc.n/2)
@@ -307,30 +237,19 @@ func TestSiblingsThroughTwoProxies(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Client: func(r *http.Request) netip.Addr {
 		return anonymous.ClientAddr(r.Header.Get("X-Real-IP")) // set by the proxies
 	}}})
-	h := pageApp(t, f.m)
 	via := func(method, target, proxy, client string, c *http.Cookie) (*httptest.ResponseRecorder, seen) {
-		r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-		r.RemoteAddr = proxy
-		r.Header.Set("X-Real-IP", client)
-		if c != nil {
-			r.AddCookie(c)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		var s seen
-		json.Unmarshal(w.Body.Bytes(), &s)
-		return w, s
+		return f.send(t, method, target, withRemote(proxy), withHeader("X-Real-IP", client), withCookie(c))
 	}
 	const visitor = "203.0.113.7"
-	w, first := via("GET", "/", "10.0.0.1:5000", visitor, nil)
+	w, first := via("GET", "/page", "10.0.0.1:5000", visitor, nil)
 	long := guestCookie(t, w)
-	a, _ := via("POST", "/add?item=tea", "10.0.0.1:5001", visitor, long)
-	b, _ := via("GET", "/", "10.0.0.2:5002", visitor, long)
+	a, _ := via("POST", "/page?item=tea", "10.0.0.1:5001", visitor, long)
+	b, _ := via("GET", "/page", "10.0.0.2:5002", visitor, long)
 	sawOneGuest(t, []*httptest.ResponseRecorder{a, b}, first.ID, first.Token)
 	if b.Header().Get("X-Cart") != "1" {
 		t.Errorf("the request through the second proxy saw a cart of %s, want 1", b.Header().Get("X-Cart"))
 	}
-	if _, other := via("GET", "/", "10.0.0.2:5003", "198.51.100.9", long); other.ID == "" || other.ID == first.ID {
+	if _, other := via("GET", "/page", "10.0.0.2:5003", "198.51.100.9", long); other.ID == "" || other.ID == first.ID {
 		t.Errorf("a copy of the cookie from another client was served guest %q, want one of its own (first %q)", other.ID, first.ID)
 	}
 	if rec, err := f.m.Record(t.Context(), first.ID); err != nil || rec.Session.IPAddress != visitor {
@@ -343,25 +262,20 @@ func TestSiblingsThroughTwoProxies(t *testing.T) {
 // to read the cookie), is stored under two tokens. An unkeyed derivation
 // would give one, and let anyone holding the cookie compute the stored one.
 func TestStoredTokenIsKeyed(t *testing.T) {
-	app := func(keys ...[]byte) http.Handler {
-		ms := newMemstore(t, memstore.Options{})
+	app := func(keys ...[]byte) *fixture {
 		o := anonymous.Options{}
 		for _, k := range keys {
 			o.Keys = append(o.Keys, anonymous.Key{Hash: k})
 		}
-		m, err := anonymous.New(ms, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pageApp(t, m)
+		return newFixture(t, o)
 	}
 	a, b := app(hashKey1), app(hashKey2, hashKey1)
-	w := serveWith(a, "GET", "/", nil)
-	var first seen
-	json.Unmarshal(w.Body.Bytes(), &first)
+	w, first := a.send(t, "GET", "/page")
 	long := guestCookie(t, w)
-	ta, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(a, "GET", "/", long)}, first.ID, first.Token)
-	tb, _ := sawOneGuest(t, []*httptest.ResponseRecorder{serveWith(b, "GET", "/", long)}, first.ID, first.Token)
+	w, _ = a.send(t, "GET", "/page", withCookie(long))
+	ta, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token)
+	w, _ = b.send(t, "GET", "/page", withCookie(long))
+	tb, _ := sawOneGuest(t, []*httptest.ResponseRecorder{w}, first.ID, first.Token)
 	if ta == tb {
 		t.Errorf("one first-visit cookie is stored under %q whatever the key", ta)
 	}

@@ -2,7 +2,6 @@ package anonymous_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -15,26 +14,23 @@ import (
 // none loses the stored guest.
 func FuzzCookie(f *testing.F) {
 	fx := newFixture(f, anonymous.Options{})
-	w, _ := fx.do(f)
-	w, stored := fx.do(f, guestCookie(f, w))
+	w, _ := fx.send(f, "GET", "/")
+	w, stored := fx.send(f, "GET", "/", withCookie(guestCookie(f, w)))
 	short := guestCookie(f, w)
-	w, _ = fx.do(f)
+	w, _ = fx.send(f, "GET", "/")
 	pending := guestCookie(f, w) // never sent back
 	for _, seed := range []string{short.Value, pending.Value, short.Value[:40], "", "a|b|c", strings.Repeat("=", 100)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		r := httptest.NewRequest("GET", "https://shop.example/", nil)
-		r.Header.Set("Cookie", anonymous.DefaultCookieName+"="+value)
-		w := httptest.NewRecorder()
-		fx.h.ServeHTTP(w, r)
+		w, _ := fx.send(t, "GET", "/", withHeader("Cookie", anonymous.DefaultCookieName+"="+value))
 		if w.Code != http.StatusOK {
 			t.Fatalf("status %d for %q", w.Code, value)
 		}
 		if !strings.Contains(w.Body.String(), `"isAnonymous":true`) && (value != pending.Value || len(w.Header()["Set-Cookie"]) != 0) {
 			t.Fatalf("no guest for %q: %s, Set-Cookie %q", value, w.Body, w.Header()["Set-Cookie"])
 		}
-		if _, s := fx.do(t, short); s.ID != stored.ID {
+		if _, s := fx.send(t, "GET", "/", withCookie(short)); s.ID != stored.ID {
 			t.Fatalf("stored guest lost after %q", value)
 		}
 	})

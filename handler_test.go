@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/cookiejar"
@@ -35,70 +34,11 @@ const (
 	apiIdentErr = "X-Test-Identify-Error"
 )
 
-var errAPIStoreDown = errors.New("injected store failure")
-
-// apiStore is a real memstore whose Create, Get and Update can be
-// made to fail, to check how the endpoints answer a store outage.
-type apiStore struct {
-	anonymous.Store
-	mu   sync.Mutex
-	fail map[string]bool
-}
-
-func (s *apiStore) failing(method string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.fail[method]
-}
-
-func (s *apiStore) setFail(methods ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail = map[string]bool{}
-	for _, m := range methods {
-		s.fail[m] = true
-	}
-}
-
-func (s *apiStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
-	if s.failing("Create") {
-		return errAPIStoreDown
-	}
-	return s.Store.Create(ctx, key, e)
-}
-
-func (s *apiStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
-	if s.failing("Get") {
-		return anonymous.Entry{}, errAPIStoreDown
-	}
-	return s.Store.Get(ctx, key)
-}
-
-func (s *apiStore) Update(ctx context.Context, key string, e anonymous.Entry) error {
-	if s.failing("Update") {
-		return errAPIStoreDown
-	}
-	return s.Store.Update(ctx, key, e)
-}
-
-type apiHarness struct {
-	t     *testing.T
-	m     *anonymous.Manager
-	h     http.Handler
-	store *apiStore
-	ms    *memstore.Store
-	log   *logBuffer
-}
-
-// newAPIHarness builds a Manager on a fresh memstore.
-// Identify, unless opts sets it, names a real user from the apiRealUser
-// header and fails when the apiIdentErr header is present.
-func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
+// newAPIFixture is a fixture that serves the endpoints alone, as Handler
+// does. Identify, unless opts sets it, names a real user from the
+// apiRealUser header and fails when the apiIdentErr header is present.
+func newAPIFixture(t *testing.T, opts anonymous.Options) *fixture {
 	t.Helper()
-	ms := newMemstore(t, memstore.Options{})
-	h := &apiHarness{t: t, store: &apiStore{Store: ms}, ms: ms, log: &logBuffer{}}
-	opts.Keys = []anonymous.Key{{Hash: []byte("0123456789abcdef0123456789abcdef")}}
-	opts.ErrorLog = slog.New(slog.NewTextHandler(h.log, nil))
 	if opts.Identify == nil {
 		opts.Identify = func(r *http.Request) (*anonymous.User, error) {
 			if r.Header.Get(apiIdentErr) != "" {
@@ -110,46 +50,18 @@ func newAPIHarness(t *testing.T, opts anonymous.Options) *apiHarness {
 			return nil, nil
 		}
 	}
-	m, err := anonymous.New(h.store, opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	h.m, h.h = m, m.Handler()
-	return h
+	f := newFixture(t, opts)
+	f.h = f.m.Handler()
+	return f
 }
 
-type reqOpt func(*http.Request)
-
-func withCookie(c *http.Cookie) reqOpt { return func(r *http.Request) { r.AddCookie(c) } }
-func withBearer(tok string) reqOpt {
-	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
-}
-func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
-func withBody(b io.Reader) reqOpt {
-	return func(r *http.Request) { r.Body = io.NopCloser(b) }
-}
-
-// do serves one request on the handler alone, as a same-origin request
-// without a body would be sent.
-func (h *apiHarness) do(method, path string, opts ...reqOpt) *http.Response {
-	h.t.Helper()
-	r := httptest.NewRequest(method, "https://"+apiHost+path, nil)
-	r.RemoteAddr = "192.0.2.7:41234"
-	r.Header.Set("User-Agent", "handler-test")
-	for _, o := range opts {
-		o(r)
-	}
-	w := httptest.NewRecorder()
-	h.h.ServeHTTP(w, r)
-	return w.Result()
-}
-
-// signIn creates a guest and returns its cookie and token.
-func (h *apiHarness) signIn() (cookie *http.Cookie, token, id string) {
-	h.t.Helper()
-	res := h.do("POST", apiSignIn)
-	if res.StatusCode != http.StatusOK {
-		h.t.Fatalf("sign-in: status %d, body %s", res.StatusCode, readBody(h.t, res))
+// signIn creates a guest, with a request of opts, and returns its cookie
+// and token.
+func (f *fixture) signIn(t *testing.T, opts ...reqOpt) (cookie *http.Cookie, token, id string) {
+	t.Helper()
+	res, _ := f.send(t, "POST", apiSignIn, opts...)
+	if res.Code != http.StatusOK {
+		t.Fatalf("sign-in: status %d, body %s", res.Code, res.Body)
 	}
 	var body struct {
 		Token string `json:"token"`
@@ -157,50 +69,41 @@ func (h *apiHarness) signIn() (cookie *http.Cookie, token, id string) {
 			ID string `json:"id"`
 		} `json:"user"`
 	}
-	decodeInto(h.t, res, &body)
-	return resCookie(h.t, res), body.Token, body.User.ID
+	decodeInto(t, res, &body)
+	return resCookie(t, res), body.Token, body.User.ID
 }
 
-func readBody(t *testing.T, res *http.Response) string {
+func decodeInto(t *testing.T, res *httptest.ResponseRecorder, v any) {
 	t.Helper()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func decodeInto(t *testing.T, res *http.Response, v any) {
-	t.Helper()
-	if err := json.Unmarshal([]byte(readBody(t, res)), v); err != nil {
+	if err := json.Unmarshal(res.Body.Bytes(), v); err != nil {
 		t.Fatalf("decoding body: %v", err)
 	}
 }
 
 // resCookie returns the guest cookie the response sets, failing if none.
-func resCookie(t *testing.T, res *http.Response) *http.Cookie {
+func resCookie(t *testing.T, res *httptest.ResponseRecorder) *http.Cookie {
 	t.Helper()
-	for _, c := range res.Cookies() {
+	for _, c := range res.Result().Cookies() {
 		if c.Name == apiCookie {
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie set; Set-Cookie: %q", apiCookie, res.Header.Values("Set-Cookie"))
+	t.Fatalf("no %s cookie set; Set-Cookie: %q", apiCookie, res.Header().Values("Set-Cookie"))
 	return nil
 }
 
-func setsCookie(res *http.Response) bool {
-	return slices.ContainsFunc(res.Cookies(), func(c *http.Cookie) bool { return c.Name == apiCookie })
+func setsCookie(res *httptest.ResponseRecorder) bool {
+	return slices.ContainsFunc(res.Result().Cookies(), func(c *http.Cookie) bool { return c.Name == apiCookie })
 }
 
 // wantError checks a JSON error answer: status, code, message, headers.
-func wantError(t *testing.T, res *http.Response, status int, code, message string) {
+func wantError(t *testing.T, res *httptest.ResponseRecorder, status int, code, message string) {
 	t.Helper()
-	body := readBody(t, res)
-	if res.StatusCode != status {
-		t.Errorf("status = %d, want %d (body %s)", res.StatusCode, status, body)
+	body := res.Body.String()
+	if res.Code != status {
+		t.Errorf("status = %d, want %d (body %s)", res.Code, status, body)
 	}
-	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+	if ct := res.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
 	}
 	var e map[string]string
@@ -232,15 +135,15 @@ func TestHandlerSignInAnonymous(t *testing.T) {
 func testHandlerSignInAnonymous(t *testing.T) {
 	time.Sleep(123 * time.Millisecond) // a non-zero millisecond, so the format shows it
 	now := time.Now()
-	h := newAPIHarness(t, anonymous.Options{})
-	res := h.do("POST", apiSignIn, withHeader("Content-Type", "application/json"))
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status = %d, want 200", res.StatusCode)
+	f := newAPIFixture(t, anonymous.Options{})
+	res, _ := f.send(t, "POST", apiSignIn, withHeader("Content-Type", "application/json"))
+	if res.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.Code)
 	}
-	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+	if ct := res.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+	if cc := res.Header().Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control = %q, want no-store", cc)
 	}
 	c := resCookie(t, res)
@@ -286,7 +189,7 @@ func testHandlerSignInAnonymous(t *testing.T) {
 	}
 
 	// Stored at once, whatever Options.Persist says.
-	rec, err := storedRecord(h.store.Store, u.ID)
+	rec, err := storedRecord(f.store.Store, u.ID)
 	if err != nil {
 		t.Fatalf("guest not stored: %v", err)
 	}
@@ -296,19 +199,19 @@ func testHandlerSignInAnonymous(t *testing.T) {
 }
 
 func TestHandlerSignInAgainIsRefused(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	c, tok, _ := h.signIn()
+	f := newAPIFixture(t, anonymous.Options{})
+	c, tok, _ := f.signIn(t)
 	for name, opt := range map[string]reqOpt{"cookie": withCookie(c), "bearer": withBearer(tok)} {
 		t.Run(name, func(t *testing.T) {
-			res := h.do("POST", apiSignIn, opt)
+			res, _ := f.send(t, "POST", apiSignIn, opt)
 			wantError(t, res, 400, "ANONYMOUS_USERS_CANNOT_SIGN_IN_AGAIN_ANONYMOUSLY", "Anonymous users cannot sign in again anonymously")
 		})
 	}
 }
 
 func TestHandlerSignInWithBadCredentialGetsNewGuest(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	_, tok, id := h.signIn()
+	f := newAPIFixture(t, anonymous.Options{})
+	_, tok, id := f.signIn(t)
 	for name, opt := range map[string]reqOpt{
 		"forged cookie": withCookie(&http.Cookie{Name: apiCookie, Value: "forged"}),
 		"empty cookie":  withCookie(&http.Cookie{Name: apiCookie, Value: ""}),
@@ -318,9 +221,9 @@ func TestHandlerSignInWithBadCredentialGetsNewGuest(t *testing.T) {
 		"other header":  withHeader("Authorization", "Basic "+tok),
 	} {
 		t.Run(name, func(t *testing.T) {
-			res := h.do("POST", apiSignIn, opt)
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			res, _ := f.send(t, "POST", apiSignIn, opt)
+			if res.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %s", res.Code, res.Body.String())
 			}
 			resCookie(t, res)
 		})
@@ -328,20 +231,20 @@ func TestHandlerSignInWithBadCredentialGetsNewGuest(t *testing.T) {
 }
 
 func TestHandlerSignInRealUserIsRefused(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	res := h.do("POST", apiSignIn, withHeader(apiRealUser, "u1"))
-	if setsCookie(res) || h.ms.Len() != 0 {
-		t.Errorf("a signed-in user got a guest: Set-Cookie %q, %d stored", res.Header.Values("Set-Cookie"), h.ms.Len())
+	f := newAPIFixture(t, anonymous.Options{})
+	res, _ := f.send(t, "POST", apiSignIn, withHeader(apiRealUser, "u1"))
+	if setsCookie(res) || f.stored() != 0 {
+		t.Errorf("a signed-in user got a guest: Set-Cookie %q, %d stored", res.Header().Values("Set-Cookie"), f.stored())
 	}
 	wantError(t, res, 400, "SIGNED_IN_USERS_CANNOT_SIGN_IN_ANONYMOUSLY", "Signed-in users cannot sign in anonymously")
 }
 
 func TestHandlerIdentifyAnonymousUserIsNotReal(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{Identify: func(*http.Request) (*anonymous.User, error) {
+	f := newAPIFixture(t, anonymous.Options{Identify: func(*http.Request) (*anonymous.User, error) {
 		return &anonymous.User{ID: "x", IsAnonymous: true}, nil
 	}})
-	if res := h.do("POST", apiSignIn); res.StatusCode != http.StatusOK {
-		t.Fatalf("status = %d, want 200", res.StatusCode)
+	if res, _ := f.send(t, "POST", apiSignIn); res.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.Code)
 	}
 }
 
@@ -356,13 +259,13 @@ func TestHandlerGeneratedEmailErrors(t *testing.T) {
 		{"failing", func(context.Context) (string, error) { return "", errors.New("no more emails") }, 500, "FAILED_TO_CREATE_USER", "Failed to create user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newAPIHarness(t, anonymous.Options{GenerateRandomEmail: tc.gen})
-			res := h.do("POST", apiSignIn)
+			f := newAPIFixture(t, anonymous.Options{GenerateRandomEmail: tc.gen})
+			res, _ := f.send(t, "POST", apiSignIn)
 			if setsCookie(res) {
 				t.Error("cookie set without a guest")
 			}
 			wantError(t, res, tc.status, tc.code, tc.message)
-			if h.log.String() == "" {
+			if f.logs.String() == "" {
 				t.Error("nothing logged")
 			}
 		})
@@ -389,7 +292,7 @@ func TestHandlerStoreFailures(t *testing.T) {
 		{"get-session identify", "GET", apiSession, nil, true, true, 500, "FAILED_TO_GET_SESSION", "Failed to get session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newAPIHarness(t, anonymous.Options{})
+			f := newAPIFixture(t, anonymous.Options{})
 			var reqOpts []reqOpt
 			if tc.identifyErr {
 				reqOpts = append(reqOpts, withHeader(apiIdentErr, "1"))
@@ -397,22 +300,22 @@ func TestHandlerStoreFailures(t *testing.T) {
 			var id string
 			if tc.withGuest {
 				var c *http.Cookie
-				c, _, id = h.signIn()
+				c, _, id = f.signIn(t)
 				reqOpts = append(reqOpts, withCookie(c))
 			}
-			h.store.setFail(tc.fail...)
-			res := h.do(tc.method, tc.path, reqOpts...)
+			f.store.setFail(tc.fail...)
+			res, _ := f.send(t, tc.method, tc.path, reqOpts...)
 			// The visitor keeps its cookie: no new guest, no expiry.
 			if setsCookie(res) {
-				t.Errorf("Set-Cookie %q on a failure", res.Header.Values("Set-Cookie"))
+				t.Errorf("Set-Cookie %q on a failure", res.Header().Values("Set-Cookie"))
 			}
 			wantError(t, res, tc.status, tc.code, tc.message)
-			if !strings.Contains(h.log.String(), "level=ERROR") {
-				t.Errorf("failure not logged; log: %q", h.log.String())
+			if !strings.Contains(f.logs.String(), "level=ERROR") {
+				t.Errorf("failure not logged; log: %q", f.logs.String())
 			}
-			h.store.setFail()
+			f.store.setFail()
 			if id != "" {
-				if _, err := storedRecord(h.store, id); err != nil {
+				if _, err := storedRecord(f.store, id); err != nil {
 					t.Errorf("guest lost after the failure: %v", err)
 				}
 			}
@@ -421,56 +324,60 @@ func TestHandlerStoreFailures(t *testing.T) {
 }
 
 func TestHandlerDeleteAnonymousUser(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	for _, via := range []string{"cookie", "bearer"} {
 		t.Run(via, func(t *testing.T) {
-			c, tok, id := h.signIn()
+			c, tok, id := f.signIn(t)
 			opt := withCookie(c)
 			if via == "bearer" {
 				opt = withBearer(tok)
 			}
-			res := h.do("POST", apiDelete, opt)
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			res, _ := f.send(t, "POST", apiDelete, opt)
+			if res.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %s", res.Code, res.Body.String())
 			}
-			if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+			if ct := res.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			if got := readBody(t, res); got != `{"success":true}` {
+			if got := res.Body.String(); got != `{"success":true}` {
 				t.Errorf("body = %s, want {\"success\":true}", got)
 			}
 			if exp := resCookie(t, res); exp.MaxAge >= 0 || exp.Value != "" {
 				t.Errorf("cookie not expired: %+v", exp)
 			}
-			if !buried(h.store.Store, id) {
+			if !buried(f.store.Store, id) {
 				t.Errorf("the store still holds the guest after delete")
 			}
 			// The old credential names nobody any more.
-			if got := readBody(t, h.do("GET", apiSession, opt)); got != "null" {
+			w, _ := f.send(t, "GET", apiSession, opt)
+			if got := w.Body.String(); got != "null" {
 				t.Errorf("get-session after delete = %s, want null", got)
 			}
-			wantError(t, h.do("POST", apiDelete, opt), 401, "UNAUTHORIZED", "Unauthorized")
+			w, _ = f.send(t, "POST", apiDelete, opt)
+			wantError(t, w, 401, "UNAUTHORIZED", "Unauthorized")
 		})
 	}
 }
 
 func TestHandlerDeleteErrors(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	c, _, id := h.signIn()
+	f := newAPIFixture(t, anonymous.Options{})
+	c, _, id := f.signIn(t)
 	t.Run("no guest", func(t *testing.T) {
-		wantError(t, h.do("POST", apiDelete), 401, "UNAUTHORIZED", "Unauthorized")
+		w, _ := f.send(t, "POST", apiDelete)
+		wantError(t, w, 401, "UNAUTHORIZED", "Unauthorized")
 	})
 	t.Run("forged cookie", func(t *testing.T) {
-		res := h.do("POST", apiDelete, withCookie(&http.Cookie{Name: apiCookie, Value: "forged"}))
+		res, _ := f.send(t, "POST", apiDelete, withCookie(&http.Cookie{Name: apiCookie, Value: "forged"}))
 		wantError(t, res, 401, "UNAUTHORIZED", "Unauthorized")
 	})
 	t.Run("real user", func(t *testing.T) {
-		wantError(t, h.do("POST", apiDelete, withHeader(apiRealUser, "u1")), 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
+		w, _ := f.send(t, "POST", apiDelete, withHeader(apiRealUser, "u1"))
+		wantError(t, w, 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
 	})
 	t.Run("real user with guest cookie", func(t *testing.T) {
-		res := h.do("POST", apiDelete, withCookie(c), withHeader(apiRealUser, "u1"))
+		res, _ := f.send(t, "POST", apiDelete, withCookie(c), withHeader(apiRealUser, "u1"))
 		wantError(t, res, 403, "USER_IS_NOT_ANONYMOUS", "User is not anonymous")
-		if _, err := storedRecord(h.store, id); err != nil {
+		if _, err := storedRecord(f.store, id); err != nil {
 			t.Errorf("guest deleted for a real user: %v", err)
 		}
 	})
@@ -479,8 +386,8 @@ func TestHandlerDeleteErrors(t *testing.T) {
 // delete-anonymous-user checks in Better Auth's order: a session first
 // (401), then the disable flag (400), then anonymity (403).
 func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{DisableDeleteAnonymousUser: true})
-	c, _, id := h.signIn()
+	f := newAPIFixture(t, anonymous.Options{DisableDeleteAnonymousUser: true})
+	c, _, id := f.signIn(t)
 	for name, tc := range map[string]struct {
 		opts          []reqOpt
 		status        int
@@ -491,10 +398,11 @@ func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
 		"real user":  {[]reqOpt{withHeader(apiRealUser, "u1")}, 400, "DELETE_ANONYMOUS_USER_DISABLED", "Deleting anonymous users is disabled"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			wantError(t, h.do("POST", apiDelete, tc.opts...), tc.status, tc.code, tc.message)
+			w, _ := f.send(t, "POST", apiDelete, tc.opts...)
+			wantError(t, w, tc.status, tc.code, tc.message)
 		})
 	}
-	if _, err := storedRecord(h.store, id); err != nil {
+	if _, err := storedRecord(f.store, id); err != nil {
 		t.Errorf("guest gone: %v", err)
 	}
 }
@@ -502,29 +410,30 @@ func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
 // A guest that lives only in its cookie (PersistOnReturn) is deleted for
 // good: replaying the cookie does not bring it back.
 func TestHandlerDeletePendingGuest(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	var page http.Handler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	w := httptest.NewRecorder()
-	h.m.Middleware(page).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
-	pending := resCookie(t, w.Result())
+	f.m.Middleware(page).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
+	pending := resCookie(t, w)
 
-	res := h.do("POST", apiDelete, withCookie(pending))
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("delete: status %d, body %s", res.StatusCode, readBody(t, res))
+	res, _ := f.send(t, "POST", apiDelete, withCookie(pending))
+	if res.Code != http.StatusOK {
+		t.Fatalf("delete: status %d, body %s", res.Code, res.Body.String())
 	}
-	if got := readBody(t, h.do("GET", apiSession, withCookie(pending))); got != "null" {
+	w, _ = f.send(t, "GET", apiSession, withCookie(pending))
+	if got := w.Body.String(); got != "null" {
 		t.Errorf("replayed cookie after delete: get-session = %s, want null", got)
 	}
 }
 
 func TestHandlerGetSession(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	t.Run("nobody", func(t *testing.T) {
-		res := h.do("GET", apiSession)
-		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
+		res, _ := f.send(t, "GET", apiSession)
+		if res.Code != http.StatusOK || res.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("status %d, Content-Type %q", res.Code, res.Header().Get("Content-Type"))
 		}
-		if got := readBody(t, res); got != "null" {
+		if got := res.Body.String(); got != "null" {
 			t.Errorf("body = %q, want null", got)
 		}
 		if setsCookie(res) {
@@ -533,14 +442,14 @@ func TestHandlerGetSession(t *testing.T) {
 	})
 
 	start := time.Now()
-	c, tok, id := h.signIn()
+	c, tok, id := f.signIn(t, withRemote("192.0.2.7:41234"), withHeader("User-Agent", "handler-test"))
 	for name, opt := range map[string]reqOpt{"cookie": withCookie(c), "bearer": withBearer(tok)} {
 		t.Run(name, func(t *testing.T) {
-			res := h.do("GET", apiSession, opt)
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d", res.StatusCode)
+			res, _ := f.send(t, "GET", apiSession, opt)
+			if res.Code != http.StatusOK {
+				t.Fatalf("status = %d", res.Code)
 			}
-			if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+			if cc := res.Header().Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control = %q, want no-store", cc)
 			}
 			var top map[string]json.RawMessage
@@ -584,42 +493,45 @@ func TestHandlerGetSession(t *testing.T) {
 		})
 	}
 	t.Run("HEAD", func(t *testing.T) {
-		if res := h.do("HEAD", apiSession, withCookie(c)); res.StatusCode != http.StatusOK {
-			t.Errorf("HEAD status = %d", res.StatusCode)
+		if res, _ := f.send(t, "HEAD", apiSession, withCookie(c)); res.Code != http.StatusOK {
+			t.Errorf("HEAD status = %d", res.Code)
 		}
 	})
 }
 
 func TestHandlerGetSessionExpired(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newAPIHarness(t, anonymous.Options{})
-		_, tok, _ := h.signIn()
+		f := newAPIFixture(t, anonymous.Options{})
+		_, tok, _ := f.signIn(t)
 		time.Sleep(31 * 24 * time.Hour)
-		if got := readBody(t, h.do("GET", apiSession, withBearer(tok))); got != "null" {
+		w, _ := f.send(t, "GET", apiSession, withBearer(tok))
+		if got := w.Body.String(); got != "null" {
 			t.Errorf("expired guest: body = %s, want null", got)
 		}
 	})
 }
 
 func TestHandlerRouting(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	for _, p := range []string{"/api/auth", "/api/auth/", "/api/auth/sign-in", "/api/auth/sign-in/anonymous/", "/api/auth/sign-in/email", "/sign-in/anonymous", "/", "/api/authx/get-session"} {
 		t.Run(p, func(t *testing.T) {
-			wantError(t, h.do("POST", p), 404, "NOT_FOUND", "Not found")
+			w, _ := f.send(t, "POST", p)
+			wantError(t, w, 404, "NOT_FOUND", "Not found")
 		})
 	}
 
 	t.Run("custom BasePath", func(t *testing.T) {
-		h := newAPIHarness(t, anonymous.Options{BasePath: "/auth/"})
-		if res := h.do("POST", "/auth/sign-in/anonymous"); res.StatusCode != http.StatusOK {
-			t.Errorf("status = %d, want 200", res.StatusCode)
+		f := newAPIFixture(t, anonymous.Options{BasePath: "/auth/"})
+		if res, _ := f.send(t, "POST", "/auth/sign-in/anonymous"); res.Code != http.StatusOK {
+			t.Errorf("status = %d, want 200", res.Code)
 		}
-		wantError(t, h.do("POST", apiSignIn), 404, "NOT_FOUND", "Not found")
+		w, _ := f.send(t, "POST", apiSignIn)
+		wantError(t, w, 404, "NOT_FOUND", "Not found")
 	})
 }
 
 func TestHandlerWrongMethod(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	for _, tc := range []struct{ method, path, allow string }{
 		{"GET", apiSignIn, "POST"},
 		{"PUT", apiSignIn, "POST"},
@@ -630,11 +542,11 @@ func TestHandlerWrongMethod(t *testing.T) {
 		{"PATCH", apiSession, "GET, HEAD"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
-			res := h.do(tc.method, tc.path)
-			if got := res.Header.Get("Allow"); got != tc.allow {
+			res, _ := f.send(t, tc.method, tc.path)
+			if got := res.Header().Get("Allow"); got != tc.allow {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
-			if setsCookie(res) || h.ms.Len() != 0 {
+			if setsCookie(res) || f.stored() != 0 {
 				t.Error("guest issued on a wrong method")
 			}
 			wantError(t, res, 405, "METHOD_NOT_ALLOWED", "Method not allowed")
@@ -647,7 +559,7 @@ type errReader struct{}
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
 
 func TestHandlerBodies(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	asJSON := withHeader("Content-Type", "application/json")
 	for name, opts := range map[string][]reqOpt{
 		"none":                {},
@@ -658,25 +570,25 @@ func TestHandlerBodies(t *testing.T) {
 		"just under the size": {asJSON, withBody(strings.NewReader(strings.Repeat(" ", 8<<10)))},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if res := h.do("POST", apiSignIn, opts...); res.StatusCode != http.StatusOK {
-				t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			if res, _ := f.send(t, "POST", apiSignIn, opts...); res.Code != http.StatusOK {
+				t.Errorf("status = %d, want 200; body %s", res.Code, res.Body.String())
 			}
 		})
 	}
 	t.Run("oversized", func(t *testing.T) {
-		before := h.ms.Len()
-		res := h.do("POST", apiSignIn, asJSON, withBody(strings.NewReader(strings.Repeat(" ", 8<<10+1))))
-		if setsCookie(res) || h.ms.Len() != before {
+		before := f.stored()
+		res, _ := f.send(t, "POST", apiSignIn, asJSON, withBody(strings.NewReader(strings.Repeat(" ", 8<<10+1))))
+		if setsCookie(res) || f.stored() != before {
 			t.Error("guest issued despite the oversized body")
 		}
 		wantError(t, res, 413, "REQUEST_BODY_TOO_LARGE", "Request body is too large")
 	})
 	t.Run("oversized on get-session", func(t *testing.T) {
-		res := h.do("GET", apiSession, withBody(strings.NewReader(strings.Repeat("x", 1<<20))))
+		res, _ := f.send(t, "GET", apiSession, withBody(strings.NewReader(strings.Repeat("x", 1<<20))))
 		wantError(t, res, 413, "REQUEST_BODY_TOO_LARGE", "Request body is too large")
 	})
 	t.Run("unreadable", func(t *testing.T) {
-		res := h.do("POST", apiSignIn, asJSON, withBody(errReader{}))
+		res, _ := f.send(t, "POST", apiSignIn, asJSON, withBody(errReader{}))
 		if setsCookie(res) {
 			t.Error("guest issued despite the unreadable body")
 		}
@@ -685,8 +597,8 @@ func TestHandlerBodies(t *testing.T) {
 }
 
 func TestHandlerCrossOrigin(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{TrustedOrigins: []string{"https://app.example"}})
-	c, tok, id := h.signIn()
+	f := newAPIFixture(t, anonymous.Options{TrustedOrigins: []string{"https://app.example"}})
+	c, tok, id := f.signIn(t)
 	denied := []struct {
 		name string
 		opts []reqOpt
@@ -698,17 +610,17 @@ func TestHandlerCrossOrigin(t *testing.T) {
 	}
 	for _, tc := range denied {
 		t.Run("sign-in "+tc.name, func(t *testing.T) {
-			before := h.ms.Len()
-			res := h.do("POST", apiSignIn, tc.opts...)
-			if setsCookie(res) || h.ms.Len() != before {
+			before := f.stored()
+			res, _ := f.send(t, "POST", apiSignIn, tc.opts...)
+			if setsCookie(res) || f.stored() != before {
 				t.Error("guest issued to a cross-site request")
 			}
 			wantError(t, res, 403, "INVALID_ORIGIN", "Invalid origin")
 		})
 		t.Run("delete "+tc.name, func(t *testing.T) {
-			res := h.do("POST", apiDelete, append(tc.opts, withCookie(c))...)
+			res, _ := f.send(t, "POST", apiDelete, append(tc.opts, withCookie(c))...)
 			wantError(t, res, 403, "INVALID_ORIGIN", "Invalid origin")
-			if _, err := storedRecord(h.store, id); err != nil {
+			if _, err := storedRecord(f.store, id); err != nil {
 				t.Errorf("cross-site delete removed the guest: %v", err)
 			}
 		})
@@ -726,21 +638,21 @@ func TestHandlerCrossOrigin(t *testing.T) {
 	}
 	for _, tc := range allowed {
 		t.Run("sign-in "+tc.name, func(t *testing.T) {
-			if res := h.do("POST", apiSignIn, tc.opts...); res.StatusCode != http.StatusOK {
-				t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+			if res, _ := f.send(t, "POST", apiSignIn, tc.opts...); res.Code != http.StatusOK {
+				t.Errorf("status = %d, want 200; body %s", res.Code, res.Body.String())
 			}
 		})
 	}
 	t.Run("get-session cross-site", func(t *testing.T) {
-		res := h.do("GET", apiSession, withBearer(tok), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://evil.example"))
-		if res.StatusCode != http.StatusOK {
-			t.Errorf("status = %d, want 200 (a safe method)", res.StatusCode)
+		res, _ := f.send(t, "GET", apiSession, withBearer(tok), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://evil.example"))
+		if res.Code != http.StatusOK {
+			t.Errorf("status = %d, want 200 (a safe method)", res.Code)
 		}
 	})
 	t.Run("delete trusted origin", func(t *testing.T) {
-		res := h.do("POST", apiDelete, withCookie(c), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://app.example"))
-		if res.StatusCode != http.StatusOK {
-			t.Errorf("status = %d, want 200; body %s", res.StatusCode, readBody(t, res))
+		res, _ := f.send(t, "POST", apiDelete, withCookie(c), withHeader("Sec-Fetch-Site", "cross-site"), withHeader("Origin", "https://app.example"))
+		if res.Code != http.StatusOK {
+			t.Errorf("status = %d, want 200; body %s", res.Code, res.Body.String())
 		}
 	})
 }
@@ -770,17 +682,17 @@ func TestHandlerBehindMiddleware(t *testing.T) {
 }
 
 func testBehindMiddleware(t *testing.T, mount string) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	mux := http.NewServeMux()
 	if mount != "" {
-		mux.Handle(mount, h.m.Handler())
+		mux.Handle(mount, f.m.Handler())
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if u := anonymous.UserFrom(r.Context()); u != nil {
 			io.WriteString(w, u.ID)
 		}
 	})
-	srv := httptest.NewTLSServer(h.m.Middleware(mux))
+	srv := httptest.NewTLSServer(f.m.Middleware(mux))
 	defer srv.Close()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -799,7 +711,11 @@ func testBehindMiddleware(t *testing.T, mount string) {
 			t.Fatal(err)
 		}
 		defer res.Body.Close()
-		return res.StatusCode, readBody(t, res)
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, string(b)
 	}
 	u, _ := url.Parse(srv.URL)
 
@@ -839,12 +755,12 @@ func testBehindMiddleware(t *testing.T, mount string) {
 // A path that only decodes to an endpoint's is the application's: the
 // middleware gives it a guest like any other request, with Vary: Cookie.
 func TestEncodedEndpointPathIsAnOrdinaryRequest(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	var seen *anonymous.User
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = anonymous.UserFrom(r.Context()) })
 	r := httptest.NewRequest("GET", "https://"+apiHost+"/api/auth%2Fget-session", nil)
 	w := httptest.NewRecorder()
-	h.m.Middleware(app).ServeHTTP(w, r)
+	f.m.Middleware(app).ServeHTTP(w, r)
 	if seen == nil || !seen.IsAnonymous {
 		t.Fatalf("the application saw user %v, want a guest", seen)
 	}
@@ -854,8 +770,8 @@ func TestEncodedEndpointPathIsAnOrdinaryRequest(t *testing.T) {
 }
 
 func TestHandlerConcurrentSignIns(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	srv := httptest.NewServer(h.m.Handler())
+	f := newAPIFixture(t, anonymous.Options{})
+	srv := httptest.NewServer(f.m.Handler())
 	defer srv.Close()
 	const n = 16
 	ids := make([]string, n)
@@ -885,18 +801,18 @@ func TestHandlerConcurrentSignIns(t *testing.T) {
 // get-session stores a guest that so far lived only in its cookie
 // (PersistOnReturn) and re-sets the cookie in its stored form.
 func TestHandlerGetSessionStoresPendingGuest(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	w := httptest.NewRecorder()
-	h.m.Middleware(http.NotFoundHandler()).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
-	pending := resCookie(t, w.Result())
-	if h.ms.Len() != 0 {
-		t.Fatalf("the first visit stored %d guests", h.ms.Len())
+	f.m.Middleware(http.NotFoundHandler()).ServeHTTP(w, httptest.NewRequest("GET", "https://"+apiHost+"/", nil))
+	pending := resCookie(t, w)
+	if f.stored() != 0 {
+		t.Fatalf("the first visit stored %d guests", f.stored())
 	}
-	res := h.do("GET", apiSession, withCookie(pending))
+	res, _ := f.send(t, "GET", apiSession, withCookie(pending))
 	var body struct{ User struct{ ID string } }
 	decodeInto(t, res, &body)
-	if body.User.ID == "" || h.ms.Len() != 1 {
-		t.Fatalf("get-session user %q, %d stored; want the pending guest, stored", body.User.ID, h.ms.Len())
+	if body.User.ID == "" || f.stored() != 1 {
+		t.Fatalf("get-session user %q, %d stored; want the pending guest, stored", body.User.ID, f.stored())
 	}
 	if short := resCookie(t, res); short.Value == pending.Value {
 		t.Error("cookie not re-set to its stored form")
@@ -905,11 +821,15 @@ func TestHandlerGetSessionStoresPendingGuest(t *testing.T) {
 
 // Every endpoint answer varies on the credentials it reads.
 func TestHandlerVary(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
-	_, tok, _ := h.signIn()
-	for _, res := range []*http.Response{h.do("GET", apiSession, withBearer(tok)), h.do("POST", apiSignIn), h.do("GET", "/api/auth/nope")} {
-		if got := res.Header.Values("Vary"); !slices.Contains(got, "Cookie") || !slices.Contains(got, "Authorization") {
-			t.Errorf("%s: Vary %q, want Cookie and Authorization", res.Request.URL.Path, got)
+	f := newAPIFixture(t, anonymous.Options{})
+	_, tok, _ := f.signIn(t)
+	for _, req := range []struct {
+		method, path string
+		opts         []reqOpt
+	}{{"GET", apiSession, []reqOpt{withBearer(tok)}}, {"POST", apiSignIn, nil}, {"GET", "/api/auth/nope", nil}} {
+		res, _ := f.send(t, req.method, req.path, req.opts...)
+		if got := res.Header().Values("Vary"); !slices.Contains(got, "Cookie") || !slices.Contains(got, "Authorization") {
+			t.Errorf("%s: Vary %q, want Cookie and Authorization", req.path, got)
 		}
 	}
 }
@@ -917,24 +837,24 @@ func TestHandlerVary(t *testing.T) {
 // get-session and delete-anonymous-user expire the cookie of a guest that
 // no longer exists, as Better Auth does.
 func TestHandlerExpiresDeadCookie(t *testing.T) {
-	h := newAPIHarness(t, anonymous.Options{})
+	f := newAPIFixture(t, anonymous.Options{})
 	for _, tc := range []struct {
 		method, path string
 		status       int
 	}{{"GET", apiSession, 200}, {"POST", apiDelete, 401}} {
-		c, _, id := h.signIn()
-		if err := h.m.DeleteGuest(context.Background(), id); err != nil {
+		c, _, id := f.signIn(t)
+		if err := f.m.DeleteGuest(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		res := h.do(tc.method, tc.path, withCookie(c))
-		if res.StatusCode != tc.status {
-			t.Errorf("%s: status %d, want %d", tc.path, res.StatusCode, tc.status)
+		res, _ := f.send(t, tc.method, tc.path, withCookie(c))
+		if res.Code != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.path, res.Code, tc.status)
 		}
 		if got := resCookie(t, res); got.MaxAge >= 0 {
 			t.Errorf("%s: cookie %+v, want it expired", tc.path, got)
 		}
 		// A request without a cookie gets no Set-Cookie.
-		if res := h.do(tc.method, tc.path); setsCookie(res) {
+		if res, _ := f.send(t, tc.method, tc.path); setsCookie(res) {
 			t.Errorf("%s without a cookie set one", tc.path)
 		}
 	}
@@ -956,17 +876,17 @@ func TestHandlerEndpointsLinkForARealUser(t *testing.T) {
 		t.Run(tc.path, func(t *testing.T) {
 			var links []anonymous.LinkEvent
 			var deleted []anonymous.DeleteReason
-			h := newAPIHarness(t, anonymous.Options{
+			f := newAPIFixture(t, anonymous.Options{
 				OnLinkAccount:  func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil },
 				OnGuestDeleted: func(_ context.Context, _ *anonymous.User, why anonymous.DeleteReason) { deleted = append(deleted, why) },
 			})
-			c, _, id := h.signIn()
+			c, _, id := f.signIn(t)
 			for i := range 2 { // the second request replays the old cookie
-				res := h.do(tc.method, tc.path, withCookie(c), withHeader(apiRealUser, "u1"))
-				if body := readBody(t, res); res.StatusCode != tc.status || !strings.Contains(body, tc.body) {
-					t.Fatalf("request %d: %d %s, want %d %s", i, res.StatusCode, body, tc.status, tc.body)
+				res, _ := f.send(t, tc.method, tc.path, withCookie(c), withHeader(apiRealUser, "u1"))
+				if body := res.Body.String(); res.Code != tc.status || !strings.Contains(body, tc.body) {
+					t.Fatalf("request %d: %d %s, want %d %s", i, res.Code, body, tc.status, tc.body)
 				}
-				if expired := slices.ContainsFunc(res.Cookies(), func(k *http.Cookie) bool { return k.Name == apiCookie && k.MaxAge < 0 }); expired != (i == 0) {
+				if expired := slices.ContainsFunc(res.Result().Cookies(), func(k *http.Cookie) bool { return k.Name == apiCookie && k.MaxAge < 0 }); expired != (i == 0) {
 					t.Errorf("request %d: guest cookie expired %v, want %v", i, expired, i == 0)
 				}
 			}
@@ -976,7 +896,7 @@ func TestHandlerEndpointsLinkForARealUser(t *testing.T) {
 			if !slices.Equal(deleted, []anonymous.DeleteReason{anonymous.DeletedByLink}) {
 				t.Errorf("OnGuestDeleted heard %v, want the link only", deleted)
 			}
-			if linked, err := h.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
+			if linked, err := f.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
 				t.Errorf("LinkedTo = %q, %v; want u1", linked, err)
 			}
 		})
@@ -986,20 +906,20 @@ func TestHandlerEndpointsLinkForARealUser(t *testing.T) {
 // delete-anonymous-user while a login in another tab links the guest
 // answers 409 GUEST_IS_BEING_LINKED, not a 500, and deletes nothing.
 func TestHandlerDeleteDuringALink(t *testing.T) {
-	var h *apiHarness
-	var del *http.Response
+	var f *fixture
+	var del *httptest.ResponseRecorder
 	var cookie *http.Cookie
-	h = newAPIHarness(t, anonymous.Options{OnLinkAccount: func(context.Context, anonymous.LinkEvent) error {
-		del = h.do("POST", apiDelete, withCookie(cookie)) // the other tab, while the claim holds
+	f = newAPIFixture(t, anonymous.Options{OnLinkAccount: func(context.Context, anonymous.LinkEvent) error {
+		del, _ = f.send(t, "POST", apiDelete, withCookie(cookie)) // the other tab, while the claim holds
 		return nil
 	}})
-	cookie, _, id := h.signIn()
-	res := h.do("GET", apiSession, withCookie(cookie), withHeader(apiRealUser, "u1"))
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("the login's get-session: %d", res.StatusCode)
+	cookie, _, id := f.signIn(t)
+	res, _ := f.send(t, "GET", apiSession, withCookie(cookie), withHeader(apiRealUser, "u1"))
+	if res.Code != http.StatusOK {
+		t.Fatalf("the login's get-session: %d", res.Code)
 	}
 	wantError(t, del, http.StatusConflict, "GUEST_IS_BEING_LINKED", "The guest is being linked to an account.")
-	if linked, err := h.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
+	if linked, err := f.m.LinkedTo(context.Background(), id); err != nil || linked != "u1" {
 		t.Errorf("LinkedTo = %q, %v; want the link to u1 done", linked, err)
 	}
 }

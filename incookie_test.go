@@ -3,7 +3,6 @@ package anonymous_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -35,13 +34,11 @@ func (b *browserJar) keep(w *httptest.ResponseRecorder) {
 	}
 }
 
-func (b *browserJar) req(t *testing.T, v *rv, method, target, remote, user string) (*httptest.ResponseRecorder, seen) {
+// req sends a request with the browser's cookie and keeps the one the
+// answer sets.
+func (b *browserJar) req(t *testing.T, f *fixture, method, target string, opts ...reqOpt) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	var cs []*http.Cookie
-	if b.c != nil {
-		cs = append(cs, b.c)
-	}
-	w, s := v.req(t, method, target, remote, user, cs...)
+	w, s := f.send(t, method, target, append(opts, withCookie(b.c))...)
 	b.keep(w)
 	return w, s
 }
@@ -52,24 +49,24 @@ func (b *browserJar) req(t *testing.T, v *rv, method, target, remote, user strin
 func TestBrowsersBehindOneAddressKeepTheirCarts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const browsers, burst = 60, 20
-		v := newRV(t, anonymous.Options{})
+		f := newFixture(t, anonymous.Options{})
 		start := time.Now()
 		jars := make([]browserJar, browsers)
 		for i := range jars {
-			jars[i].req(t, v, "GET", "/", victimIP, "")
-			if w, _ := jars[i].req(t, v, "POST", "/add", victimIP, ""); w.Header().Get("X-Err") != "" {
+			jars[i].req(t, f, "GET", "/", withRemote(victimIP))
+			if w, _ := jars[i].req(t, f, "POST", "/add", withRemote(victimIP)); w.Header().Get("X-Err") != "" {
 				t.Fatalf("browser %d: adding to its cart: %s", i, w.Header().Get("X-Err"))
 			}
 			time.Sleep(time.Second)
 		}
 		for i := range jars {
-			if w, _ := jars[i].req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+			if w, _ := jars[i].req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != "x" {
 				t.Errorf("browser %d's cart holds %q, want its item", i, w.Header().Get("X-Data"))
 			}
 		}
 		// Burst, then 100 an hour.
 		allowed := burst + int((time.Since(start)*100+time.Hour-1)/time.Hour)
-		if n := v.store.Len(); n > allowed || n < burst {
+		if n := f.stored(); n > allowed || n < burst {
 			t.Errorf("%d guests stored from one address, want %d to %d", n, burst, allowed)
 		}
 	})
@@ -85,7 +82,7 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
 		var size atomic.Int64
 		size.Store(1024)
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodPost {
 				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) {
 					return []byte(strings.Repeat("c", int(size.Load()))), nil
@@ -96,9 +93,10 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 			}
 			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
 		}))
-		b := &browserJar{c: guestCookie(t, serveWith(h, "GET", "/", nil))}
+		w, _ := f.send(t, "GET", "/")
+		b := &browserJar{c: guestCookie(t, w)}
 		do := func(method string) *httptest.ResponseRecorder {
-			w := serveWith(h, method, "/", b.c)
+			w, _ := f.send(t, method, "/", withCookie(b.c))
 			b.keep(w)
 			return w
 		}
@@ -116,32 +114,26 @@ func TestGuestHeldInItsCookie(t *testing.T) {
 				t.Fatalf("an update 50 minutes after the last: %d %s", w.Code, w.Body)
 			}
 		}
-		if w := do("GET"); w.Header().Get("X-Size") != "1024" || f.store.Store.(*memstore.Store).Len() != 0 {
-			t.Fatalf("after 150 minutes: data of %s bytes, %d stored", w.Header().Get("X-Size"), f.store.Store.(*memstore.Store).Len())
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || f.stored() != 0 {
+			t.Fatalf("after 150 minutes: data of %s bytes, %d stored", w.Header().Get("X-Size"), f.stored())
 		}
 		lim.refuse.Store(false)
-		if w := do("GET"); w.Header().Get("X-Size") != "1024" || b.c.MaxAge == 3600 || f.store.Store.(*memstore.Store).Len() != 1 {
+		if w := do("GET"); w.Header().Get("X-Size") != "1024" || b.c.MaxAge == 3600 || f.stored() != 1 {
 			t.Errorf("once the budget allows: data of %s bytes, cookie %+v, %d stored; want it stored with its data",
-				w.Header().Get("X-Size"), b.c, f.store.Store.(*memstore.Store).Len())
+				w.Header().Get("X-Size"), b.c, f.stored())
 		}
 	})
 }
 
 // linkTabs logs the browser's guest in as user from n tabs at once and
 // returns the number of OnLinkAccount calls and the data they got.
-func linkTabs(t *testing.T, v *rv, b *browserJar, user string, n int) {
+func linkTabs(t *testing.T, f *fixture, b *browserJar, user string, n int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			r := httptest.NewRequest("GET", "https://shop.example/", nil)
-			r.RemoteAddr = victimIP
-			r.AddCookie(b.c)
-			r.Header.Set("X-User", user)
-			w := httptest.NewRecorder()
-			v.h.ServeHTTP(w, r)
-			var s seen
-			if json.Unmarshal(w.Body.Bytes(), &s); w.Code != http.StatusOK || s.ID != user {
+			w, s := f.send(t, "GET", "/", withRemote(victimIP), withCookie(b.c), withUser(user))
+			if w.Code != http.StatusOK || s.ID != user {
 				t.Errorf("a tab's login: %d, saw %+v", w.Code, s)
 			}
 		})
@@ -170,25 +162,25 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 					return nil
 				},
 			}
-			v := newRVOn(t, ms, opts)
+			f := newFixtureOn(t, ms, opts)
 			for i := range int(maxBytes / guestBytes) { // a flood fills the store, from addresses of its own
-				if w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", "203.0.113."+strconv.Itoa(i+1)+":1", ""); w.Code != 200 {
+				if w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote("203.0.113."+strconv.Itoa(i+1)+":1")); w.Code != 200 {
 					t.Fatalf("the flood's sign-in: %d", w.Code)
 				}
 			}
-			v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "") // the visitor's address has spent its budget
+			f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(victimIP)) // the visitor's address has spent its budget
 			b := &browserJar{}
-			b.req(t, v, "GET", "/", victimIP, "")
-			if w, _ := b.req(t, v, "POST", "/add?n&n&n", victimIP, ""); w.Header().Get("X-Err") != "" {
+			b.req(t, f, "GET", "/", withRemote(victimIP))
+			if w, _ := b.req(t, f, "POST", "/add?n&n&n", withRemote(victimIP)); w.Header().Get("X-Err") != "" {
 				t.Fatalf("adding 3 to a cart: %s", w.Header().Values("X-Err"))
 			}
 			replay := b.c
-			linkTabs(t, v, b, "alice", 16)
+			linkTabs(t, f, b, "alice", 16)
 			if len(links) != 1 || string(links[0].Data) != "xxx" || links[0].NewUser.User.ID != "alice" {
 				t.Fatalf("OnLinkAccount got %d links (%+v), want one to alice with the 3 items", len(links), links)
 			}
 			b.c = replay
-			linkTabs(t, v, b, "mallory", 1)
+			linkTabs(t, f, b, "mallory", 1)
 			if len(links) != 1 {
 				t.Errorf("the replayed cookie linked again: %+v", links[1:])
 			}
@@ -200,9 +192,9 @@ func TestNeverStoredGuestLinksOnce(t *testing.T) {
 // full store it answers 503 with Retry-After.
 func TestSignInOnAFullStore(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-	v := newRVOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
-	v.req(t, "POST", "/api/auth/sign-in/anonymous", victimIP, "")
-	w, _ := v.req(t, "POST", "/api/auth/sign-in/anonymous", attackerIP, "")
+	f := newFixtureOn(t, ms, anonymous.Options{Budget: anonymous.Budget{Off: true}})
+	f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(victimIP))
+	w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(attackerIP))
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "30" || !strings.Contains(w.Body.String(), `"STORE_FULL"`) {
 		t.Errorf("sign-in on a full store: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
@@ -215,9 +207,8 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := &switchLimiter{}
 		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
-		var h http.Handler
 		var guestID string
-		h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if u := anonymous.UserFrom(r.Context()); u != nil {
 				w.Header().Set("X-ID", u.ID)
 			}
@@ -227,23 +218,24 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 			}
 			lim.refuse.Store(false) // a token came back
 			c, _ := r.Cookie(anonymous.DefaultCookieName)
-			sib := serveWith(h, "GET", "/", c) // the page's other request stores the guest
+			sib, _ := f.send(t, "GET", "/", withCookie(c)) // the page's other request stores the guest
 			guestID = sib.Header().Get("X-ID")
 			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				t.Errorf("UpdateData: %v", err)
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		lim.refuse.Store(true)
-		w := serveWith(h, "POST", "/add", F)
+		w, _ = f.send(t, "POST", "/add", withCookie(F))
 		c := guestCookie(t, w)
-		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.store.Store.(interface{ Len() int }).Len())
-		w = serveWith(h, "GET", "/", c)
+		t.Logf("A's Set-Cookie MaxAge %d; stored: %v", c.MaxAge, f.stored())
+		w, _ = f.send(t, "GET", "/", withCookie(c))
 		if got := w.Header().Get("X-Data"); got != "x" {
 			t.Errorf("next request: data %q, want the item UpdateData accepted", got)
 		}
 		time.Sleep(11 * time.Second)
-		w = serveWith(h, "GET", "/", c)
+		w, _ = f.send(t, "GET", "/", withCookie(c))
 		if got := w.Header().Get("X-ID"); got != guestID {
 			t.Errorf("after 10 s the browser's cookie opens guest %q, want %q (the stored one)", got, guestID)
 		}
@@ -258,23 +250,20 @@ func TestUpdateDuringALinkInAnotherTab(t *testing.T) {
 	var links []anonymous.LinkEvent
 	f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}, Identify: identifyHeader,
 		OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-	var h http.Handler
 	var updErr error
-	h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/add" {
 			return
 		}
 		c, _ := r.Cookie(anonymous.DefaultCookieName)
 		// Tab B: the login, while tab A's request runs.
-		rq := httptest.NewRequest("GET", "https://shop.example/", nil)
-		rq.AddCookie(c)
-		rq.Header.Set("X-User", "alice")
-		h.ServeHTTP(httptest.NewRecorder(), rq)
+		f.send(t, "GET", "/", withCookie(c), withUser("alice"))
 		_, updErr = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'y'), nil })
 	}))
-	F := guestCookie(t, serveWith(h, "GET", "/", nil))
+	w, _ := f.send(t, "GET", "/")
+	F := guestCookie(t, w)
 	lim.refuse.Store(true)
-	serveWith(h, "POST", "/add", F)
+	f.send(t, "POST", "/add", withCookie(F))
 	if updErr == nil && (len(links) != 1 || string(links[0].Data) != "y") {
 		t.Errorf("UpdateData returned nil during the link, yet OnLinkAccount got %d links, data %q: the item is lost without an error",
 			len(links), func() string {
@@ -313,7 +302,7 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 				return strings.Repeat("e", 200) + "@" + strings.Repeat("d", 51) + ".com", nil
 			},
 		})
-		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Size", strconv.Itoa(len(anonymous.DataFrom(r.Context()))))
 			if r.Method == "POST" {
 				if _, err := f.m.UpdateData(w, r, func([]byte) ([]byte, error) { return []byte(strings.Repeat("\xff", 1024)), nil }); err != nil {
@@ -321,11 +310,12 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 				}
 			}
 		}))
-		F := guestCookie(t, serveWith(h, "GET", "/", nil))
+		w, _ := f.send(t, "GET", "/")
+		F := guestCookie(t, w)
 		if F == nil {
 			t.Fatalf("block %v: no first-visit cookie", block != nil)
 		}
-		w := serveWith(h, "POST", "/", F)
+		w, _ = f.send(t, "POST", "/", withCookie(F))
 		sc := w.Header()["Set-Cookie"]
 		c := guestCookie(t, w)
 		if c == nil {
@@ -340,7 +330,7 @@ func TestLargestGuestHeldInItsCookie(t *testing.T) {
 			}
 		}
 		t.Logf("block %v: Set-Cookie %d bytes, name+value %d", block != nil, len(sc[0]), len(c.Name)+len(c.Value))
-		if w := serveWith(h, "GET", "/", c); w.Header().Get("X-Size") != "1024" {
+		if w, _ := f.send(t, "GET", "/", withCookie(c)); w.Header().Get("X-Size") != "1024" {
 			t.Errorf("block %v: data of %s bytes read back", block != nil, w.Header().Get("X-Size"))
 		}
 	}
@@ -352,13 +342,13 @@ func TestHeldCartOutlivesTheWindowWhileBrowsing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := &switchLimiter{}
 		lim.refuse.Store(true)
-		v := newRV(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
+		f := newFixture(t, anonymous.Options{Budget: anonymous.Budget{Limiter: lim}})
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP))
 		for i := range 8 { // a page every 10 minutes
 			time.Sleep(10 * time.Minute)
-			if w, _ := b.req(t, v, "GET", "/", victimIP, ""); w.Header().Get("X-Data") != "x" {
+			if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != "x" {
 				t.Fatalf("after %d minutes of browsing the cart is %q, want \"x\"", 10*(i+1), w.Header().Get("X-Data"))
 			}
 		}
@@ -385,33 +375,29 @@ func (s *lostAnswerStore) Create(ctx context.Context, key string, e anonymous.En
 // leaving it stored, claimed by nobody, out of its cookie's reach.
 func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := newMemstore(t, memstore.Options{})
-		st := &lostAnswerStore{Store: ms}
+		st := &lostAnswerStore{Store: newMemstore(t, memstore.Options{})}
 		lim := &clientOnlyLimiter{}
 		lim.refuse.Store(true)
 		var links []anonymous.LinkEvent
-		m, err := anonymous.New(st, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Identify: identifyHeader,
+		f := newFixtureOn(t, st, anonymous.Options{Identify: identifyHeader,
 			Budget:        anonymous.Budget{Limiter: lim},
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
 		mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				t.Error(err)
 			}
 		})
-		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		f.h = f.m.Middleware(mux)
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "")
-		b.req(t, v, "GET", "/", victimIP, "alice") // the Create's answer is lost
-		time.Sleep(30 * time.Second)               // the user reads the page
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP))
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice")) // the Create's answer is lost
+		time.Sleep(30 * time.Second)                                     // the user reads the page
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		time.Sleep(2 * time.Minute)
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		if len(links) != 1 || string(links[0].Data) != "x" {
 			t.Errorf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
 		}
@@ -422,16 +408,16 @@ func TestLinkAdoptsItsClaimWhoseAnswerWasLost(t *testing.T) {
 // the cookie expired, OnGuestDeleted told.
 func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	var deleted []string
-	v := newRV(t, anonymous.Options{
+	f := newFixture(t, anonymous.Options{
 		Budget:         anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		OnGuestDeleted: func(_ context.Context, u *anonymous.User, _ anonymous.DeleteReason) { deleted = append(deleted, u.ID) },
 	})
-	w, _ := v.req(t, "GET", "/", victimIP, "")
-	v.req(t, "GET", "/", victimIP, "", guestCookie(t, w)) // the budget is spent
+	w, _ := f.send(t, "GET", "/", withRemote(victimIP))
+	f.send(t, "GET", "/", withRemote(victimIP), withCookie(guestCookie(t, w))) // the budget is spent
 	b := &browserJar{}
-	_, g := b.req(t, v, "GET", "/", victimIP, "")
-	b.req(t, v, "POST", "/add", victimIP, "")
-	if w, _ := b.req(t, v, "POST", "/api/auth/delete-anonymous-user", victimIP, ""); w.Code != http.StatusOK || b.c != nil {
+	_, g := b.req(t, f, "GET", "/", withRemote(victimIP))
+	b.req(t, f, "POST", "/add", withRemote(victimIP))
+	if w, _ := b.req(t, f, "POST", "/api/auth/delete-anonymous-user", withRemote(victimIP)); w.Code != http.StatusOK || b.c != nil {
 		t.Errorf("deleting a guest held in its cookie: %d %s, cookie %+v; want 200 and the cookie expired", w.Code, w.Body, b.c)
 	}
 	if len(deleted) != 1 || deleted[0] != g.ID {
@@ -439,76 +425,17 @@ func TestDeleteAGuestHeldInItsCookie(t *testing.T) {
 	}
 }
 
-// cartShop is a shop whose visitors' addresses are over budget (accounts
-// are not), so that its guests are held in their cookies: /add?item=x
-// appends "x," to the guest's data, /login?user=u links it through Link,
-// and every response reports the data in X-Cart.
-type cartShop struct {
-	m     *anonymous.Manager
-	ms    *memstore.Store
-	h     http.Handler
-	mu    sync.Mutex
-	links []anonymous.LinkEvent
-}
-
-func newCartShop(t *testing.T, opts anonymous.Options) *cartShop {
+// newHeldShop is a fixture whose visitors' addresses are over budget
+// (accounts are not), so that its guests are held in their cookies; cs
+// hears the links.
+func newHeldShop(t *testing.T, opts anonymous.Options) (f *fixture, cs *carts) {
 	t.Helper()
 	lim := &clientOnlyLimiter{}
 	lim.refuse.Store(true)
-	s := &cartShop{ms: newMemstore(t, memstore.Options{})}
-	if opts.Keys == nil {
-		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
-	}
+	cs = newCarts()
 	opts.Budget = anonymous.Budget{Limiter: lim}
-	opts.ErrorLog = quietLog()
-	opts.OnLinkAccount = func(_ context.Context, ev anonymous.LinkEvent) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.links = append(s.links, ev)
-		return nil
-	}
-	m, err := anonymous.New(s.ms, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.m = m
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Cart", string(anonymous.DataFrom(r.Context())))
-	})
-	mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-		d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, r.FormValue("item")+","...), nil })
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		w.Header().Set("X-Cart", string(d))
-	})
-	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
-	})
-	s.h = m.Middleware(mux)
-	return s
-}
-
-// do sends a request from the visitor's address with b's cookie, as user
-// (the X-User header, "" for none), and keeps the cookie the answer sets.
-func (s *cartShop) do(t *testing.T, b *browserJar, method, target, user string) *httptest.ResponseRecorder {
-	t.Helper()
-	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
-	r.RemoteAddr = victimIP
-	if b.c != nil {
-		r.AddCookie(b.c)
-	}
-	if user != "" {
-		r.Header.Set("X-User", user)
-	}
-	w := httptest.NewRecorder()
-	s.h.ServeHTTP(w, r)
-	b.keep(w)
-	return w
+	opts.OnLinkAccount = cs.onLink
+	return newFixture(t, opts), cs
 }
 
 // A guest held in its cookie that adds an item at intervals shorter than
@@ -519,32 +446,25 @@ func TestHeldCartWindowRestartsWithEachUpdate(t *testing.T) {
 	for _, every := range []time.Duration{25 * time.Minute, 50 * time.Minute} {
 		t.Run(every.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := newCartShop(t, anonymous.Options{})
+				f, _ := newHeldShop(t, anonymous.Options{})
 				b := &browserJar{}
-				s.do(t, b, "GET", "/", "")
+				b.req(t, f, "GET", "/", withRemote(victimIP))
 				want := ""
 				for i := range 5 { // 5 intervals: over the hour's window
 					time.Sleep(every)
 					item := string(rune('a' + i))
 					want += item + ","
-					if w := s.do(t, b, "POST", "/add?item="+item, ""); w.Code != http.StatusOK || w.Header().Get("X-Cart") != want {
+					if w, _ := b.req(t, f, "POST", "/add?item="+item, withRemote(victimIP)); w.Code != http.StatusOK || w.Header().Get("X-Data") != want {
 						t.Fatalf("adding %s after %v: %d %s, cart %q; want %q",
-							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Cart"), want)
+							item, every*time.Duration(i+1), w.Code, w.Body, w.Header().Get("X-Data"), want)
 					}
 				}
-				if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != want || s.ms.Len() != 0 {
-					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Cart"), s.ms.Len(), want)
+				if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != want || f.stored() != 0 {
+					t.Errorf("the cart reads %q, %d stored; want %q held in the cookie", w.Header().Get("X-Data"), f.stored(), want)
 				}
 			})
 		})
 	}
-}
-
-// linked returns the links OnLinkAccount heard so far.
-func (s *cartShop) linked() []anonymous.LinkEvent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.links)
 }
 
 // After a held guest's login, its last cookie from before the login,
@@ -553,26 +473,26 @@ func (s *cartShop) linked() []anonymous.LinkEvent {
 // cookie of the guest lives.
 func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newCartShop(t, anonymous.Options{Identify: identifyHeader})
+		f, cs := newHeldShop(t, anonymous.Options{Identify: identifyHeader})
 		b := &browserJar{}
-		s.do(t, b, "GET", "/", "")
-		s.do(t, b, "POST", "/add?item=a", "")
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add?item=a", withRemote(victimIP))
 		time.Sleep(20 * time.Minute)
-		s.do(t, b, "POST", "/add?item=b", "") // the cookie's window starts again
+		b.req(t, f, "POST", "/add?item=b", withRemote(victimIP)) // the cookie's window starts again
 		replay := b.c
 		issued := time.Now()
 		time.Sleep(5 * time.Minute)
-		s.do(t, b, "GET", "/", "alice")
-		if l := s.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
+		if l := cs.linked(); len(l) != 1 || string(l[0].Data) != "a,b," || b.c != nil {
 			t.Fatalf("the login: %d links, cookie %+v; want one with the cart, the cookie expired", len(l), b.c)
 		}
-		stored := s.ms.Len()
+		stored := f.stored()
 		time.Sleep(time.Until(issued.Add(time.Hour - time.Second)))
 		b.c = replay
-		s.do(t, b, "GET", "/", "mallory")
-		if l := s.linked(); len(l) != 1 || s.ms.Len() != stored {
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("mallory"))
+		if l := cs.linked(); len(l) != 1 || f.stored() != stored {
 			t.Errorf("the pre-login cookie, replayed a second before it expires: %d links, %d records stored, was %d; want the one link",
-				len(l), s.ms.Len(), stored)
+				len(l), f.stored(), stored)
 		}
 	})
 }
@@ -582,20 +502,20 @@ func TestHeldGuestReservationOutlivesItsCookies(t *testing.T) {
 // cookie holds, the answer expires the guest cookie, and the old cookie,
 // replayed with another user's login, links nothing.
 func TestLinkOfANeverStoredGuest(t *testing.T) {
-	s := newCartShop(t, anonymous.Options{})
+	f, cs := newHeldShop(t, anonymous.Options{})
 	b := &browserJar{}
-	s.do(t, b, "GET", "/", "")
-	s.do(t, b, "POST", "/add?item=tea", "")
-	s.do(t, b, "POST", "/add?item=mug", "")
-	if s.ms.Len() != 0 {
-		t.Fatalf("%d guests stored; want the visitor held in its cookie", s.ms.Len())
+	b.req(t, f, "GET", "/", withRemote(victimIP))
+	b.req(t, f, "POST", "/add?item=tea", withRemote(victimIP))
+	b.req(t, f, "POST", "/add?item=mug", withRemote(victimIP))
+	if f.stored() != 0 {
+		t.Fatalf("%d guests stored; want the visitor held in its cookie", f.stored())
 	}
 	replay := b.c
-	w := s.do(t, b, "POST", "/login?user=alice", "")
+	w, _ := b.req(t, f, "POST", "/login?user=alice", withRemote(victimIP))
 	if w.Code != http.StatusOK {
 		t.Fatalf("Link: %d %s", w.Code, w.Body)
 	}
-	if l := s.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
+	if l := cs.linked(); len(l) != 1 || string(l[0].Data) != "tea,mug," || l[0].NewUser.User.ID != "alice" {
 		t.Fatalf("OnLinkAccount heard %d links; want one to alice with the cart", len(l))
 	}
 	// One line for the guest cookie, which expires it: a client or proxy
@@ -610,8 +530,8 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 		t.Errorf("Link's answer sets the guest cookie %d times (Set-Cookie %q); want one line that expires it", len(lines), w.Header()["Set-Cookie"])
 	}
 	b.c = replay
-	if w := s.do(t, b, "POST", "/login?user=mallory", ""); w.Code != http.StatusOK || len(s.linked()) != 1 {
-		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(s.linked()))
+	if w, _ := b.req(t, f, "POST", "/login?user=mallory", withRemote(victimIP)); w.Code != http.StatusOK || len(cs.linked()) != 1 {
+		t.Errorf("the old cookie replayed with another login: %d %s, %d links; want nil and no new link", w.Code, w.Body, len(cs.linked()))
 	}
 }
 
@@ -622,12 +542,12 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 func TestHeldDataInTheCookieIsEncryptedWithABlockKey(t *testing.T) {
 	const marker = "SECRET-ITEM-7f3a"
 	for _, block := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdeX")} {
-		s := newCartShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
+		f, _ := newHeldShop(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: block}}})
 		b := &browserJar{}
-		s.do(t, b, "GET", "/", "")
-		s.do(t, b, "POST", "/add?item="+marker, "")
-		if w := s.do(t, b, "GET", "/", ""); w.Header().Get("X-Cart") != marker+"," || s.ms.Len() != 0 {
-			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Cart"), s.ms.Len())
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add?item="+marker, withRemote(victimIP))
+		if w, _ := b.req(t, f, "GET", "/", withRemote(victimIP)); w.Header().Get("X-Data") != marker+"," || f.stored() != 0 {
+			t.Fatalf("block %v: the cart reads %q, %d stored; want the item held in the cookie", block != nil, w.Header().Get("X-Data"), f.stored())
 		}
 		// The value is base64 of "date|base64(payload)|mac".
 		layers := []string{b.c.Value}

@@ -23,7 +23,7 @@ func signIns(t *testing.T, f *fixture, addrs []string) int64 {
 	t.Helper()
 	before := f.store.creates.Load()
 	for _, a := range addrs {
-		w := from(f.h, "POST", "/api/auth/sign-in/anonymous", a, nil)
+		w, _ := f.send(t, "POST", "/api/auth/sign-in/anonymous", withRemote(a))
 		if w.Code != http.StatusOK && w.Code != http.StatusTooManyRequests {
 			t.Fatalf("sign-in from %s: %d %s", a, w.Code, w.Body)
 		}
@@ -103,13 +103,14 @@ func TestConcurrentFirstReturnsCostOneGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{})
 		const addr = "203.0.113.9:1"
-		c := guestCookie(t, from(f.h, "GET", "/", addr, nil))
+		w, _ := f.send(t, "GET", "/", withRemote(addr))
+		c := guestCookie(t, w)
 		// Every first return is charged before any stores the guest.
 		gate := storegate.New(f.store.Store, 10)
 		f.store.Store = gate
 		var wg sync.WaitGroup
 		for range 10 {
-			wg.Go(func() { from(f.h, "GET", "/", addr, c) })
+			wg.Go(func() { f.send(t, "GET", "/", withRemote(addr), withCookie(c)) })
 		}
 		wg.Wait()
 		f.store.Store = gate.Store
@@ -155,7 +156,7 @@ func TestRefusalsLoggedOnceAMinute(t *testing.T) {
 func TestUpdateDataOnAFullStore(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
 	f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)
 	r.AddCookie(guestCookie(t, w))
 	var err error

@@ -41,7 +41,7 @@ func TestLoginDuringOutageDoesNotWaitForTheLease(t *testing.T) {
 		outage.down.Store(true)
 
 		start := time.Now()
-		w, _ := f.visit(t, cookie, "alice")
+		w, _ := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if took := time.Since(start); took > 2500*time.Millisecond {
 			t.Fatalf("the login waited %v for the store, want at most about 2s", took)
 		}
@@ -84,7 +84,7 @@ func TestLoginOutageOutlastingTheLease(t *testing.T) {
 		f.store.Store = outage
 		outage.down.Store(true)
 		start := time.Now()
-		f.visit(t, cookie, "alice")
+		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if err := f.m.Close(context.Background()); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
@@ -111,7 +111,7 @@ func TestCloseHonoursItsContext(t *testing.T) {
 		outage := &buryOutage{Store: f.store.Store}
 		f.store.Store = outage
 		outage.down.Store(true)
-		f.visit(t, cookie, "alice")
+		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := f.m.Close(ctx); err != context.DeadlineExceeded {

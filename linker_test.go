@@ -2,11 +2,11 @@ package anonymous_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +48,13 @@ func (c *carts) get(id string) int {
 	return c.items[id]
 }
 
+// linked returns the links OnLinkAccount heard so far.
+func (c *carts) linked() []anonymous.LinkEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.links)
+}
+
 func (c *carts) put(id string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,39 +79,11 @@ func linkFixture(t *testing.T, opts anonymous.Options) (*fixture, *carts) {
 	return newFixture(t, opts), c
 }
 
-// visit sends a request as the guest with cookie c, logged in as user (or
-// not, for "").
-func (f *fixture) visit(t *testing.T, c *http.Cookie, user string) (*httptest.ResponseRecorder, seen) {
-	t.Helper()
-	r := httptest.NewRequest("GET", "https://shop.example/", nil)
-	if c != nil {
-		r.AddCookie(c)
-	}
-	if user != "" {
-		r.Header.Set("X-User", user)
-	}
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	decodeSeen(t, w, &s)
-	return w, s
-}
-
-func decodeSeen(t *testing.T, w *httptest.ResponseRecorder, s *seen) {
-	t.Helper()
-	if w.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", w.Code, w.Body)
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), s); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // storedGuest makes a stored guest and returns its cookie and identity.
 func storedGuest(t *testing.T, f *fixture) (*http.Cookie, seen) {
 	t.Helper()
-	w, _ := f.visit(t, nil, "")
-	w, g := f.visit(t, guestCookie(t, w), "")
+	w, _ := f.send(t, "GET", "/")
+	w, g := f.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 	c := guestCookie(t, w)
 	if c == nil {
 		t.Fatal("guest was not stored on return")
@@ -123,7 +102,7 @@ func TestIdentifyLinksGuest(t *testing.T) {
 	cookie, g := storedGuest(t, f)
 	c.put(g.ID, 3)
 
-	w, s := f.visit(t, cookie, "alice")
+	w, s := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if s.ID != "alice" || s.IsAnonymous || s.Token != "" {
 		t.Errorf("handler saw %+v, want the real user alice", s)
 	}
@@ -144,11 +123,11 @@ func TestIdentifyLinksGuest(t *testing.T) {
 	}
 
 	// Replaying the old cookie: no second link, and no guest back.
-	_, s = f.visit(t, cookie, "alice")
+	_, s = f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if c.calls.Load() != 1 || s.ID != "alice" {
 		t.Errorf("replay while logged in: %d calls, saw %+v", c.calls.Load(), s)
 	}
-	_, s = f.visit(t, cookie, "")
+	_, s = f.send(t, "GET", "/", withCookie(cookie))
 	if s.ID == g.ID || !s.IsAnonymous {
 		t.Errorf("replay after logout saw %+v, want a fresh guest", s)
 	}
@@ -209,7 +188,7 @@ func TestLinkWithoutGuestIsNoop(t *testing.T) {
 
 func TestRealUserWithoutGuestGetsNone(t *testing.T) {
 	f, c := linkFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, s := f.visit(t, nil, "alice")
+	w, s := f.send(t, "GET", "/", withUser("alice"))
 	if s.ID != "alice" || s.IsAnonymous {
 		t.Errorf("saw %+v", s)
 	}
@@ -221,7 +200,7 @@ func TestRealUserWithoutGuestGetsNone(t *testing.T) {
 func TestDisableDeleteKeepsLinkedRecord(t *testing.T) {
 	f, c := linkFixture(t, anonymous.Options{DisableDeleteAnonymousUser: true})
 	cookie, g := storedGuest(t, f)
-	w, _ := f.visit(t, cookie, "alice")
+	w, _ := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if !cookieExpired(t, w) || c.calls.Load() != 1 {
 		t.Fatalf("link did not happen: %d calls", c.calls.Load())
 	}
@@ -236,10 +215,10 @@ func TestDisableDeleteKeepsLinkedRecord(t *testing.T) {
 		t.Error("record deleted")
 	}
 	// Never linked again, and its cookie no longer works.
-	if _, s := f.visit(t, cookie, "bob"); s.ID != "bob" || c.calls.Load() != 1 {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie), withUser("bob")); s.ID != "bob" || c.calls.Load() != 1 {
 		t.Errorf("second link: saw %q, %d calls", s.ID, c.calls.Load())
 	}
-	if _, s := f.visit(t, cookie, ""); s.ID == g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie)); s.ID == g.ID {
 		t.Error("revoked guest's cookie still works")
 	}
 }
@@ -250,7 +229,7 @@ func TestFailingCallbackKeepsGuestAndRetries(t *testing.T) {
 	cookie, g := storedGuest(t, f)
 	c.put(g.ID, 4)
 
-	w, s := f.visit(t, cookie, "alice")
+	w, s := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if s.ID != "alice" {
 		t.Errorf("request after a failed link saw %q, want alice", s.ID)
 	}
@@ -267,15 +246,15 @@ func TestFailingCallbackKeepsGuestAndRetries(t *testing.T) {
 		t.Errorf("callback error not logged: %q", logs)
 	}
 	// The guest is still a guest without the login.
-	if _, s := f.visit(t, cookie, ""); s.ID != g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie)); s.ID != g.ID {
 		t.Errorf("guest after failed link: %q", s.ID)
 	}
 
-	w, _ = f.visit(t, cookie, "alice")
+	w, _ = f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if c.calls.Load() != 2 || c.get("alice") != 4 || c.get(g.ID) != 0 || f.store.deletes.Load() != 1 || !cookieExpired(t, w) {
 		t.Errorf("retry: %d calls, alice %d, guest %d, %d deletes", c.calls.Load(), c.get("alice"), c.get(g.ID), f.store.deletes.Load())
 	}
-	f.visit(t, cookie, "alice")
+	f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if c.calls.Load() != 2 || f.store.deletes.Load() != 1 {
 		t.Error("linked twice")
 	}
@@ -300,12 +279,7 @@ func TestConcurrentLinksRunCallbackOnce(t *testing.T) {
 		for range 64 {
 			wg.Go(func() {
 				<-start
-				r := httptest.NewRequest("GET", "/", nil)
-				r.AddCookie(cookie)
-				r.Header.Set("X-User", "alice")
-				w := httptest.NewRecorder()
-				f.h.ServeHTTP(w, r)
-				if w.Code != http.StatusOK {
+				if w, _ := f.send(t, "GET", "/", withCookie(cookie), withUser("alice")); w.Code != http.StatusOK {
 					t.Errorf("status %d", w.Code)
 				}
 			})
@@ -343,7 +317,7 @@ func TestCrashedClaimIsTakenOver(t *testing.T) {
 			t.Fatal("callback ran during another's claim")
 		}
 		time.Sleep(200 * time.Millisecond) // let the lease run out
-		w, _ := f.visit(t, cookie, "alice")
+		w, _ := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if c.calls.Load() != 1 || !cookieExpired(t, w) {
 			t.Errorf("lease not taken over: %d calls", c.calls.Load())
 		}
@@ -359,7 +333,7 @@ func TestLinkGuards(t *testing.T) {
 	}})
 	cookie, g := storedGuest(t, f)
 	// An anonymous "real" user is no real user: the guest stays a guest.
-	if _, s := f.visit(t, cookie, "x"); s.ID != g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie), withUser("x")); s.ID != g.ID {
 		t.Errorf("saw %q, want the guest", s.ID)
 	}
 	r := httptest.NewRequest("POST", "/login", nil)
@@ -380,14 +354,14 @@ func TestLinkGuards(t *testing.T) {
 
 func TestPendingGuestLinks(t *testing.T) {
 	f, c := linkFixture(t, anonymous.Options{})
-	w, g := f.visit(t, nil, "")
+	w, g := f.send(t, "GET", "/")
 	pending := guestCookie(t, w) // never sent back: the guest is not stored
-	w, s := f.visit(t, pending, "alice")
+	w, s := f.send(t, "GET", "/", withCookie(pending), withUser("alice"))
 	if s.ID != "alice" || c.calls.Load() != 1 || c.links[0].AnonymousUser.User.ID != g.ID || !cookieExpired(t, w) {
 		t.Fatalf("pending guest not linked: %d calls, saw %+v", c.calls.Load(), s)
 	}
 	// The pending cookie cannot bring the guest back.
-	if _, s := f.visit(t, pending, ""); s.ID == g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(pending)); s.ID == g.ID {
 		t.Error("a replayed pending cookie resurrected a linked guest")
 	}
 	if !buried(f.store.Store, g.ID) {
@@ -419,7 +393,7 @@ func TestLeaseOverrunCancelsCallback(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.visit(t, cookie, "alice")
+		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	}()
 	<-started
 	<-done
@@ -429,7 +403,7 @@ func TestLeaseOverrunCancelsCallback(t *testing.T) {
 	if _, err := storedRecord(f.store.Store, g.ID); err != nil {
 		t.Fatalf("guest lost after an overrun: %v", err)
 	}
-	f.visit(t, cookie, "alice")
+	f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 	if calls.Load() != 2 || completed.Load() != 1 {
 		t.Errorf("%d calls, %d completed; want 2 and 1", calls.Load(), completed.Load())
 	}
@@ -475,7 +449,7 @@ func testBuryFailure(t *testing.T, applied bool) {
 	f.store.Store = &failBuryOnce{Store: f.store.Store, applied: applied}
 	c.put(g.ID, 2)
 	for range 2 {
-		f.visit(t, cookie, "alice")
+		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		time.Sleep(80 * time.Millisecond) // past the lease
 	}
 	if n := c.calls.Load(); n != 1 || c.get("alice") != 2 {
@@ -513,7 +487,7 @@ func TestOwnClaimAnsweredAsConflict(t *testing.T) {
 	cookie, g := storedGuest(t, f)
 	f.store.Store = &retriedClaim{Store: f.store.Store}
 	c.put(g.ID, 3)
-	if _, s := f.visit(t, cookie, "alice"); s.ID != "alice" {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie), withUser("alice")); s.ID != "alice" {
 		t.Fatalf("saw %+v, want alice", s)
 	}
 	if n := c.calls.Load(); n != 1 || c.get("alice") != 3 {
@@ -531,12 +505,12 @@ func TestStoreOutageKeepsRealUser(t *testing.T) {
 		f, c := linkFixture(t, anonymous.Options{OnStoreError: mode})
 		cookie, g := storedGuest(t, f)
 		f.store.fail.Store(true)
-		w, s := f.visit(t, cookie, "alice")
+		w, s := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if s.ID != "alice" || len(w.Header()["Set-Cookie"]) != 0 {
 			t.Errorf("mode %d: saw %+v, cookies %v", mode, s, w.Header()["Set-Cookie"])
 		}
 		f.store.fail.Store(false)
-		f.visit(t, cookie, "alice")
+		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if c.calls.Load() != 1 {
 			t.Errorf("mode %d: link after recovery ran %d times", mode, c.calls.Load())
 		}
@@ -633,7 +607,7 @@ func TestRealUserWithoutIDIsRefused(t *testing.T) {
 	})
 	cookie, g := storedGuest(t, f)
 
-	w, s := f.visit(t, cookie, "someone")
+	w, s := f.send(t, "GET", "/", withCookie(cookie), withUser("someone"))
 	if s.ID != "" || len(w.Header()["Set-Cookie"]) != 0 {
 		t.Errorf("Identify naming a user without an ID: the handler saw %+v, Set-Cookie %q; want nobody, cookie kept", s, w.Header()["Set-Cookie"])
 	}
@@ -660,7 +634,7 @@ func TestRealUserWithoutIDIsRefused(t *testing.T) {
 	if err != nil || rec.Deleted || rec.LinkedTo != "" || rec.ClaimOwner != "" {
 		t.Fatalf("the guest's record is %+v, %v; want it live and unclaimed", rec, err)
 	}
-	if _, s := f.visit(t, cookie, ""); s.ID != g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(cookie)); s.ID != g.ID {
 		t.Errorf("the guest's cookie then opened %q, want %q", s.ID, g.ID)
 	}
 }

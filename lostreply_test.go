@@ -353,7 +353,7 @@ func (s *goneQuiet) Get(ctx context.Context, key string) (anonymous.Entry, error
 // again: once the store is back, the change is there once.
 func TestUpdateUncertain(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	quiet := &goneQuiet{Store: f.store.Store}
 	f.store.Store = quiet
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)
@@ -404,36 +404,32 @@ func (s *unreplicated) Update(ctx context.Context, key string, e anonymous.Entry
 // holds: its next login links it once, with its cart.
 func TestUnconfirmedClaimOfHeldGuest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := newMemstore(t, memstore.Options{})
-		st := &unreplicated{Store: ms}
+		st := &unreplicated{Store: newMemstore(t, memstore.Options{})}
 		lim := &clientOnlyLimiter{}
 		lim.refuse.Store(true)
 		var links []anonymous.LinkEvent
-		m, err := anonymous.New(st, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}, Identify: identifyHeader,
-			Budget: anonymous.Budget{Limiter: lim}, ErrorLog: quietLog(),
+		f := newFixtureOn(t, st, anonymous.Options{Identify: identifyHeader,
+			Budget:        anonymous.Budget{Limiter: lim},
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error { links = append(links, ev); return nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
 		mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
-			if _, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
+			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
 				t.Error(err)
 			}
 		})
-		v := &rv{m: m, store: ms, h: m.Middleware(mux)}
+		f.h = f.m.Middleware(mux)
 		b := &browserJar{}
-		b.req(t, v, "GET", "/", victimIP, "")
-		b.req(t, v, "POST", "/add", victimIP, "") // held in its cookie, with its cart
+		b.req(t, f, "GET", "/", withRemote(victimIP))
+		b.req(t, f, "POST", "/add", withRemote(victimIP)) // held in its cookie, with its cart
 		st.down.Store(true)
-		b.req(t, v, "GET", "/", victimIP, "alice") // the replicas lag: the link fails
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice")) // the replicas lag: the link fails
 		st.down.Store(false)
 		if len(links) != 0 {
 			t.Fatalf("linked while the claim was not confirmed: %d", len(links))
 		}
 		time.Sleep(30 * time.Second) // past the first-visit cookie's sibling grace
-		b.req(t, v, "GET", "/", victimIP, "alice")
+		b.req(t, f, "GET", "/", withRemote(victimIP), withUser("alice"))
 		if len(links) != 1 || string(links[0].Data) != "x" {
 			t.Fatalf("OnLinkAccount got %d links (%+v), want one with the cart", len(links), links)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,14 +36,33 @@ var (
 type countingStore struct {
 	anonymous.Store
 	creates, gets, updates, claims, deletes atomic.Int64
-	fail                                    atomic.Bool
+	fail                                    atomic.Bool // every call fails
+
+	mu      sync.Mutex
+	failing map[string]bool // the methods that fail, by name
+}
+
+// setFail makes the named methods (Create, Get, Update) fail, and no other.
+func (s *countingStore) setFail(methods ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = map[string]bool{}
+	for _, m := range methods {
+		s.failing[m] = true
+	}
+}
+
+func (s *countingStore) fails(method string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail.Load() || s.failing[method]
 }
 
 var errDown = errors.New("store is down")
 
 func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entry) error {
 	s.creates.Add(1)
-	if s.fail.Load() {
+	if s.fails("Create") {
 		return errDown
 	}
 	return s.Store.Create(ctx, key, e)
@@ -50,7 +70,7 @@ func (s *countingStore) Create(ctx context.Context, key string, e anonymous.Entr
 
 func (s *countingStore) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	s.gets.Add(1)
-	if s.fail.Load() {
+	if s.fails("Get") {
 		return anonymous.Entry{}, errDown
 	}
 	return s.Store.Get(ctx, key)
@@ -66,7 +86,7 @@ func (s *countingStore) Update(ctx context.Context, key string, e anonymous.Entr
 			s.claims.Add(1)
 		}
 	}
-	if s.fail.Load() {
+	if s.fails("Update") {
 		return errDown
 	}
 	return s.Store.Update(ctx, key, e)
@@ -100,6 +120,9 @@ func buried(store anonymous.Store, id string) bool {
 
 func (s *countingStore) writes() int64 { return s.creates.Load() + s.updates.Load() }
 
+// stored returns how many records the fixture's memstore holds.
+func (f *fixture) stored() int { return f.store.Store.(*memstore.Store).Len() }
+
 // logBuffer collects ErrorLog output from concurrent requests.
 type logBuffer struct {
 	mu sync.Mutex
@@ -118,11 +141,14 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
+// fixture is a Manager on a counting store, in front of the test app, with
+// its log captured: the one harness of these tests (see newFixtureOn).
 type fixture struct {
 	m     *anonymous.Manager
 	store *countingStore
 	logs  *logBuffer
-	h     http.Handler
+	h     http.Handler   // the middleware in front of mux, unless a test replaces it
+	mux   *http.ServeMux // the test app
 }
 
 // seen is what the test handler reports about the request's user.
@@ -145,18 +171,30 @@ func newMemstore(t testing.TB, o memstore.Options) *memstore.Store {
 	return ms
 }
 
-// newFixture builds a Manager on a fresh memstore with fixed keys, wrapping a
-// handler that answers with the request's user as JSON ({} for none).
+// newFixture builds a Manager on a fresh memstore with fixed keys, in front
+// of the test app (see newFixtureOn).
 func newFixture(t testing.TB, opts anonymous.Options) *fixture {
 	t.Helper()
 	ms := newMemstore(t, memstore.Options{})
 	return newFixtureOn(t, ms, opts)
 }
 
-// newFixtureOn is newFixture on the store ms.
+// newFixtureOn is newFixture on the store ms. Its app answers
+//
+//   - "/" with the request's user as JSON (seen, {} for none) and the
+//     guest's data in X-Data;
+//   - "/add" by appending an x (or "item,", given ?item) to the data for
+//     each n in its query (at least one), with the data in X-Data and
+//     errors in X-Err;
+//   - "/login?user=u" by linking the guest to u with Link;
+//   - "POST /cart?item=x" by adding an x to the data as a JSON cart, which
+//     "GET /cart" lists in X-Item headers;
+//   - "/page" as "/", the cart's size in X-Cart; a POST adds ?item first.
+//
+// The middleware serves the endpoints; a test adds routes to f.mux.
 func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fixture {
 	t.Helper()
-	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}}
+	f := &fixture{store: &countingStore{Store: ms}, logs: &logBuffer{}, mux: http.NewServeMux()}
 	if opts.Keys == nil {
 		opts.Keys = []anonymous.Key{{Hash: hashKey1}}
 	}
@@ -167,8 +205,8 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m = m
-	f.h = m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.m, f.h = m, m.Middleware(f.mux)
+	report := func(w http.ResponseWriter, r *http.Request) {
 		var s seen
 		if u := anonymous.UserFrom(r.Context()); u != nil {
 			s = seen{ID: u.ID, Name: u.Name, Email: u.Email, IsAnonymous: u.IsAnonymous}
@@ -177,21 +215,118 @@ func newFixtureOn(t testing.TB, ms anonymous.Store, opts anonymous.Options) *fix
 			s.Token = sess.Token
 		}
 		json.NewEncoder(w).Encode(s)
-	}))
+	}
+	addToCart := func(w http.ResponseWriter, r *http.Request) (cart, bool) {
+		item := r.FormValue("item")
+		c, err := anonymous.UpdateJSON(m, w, r, func(c *cart) error {
+			if *c == nil {
+				*c = cart{}
+			}
+			(*c)[item]++
+			return nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+		}
+		return c, err == nil
+	}
+	readCart := func(r *http.Request) cart {
+		c, err := anonymous.JSONFrom[cart](r.Context())
+		if err != nil {
+			t.Errorf("JSONFrom: %v", err)
+		}
+		return c
+	}
+	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Data", string(anonymous.DataFrom(r.Context())))
+		report(w, r)
+	})
+	f.mux.HandleFunc("/add", func(w http.ResponseWriter, r *http.Request) {
+		add := "x"
+		if item := r.FormValue("item"); item != "" {
+			add = item + ","
+		}
+		for range max(1, len(r.URL.Query()["n"])) {
+			d, err := m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, add...), nil })
+			if err != nil {
+				w.Header().Add("X-Err", err.Error())
+				continue
+			}
+			w.Header().Set("X-Data", string(d))
+		}
+	})
+	f.mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Link(w, r, &anonymous.User{ID: r.FormValue("user")}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	f.mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) { addToCart(w, r) })
+	f.mux.HandleFunc("GET /cart", func(w http.ResponseWriter, r *http.Request) {
+		for item, n := range readCart(r) {
+			w.Header().Add("X-Item", item+"="+strconv.Itoa(n))
+		}
+	})
+	f.mux.HandleFunc("/page", func(w http.ResponseWriter, r *http.Request) {
+		c := readCart(r)
+		if r.Method == http.MethodPost {
+			var ok bool
+			if c, ok = addToCart(w, r); !ok {
+				return
+			}
+		}
+		n := 0
+		for _, k := range c {
+			n += k
+		}
+		w.Header().Set("X-Cart", strconv.Itoa(n))
+		report(w, r)
+	})
 	return f
 }
 
-// do sends one request with the given cookies and decodes the user seen.
-func (f *fixture) do(t testing.TB, cookies ...*http.Cookie) (*httptest.ResponseRecorder, seen) {
+// cart is the guest data of "/cart" and "/page": item counts by name.
+type cart map[string]int
+
+// reqOpt sets something on a request of send.
+type reqOpt func(*http.Request)
+
+// withCookie adds the cookies cs that are not nil.
+func withCookie(cs ...*http.Cookie) reqOpt {
+	return func(r *http.Request) {
+		for _, c := range cs {
+			if c != nil {
+				r.AddCookie(c)
+			}
+		}
+	}
+}
+
+// withUser logs the request in as id (X-User, see identifyHeader), unless id is "".
+func withUser(id string) reqOpt {
+	return func(r *http.Request) {
+		if id != "" {
+			r.Header.Set("X-User", id)
+		}
+	}
+}
+
+func withRemote(addr string) reqOpt { return func(r *http.Request) { r.RemoteAddr = addr } }
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+func withBearer(tok string) reqOpt  { return withHeader("Authorization", "Bearer "+tok) }
+func withBody(b io.Reader) reqOpt   { return func(r *http.Request) { r.Body = io.NopCloser(b) } }
+
+// send serves one request for target (a path and query) on f.h, and
+// decodes the user that "/" or "/page" reports (none for other answers).
+func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*httptest.ResponseRecorder, seen) {
 	t.Helper()
-	r := httptest.NewRequest("GET", "https://shop.example/", nil)
-	for _, c := range cookies {
-		r.AddCookie(c)
+	r := httptest.NewRequest(method, "https://shop.example"+target, nil)
+	for _, o := range opts {
+		o(r)
 	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	var s seen
-	if w.Code == http.StatusOK {
+	if w.Code == http.StatusOK && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") && w.Body.Len() > 0 {
 		if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil {
 			t.Fatalf("body %q: %v", w.Body, err)
 		}
@@ -211,7 +346,7 @@ func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 
 func TestFirstVisitIssuesSecureCookie(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, s := f.do(t)
+	w, s := f.send(t, "GET", "/")
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
 	}
@@ -285,29 +420,29 @@ func TestReturningVisitorKeepsGuest(t *testing.T) {
 
 func TestBadCookiesGetFreshGuest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, _ := f.do(t)
+	w, _ := f.send(t, "GET", "/")
 	good := guestCookie(t, w)
-	w, stored := f.do(t, good) // now stored; the cookie is the short form
+	w, stored := f.send(t, "GET", "/", withCookie(good)) // now stored; the cookie is the short form
 	short := guestCookie(t, w)
 
 	otherKeys := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}})
-	w, _ = otherKeys.do(t)
+	w, _ = otherKeys.send(t, "GET", "/")
 	foreign := guestCookie(t, w)
 
 	// Issued in a bubble, whose clock starts in 2000: long expired.
 	var expired *http.Cookie
 	synctest.Test(t, func(t *testing.T) {
-		w, _ := newFixture(t, anonymous.Options{}).do(t)
+		w, _ := newFixture(t, anonymous.Options{}).send(t, "GET", "/")
 		expired = guestCookie(t, w)
 	})
 
 	// Same key, another cookie name: the name is inside the MAC.
 	renamed := newFixture(t, anonymous.Options{CookieName: "other"})
-	w, _ = renamed.do(t)
+	w, _ = renamed.send(t, "GET", "/")
 	otherName := w.Result().Cookies()[0]
 
 	unknownStore := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, _ = unknownStore.do(t)
+	w, _ = unknownStore.send(t, "GET", "/")
 	unknown := guestCookie(t, w) // a stored guest's cookie, for another store
 
 	flip := []byte(short.Value)
@@ -326,7 +461,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
 			before := f.store.creates.Load()
-			w, s := f.do(t, &http.Cookie{Name: anonymous.DefaultCookieName, Value: value})
+			w, s := f.send(t, "GET", "/", withCookie(&http.Cookie{Name: anonymous.DefaultCookieName, Value: value}))
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d", w.Code)
 			}
@@ -342,57 +477,36 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 		})
 	}
 	// None of that touched the real guest.
-	if _, s := f.do(t, short); s.ID != stored.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(short)); s.ID != stored.ID {
 		t.Errorf("stored guest lost: saw %q, want %q", s.ID, stored.ID)
 	}
 }
 
 func TestKeyRotation(t *testing.T) {
 	old := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1}}})
-	w, _ := old.do(t)
-	w, before := old.do(t, guestCookie(t, w))
+	w, _ := old.send(t, "GET", "/")
+	w, before := old.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 	oldCookie := guestCookie(t, w)
 
 	// Same store, new key first, old key kept for decoding.
-	rotated, err := anonymous.New(old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	newOnly, err := anonymous.New(old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}, ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got string
-	h := rotated.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = anonymous.UserFrom(r.Context()).ID
-	}))
-	r := httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(oldCookie)
-	h.ServeHTTP(httptest.NewRecorder(), r)
-	if got != before.ID {
-		t.Fatalf("old-key cookie gave %q, want %q", got, before.ID)
+	rotated := newFixtureOn(t, old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}, {Hash: hashKey1}}})
+	newOnly := newFixtureOn(t, old.store, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey2}}})
+	if _, got := rotated.send(t, "GET", "/", withCookie(oldCookie)); got.ID != before.ID {
+		t.Fatalf("old-key cookie gave %q, want %q", got.ID, before.ID)
 	}
 
 	// A new cookie from the rotated manager decodes with the new key alone.
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	issued := got
-	h2 := newOnly.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = anonymous.UserFrom(r.Context()).ID
-	}))
-	r = httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(guestCookie(t, rec))
-	h2.ServeHTTP(httptest.NewRecorder(), r)
-	if got != issued {
-		t.Errorf("new cookie not signed with the new key: %q, want %q", got, issued)
+	w, issued := rotated.send(t, "GET", "/")
+	if _, got := newOnly.send(t, "GET", "/", withCookie(guestCookie(t, w))); got.ID != issued.ID {
+		t.Errorf("new cookie not signed with the new key: %q, want %q", got.ID, issued.ID)
 	}
 }
 
 func TestEncryptedCookies(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Keys: []anonymous.Key{{Hash: hashKey1, Block: []byte("0123456789abcdef")}}})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	c := guestCookie(t, w)
-	_, again := f.do(t, c)
+	_, again := f.send(t, "GET", "/", withCookie(c))
 	if again.ID != first.ID {
 		t.Fatalf("encrypted cookie did not round-trip: %q vs %q", again.ID, first.ID)
 	}
@@ -404,9 +518,7 @@ func TestEncryptedCookies(t *testing.T) {
 
 func TestSkip(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Skip: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/static/") }})
-	r := httptest.NewRequest("GET", "/static/app.css", nil)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
+	w, _ := f.send(t, "GET", "/static/app.css")
 	if len(w.Result().Cookies()) != 0 || w.Header().Get("Vary") != "" {
 		t.Errorf("skipped request got headers %v", w.Header())
 	}
@@ -420,7 +532,7 @@ func TestSkip(t *testing.T) {
 
 func TestPersistOnReturn(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	if f.store.creates.Load() != 0 || f.store.gets.Load() != 0 {
 		t.Fatalf("first visit touched the store: %d creates, %d gets", f.store.creates.Load(), f.store.gets.Load())
 	}
@@ -428,7 +540,7 @@ func TestPersistOnReturn(t *testing.T) {
 		t.Fatalf("guest stored on first visit: %v", err)
 	}
 	long := guestCookie(t, w)
-	w, second := f.do(t, long)
+	w, second := f.send(t, "GET", "/", withCookie(long))
 	if second.ID != first.ID || second.Name != first.Name || second.Email != first.Email {
 		t.Fatalf("second visit saw %+v, want %+v", second, first)
 	}
@@ -445,14 +557,14 @@ func TestPersistOnReturn(t *testing.T) {
 	}
 	// A sibling request with the same first-visit cookie, moments later, is
 	// served the same guest and handed the same new cookie.
-	w, third := f.do(t, long)
+	w, third := f.send(t, "GET", "/", withCookie(long))
 	if third.ID != first.ID || third.Token != second.Token || guestCookie(t, w) == nil {
 		t.Errorf("a sibling with the used first-visit cookie saw %+v, Set-Cookie %q; want %+v", third, w.Header()["Set-Cookie"], second)
 	}
 	if n := f.store.creates.Load(); n != 1 {
 		t.Errorf("%d creates after a sibling, want 1: a sibling after the store finds the guest", n)
 	}
-	if _, again := f.do(t, short); again.ID != first.ID {
+	if _, again := f.send(t, "GET", "/", withCookie(short)); again.ID != first.ID {
 		t.Errorf("the stored guest's cookie then gave %q", again.ID)
 	}
 }
@@ -463,16 +575,16 @@ func TestPersistOnReturn(t *testing.T) {
 func TestPlantedFirstVisitCookie(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{})
-		w, _ := f.do(t)
+		w, _ := f.send(t, "GET", "/")
 		planted := guestCookie(t, w)
-		w, victim := f.do(t, planted) // the victim's browser stores it
+		w, victim := f.send(t, "GET", "/", withCookie(planted)) // the victim's browser stores it
 		short := guestCookie(t, w)
 		time.Sleep(time.Minute)
-		_, attacker := f.do(t, planted)
+		_, attacker := f.send(t, "GET", "/", withCookie(planted))
 		if attacker.ID == "" || attacker.ID == victim.ID {
 			t.Fatalf("the attacker's copy saw %q, want a guest of its own (victim %q)", attacker.ID, victim.ID)
 		}
-		if _, s := f.do(t, short); s.ID != victim.ID {
+		if _, s := f.send(t, "GET", "/", withCookie(short)); s.ID != victim.ID {
 			t.Errorf("the victim lost its guest: saw %q", s.ID)
 		}
 	})
@@ -482,13 +594,13 @@ func TestPlantedFirstVisitCookie(t *testing.T) {
 func TestFirstVisitWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, anonymous.Options{FirstVisitWindow: 2 * time.Hour})
-		w, first := f.do(t)
+		w, first := f.send(t, "GET", "/")
 		c := guestCookie(t, w)
 		if c.MaxAge != 7200 {
 			t.Errorf("first-visit cookie Max-Age %d, want 7200", c.MaxAge)
 		}
 		time.Sleep(2*time.Hour + time.Second)
-		if _, s := f.do(t, c); s.ID == first.ID || s.ID == "" {
+		if _, s := f.send(t, "GET", "/", withCookie(c)); s.ID == first.ID || s.ID == "" {
 			t.Errorf("a first-visit cookie past its window saw %q, want a new guest", s.ID)
 		}
 		if n := f.store.creates.Load(); n != 0 {
@@ -499,14 +611,14 @@ func TestFirstVisitWindow(t *testing.T) {
 
 func TestPersistOnIssue(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, first := f.do(t)
+	w, first := f.send(t, "GET", "/")
 	if n := f.store.creates.Load(); n != 1 {
 		t.Fatalf("%d creates, want 1", n)
 	}
 	if _, err := storedRecord(f.store.Store, first.ID); err != nil {
 		t.Fatalf("guest not stored: %v", err)
 	}
-	_, again := f.do(t, guestCookie(t, w))
+	_, again := f.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 	if again.ID != first.ID || f.store.creates.Load() != 1 {
 		t.Errorf("return saw %q with %d creates", again.ID, f.store.creates.Load())
 	}
@@ -518,11 +630,11 @@ func TestRefreshOncePerRefreshAfter(t *testing.T) {
 
 func testRefreshOncePerRefreshAfter(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	c := guestCookie(t, w)
 	for range 3 {
 		time.Sleep(time.Hour)
-		w, s := f.do(t, c)
+		w, s := f.send(t, "GET", "/", withCookie(c))
 		if s.ID != g.ID || guestCookie(t, w) != nil {
 			t.Fatalf("within a day: saw %q, Set-Cookie %v", s.ID, w.Header()["Set-Cookie"])
 		}
@@ -531,7 +643,7 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 		t.Fatalf("%d refreshes within RefreshAfter", n)
 	}
 	time.Sleep(22 * time.Hour) // 25h since issue
-	w, _ = f.do(t, c)
+	w, _ = f.send(t, "GET", "/", withCookie(c))
 	if n := f.store.updates.Load(); n != 1 {
 		t.Fatalf("%d refreshes after a day, want 1", n)
 	}
@@ -543,13 +655,13 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 	if want := time.Now().Add(30 * 24 * time.Hour); !rec.Session.ExpiresAt.Equal(want) {
 		t.Errorf("stored expiry %v, want %v", rec.Session.ExpiresAt, want)
 	}
-	f.do(t, c2)
+	f.send(t, "GET", "/", withCookie(c2))
 	if n := f.store.updates.Load(); n != 1 {
 		t.Errorf("%d refreshes right after a refresh, want 1", n)
 	}
 	// A guest past its lifetime is gone.
 	time.Sleep(31 * 24 * time.Hour)
-	if _, s := f.do(t, c2); s.ID == g.ID {
+	if _, s := f.send(t, "GET", "/", withCookie(c2)); s.ID == g.ID {
 		t.Error("expired guest still served")
 	}
 }
@@ -558,11 +670,11 @@ func TestStoreFailureKeepsGuest(t *testing.T) {
 	for _, mode := range []anonymous.StoreErrorPolicy{anonymous.FailOpen, anonymous.FailClosed} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
 			f := newFixture(t, anonymous.Options{OnStoreError: mode, Persist: anonymous.PersistOnIssue})
-			w, g := f.do(t)
+			w, g := f.send(t, "GET", "/")
 			c := guestCookie(t, w)
 			f.store.fail.Store(true)
 			for _, cookies := range [][]*http.Cookie{{c}, nil} {
-				w, s := f.do(t, cookies...)
+				w, s := f.send(t, "GET", "/", withCookie(cookies...))
 				want := http.StatusOK
 				if mode == anonymous.FailClosed {
 					want = http.StatusServiceUnavailable
@@ -581,7 +693,7 @@ func TestStoreFailureKeepsGuest(t *testing.T) {
 				t.Errorf("store error not logged: %q", f.logs.String())
 			}
 			f.store.fail.Store(false)
-			if _, s := f.do(t, c); s.ID != g.ID {
+			if _, s := f.send(t, "GET", "/", withCookie(c)); s.ID != g.ID {
 				t.Errorf("after recovery saw %q, want %q", s.ID, g.ID)
 			}
 		})
@@ -595,7 +707,7 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, s := f.do(t)
+			_, s := f.send(t, "GET", "/")
 			ids <- s.ID
 		})
 	}
@@ -615,13 +727,8 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 
 func TestBearerToken(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	_, g := f.do(t)
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Authorization", "Bearer "+g.Token)
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	json.Unmarshal(w.Body.Bytes(), &s)
+	_, g := f.send(t, "GET", "/")
+	w, s := f.send(t, "GET", "/", withBearer(g.Token))
 	if s.ID != g.ID {
 		t.Fatalf("bearer token gave %q, want %q", s.ID, g.ID)
 	}
@@ -630,11 +737,7 @@ func TestBearerToken(t *testing.T) {
 	}
 	// A forged secret for the same id is no credential.
 	forged := g.Token[:len(g.Token)-4] + "AAAA"
-	r.Header.Set("Authorization", "Bearer "+forged)
-	w = httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	json.Unmarshal(w.Body.Bytes(), &s)
-	if s.ID == g.ID {
+	if _, s = f.send(t, "GET", "/", withBearer(forged)); s.ID == g.ID {
 		t.Error("a forged bearer token was accepted")
 	}
 }
@@ -660,7 +763,7 @@ func TestGeneratedIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Persist = anonymous.PersistOnIssue
 			f := newFixture(t, tc.opts)
-			_, s := f.do(t)
+			_, s := f.send(t, "GET", "/")
 			if s.Email != tc.wantEmail(s.ID) || s.Name != tc.wantName {
 				t.Errorf("got %q %q, want %q %q", s.Email, s.Name, tc.wantEmail(s.ID), tc.wantName)
 			}
@@ -678,7 +781,7 @@ func TestInvalidGeneratedEmailCreatesNoGuest(t *testing.T) {
 			Persist:             anonymous.PersistOnIssue,
 			GenerateRandomEmail: func(context.Context) (string, error) { return bad, nil },
 		})
-		w, s := f.do(t)
+		w, s := f.send(t, "GET", "/")
 		if w.Code != http.StatusOK || s.ID != "" || guestCookie(t, w) != nil {
 			t.Errorf("%q: status %d, user %+v, cookie %v", bad, w.Code, s, w.Header()["Set-Cookie"])
 		}
@@ -796,12 +899,7 @@ func TestResponseWriterUnwrapped(t *testing.T) {
 // for the guest's whole life.
 func TestUserAgentIsBounded(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("User-Agent", strings.Repeat("é", 10_000))
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	var s seen
-	json.Unmarshal(w.Body.Bytes(), &s)
+	_, s := f.send(t, "GET", "/", withHeader("User-Agent", strings.Repeat("é", 10_000)))
 	rec, err := storedRecord(f.store.Store, s.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -816,7 +914,7 @@ func TestCookieAttributesFollowOptions(t *testing.T) {
 		CookieName: "g", CookieDomain: ".shop.example", CookiePath: "/app",
 		CookieInsecure: true, CookieSameSite: http.SameSiteStrictMode,
 	})
-	w, _ := f.do(t)
+	w, _ := f.send(t, "GET", "/")
 	line := w.Header().Get("Set-Cookie")
 	c, err := http.ParseSetCookie(line)
 	if err != nil {
@@ -826,10 +924,7 @@ func TestCookieAttributesFollowOptions(t *testing.T) {
 		t.Errorf("Set-Cookie %q parsed as %+v", line, c)
 	}
 	// The browser sends it back under that name, and the guest returns.
-	r := httptest.NewRequest("GET", "/app", nil)
-	r.AddCookie(&http.Cookie{Name: "g", Value: c.Value})
-	w2 := httptest.NewRecorder()
-	f.h.ServeHTTP(w2, r)
+	w2, _ := f.send(t, "GET", "/app", withCookie(&http.Cookie{Name: "g", Value: c.Value}))
 	if !strings.HasPrefix(w2.Header().Get("Set-Cookie"), "g=") {
 		t.Errorf("returning guest's cookie not re-set under its name: %q", w2.Header().Get("Set-Cookie"))
 	}

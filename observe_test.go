@@ -63,26 +63,24 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	const newVisitors, returns, links = 5, 7, 3
 	var cookies []*http.Cookie
 	for range newVisitors {
-		w, _ := f.do(t) // issued
-		w, _ = f.do(t, guestCookie(t, w))
+		w, _ := f.send(t, "GET", "/") // issued
+		w, _ = f.send(t, "GET", "/", withCookie(guestCookie(t, w)))
 		cookies = append(cookies, guestCookie(t, w)) // stored on its first return
 	}
 	for i := range returns {
-		f.do(t, cookies[i%len(cookies)])
+		f.send(t, "GET", "/", withCookie(cookies[i%len(cookies)]))
 	}
 	// One link fails in its callback, and is retried on the next request.
-	f.visit(t, cookies[0], "alice")
+	f.send(t, "GET", "/", withCookie(cookies[0]), withUser("alice"))
 	for i := range links {
-		f.visit(t, cookies[i], "user-"+string(rune('a'+i)))
+		f.send(t, "GET", "/", withCookie(cookies[i]), withUser("user-"+string(rune('a'+i))))
 	}
 	// A valid cookie of a guest the store lost (another store's guest).
 	other := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
-	w, _ := other.do(t)
-	f.do(t, guestCookie(t, w)) // unknown, and a new guest issued
+	w, _ := other.send(t, "GET", "/")
+	f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // unknown, and a new guest issued
 	// A visitor deletes itself.
-	r := httptest.NewRequest("POST", "https://shop.example/api/auth/delete-anonymous-user", nil)
-	r.AddCookie(cookies[4])
-	f.h.ServeHTTP(httptest.NewRecorder(), r)
+	f.send(t, "POST", "/api/auth/delete-anonymous-user", withCookie(cookies[4]))
 
 	got := counts(t, reader)
 	want := map[string]int64{
@@ -123,10 +121,10 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 func TestMetricsCountStoreErrors(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	f := newFixture(t, anonymous.Options{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Persist: anonymous.PersistOnIssue})
-	w, _ := f.do(t)
+	w, _ := f.send(t, "GET", "/")
 	f.store.fail.Store(true)
-	f.do(t, guestCookie(t, w)) // a failed get
-	f.do(t)                    // a failed create, and the read that looks for it
+	f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // a failed get
+	f.send(t, "GET", "/")                                // a failed create, and the read that looks for it
 	got := counts(t, reader)
 	if got["anonymous.store.errors{anonymous.store.operation=get}"] != 2 || got["anonymous.store.errors{anonymous.store.operation=create}"] != 1 {
 		t.Errorf("store errors: %v", got)
@@ -156,8 +154,8 @@ func TestMiddlewareAllocations(t *testing.T) {
 		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			seen = anonymous.UserFrom(r.Context()) != nil
 		}))
-		w, _ := f.do(t)
-		w, _ = f.do(t, guestCookie(t, w)) // stored now, with a cookie of its own
+		w, _ := f.send(t, "GET", "/")
+		w, _ = f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // stored now, with a cookie of its own
 		returning := httptest.NewRequest("GET", "https://shop.example/", nil)
 		returning.AddCookie(guestCookie(t, w))
 		fresh := httptest.NewRequest("GET", "https://shop.example/", nil)

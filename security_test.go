@@ -118,7 +118,7 @@ func testCallbackEndsBeforeItsLease(t *testing.T, takes time.Duration, want int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, _ := base.do(t)
+	w, _ := base.send(t, "GET", "/")
 	c := guestCookie(t, w)
 	link := func() {
 		r := httptest.NewRequest("POST", "/login", nil)
@@ -191,7 +191,7 @@ func TestNonCanonicalBase64IsRefused(t *testing.T) {
 		var c *http.Cookie
 		var id string
 		for c == nil || !strings.Contains(c.Value, "=") { // a value with padding bits
-			w, s := f.do(t)
+			w, s := f.send(t, "GET", "/")
 			c, id = guestCookie(t, w), s.ID
 		}
 		i := strings.IndexByte(c.Value, '=') - 1
@@ -201,10 +201,10 @@ func TestNonCanonicalBase64IsRefused(t *testing.T) {
 		if _, err := base64.URLEncoding.DecodeString(odd); err != nil {
 			t.Fatalf("the altered value is not base64 at all: %v", err)
 		}
-		if _, s := f.do(t, &http.Cookie{Name: c.Name, Value: odd}); s.ID == id {
+		if _, s := f.send(t, "GET", "/", withCookie(&http.Cookie{Name: c.Name, Value: odd})); s.ID == id {
 			t.Errorf("keys %d: a non-canonical spelling of the cookie was accepted", len(keys[0].Block))
 		}
-		if _, s := f.do(t, c); s.ID != id {
+		if _, s := f.send(t, "GET", "/", withCookie(c)); s.ID != id {
 			t.Errorf("the canonical cookie then saw %q, want %q", s.ID, id)
 		}
 	}
@@ -214,11 +214,11 @@ func TestNonCanonicalBase64IsRefused(t *testing.T) {
 // that verifies counts, and no new guest is issued over it.
 func TestTossedCookieDoesNotReplaceTheGuest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, CookieName: "anonymous_guest"})
-	w, g := f.do(t)
+	w, g := f.send(t, "GET", "/")
 	real := guestCookie(t, w)
 	tossed := &http.Cookie{Name: real.Name, Value: "x"}
 	for name, order := range map[string][]*http.Cookie{"tossed first": {tossed, real}, "tossed last": {real, tossed}} {
-		w, s := f.do(t, order...)
+		w, s := f.send(t, "GET", "/", withCookie(order...))
 		if s.ID != g.ID || len(w.Header()["Set-Cookie"]) != 0 {
 			t.Errorf("%s: saw %q with Set-Cookie %q, want the guest %q untouched", name, s.ID, w.Header()["Set-Cookie"], g.ID)
 		}
