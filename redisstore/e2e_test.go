@@ -371,16 +371,22 @@ var topologies = map[string]func(testing.TB) redis.UniversalClient{
 	"cluster": func(t testing.TB) redis.UniversalClient { return redistest.ClusterClient(t) },
 }
 
+// storeOn is a redisstore on c, under a fresh prefix.
+func storeOn(t testing.TB, c redis.UniversalClient) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Updates of one guest's data from 64 requests at once all count, on a
 // single node and on a Cluster.
 func TestConcurrentDataUpdates(t *testing.T) {
 	for name, client := range topologies {
 		t.Run(name, func(t *testing.T) {
-			c := client(t)
-			s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := storeOn(t, client(t))
 			m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
 			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method != http.MethodPost {
@@ -548,11 +554,7 @@ func TestSiblingsOfAFirstReturn(t *testing.T) {
 // holder, polling from another address with his budget spent so that his
 // polls store nothing, is never a sibling of the victim who stores it.
 func TestPlantedCookiePollerIsNoSibling(t *testing.T) {
-	c := redistest.Client(t)
-	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := redisStore(t)
 	attacker, victim := "198.51.100.9:1", "192.0.2.9:1" // the budget's keys are under the test's prefix
 	h := manager(t, s, anonymous.Options{Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)}}).Middleware(whoami)
 	do := func(method, ip string, ck *http.Cookie) (string, *http.Cookie) {

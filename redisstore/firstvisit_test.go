@@ -72,12 +72,7 @@ func shopVisit(t testing.TB, h http.Handler, method string, c *http.Cookie) shop
 
 // redisStore is a redisstore on the single node, under a fresh prefix.
 func redisStore(t testing.TB) *redisstore.Store {
-	c := redistest.Client(t)
-	s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return storeOn(t, redistest.Client(t))
 }
 
 // A page's 8 requests that the client's budget, one guest from its end,

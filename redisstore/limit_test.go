@@ -22,11 +22,7 @@ import (
 func TestLimiterAllOrNothing(t *testing.T) {
 	for name, client := range topologies {
 		t.Run(name, func(t *testing.T) {
-			c := client(t)
-			s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(t, c)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := storeOn(t, client(t))
 			ctx := context.Background()
 			fine := anonymous.Charge{Key: "ipv6/64 2001:db8::/64", Level: anonymous.Level{By: "ipv6/64", Burst: 2, Rate: 1, Period: time.Hour}}
 			tight := anonymous.Charge{Key: "ipv6/48 2001:db8::/48", Level: anonymous.Level{By: "ipv6/48", Burst: 1, Rate: 1, Period: time.Hour}}
