@@ -169,13 +169,22 @@ func seeOther(w http.ResponseWriter, r *http.Request, to string) {
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
-func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
+// formProduct parses a cart form and returns the product it names, or
+// answers 400 and returns false.
+func formProduct(w http.ResponseWriter, r *http.Request) (product, bool) {
 	if !form(w, r) {
-		return
+		return product{}, false
 	}
 	p, ok := productByID(r.PostForm.Get("product"))
 	if !ok {
 		http.Error(w, "No such product.", http.StatusBadRequest)
+	}
+	return p, ok
+}
+
+func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
+	p, ok := formProduct(w, r)
+	if !ok {
 		return
 	}
 	u := s.owner(w, r)
@@ -203,12 +212,8 @@ func (s *Shop) cartAdd(w http.ResponseWriter, r *http.Request) {
 
 // cartSet sets a line's quantity; 0 removes it.
 func (s *Shop) cartSet(w http.ResponseWriter, r *http.Request) {
-	if !form(w, r) {
-		return
-	}
-	p, ok := productByID(r.PostForm.Get("product"))
+	p, ok := formProduct(w, r)
 	if !ok {
-		http.Error(w, "No such product.", http.StatusBadRequest)
 		return
 	}
 	n, err := strconv.Atoi(r.PostForm.Get("qty"))
