@@ -271,8 +271,13 @@ func (s *Store) Get(ctx context.Context, key string) (anonymous.Entry, error) {
 	case err != nil:
 		return anonymous.Entry{}, failed(ctx, "get", key, err)
 	}
-	// The clock is read once the row is in hand: no Get returns an entry
-	// at or after its expiry, however long the query took.
+	return liveEntry(value, version, expires)
+}
+
+// liveEntry returns a row read as an entry, or anonymous.ErrNotFound when it
+// has expired. The clock is read once the row is in hand: no entry is
+// returned at or after its expiry, however long the query took.
+func liveEntry(value []byte, version, expires int64) (anonymous.Entry, error) {
 	if expires <= time.Now().UnixMilli() {
 		return anonymous.Entry{}, anonymous.ErrNotFound
 	}

@@ -117,10 +117,7 @@ func (s *Store) lock(ctx context.Context, tx *sql.Tx, key string) (anonymous.Ent
 	case err != nil:
 		return anonymous.Entry{}, failed(ctx, "transact", key, err)
 	}
-	if expires <= time.Now().UnixMilli() {
-		return anonymous.Entry{}, anonymous.ErrNotFound
-	}
-	return anonymous.Entry{Value: value, Version: uint64(version), Expires: time.UnixMilli(expires)}, nil
+	return liveEntry(value, version, expires)
 }
 
 // txQueries are the statements of a Transact.
