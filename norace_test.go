@@ -1,5 +1,5 @@
 //go:build !race
 
-package anonymous_test
+package anonymous
 
-const raceBuild = false
+const RaceBuild = false

@@ -139,7 +139,7 @@ func TestMetricsCountStoreErrors(t *testing.T) {
 // visitor 5 (the state, the record, its text, its token, the cookie line),
 // and an SDK adds none.
 func TestMiddlewareAllocations(t *testing.T) {
-	if raceBuild {
+	if anonymous.RaceBuild {
 		t.Skip("the race detector allocates; .ci/run runs this test without it")
 	}
 	for _, sdk := range []bool{false, true} {

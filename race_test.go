@@ -1,7 +1,7 @@
 //go:build race
 
-package anonymous_test
+package anonymous
 
-// raceBuild is true under the race detector, whose instrumentation
+// RaceBuild is true under the race detector, whose instrumentation
 // allocates: allocation counts are checked without it.
-const raceBuild = true
+const RaceBuild = true
