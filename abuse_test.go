@@ -256,7 +256,7 @@ func TestLinkPastLeaseKeepsNewData(t *testing.T) {
 func TestStoreFullLoggedOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+		f := newFixtureOn(t, ms, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}})
 		for range 60 { // a request every 10 s for 10 minutes, the store full throughout
 			f.send(t, "GET", "/")
 			time.Sleep(10 * time.Second)

@@ -23,7 +23,7 @@ var benchHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request)
 })
 
 // benchManager is the middleware of newBenchManager, around benchHandler.
-func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
+func benchManager(b *testing.B, persist bool) http.Handler {
 	// Every request comes from one address: without turning the budget off,
 	// it would keep all but the first 20 new guests from being stored.
 	return newBenchManager(b, persist, anonymous.Budget{Off: true}).Middleware(benchHandler)
@@ -31,10 +31,10 @@ func benchManager(b *testing.B, persist anonymous.Persist) http.Handler {
 
 // newBenchManager is a Manager on a memstore without a cap (b.N guests may
 // be stored), with fixed keys and a silent log.
-func newBenchManager(b *testing.B, persist anonymous.Persist, budget anonymous.Budget) *anonymous.Manager {
+func newBenchManager(b *testing.B, persist bool, budget anonymous.Budget) *anonymous.Manager {
 	store := newMemstore(b, memstore.Options{MaxBytes: -1})
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: budget,
+		Keys: []anonymous.Key{{Hash: hashKey1}}, PersistOnIssue: persist, Budget: budget,
 		ErrorLog: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -53,7 +53,7 @@ func (d *discard) WriteHeader(int)             {}
 
 // BenchmarkReturningGuest: a stored guest's request, cookie attached.
 func BenchmarkReturningGuest(b *testing.B) {
-	h := benchManager(b, anonymous.PersistOnIssue)
+	h := benchManager(b, onIssue)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	cookie := w.Result().Cookies()[0]
@@ -77,8 +77,8 @@ func BenchmarkReturningGuest(b *testing.B) {
 func BenchmarkNewVisitor(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
-		persist anonymous.Persist
-	}{{"PersistOnReturn", anonymous.PersistOnReturn}, {"PersistOnIssue", anonymous.PersistOnIssue}} {
+		persist bool
+	}{{"PersistOnReturn", onReturn}, {"PersistOnIssue", onIssue}} {
 		b.Run(bc.name, func(b *testing.B) {
 			h := benchManager(b, bc.persist)
 			b.ReportAllocs()
@@ -112,7 +112,7 @@ func firstVisitCookies(b *testing.B, h http.Handler, n int) []*http.Cookie {
 // BenchmarkFirstReturn: a first-visit cookie comes back; its guest is
 // stored under the token derived from the cookie's, and the cookie re-set.
 func BenchmarkFirstReturn(b *testing.B) {
-	h := benchManager(b, anonymous.PersistOnReturn)
+	h := benchManager(b, onReturn)
 	cookies := firstVisitCookies(b, h, b.N)
 	r := httptest.NewRequest("GET", "/", nil)
 	d := &discard{h: http.Header{}}
@@ -132,7 +132,7 @@ func BenchmarkFirstReturn(b *testing.B) {
 // first-visit cookie's guest, within the grace: the store refuses the
 // create, the stored guest is read and its token derived.
 func BenchmarkFirstReturnSibling(b *testing.B) {
-	h := benchManager(b, anonymous.PersistOnReturn)
+	h := benchManager(b, onReturn)
 	c := firstVisitCookies(b, h, 1)[0]
 	r := httptest.NewRequest("GET", "/", nil)
 	r.AddCookie(c)
@@ -173,7 +173,7 @@ func BenchmarkUpdateData(b *testing.B) {
 		stored bool
 	}{{"stored", anonymous.Budget{Off: true}, true}, {"held-in-cookie", anonymous.Budget{Limiter: refusing{}}, false}} {
 		b.Run(bc.name, func(b *testing.B) {
-			m := newBenchManager(b, anonymous.PersistOnReturn, bc.budget)
+			m := newBenchManager(b, onReturn, bc.budget)
 			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, err := m.UpdateData(w, r, func([]byte) ([]byte, error) { return cart, nil }); err != nil {
 					b.Error(err)

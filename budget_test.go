@@ -195,7 +195,7 @@ func TestFullStoreFailsOpen(t *testing.T) {
 // once: the application's GenerateName runs once per visitor.
 func TestOverBudgetIssuesOnce(t *testing.T) {
 	var names int
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Levels: perClient(1, time.Hour, 1)},
 		GenerateName: func(context.Context) string { names++; return "Quiet Marten" }})
 	for range 2 {
 		if w, _ := f.send(t, "GET", "/", withRemote("203.0.113.7:1000")); guestCookie(t, w) == nil {
@@ -224,7 +224,7 @@ const guestBytes = 180
 func TestGuestBytes(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		ms := newMemstore(t, memstore.Options{MaxBytes: int64(n) * guestBytes})
-		f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+		f := newFixtureOn(t, ms, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}})
 		for range n + 1 {
 			f.send(t, "GET", "/")
 		}

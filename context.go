@@ -68,7 +68,7 @@ func (s *reqState) String() string {
 // requests, over budget. UserFrom returns nil only
 //   - outside the middleware, or for a request Options.Skip skipped;
 //   - when Options.Identify failed (or named a user with an empty ID);
-//   - when the store failed, under FailOpen (see Options.OnStoreError): the
+//   - when the store failed, unless Options.FailClosed: the
 //     visitor's cookie is kept, and its guest comes back with the store; so
 //     does a failure of GenerateRandomEmail, which is handled as one;
 //   - when the request carried more than 16 guest cookies, none of those

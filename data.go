@@ -29,7 +29,7 @@ func DataFrom(ctx context.Context) []byte {
 // Goroutines of one request may call it at once, as long as nothing else
 // writes the response's header meanwhile.
 //
-// A guest not stored yet (a first visit under PersistOnReturn) is stored
+// A guest not stored yet (a first visit, without PersistOnIssue) is stored
 // now, with its data, and its cookie is re-set to the stored guest's. When
 // the client's budget or a full store keeps it out, its data is kept in its
 // signed first-visit cookie instead (encrypted when the first Key has a

@@ -38,7 +38,7 @@ func TestGuestData(t *testing.T) {
 
 // Updates of one guest from 64 requests at once all count.
 func TestConcurrentDataUpdates(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	ConcurrentCartAdds(t, f)
 }
 
@@ -65,7 +65,7 @@ func ConcurrentCartAdds(t *testing.T, f *fixture) {
 // Data over MaxDataSize is refused with ErrDataTooLarge and nothing is
 // written.
 func TestDataSizeLimit(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, MaxDataSize: 100})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, MaxDataSize: 100})
 	var err error
 	f.h = f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err = f.m.UpdateData(w, r, func([]byte) ([]byte, error) {
@@ -150,7 +150,7 @@ func mustGuestID(t *testing.T, f *fixture, c *http.Cookie) string {
 func TestOnGuestDeleted(t *testing.T) {
 	var heard []anonymous.DeleteReason
 	var ids []string
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Identify: identifyHeader,
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, Identify: identifyHeader,
 		OnGuestDeleted: func(_ context.Context, u *anonymous.User, why anonymous.DeleteReason) {
 			heard, ids = append(heard, why), append(ids, u.ID)
 		}})
@@ -182,7 +182,7 @@ func TestOnGuestDeleted(t *testing.T) {
 // Until its expiry, a linked guest's id resolves to the user it became.
 func TestLinkedTo(t *testing.T) {
 	for _, keep := range []bool{false, true} {
-		f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Identify: identifyHeader, DisableDeleteAnonymousUser: keep})
+		f := newFixture(t, anonymous.Options{PersistOnIssue: true, Identify: identifyHeader, DisableDeleteAnonymousUser: keep})
 		ctx := context.Background()
 		w, g := f.send(t, "GET", "/")
 		if u, err := f.m.LinkedTo(ctx, g.ID); u != "" || err != nil {

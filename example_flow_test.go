@@ -245,7 +245,7 @@ func ExampleManager_LinkedTo() {
 		Keys: []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
 		// Store each guest on its first request (the default waits for the
 		// cookie to come back).
-		Persist: anonymous.PersistOnIssue,
+		PersistOnIssue: true,
 		Identify: func(r *http.Request) (*anonymous.User, error) {
 			if c, err := r.Cookie("app_session"); err == nil {
 				return &anonymous.User{ID: c.Value}, nil // verify it in a real application
@@ -290,8 +290,8 @@ func ExampleManager_DeleteGuest() {
 	}
 	defer store.Close()
 	guests, err := anonymous.New(store, anonymous.Options{
-		Keys:    []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
-		Persist: anonymous.PersistOnIssue, // store each guest on its first request
+		Keys:           []anonymous.Key{{Hash: []byte("load-a-32-byte-key-from-secrets!")}},
+		PersistOnIssue: true, // store each guest on its first request
 		OnGuestDeleted: func(ctx context.Context, u *anonymous.User, reason anonymous.DeleteReason) {
 			fmt.Println("deleted by the", reason) // drop what the application keeps about u.ID
 		},

@@ -63,7 +63,7 @@ func ExampleOptions() {
 			i := n.Add(1) // a real generator would pick at random
 			return "Mystery " + animals[i%int64(len(animals))]
 		},
-		Persist: anonymous.PersistOnIssue,
+		PersistOnIssue: true,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -16,8 +16,8 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// A first-visit cookie (PersistOnReturn) carries a whole guest that is not
-// stored yet. The request that brings it back stores the guest, under a
+// A first-visit cookie (the default, without PersistOnIssue) carries a
+// whole guest that is not stored yet. The request that brings it back stores the guest, under a
 // token derived from the cookie's own: every request of the page that
 // carries the same cookie at the same time (a page's parallel requests)
 // derives the same token, so each is served the one guest and handed the

@@ -19,7 +19,7 @@ type guest struct {
 	// rec is the guest, with Session.Token set; nil for held.
 	rec *Record
 	// issued is true for a guest made on this request: no credential
-	// brought it. A guest not stored yet (under PersistOnReturn, or over
+	// brought it. A guest not stored yet (without PersistOnIssue, or over
 	// the budget) has rec.Version 0.
 	issued bool
 	// renew asks for the cookie to be re-set: in its short form when the
@@ -46,7 +46,7 @@ type credential struct {
 	// (hashing the string would copy it to the heap).
 	tokenHash [sha256.Size]byte
 	// pending is the whole guest, for a long-form cookie of a guest not
-	// stored yet (PersistOnReturn).
+	// stored yet (without PersistOnIssue).
 	pending *Record
 }
 

@@ -155,7 +155,7 @@ func TestRefusalsLoggedOnceAMinute(t *testing.T) {
 // the guest keeps its data as it was.
 func TestUpdateDataOnAFullStore(t *testing.T) {
 	ms := newMemstore(t, memstore.Options{MaxBytes: guestBytes})
-	f := newFixtureOn(t, ms, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+	f := newFixtureOn(t, ms, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}})
 	w, g := f.send(t, "GET", "/")
 	r := httptest.NewRequest("GET", "https://shop.example/", nil)
 	r.AddCookie(guestCookie(t, w))

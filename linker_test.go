@@ -187,7 +187,7 @@ func TestLinkWithoutGuestIsNoop(t *testing.T) {
 }
 
 func TestRealUserWithoutGuestGetsNone(t *testing.T) {
-	f, c := linkFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f, c := linkFixture(t, anonymous.Options{PersistOnIssue: true})
 	w, s := f.send(t, "GET", "/", withUser("alice"))
 	if s.ID != "alice" || s.IsAnonymous {
 		t.Errorf("saw %+v", s)
@@ -501,21 +501,21 @@ func TestOwnClaimAnsweredAsConflict(t *testing.T) {
 // A logged-in user is served as such while the store is down: Identify
 // needs no store, and the link waits.
 func TestStoreOutageKeepsRealUser(t *testing.T) {
-	for _, mode := range []anonymous.StoreErrorPolicy{anonymous.FailOpen, anonymous.FailClosed} {
-		f, c := linkFixture(t, anonymous.Options{OnStoreError: mode})
+	for _, mode := range []bool{false, true} {
+		f, c := linkFixture(t, anonymous.Options{FailClosed: mode})
 		cookie, g := storedGuest(t, f)
 		f.store.fail.Store(true)
 		w, s := f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if s.ID != "alice" || len(w.Header()["Set-Cookie"]) != 0 {
-			t.Errorf("mode %d: saw %+v, cookies %v", mode, s, w.Header()["Set-Cookie"])
+			t.Errorf("FailClosed %v: saw %+v, cookies %v", mode, s, w.Header()["Set-Cookie"])
 		}
 		f.store.fail.Store(false)
 		f.send(t, "GET", "/", withCookie(cookie), withUser("alice"))
 		if c.calls.Load() != 1 {
-			t.Errorf("mode %d: link after recovery ran %d times", mode, c.calls.Load())
+			t.Errorf("FailClosed %v: link after recovery ran %d times", mode, c.calls.Load())
 		}
 		if !buried(f.store.Store, g.ID) {
-			t.Errorf("mode %d: guest not linked after recovery", mode)
+			t.Errorf("FailClosed %v: guest not linked after recovery", mode)
 		}
 	}
 }
@@ -553,7 +553,7 @@ func TestTwoManagersInOneChain(t *testing.T) {
 	mk := func(name string) *anonymous.Manager {
 		ms := newMemstore(t, memstore.Options{})
 		m, err := anonymous.New(ms, anonymous.Options{
-			Keys: []anonymous.Key{{Hash: hashKey1}}, CookieName: name, Persist: anonymous.PersistOnIssue,
+			Keys: []anonymous.Key{{Hash: hashKey1}}, CookieName: name, PersistOnIssue: true,
 			BasePath: "/" + name,
 			OnLinkAccount: func(_ context.Context, ev anonymous.LinkEvent) error {
 				linked[name] = ev.AnonymousUser.User.ID

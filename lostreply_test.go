@@ -128,11 +128,11 @@ type lossyShop struct {
 	linked  atomic.Int32
 }
 
-func newLossyShop(t *testing.T, persist anonymous.Persist) *lossyShop {
+func newLossyShop(t *testing.T, persist bool) *lossyShop {
 	s := &lossyShop{t: t, store: &lossyStore{Store: newMemstore(t, memstore.Options{}), fired: true}}
 	t.Cleanup(func() { s.store.check(t) })
 	m, err := anonymous.New(s.store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey1}}, Persist: persist, Budget: anonymous.Budget{Off: true},
+		Keys: []anonymous.Key{{Hash: hashKey1}}, PersistOnIssue: persist, Budget: anonymous.Budget{Off: true},
 		ErrorLog: quietLog(),
 		OnGuestDeleted: func(context.Context, *anonymous.User, anonymous.DeleteReason) {
 			s.deleted.Add(1)
@@ -213,7 +213,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func TestLostReply(t *testing.T) {
 	for _, shape := range []string{lost, resent, interleaved} {
 		t.Run("UpdateData/"+shape, func(t *testing.T) {
-			s := newLossyShop(t, anonymous.PersistOnIssue)
+			s := newLossyShop(t, onIssue)
 			c, tab := s.browser(), s.browser()
 			s.get(c, "/add") // stored, with one item
 			tab.Jar = c.Jar  // a second tab of the same browser
@@ -236,7 +236,7 @@ func TestLostReply(t *testing.T) {
 	}
 	for _, shape := range []string{lost, resent} {
 		t.Run("FirstAdd/"+shape, func(t *testing.T) {
-			s := newLossyShop(t, anonymous.PersistOnReturn)
+			s := newLossyShop(t, onReturn)
 			c := s.browser()
 			s.store.arm("Create", shape, nil)
 			code, body := s.get(c, "/add") // the first visit adds to its cart
@@ -250,7 +250,7 @@ func TestLostReply(t *testing.T) {
 			}
 		})
 		t.Run("FirstReturn/"+shape, func(t *testing.T) {
-			s := newLossyShop(t, anonymous.PersistOnReturn)
+			s := newLossyShop(t, onReturn)
 			c := s.browser()
 			first, _ := s.page(c)
 			s.store.arm("Create", shape, nil)
@@ -265,7 +265,7 @@ func TestLostReply(t *testing.T) {
 			}
 		})
 		t.Run("SignIn/"+shape, func(t *testing.T) {
-			s := newLossyShop(t, anonymous.PersistOnReturn)
+			s := newLossyShop(t, onReturn)
 			c := s.browser()
 			s.store.arm("Create", shape, nil)
 			code, body := s.send(c, "POST", "/api/auth/sign-in/anonymous")
@@ -283,7 +283,7 @@ func TestLostReply(t *testing.T) {
 	}
 	for _, shape := range []string{lost, resent} {
 		t.Run("Delete/"+shape, func(t *testing.T) {
-			s := newLossyShop(t, anonymous.PersistOnIssue)
+			s := newLossyShop(t, onIssue)
 			c := s.browser()
 			id, _ := s.page(c)
 			s.store.arm("Update", shape, nil)
@@ -299,7 +299,7 @@ func TestLostReply(t *testing.T) {
 		})
 		for _, write := range []string{"claim", "link"} {
 			t.Run("Link/"+write+"/"+shape, func(t *testing.T) {
-				s := newLossyShop(t, anonymous.PersistOnIssue)
+				s := newLossyShop(t, onIssue)
 				c := s.browser()
 				s.get(c, "/add")
 				id, _ := s.page(c)
@@ -352,7 +352,7 @@ func (s *goneQuiet) Get(ctx context.Context, key string) (anonymous.Entry, error
 // tell (ErrUncertain, wrapping the store's error), and does not write
 // again: once the store is back, the change is there once.
 func TestUpdateUncertain(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}})
 	w, g := f.send(t, "GET", "/")
 	quiet := &goneQuiet{Store: f.store.Store}
 	f.store.Store = quiet

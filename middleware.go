@@ -15,7 +15,7 @@ import (
 // A cookie that fails to decode, has expired, or (a stored guest's) names a
 // guest the store does not have counts as no cookie: the visitor gets a fresh guest. When the
 // store fails, the visitor's cookie is left untouched (see
-// Options.OnStoreError).
+// Options.FailClosed).
 //
 // The middleware serves the JSON endpoints (see Handler) itself at their
 // paths under Options.BasePath, so mounting Handler as well is optional.
@@ -47,7 +47,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		g, err := m.load(w, r, s)
 		if err == nil && g == nil {
 			source := "" // stored when the visitor returns
-			if m.opts.Persist == PersistOnIssue {
+			if m.opts.PersistOnIssue {
 				source = sourceIssue // and if the budget says no, then
 			}
 			g, _, err = m.issue(w, r, source, false, s)
@@ -65,11 +65,11 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// storeFailed applies Options.OnStoreError; the visitor's cookie is never
+// storeFailed applies Options.FailClosed; the visitor's cookie is never
 // touched, so its guest comes back with the store.
 func (m *Manager) storeFailed(w http.ResponseWriter, r *http.Request, next http.Handler, err error) {
 	m.log.ErrorContext(r.Context(), "anonymous: store failed; serving the request without a guest", "err", err)
-	if m.opts.OnStoreError == FailClosed {
+	if m.opts.FailClosed {
 		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
 		return
 	}

@@ -171,6 +171,9 @@ func newMemstore(t testing.TB, o memstore.Options) *memstore.Store {
 	return ms
 }
 
+// onReturn and onIssue name Options.PersistOnIssue's two values.
+const onReturn, onIssue = false, true
+
 // newFixture builds a Manager on a fresh memstore with fixed keys, in front
 // of the test app (see newFixtureOn).
 func newFixture(t testing.TB, opts anonymous.Options) *fixture {
@@ -441,7 +444,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	w, _ = renamed.send(t, "GET", "/")
 	otherName := w.Result().Cookies()[0]
 
-	unknownStore := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	unknownStore := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	w, _ = unknownStore.send(t, "GET", "/")
 	unknown := guestCookie(t, w) // a stored guest's cookie, for another store
 
@@ -610,7 +613,7 @@ func TestFirstVisitWindow(t *testing.T) {
 }
 
 func TestPersistOnIssue(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	w, first := f.send(t, "GET", "/")
 	if n := f.store.creates.Load(); n != 1 {
 		t.Fatalf("%d creates, want 1", n)
@@ -629,7 +632,7 @@ func TestRefreshOncePerRefreshAfter(t *testing.T) {
 }
 
 func testRefreshOncePerRefreshAfter(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	w, g := f.send(t, "GET", "/")
 	c := guestCookie(t, w)
 	for range 3 {
@@ -667,16 +670,16 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 }
 
 func TestStoreFailureKeepsGuest(t *testing.T) {
-	for _, mode := range []anonymous.StoreErrorPolicy{anonymous.FailOpen, anonymous.FailClosed} {
+	for _, mode := range []bool{false, true} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
-			f := newFixture(t, anonymous.Options{OnStoreError: mode, Persist: anonymous.PersistOnIssue})
+			f := newFixture(t, anonymous.Options{FailClosed: mode, PersistOnIssue: true})
 			w, g := f.send(t, "GET", "/")
 			c := guestCookie(t, w)
 			f.store.fail.Store(true)
 			for _, cookies := range [][]*http.Cookie{{c}, nil} {
 				w, s := f.send(t, "GET", "/", withCookie(cookies...))
 				want := http.StatusOK
-				if mode == anonymous.FailClosed {
+				if mode {
 					want = http.StatusServiceUnavailable
 				}
 				if w.Code != want {
@@ -701,7 +704,7 @@ func TestStoreFailureKeepsGuest(t *testing.T) {
 }
 
 func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	const n = 200
 	ids := make(chan string, n)
 	var wg sync.WaitGroup
@@ -726,7 +729,7 @@ func TestConcurrentFirstVisitsGetDistinctGuests(t *testing.T) {
 }
 
 func TestBearerToken(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	_, g := f.send(t, "GET", "/")
 	w, s := f.send(t, "GET", "/", withBearer(g.Token))
 	if s.ID != g.ID {
@@ -761,7 +764,7 @@ func TestGeneratedIdentity(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.opts.Persist = anonymous.PersistOnIssue
+			tc.opts.PersistOnIssue = true
 			f := newFixture(t, tc.opts)
 			_, s := f.send(t, "GET", "/")
 			if s.Email != tc.wantEmail(s.ID) || s.Name != tc.wantName {
@@ -778,7 +781,7 @@ func TestGeneratedIdentity(t *testing.T) {
 func TestInvalidGeneratedEmailCreatesNoGuest(t *testing.T) {
 	for _, bad := range []string{"not an email", "Name <x@y.example>", "", strings.Repeat("a", 300) + "@x.example"} {
 		f := newFixture(t, anonymous.Options{
-			Persist:             anonymous.PersistOnIssue,
+			PersistOnIssue:      true,
 			GenerateRandomEmail: func(context.Context) (string, error) { return bad, nil },
 		})
 		w, s := f.send(t, "GET", "/")
@@ -805,8 +808,6 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		"negative lifetime":  {Lifetime: -time.Hour},
 		"negative refresh":   {RefreshAfter: -time.Hour},
 		"tiny lifetime":      {Lifetime: time.Millisecond},
-		"unknown persist":    {Persist: 7},
-		"unknown failure":    {OnStoreError: 7},
 		"bad cookie name":    {CookieName: "bad name;"},
 		"bad cookie domain":  {CookieDomain: "exa mple.com"},
 		"bad cookie path":    {CookiePath: "/a;b"},
@@ -898,7 +899,7 @@ func TestResponseWriterUnwrapped(t *testing.T) {
 // A client-chosen User-Agent is stored bounded: it costs the store memory
 // for the guest's whole life.
 func TestUserAgentIsBounded(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	_, s := f.send(t, "GET", "/", withHeader("User-Agent", strings.Repeat("é", 10_000)))
 	rec, err := storedRecord(f.store.Store, s.ID)
 	if err != nil {

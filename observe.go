@@ -81,7 +81,7 @@ func newMetrics(mp metric.MeterProvider, tp trace.TracerProvider) (*metrics, err
 // Values of the anonymous.source and anonymous.reason attributes.
 const (
 	sourceFirstReturn = "first_return" // a first-visit cookie came back
-	sourceIssue       = "issue"        // PersistOnIssue
+	sourceIssue       = "issue"        // Options.PersistOnIssue
 	sourceSignIn      = "sign_in"      // sign-in/anonymous
 	sourceData        = "data"         // UpdateData of a guest not stored yet
 	sourceLink        = "link"         // a first-visit guest linked before it was stored

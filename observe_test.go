@@ -76,7 +76,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		f.send(t, "GET", "/", withCookie(cookies[i]), withUser("user-"+string(rune('a'+i))))
 	}
 	// A valid cookie of a guest the store lost (another store's guest).
-	other := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	other := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	w, _ := other.send(t, "GET", "/")
 	f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // unknown, and a new guest issued
 	// A visitor deletes itself.
@@ -120,7 +120,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 // Store failures are counted by operation.
 func TestMetricsCountStoreErrors(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
-	f := newFixture(t, anonymous.Options{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Persist: anonymous.PersistOnIssue})
+	f := newFixture(t, anonymous.Options{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), PersistOnIssue: true})
 	w, _ := f.send(t, "GET", "/")
 	f.store.fail.Store(true)
 	f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // a failed get

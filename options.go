@@ -15,30 +15,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Persist chooses when a freshly issued guest is written to the store.
-type Persist int
-
-const (
-	// PersistOnReturn, the default, writes nothing on a visitor's first
-	// request: the cookie carries the whole new guest, signed. The guest is
-	// stored when the browser sends the cookie back, proving it keeps
-	// cookies, so crawlers and one-hit visitors cost no store write.
-	PersistOnReturn Persist = iota
-	// PersistOnIssue writes the guest to the store on the first request.
-	PersistOnIssue
-)
-
-// StoreErrorPolicy chooses what the middleware does when the store fails.
-type StoreErrorPolicy int
-
-const (
-	// FailOpen, the default, serves the request without a guest and keeps
-	// the visitor's cookie untouched, so the guest comes back with the store.
-	FailOpen StoreErrorPolicy = iota
-	// FailClosed answers 503 Service Unavailable, cookie untouched.
-	FailClosed
-)
-
 // DefaultMaxDataSize is Options.MaxDataSize's default.
 const DefaultMaxDataSize = 4 << 10
 
@@ -152,8 +128,12 @@ type Options struct {
 	// it: the only store write on a returning guest's path. Default: 1 day
 	// (capped at Lifetime).
 	RefreshAfter time.Duration
-	// Persist chooses when a new guest is written. Default: PersistOnReturn.
-	Persist Persist
+	// PersistOnIssue writes a new guest to the store on its first request.
+	// By default nothing is written then: the first-visit cookie carries
+	// the whole new guest, signed, and the guest is stored when the browser
+	// sends the cookie back, proving it keeps cookies, so crawlers and
+	// one-hit visitors cost no store write.
+	PersistOnIssue bool
 	// Budget bounds how many guests one client may have stored. Over it, a
 	// new visitor's guest lives in its first-visit cookie, with its data,
 	// until the budget allows storing it, and sign-in/anonymous answers
@@ -162,16 +142,18 @@ type Options struct {
 	// address and IPv6 /64, /56 and /48 (see Budget and DefaultLevels).
 	Budget Budget
 	// FirstVisitWindow is how long a first visit's cookie, which carries a
-	// guest not stored yet (PersistOnReturn), can store it: a visitor who
+	// guest not stored yet (without PersistOnIssue), can store it: a visitor who
 	// returns later gets a new guest. Storing the guest gives it a new
 	// token: the requests of a page that carry the first-visit cookie from
 	// the same client within 10 s of the store share the guest and its new
 	// cookie, and a copy of the cookie planted in another browser gets a
 	// guest of its own (see docs/first-visit.md). Default: 1 hour (capped at Lifetime).
 	FirstVisitWindow time.Duration
-	// OnStoreError chooses what happens when the store fails. Default:
-	// FailOpen.
-	OnStoreError StoreErrorPolicy
+	// FailClosed answers 503 Service Unavailable, cookie untouched, when
+	// the store fails. By default the middleware fails open: it serves the
+	// request without a guest and keeps the visitor's cookie untouched, so
+	// the guest comes back with the store.
+	FailClosed bool
 	// LinkLease bounds how long a link may hold its claim on a guest; a
 	// claim left by a crashed process is taken over after it.
 	// OnLinkAccount's context ends a fifth of LinkLease before the lease
@@ -206,7 +188,7 @@ type Options struct {
 // parseOptions fills in opts' defaults and checks every field but the keys,
 // which newCookieCodec checks.
 func parseOptions(o Options) (Options, error) {
-	for _, step := range []func(*Options) error{durations, enums, cookieOptions, endpoints} {
+	for _, step := range []func(*Options) error{durations, cookieOptions, endpoints} {
 		if err := step(&o); err != nil {
 			return o, err
 		}
@@ -240,17 +222,6 @@ func durations(o *Options) error {
 	o.RefreshAfter = min(cmp.Or(o.RefreshAfter, 24*time.Hour), o.Lifetime)
 	o.LinkLease = cmp.Or(o.LinkLease, time.Minute)
 	o.FirstVisitWindow = min(cmp.Or(o.FirstVisitWindow, time.Hour), o.Lifetime)
-	return nil
-}
-
-// enums checks o's enumerations.
-func enums(o *Options) error {
-	if o.Persist != PersistOnReturn && o.Persist != PersistOnIssue {
-		return fmt.Errorf("unknown Persist %d", o.Persist)
-	}
-	if o.OnStoreError != FailOpen && o.OnStoreError != FailClosed {
-		return fmt.Errorf("unknown OnStoreError %d", o.OnStoreError)
-	}
 	return nil
 }
 

@@ -22,7 +22,7 @@ import (
 // A 100 KB User-Agent costs the store at most its 512-byte cap: memstore
 // keeps no slice of the request's header alive.
 func TestHugeUserAgentIsNotKept(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}})
 	const guests = 200
 	ua := strings.Repeat("x", 100<<10)
 	handler := f.m.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
@@ -63,7 +63,7 @@ func TestIPAddressIsParsed(t *testing.T) {
 		strings.Repeat("1", 100<<10): "",
 		"":                           "",
 	} {
-		f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+		f := newFixture(t, anonymous.Options{PersistOnIssue: true})
 		var got *anonymous.Session
 		h := f.m.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = anonymous.SessionFrom(r.Context()) }))
 		r := httptest.NewRequest("GET", "https://shop.example/", nil)
@@ -100,7 +100,7 @@ func TestCallbackEndsBeforeItsLease(t *testing.T) {
 }
 
 func testCallbackEndsBeforeItsLease(t *testing.T, takes time.Duration, want int64) {
-	base := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	base := newFixture(t, anonymous.Options{PersistOnIssue: true})
 	var succeeded atomic.Int64
 	m, err := anonymous.New(slowWrites{base.store, 150 * time.Millisecond}, anonymous.Options{
 		Keys: []anonymous.Key{{Hash: hashKey1}}, LinkLease: time.Second,
@@ -137,9 +137,9 @@ func testCallbackEndsBeforeItsLease(t *testing.T, takes time.Duration, want int6
 // Link on a login that brought no guest cookie does nothing: no store write,
 // no claim, no callback, whatever guest the middleware issued on the way.
 func TestLinkWithoutGuestCookieDoesNothing(t *testing.T) {
-	for _, p := range []anonymous.Persist{anonymous.PersistOnReturn, anonymous.PersistOnIssue} {
+	for _, p := range []bool{onReturn, onIssue} {
 		c := newCarts()
-		f := newFixture(t, anonymous.Options{Persist: p, OnLinkAccount: c.onLink})
+		f := newFixture(t, anonymous.Options{PersistOnIssue: p, OnLinkAccount: c.onLink})
 		var err error
 		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			err = f.m.Link(w, r, &anonymous.User{ID: "bob"})
@@ -150,9 +150,9 @@ func TestLinkWithoutGuestCookieDoesNothing(t *testing.T) {
 				t.Fatalf("Link: %v", err)
 			}
 		}
-		wantCreates := map[anonymous.Persist]int64{anonymous.PersistOnReturn: 0, anonymous.PersistOnIssue: 10}[p]
+		wantCreates := map[bool]int64{onReturn: 0, onIssue: 10}[p]
 		if c.calls.Load() != 0 || f.store.claims.Load() != 0 || f.store.deletes.Load() != 0 || f.store.creates.Load() != wantCreates {
-			t.Errorf("Persist %d: %d callbacks, %d claims, %d deletes, %d creates; want none but %d creates",
+			t.Errorf("PersistOnIssue %v: %d callbacks, %d claims, %d deletes, %d creates; want none but %d creates",
 				p, c.calls.Load(), f.store.claims.Load(), f.store.deletes.Load(), f.store.creates.Load(), wantCreates)
 		}
 	}
@@ -187,7 +187,7 @@ func TestCacheControlIsNotWeakened(t *testing.T) {
 // the cookie it decodes to.
 func TestNonCanonicalBase64IsRefused(t *testing.T) {
 	for _, keys := range [][]anonymous.Key{{{Hash: hashKey1}}, {{Hash: hashKey1, Block: []byte("0123456789abcdef")}}} {
-		f := newFixture(t, anonymous.Options{Keys: keys, Persist: anonymous.PersistOnIssue})
+		f := newFixture(t, anonymous.Options{Keys: keys, PersistOnIssue: true})
 		var c *http.Cookie
 		var id string
 		for c == nil || !strings.Contains(c.Value, "=") { // a value with padding bits
@@ -213,7 +213,7 @@ func TestNonCanonicalBase64IsRefused(t *testing.T) {
 // Of several guest cookies (one tossed in by a sibling subdomain), the one
 // that verifies counts, and no new guest is issued over it.
 func TestTossedCookieDoesNotReplaceTheGuest(t *testing.T) {
-	f := newFixture(t, anonymous.Options{Persist: anonymous.PersistOnIssue, CookieName: "anonymous_guest"})
+	f := newFixture(t, anonymous.Options{PersistOnIssue: true, CookieName: "anonymous_guest"})
 	w, g := f.send(t, "GET", "/")
 	real := guestCookie(t, w)
 	tossed := &http.Cookie{Name: real.Name, Value: "x"}

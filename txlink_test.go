@@ -52,7 +52,7 @@ func TestTxStoreLink(t *testing.T) {
 			var calls, deleted int
 			m, err := anonymous.New(st, anonymous.Options{
 				Keys:                       []anonymous.Key{{Hash: hashKey1}},
-				Persist:                    anonymous.PersistOnIssue,
+				PersistOnIssue:             true,
 				DisableDeleteAnonymousUser: keep,
 				OnLinkAccount: func(ctx context.Context, l anonymous.LinkEvent) error {
 					calls++

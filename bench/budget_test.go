@@ -41,10 +41,10 @@ var (
 
 // budgetHandler is package anonymous's middleware around readGuest with
 // budget b, and its Manager.
-func budgetHandler(tb testing.TB, store anonymous.Store, p anonymous.Persist, b anonymous.Budget) (*anonymous.Manager, http.Handler) {
+func budgetHandler(tb testing.TB, store anonymous.Store, p bool, b anonymous.Budget) (*anonymous.Manager, http.Handler) {
 	tb.Helper()
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet, Budget: b,
+		Keys: []anonymous.Key{{Hash: hashKey}}, PersistOnIssue: p, Lifetime: lifetime, ErrorLog: quiet, Budget: b,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -100,7 +100,7 @@ func BenchmarkNewGuestBudget(b *testing.B) {
 		for _, bu := range budgets {
 			b.Run(st.name+"-"+bu.name, func(b *testing.B) {
 				s, stored := st.open(b)
-				_, h := budgetHandler(b, s, anonymous.PersistOnIssue, bu.budget)
+				_, h := budgetHandler(b, s, onIssue, bu.budget)
 				var addrs []string
 				if bu.newClient {
 					addrs = make([]string, b.N)
@@ -151,8 +151,8 @@ func (l *countingLimiter) Refund(context.Context, []anonymous.Charge) error { re
 // operations of storing a new guest and of a returning guest, with the
 // budget on: one Allow before each Create, none for a returning guest.
 func TestBudgetCalls(t *testing.T) {
-	for _, p := range []anonymous.Persist{anonymous.PersistOnIssue, anonymous.PersistOnReturn} {
-		t.Run(map[anonymous.Persist]string{anonymous.PersistOnIssue: "PersistOnIssue", anonymous.PersistOnReturn: "PersistOnReturn"}[p], func(t *testing.T) {
+	for _, p := range []bool{onIssue, onReturn} {
+		t.Run(map[bool]string{onIssue: "PersistOnIssue", onReturn: "PersistOnReturn"}[p], func(t *testing.T) {
 			cs := &countingStore{Store: newMemstore(t)}
 			l := &countingLimiter{}
 			_, h := budgetHandler(t, cs, p, anonymous.Budget{Limiter: l})
@@ -166,7 +166,7 @@ func TestBudgetCalls(t *testing.T) {
 				}
 			}
 			var id, ck string
-			if p == anonymous.PersistOnIssue {
+			if p == onIssue {
 				count("new visitor", func() { id, ck = visit(h, "") }, 1, 1)
 			} else {
 				count("new visitor", func() { id, ck = visit(h, "") }, 0, 0)
@@ -198,7 +198,7 @@ func TestBudgetCalls(t *testing.T) {
 // first call.
 func TestBudgetRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	setup := func(t *testing.T, p anonymous.Persist, b anonymous.Budget) (*redisstore.Store, *roundTrips, *anonymous.Manager, http.Handler) {
+	setup := func(t *testing.T, p bool, b anonymous.Budget) (*redisstore.Store, *roundTrips, *anonymous.Manager, http.Handler) {
 		s, rt := countedRedis(t)
 		warmUp := []anonymous.Charge{{Key: "script warm-up", Level: anonymous.DefaultLevels()[0]}}
 		if _, err := s.Take(ctx, warmUp); err != nil {
@@ -227,7 +227,7 @@ func TestBudgetRoundTrips(t *testing.T) {
 			if on {
 				b, expect, label = anonymous.Budget{}, []string{"evalsha budget", "set"}, "budget on"
 			}
-			s, rt, _, h := setup(t, anonymous.PersistOnIssue, b)
+			s, rt, _, h := setup(t, onIssue, b)
 			var id, ck string
 			trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
 			want(t, "new visitor, "+label, trips, cmds, expect...)
@@ -244,7 +244,7 @@ func TestBudgetRoundTrips(t *testing.T) {
 	})
 
 	t.Run("PersistOnReturn", func(t *testing.T) {
-		s, rt, _, h := setup(t, anonymous.PersistOnReturn, anonymous.Budget{})
+		s, rt, _, h := setup(t, onReturn, anonymous.Budget{})
 		var id, ck string
 		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
 		want(t, "new visitor", trips, cmds)
@@ -265,7 +265,7 @@ func TestBudgetRoundTrips(t *testing.T) {
 			if on {
 				b, expect, label = anonymous.Budget{}, []string{"evalsha budget", "set"}, "budget on"
 			}
-			s, rt, m, _ := setup(t, anonymous.PersistOnReturn, b)
+			s, rt, m, _ := setup(t, onReturn, b)
 			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, err := anonymous.UpdateJSON(m, w, r, func(c *cart) error { *c = newCart(); return nil }); err == nil {
 					report(r, anonymous.UserFrom(r.Context()).ID)
@@ -282,7 +282,7 @@ func TestBudgetRoundTrips(t *testing.T) {
 	})
 
 	t.Run("over budget", func(t *testing.T) {
-		s, rt, _, h := setup(t, anonymous.PersistOnIssue, anonymous.Budget{Levels: []anonymous.Level{{By: "ipv4/32", Burst: 1, Rate: 1, Period: time.Hour}, {By: "ipv6/64", Burst: 1, Rate: 1, Period: time.Hour}}})
+		s, rt, _, h := setup(t, onIssue, anonymous.Budget{Levels: []anonymous.Level{{By: "ipv4/32", Burst: 1, Rate: 1, Period: time.Hour}, {By: "ipv6/64", Burst: 1, Rate: 1, Period: time.Hour}}})
 		visit(h, "") // the client's one guest
 		var id, ck string
 		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })

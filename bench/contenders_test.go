@@ -47,13 +47,16 @@ type contender struct {
 	build func(tb testing.TB) (returning, fresh http.Handler)
 }
 
+// onReturn and onIssue name Options.PersistOnIssue's two values.
+const onReturn, onIssue = false, true
+
 var contenders = []contender{
 	{"bare", buildBare},
 	{"rawget", buildRawGET},
-	{"anonymous-memstore-onreturn", anonymousMem(anonymous.PersistOnReturn)},
-	{"anonymous-memstore-onissue", anonymousMem(anonymous.PersistOnIssue)},
-	{"anonymous-redisstore-onreturn", anonymousRedis(anonymous.PersistOnReturn)},
-	{"anonymous-redisstore-onissue", anonymousRedis(anonymous.PersistOnIssue)},
+	{"anonymous-memstore-onreturn", anonymousMem(onReturn)},
+	{"anonymous-memstore-onissue", anonymousMem(onIssue)},
+	{"anonymous-redisstore-onreturn", anonymousRedis(onReturn)},
+	{"anonymous-redisstore-onissue", anonymousRedis(onIssue)},
 	{"scs-memstore", buildSCSMem},
 	{"scs-goredisstore", buildSCSRedis},
 	{"gorilla-cookiestore", buildGorillaCookie},
@@ -152,9 +155,9 @@ var readGuest = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 // its own.
 var noBudget = anonymous.Budget{Off: true}
 
-func anonymousHandler(tb testing.TB, store anonymous.Store, p anonymous.Persist) (http.Handler, http.Handler) {
+func anonymousHandler(tb testing.TB, store anonymous.Store, p bool) (http.Handler, http.Handler) {
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+		Keys: []anonymous.Key{{Hash: hashKey}}, PersistOnIssue: p, Lifetime: lifetime, ErrorLog: quiet,
 		Budget: noBudget,
 	})
 	if err != nil {
@@ -164,7 +167,7 @@ func anonymousHandler(tb testing.TB, store anonymous.Store, p anonymous.Persist)
 	return h, h // the middleware itself tells new visitors from returning ones
 }
 
-func anonymousMem(p anonymous.Persist) func(testing.TB) (http.Handler, http.Handler) {
+func anonymousMem(p bool) func(testing.TB) (http.Handler, http.Handler) {
 	return func(tb testing.TB) (http.Handler, http.Handler) {
 		s := newMemstore(tb)
 		return anonymousHandler(tb, s, p)
@@ -183,7 +186,7 @@ func newMemstore(tb testing.TB) *memstore.Store {
 	return s
 }
 
-func anonymousRedis(p anonymous.Persist) func(testing.TB) (http.Handler, http.Handler) {
+func anonymousRedis(p bool) func(testing.TB) (http.Handler, http.Handler) {
 	return func(tb testing.TB) (http.Handler, http.Handler) {
 		c := redistest.Client(tb)
 		s, err := redisstore.New(c, redisstore.Options{Prefix: redistest.Prefix(tb, c)})

@@ -40,7 +40,7 @@ import (
 // It runs in parallel, as the contenders do, over the same headerWriter.
 func BenchmarkFloor(b *testing.B) {
 	b.Run("returning", func(b *testing.B) {
-		returning, fresh := anonymousMem(anonymous.PersistOnReturn)(b)
+		returning, fresh := anonymousMem(onReturn)(b)
 		value := cookieValue(b, settle(b, returning, fresh))
 		f := newFloor(b, value)
 		b.ReportAllocs()
@@ -77,7 +77,7 @@ func BenchmarkFloor(b *testing.B) {
 // the settled guest and refuses a tampered cookie, the new one writes a
 // cookie package anonymous accepts as a first visit's.
 func TestFloor(t *testing.T) {
-	returning, fresh := anonymousMem(anonymous.PersistOnReturn)(t)
+	returning, fresh := anonymousMem(onReturn)(t)
 	value := cookieValue(t, settle(t, returning, fresh))
 	f := newFloor(t, value)
 	name := anonymous.DefaultCookieName + "="

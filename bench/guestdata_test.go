@@ -111,7 +111,7 @@ func newRedisstore(tb testing.TB) anonymous.Store {
 func anonymousData(open func(testing.TB) anonymous.Store, jsonFrom bool) func(testing.TB) (http.Handler, http.Handler, http.Handler) {
 	return func(tb testing.TB) (http.Handler, http.Handler, http.Handler) {
 		m, err := anonymous.New(open(tb), anonymous.Options{
-			Keys: []anonymous.Key{{Hash: hashKey}}, Persist: anonymous.PersistOnIssue, Lifetime: lifetime, ErrorLog: quiet,
+			Keys: []anonymous.Key{{Hash: hashKey}}, PersistOnIssue: true, Lifetime: lifetime, ErrorLog: quiet,
 		})
 		if err != nil {
 			tb.Fatal(err)

@@ -179,7 +179,7 @@ func scaleSetup(b *testing.B, kind string, n int) *scaleEnv {
 	scaleCur = env // released by the next case, or by BenchmarkScale's end
 	handler := func(s anonymous.Store) http.Handler {
 		m, err := anonymous.New(s, anonymous.Options{
-			Keys: []anonymous.Key{{Hash: scaleKey}}, Persist: anonymous.PersistOnIssue,
+			Keys: []anonymous.Key{{Hash: scaleKey}}, PersistOnIssue: true,
 			Lifetime: scaleLifetime, Budget: anonymous.Budget{Off: true}, ErrorLog: quiet,
 		})
 		if err != nil {
@@ -378,7 +378,7 @@ func scaleValue(b *testing.B) []byte {
 	defer ms.Close()
 	s := &captureStore{Store: ms}
 	m, err := anonymous.New(s, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: scaleKey}}, Persist: anonymous.PersistOnIssue,
+		Keys: []anonymous.Key{{Hash: scaleKey}}, PersistOnIssue: true,
 		Lifetime: scaleLifetime, Budget: anonymous.Budget{Off: true}, ErrorLog: quiet,
 	})
 	if err != nil {

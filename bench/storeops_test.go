@@ -146,10 +146,10 @@ func countedRedis(t *testing.T) (*redisstore.Store, *roundTrips) {
 
 // guestHandler is package anonymous's middleware around readGuest, with the
 // budget off as in the comparison.
-func guestHandler(t *testing.T, store anonymous.Store, p anonymous.Persist) http.Handler {
+func guestHandler(t *testing.T, store anonymous.Store, p bool) http.Handler {
 	t.Helper()
 	m, err := anonymous.New(store, anonymous.Options{
-		Keys: []anonymous.Key{{Hash: hashKey}}, Persist: p, Lifetime: lifetime, ErrorLog: quiet,
+		Keys: []anonymous.Key{{Hash: hashKey}}, PersistOnIssue: p, Lifetime: lifetime, ErrorLog: quiet,
 		Budget: noBudget,
 	})
 	if err != nil {
@@ -189,7 +189,7 @@ func TestNewVisitorOnReturnTouchesNoStore(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			real := open(t)
 			cs := &countingStore{Store: real}
-			h := guestHandler(t, cs, anonymous.PersistOnReturn)
+			h := guestHandler(t, cs, onReturn)
 
 			const visitors = 50
 			for range visitors {
@@ -222,7 +222,7 @@ func TestNewVisitorOnReturnTouchesNoStore(t *testing.T) {
 func TestRedisRoundTrips(t *testing.T) {
 	t.Run("new visitor, PersistOnIssue: one round trip, guest stored", func(t *testing.T) {
 		s, rt := countedRedis(t)
-		h := guestHandler(t, s, anonymous.PersistOnIssue)
+		h := guestHandler(t, s, onIssue)
 		var id, ck string
 		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
 		if trips != 1 || id == "" || ck == "" {
@@ -236,7 +236,7 @@ func TestRedisRoundTrips(t *testing.T) {
 
 	t.Run("new visitor, PersistOnReturn: none; its return: two", func(t *testing.T) {
 		s, rt := countedRedis(t)
-		h := guestHandler(t, s, anonymous.PersistOnReturn)
+		h := guestHandler(t, s, onReturn)
 		var id, ck string
 		trips, cmds := rt.measure(t, func() { id, ck = visit(h, "") })
 		if trips != 0 || id == "" || ck == "" {
@@ -256,7 +256,7 @@ func TestRedisRoundTrips(t *testing.T) {
 
 	t.Run("returning guest: one round trip", func(t *testing.T) {
 		s, rt := countedRedis(t)
-		h := guestHandler(t, s, anonymous.PersistOnIssue)
+		h := guestHandler(t, s, onIssue)
 		id, ck := visit(h, "")
 		for range 3 {
 			var got, set string
@@ -270,7 +270,7 @@ func TestRedisRoundTrips(t *testing.T) {
 
 	t.Run("forged cookie: no round trip", func(t *testing.T) {
 		s, rt := countedRedis(t)
-		h := guestHandler(t, s, anonymous.PersistOnReturn)
+		h := guestHandler(t, s, onReturn)
 		id, ck := visit(h, "")
 		var got string
 		trips, cmds := rt.measure(t, func() { got, _ = visit(h, tamper(ck)) })

@@ -23,7 +23,7 @@ func BenchmarkReturningGuest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := manager(b, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(b, s, anonymous.Options{PersistOnIssue: true})
 	var missed atomic.Int64
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if anonymous.UserFrom(r.Context()) == nil {
@@ -64,7 +64,7 @@ func BenchmarkRawGET(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := manager(b, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(b, s, anonymous.Options{PersistOnIssue: true})
 	var id string
 	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
@@ -103,7 +103,7 @@ func BenchmarkStoreGet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := manager(b, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(b, s, anonymous.Options{PersistOnIssue: true})
 	var id string
 	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID

@@ -28,7 +28,7 @@
 // the last request is served. The client's settings decide how a Redis
 // outage is felt: a request waits for at most the client's DialTimeout,
 // ReadTimeout and WriteTimeout times its retries before the middleware
-// serves it without a guest (see anonymous.Options.OnStoreError), and only
+// serves it without a guest (see anonymous.Options.FailClosed), and only
 // with ContextTimeoutEnabled does go-redis cut a call short at the
 // request's deadline. Redis 6.2 or newer is needed (SET PXAT).
 //

@@ -212,8 +212,8 @@ func TestOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := serve(t, manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue}).Middleware(whoami))
-	closed := serve(t, manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue, OnStoreError: anonymous.FailClosed}).Middleware(whoami))
+	open := serve(t, manager(t, s, anonymous.Options{PersistOnIssue: true}).Middleware(whoami))
+	closed := serve(t, manager(t, s, anonymous.Options{PersistOnIssue: true, FailClosed: true}).Middleware(whoami))
 	// A guest issued but not stored yet: its cookie carries it until it returns.
 	lazy := serve(t, manager(t, s, anonymous.Options{CookieName: "lazy_guest"}).Middleware(whoami))
 	stored := func() int { return len(redistest.Keys(t, direct, prefix)) }
@@ -347,7 +347,7 @@ func TestClientInputIsBoundedInRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id string
-	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 	h := m.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
 	}))
@@ -387,7 +387,7 @@ func TestConcurrentDataUpdates(t *testing.T) {
 	for name, client := range topologies {
 		t.Run(name, func(t *testing.T) {
 			s := storeOn(t, client(t))
-			m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+			m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method != http.MethodPost {
 					n, _ := anonymous.JSONFrom[int](r.Context())

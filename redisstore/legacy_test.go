@@ -247,7 +247,7 @@ func TestFormat2Entry(t *testing.T) {
 func TestFormat2Guest(t *testing.T) {
 	s, c, p := newStore(t)
 	ctx := context.Background()
-	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, data := anonymous.UserFrom(r.Context()), anonymous.DataFrom(r.Context())
 		if r.Method == http.MethodPost {

@@ -127,7 +127,7 @@ func TestKeyLayout(t *testing.T) {
 // nowhere in Redis.
 func TestNoPlaintextToken(t *testing.T) {
 	s, c, p := newStore(t)
-	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 	var id, token string
 	m.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		id, token = anonymous.UserFrom(r.Context()).ID, anonymous.SessionFrom(r.Context()).Token
@@ -526,7 +526,7 @@ func TestReturningGuestAllocations(t *testing.T) {
 		t.Skip("the race detector allocates; run this test without it")
 	}
 	s, c, p := newStore(t)
-	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 	var id string
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id = anonymous.UserFrom(r.Context()).ID
@@ -566,7 +566,7 @@ func (w *headerOnly) WriteHeader(int)             {}
 // guestServer serves a Manager on s that stores each new guest at once,
 // with a desktop browser's User-Agent and data of dataLen bytes.
 func guestServer(t testing.TB, s anonymous.Store, dataLen int) func() string {
-	m := manager(t, s, anonymous.Options{Persist: anonymous.PersistOnIssue})
+	m := manager(t, s, anonymous.Options{PersistOnIssue: true})
 	data := bytes.Repeat([]byte("c"), dataLen)
 	var id string
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -82,7 +82,7 @@ func createRecovers(t *testing.T, s anonymous.Store, kind fault) {
 	v.expect(t, "the request after it", v.do("/"), first.ID, 1)
 	v.expect(t, "the click after it", v.do("/click"), first.ID, 2)
 
-	// Under PersistOnReturn, a first visit stores nothing; the return
+	// By default (no PersistOnIssue), a first visit stores nothing; the return
 	// stores the guest its first-visit cookie carries.
 	w := r.visitor()
 	issued := w.do("/")

@@ -220,14 +220,14 @@ func BenchmarkLink(b *testing.B) {
 			db := open(b, d)
 			st := newStore(b, db, d, sqlstore.Options{SweepInterval: -1})
 			linkEach(b, newShop(b, d, db, st, createCart(b, db, d),
-				anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}}))
+				anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}}))
 		})
 	}
 	b.Run("db=Redis", func(b *testing.B) {
 		st := redisStore(b)
 		db := open(b, sqlstore.Postgres)
 		linkEach(b, newShop(b, sqlstore.Postgres, db, st, createCart(b, db, sqlstore.Postgres),
-			anonymous.Options{Persist: anonymous.PersistOnIssue, Budget: anonymous.Budget{Off: true}}))
+			anonymous.Options{PersistOnIssue: true, Budget: anonymous.Budget{Off: true}}))
 	})
 }
 

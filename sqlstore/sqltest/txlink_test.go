@@ -207,7 +207,7 @@ func newShopOn(t *testing.T, d sqlstore.Dialect, opts anonymous.Options) *shop {
 func TestTxLinkCommitsTogether(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(d.String(), func(t *testing.T) {
-			s := newShopOn(t, d, anonymous.Options{Persist: anonymous.PersistOnIssue})
+			s := newShopOn(t, d, anonymous.Options{PersistOnIssue: true})
 			id, c := s.guestWithCart(t, "book", "pen")
 
 			s.during = func(context.Context) error { return errors.New("payment service down") }
@@ -241,7 +241,7 @@ func TestTxLinkCommitsTogether(t *testing.T) {
 func TestTxLinkConcurrent(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(d.String(), func(t *testing.T) {
-			s := newShopOn(t, d, anonymous.Options{Persist: anonymous.PersistOnIssue})
+			s := newShopOn(t, d, anonymous.Options{PersistOnIssue: true})
 			id, c := s.guestWithCart(t, "book", "pen", "ink")
 			// A callback that takes a while, so that the logins meet.
 			s.during = func(context.Context) error { time.Sleep(50 * time.Millisecond); return nil }
@@ -343,7 +343,7 @@ func TestTxLinkCrash(t *testing.T) {
 				unavailable(t, d.String(), err)
 			}
 			st := newStore(t, db, d, sqlstore.Options{SweepInterval: -1})
-			s := newShop(t, d, db, st, createCart(t, db, d), anonymous.Options{Persist: anonymous.PersistOnIssue})
+			s := newShop(t, d, db, st, createCart(t, db, d), anonymous.Options{PersistOnIssue: true})
 			id, c := s.guestWithCart(t, "book", "pen")
 
 			cmd := exec.Command(os.Args[0], "-test.run=^TestTxLinkCrash$", "-test.count=1")
@@ -441,7 +441,7 @@ func crashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newShop(t, d, db, st, os.Getenv(crashCart), anonymous.Options{Persist: anonymous.PersistOnIssue})
+	s := newShop(t, d, db, st, os.Getenv(crashCart), anonymous.Options{PersistOnIssue: true})
 	s.during = func(context.Context) error {
 		fmt.Println(crashReady)
 		time.Sleep(10 * time.Minute) // killed long before

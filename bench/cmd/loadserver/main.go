@@ -127,9 +127,8 @@ func handler(ctx context.Context, mode, redisURL, prefix, persist string) (http.
 	o := anonymous.Options{Keys: []anonymous.Key{{Hash: randomKey()}}, Budget: anonymous.Budget{Off: true}}
 	switch persist {
 	case "onreturn":
-		o.Persist = anonymous.PersistOnReturn
 	case "onissue":
-		o.Persist = anonymous.PersistOnIssue
+		o.PersistOnIssue = true
 	default:
 		return nil, done, fmt.Errorf("unknown -persist %q", persist)
 	}

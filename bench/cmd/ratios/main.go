@@ -246,7 +246,7 @@ func (v verdict) met() bool { return !math.IsNaN(v.got) && v.got <= v.limit }
 
 // checkTargets compares the medians with the performance budget. The
 // budget's other promises (no store operation for a new visitor under
-// PersistOnReturn, one Redis round trip) are checked by the package's
+// the default persistence, one Redis round trip) are checked by the package's
 // tests, not by timing.
 func (res results) checkTargets() []verdict {
 	var out []verdict
