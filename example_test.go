@@ -41,7 +41,7 @@ func Example() {
 	w := httptest.NewRecorder()
 	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	fmt.Print(w.Body)
-	fmt.Println(strings.HasPrefix(w.Header().Get("Set-Cookie"), anonymous.DefaultCookieName+"="))
+	fmt.Println(strings.HasPrefix(w.Header().Get("Set-Cookie"), guests.CookieName()+"="))
 	// Output:
 	// Hello, Anonymous! (guest: true)
 	// true

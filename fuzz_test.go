@@ -23,7 +23,7 @@ func FuzzCookie(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		w, _ := fx.send(t, "GET", "/", withHeader("Cookie", anonymous.DefaultCookieName+"="+value))
+		w, _ := fx.send(t, "GET", "/", withHeader("Cookie", defaultCookie+"="+value))
 		if w.Code != http.StatusOK {
 			t.Fatalf("status %d for %q", w.Code, value)
 		}

@@ -28,7 +28,7 @@ const (
 	apiSignIn   = "/api/auth/sign-in/anonymous"
 	apiDelete   = "/api/auth/delete-anonymous-user"
 	apiSession  = "/api/auth/get-session"
-	apiCookie   = anonymous.DefaultCookieName
+	apiCookie   = defaultCookie
 	apiHost     = "shop.example"
 	apiRealUser = "X-Test-Real-User"
 	apiIdentErr = "X-Test-Identify-Error"

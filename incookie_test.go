@@ -25,7 +25,7 @@ type browserJar struct{ c *http.Cookie }
 
 func (b *browserJar) keep(w *httptest.ResponseRecorder) {
 	for _, c := range w.Result().Cookies() {
-		if c.Name == anonymous.DefaultCookieName {
+		if c.Name == defaultCookie {
 			b.c = c
 			if c.MaxAge < 0 {
 				b.c = nil
@@ -217,7 +217,7 @@ func TestUpdateAfterASiblingStoredTheGuest(t *testing.T) {
 				return
 			}
 			lim.refuse.Store(false) // a token came back
-			c, _ := r.Cookie(anonymous.DefaultCookieName)
+			c, _ := r.Cookie(defaultCookie)
 			sib, _ := f.send(t, "GET", "/", withCookie(c)) // the page's other request stores the guest
 			guestID = sib.Header().Get("X-ID")
 			if _, err := f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'x'), nil }); err != nil {
@@ -255,7 +255,7 @@ func TestUpdateDuringALinkInAnotherTab(t *testing.T) {
 		if r.URL.Path != "/add" {
 			return
 		}
-		c, _ := r.Cookie(anonymous.DefaultCookieName)
+		c, _ := r.Cookie(defaultCookie)
 		// Tab B: the login, while tab A's request runs.
 		f.send(t, "GET", "/", withCookie(c), withUser("alice"))
 		_, updErr = f.m.UpdateData(w, r, func(d []byte) ([]byte, error) { return append(d, 'y'), nil })
@@ -522,7 +522,7 @@ func TestLinkOfANeverStoredGuest(t *testing.T) {
 	// that reads the first line alone must not keep the cookie.
 	var lines []*http.Cookie
 	for _, c := range w.Result().Cookies() {
-		if c.Name == anonymous.DefaultCookieName {
+		if c.Name == defaultCookie {
 			lines = append(lines, c)
 		}
 	}

@@ -171,6 +171,9 @@ func newMemstore(t testing.TB, o memstore.Options) *memstore.Store {
 	return ms
 }
 
+// defaultCookie is the guest cookie's documented default name.
+const defaultCookie = "__Host-anonymous_guest"
+
 // onReturn and onIssue name Options.PersistOnIssue's two values.
 const onReturn, onIssue = false, true
 
@@ -340,7 +343,7 @@ func (f *fixture) send(t testing.TB, method, target string, opts ...reqOpt) (*ht
 func guestCookie(t testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 	t.Helper()
 	for _, c := range w.Result().Cookies() {
-		if c.Name == anonymous.DefaultCookieName || c.Name == "anonymous_guest" {
+		if c.Name == defaultCookie || c.Name == "anonymous_guest" {
 			return c
 		}
 	}
@@ -464,7 +467,7 @@ func TestBadCookiesGetFreshGuest(t *testing.T) {
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
 			before := f.store.creates.Load()
-			w, s := f.send(t, "GET", "/", withCookie(&http.Cookie{Name: anonymous.DefaultCookieName, Value: value}))
+			w, s := f.send(t, "GET", "/", withCookie(&http.Cookie{Name: defaultCookie, Value: value}))
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d", w.Code)
 			}
@@ -955,7 +958,7 @@ func TestHandlerContextKeepsParent(t *testing.T) {
 			t.Errorf("Deadline() = %v, %v; want %v", d, ok, deadline)
 		}
 		// Printed, it names itself, not the headers and token it holds.
-		if s := fmt.Sprint(ctx) + fmt.Sprintf("%+v", ctx); strings.Contains(s, "Bearer") || strings.Contains(s, "Max-Age") || strings.Contains(s, anonymous.DefaultCookieName) {
+		if s := fmt.Sprint(ctx) + fmt.Sprintf("%+v", ctx); strings.Contains(s, "Bearer") || strings.Contains(s, "Max-Age") || strings.Contains(s, defaultCookie) {
 			t.Errorf("the context prints what it holds: %s", s)
 		}
 		derived, stop := context.WithCancel(ctx)

@@ -15,12 +15,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// DefaultMaxDataSize is Options.MaxDataSize's default.
-const DefaultMaxDataSize = 4 << 10
+// defaultMaxDataSize is Options.MaxDataSize's default.
+const defaultMaxDataSize = 4 << 10
 
-// DefaultCookieName is the guest cookie's name when Options.CookieName is
+// defaultCookieName is the guest cookie's name when Options.CookieName is
 // empty and the cookie is Secure, host-only and at Path "/".
-const DefaultCookieName = "__Host-anonymous_guest"
+const defaultCookieName = "__Host-anonymous_guest"
 
 // Key is one cookie key pair.
 type Key struct {
@@ -75,7 +75,7 @@ type Options struct {
 	OnGuestDeleted func(ctx context.Context, u *User, reason DeleteReason)
 	// MaxDataSize bounds a guest's data (Manager.UpdateData), in bytes: it is
 	// read on each of the guest's requests and kept for its whole life.
-	// Default: DefaultMaxDataSize (4 KiB), enough for a cart of a few dozen
+	// Default: 4 KiB, enough for a cart of a few dozen
 	// lines.
 	MaxDataSize int
 	// DisableDeleteAnonymousUser turns off the delete-anonymous-user endpoint
@@ -93,8 +93,8 @@ type Options struct {
 	// visitor is a guest; link with Manager.Link).
 	Identify func(r *http.Request) (*User, error)
 
-	// CookieName is the guest cookie's name. Default: DefaultCookieName
-	// ("__Host-anonymous_guest"), which no other host of the domain can set
+	// CookieName is the guest cookie's name. Default:
+	// "__Host-anonymous_guest", which no other host of the domain can set
 	// or shadow. A cookie that is not Secure, host-only and at Path "/"
 	// cannot have that name: with CookieInsecure, CookieDomain or a
 	// CookiePath, New requires a CookieName ("anonymous_guest" keeps the
@@ -193,7 +193,7 @@ func parseOptions(o Options) (Options, error) {
 			return o, err
 		}
 	}
-	o.MaxDataSize = cmp.Or(o.MaxDataSize, DefaultMaxDataSize)
+	o.MaxDataSize = cmp.Or(o.MaxDataSize, defaultMaxDataSize)
 	for _, l := range o.Budget.Levels {
 		if err := l.check(); err != nil {
 			return o, err
@@ -231,7 +231,7 @@ func cookieOptions(o *Options) error {
 	if err := cookieNameChosen(o); err != nil {
 		return err
 	}
-	o.CookieName = cmp.Or(o.CookieName, DefaultCookieName)
+	o.CookieName = cmp.Or(o.CookieName, defaultCookieName)
 	o.CookieSameSite = cmp.Or(o.CookieSameSite, http.SameSiteLaxMode)
 	return validCookie(o)
 }
@@ -275,7 +275,7 @@ func cookieNameChosen(o *Options) error {
 	}
 	return fmt.Errorf("%s cannot keep the cookie name %q (a __Host- cookie is Secure, host-only and at Path /): "+
 		"set CookieName too, to %q to keep cookies issued with this setting before, or to a name of your own",
-		strings.Join(set, " and "), DefaultCookieName, "anonymous_guest")
+		strings.Join(set, " and "), defaultCookieName, "anonymous_guest")
 }
 
 // validCookie checks the cookie's name, domain, path and SameSite, which the

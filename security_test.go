@@ -231,8 +231,8 @@ func TestTossedCookieDoesNotReplaceTheGuest(t *testing.T) {
 // drop every guest issued under the other name.
 func TestHostPrefixedCookieName(t *testing.T) {
 	for opts, want := range map[*anonymous.Options]string{
-		{}:                   anonymous.DefaultCookieName,
-		{CookiePath: "/"}:    anonymous.DefaultCookieName,
+		{}:                   defaultCookie,
+		{CookiePath: "/"}:    defaultCookie,
 		{CookieName: "mine"}: "mine",
 		{CookieName: "anonymous_guest", CookieInsecure: true}:             "anonymous_guest",
 		{CookieName: "g", CookieDomain: "shop.test", CookiePath: "/shop"}: "g",

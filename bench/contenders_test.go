@@ -47,6 +47,9 @@ type contender struct {
 	build func(tb testing.TB) (returning, fresh http.Handler)
 }
 
+// defaultCookie is the guest cookie's documented default name.
+const defaultCookie = "__Host-anonymous_guest"
+
 // onReturn and onIssue name Options.PersistOnIssue's two values.
 const onReturn, onIssue = false, true
 

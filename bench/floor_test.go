@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-
-	"github.com/guestpass/anonymous"
 )
 
 // BenchmarkFloor measures the steps no guest middleware can skip, done
@@ -46,7 +44,7 @@ func BenchmarkFloor(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
-			header := anonymous.DefaultCookieName + "=" + value
+			header := defaultCookie + "=" + value
 			for pb.Next() {
 				if !f.returning(header) {
 					b.Error("the floor did not find the guest")
@@ -80,7 +78,7 @@ func TestFloor(t *testing.T) {
 	returning, fresh := anonymousMem(onReturn)(t)
 	value := cookieValue(t, settle(t, returning, fresh))
 	f := newFloor(t, value)
-	name := anonymous.DefaultCookieName + "="
+	name := defaultCookie + "="
 	if !f.returning(name + value) {
 		t.Fatal("the floor refused the settled cookie")
 	}
@@ -99,7 +97,7 @@ func TestFloor(t *testing.T) {
 
 // cookieValue is the guest cookie's value in a Cookie header.
 func cookieValue(tb testing.TB, header string) string {
-	v, ok := strings.CutPrefix(header, anonymous.DefaultCookieName+"=")
+	v, ok := strings.CutPrefix(header, defaultCookie+"=")
 	if !ok || strings.Contains(v, ";") {
 		tb.Fatalf("want one guest cookie, have %q", header)
 	}
@@ -107,7 +105,7 @@ func cookieValue(tb testing.TB, header string) string {
 }
 
 var (
-	floorName    = []byte(anonymous.DefaultCookieName + "|")
+	floorName    = []byte(defaultCookie + "|")
 	floorMACs    = sync.Pool{New: func() any { return hmac.New(sha256.New, hashKey) }}
 	floorDecoder = base64.URLEncoding.Strict()
 	floorBufs    = sync.Pool{New: func() any { return new([3 * 512]byte) }}
@@ -242,7 +240,7 @@ func floorNew(w http.ResponseWriter, buf *floorBuf) {
 	floorMACs.Put(h)
 	buf.signed = s
 
-	l := append(buf.line[:0], anonymous.DefaultCookieName...)
+	l := append(buf.line[:0], defaultCookie...)
 	l = base64.URLEncoding.AppendEncode(append(l, '='), s)
 	l = append(l, "; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Lax"...)
 	buf.line = l

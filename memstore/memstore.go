@@ -38,9 +38,9 @@ import (
 	"github.com/guestpass/anonymous"
 )
 
-// DefaultSweepInterval is the sweeper's period when Options.SweepInterval is
+// defaultSweepInterval is the sweeper's period when Options.SweepInterval is
 // zero.
-const DefaultSweepInterval = time.Minute
+const defaultSweepInterval = time.Minute
 
 // shardCount is a power of two well above common core counts, so that
 // concurrent requests rarely meet on one lock: a Get is a read lock of one
@@ -51,9 +51,9 @@ const shardCount = 64
 type Options struct {
 	// SweepInterval is how often the background sweeper frees expired
 	// entries. It bounds memory only: reads check expiry themselves.
-	// Default: DefaultSweepInterval (1 minute). Negative is an error (New
-	// returns it): a memory store must sweep, since nothing else frees an
-	// expired guest's memory, so unlike sqlstore's it cannot be turned off.
+	// Default: 1 minute. Negative is an error (New returns it): a memory
+	// store must sweep, since nothing else frees an expired guest's memory,
+	// so unlike sqlstore's it cannot be turned off.
 	SweepInterval time.Duration
 	// MaxBytes caps the memory the store's entries take: each counts its
 	// key, its value and entryOverhead bytes (its header, its block's
@@ -63,13 +63,13 @@ type Options struct {
 	// and data, live in their cookies), so the process never runs out of
 	// memory. A Durable write (a login linking a guest, a delete) still has
 	// a headroom of 1 % more (at least 64 KiB): a login is never refused
-	// for a flood's guests. Negative: no cap. Default: DefaultMaxBytes, 64
-	// MiB, some 220,000 guests without data: sized for a small server.
+	// for a flood's guests. Negative: no cap. Default: 64 MiB, some
+	// 220,000 guests without data: sized for a small server.
 	MaxBytes int64
 }
 
-// DefaultMaxBytes is Options.MaxBytes's default.
-const DefaultMaxBytes = 64 << 20
+// defaultMaxBytes is Options.MaxBytes's default.
+const defaultMaxBytes = 64 << 20
 
 // entryOverhead is what an entry costs past its key and value: its header,
 // its block's length and rounding to a size class (about a sixteenth), and
@@ -136,11 +136,11 @@ func New(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("memstore: negative SweepInterval %v: a memory store must sweep to free expired guests' memory", opts.SweepInterval)
 	}
 	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
+		opts.SweepInterval = defaultSweepInterval
 	}
 	switch {
 	case opts.MaxBytes == 0:
-		opts.MaxBytes = DefaultMaxBytes
+		opts.MaxBytes = defaultMaxBytes
 	case opts.MaxBytes < 0:
 		opts.MaxBytes = 0
 	}

@@ -13,15 +13,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultPrefix is the key prefix when Options.Prefix is empty.
-const DefaultPrefix = "anon:"
+// defaultPrefix is the key prefix when Options.Prefix is empty.
+const defaultPrefix = "anon:"
 
 // Options configures a Store. The zero value is a working configuration.
 type Options struct {
 	// Prefix starts every key the store writes, so several applications
 	// (or tests) can share a database. It must not contain '{' or '}',
-	// which would change the keys' hash tag. Default: DefaultPrefix
-	// ("anon:").
+	// which would change the keys' hash tag. Default: "anon:".
 	Prefix string
 	// WaitReplicas, when above 0, makes the writes the Manager marks
 	// Durable (anonymous.Entry.Durable: a link's claim, and the record a
@@ -69,7 +68,7 @@ func New(client redis.UniversalClient, o Options) (*Store, error) {
 	}
 	p := o.Prefix
 	if p == "" {
-		p = DefaultPrefix
+		p = defaultPrefix
 	}
 	if strings.ContainsAny(p, "{}") {
 		return nil, fmt.Errorf("redisstore: Prefix %q contains a brace, which would break the keys' hash tag", p)

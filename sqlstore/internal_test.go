@@ -76,7 +76,7 @@ func TestSchemaDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []Dialect{Postgres, MySQL, SQLite} {
-		for _, q := range schema(d, DefaultTable) {
+		for _, q := range schema(d, defaultTable) {
 			if !strings.Contains(string(doc), q+";\n") {
 				t.Errorf("docs/sql.md lacks the %v statement\n%s;", d, q)
 			}

@@ -13,16 +13,16 @@ import (
 	"github.com/guestpass/anonymous"
 )
 
-// DefaultTable is the table's name when Options.Table is empty.
-const DefaultTable = "anonymous_guests"
+// defaultTable is the table's name when Options.Table is empty.
+const defaultTable = "anonymous_guests"
 
-// DefaultSweepInterval is how often the sweep runs when
+// defaultSweepInterval is how often the sweep runs when
 // Options.SweepInterval is zero.
-const DefaultSweepInterval = time.Minute
+const defaultSweepInterval = time.Minute
 
-// DefaultSweepBatch is how many expired rows one DELETE of the sweep
+// defaultSweepBatch is how many expired rows one DELETE of the sweep
 // removes at most when Options.SweepBatch is zero.
-const DefaultSweepBatch = 500
+const defaultSweepBatch = 500
 
 // MaxKeyLen is the longest key the store takes: a guest id is 26 bytes.
 const MaxKeyLen = 64
@@ -37,19 +37,19 @@ type Options struct {
 	// entry: lower-case letters, digits and underscores, not starting with
 	// a digit, at most 48 bytes. Migrate creates it, or create it yourself
 	// with the statements of Schema (docs/sql.md). Several stores may share
-	// a database with tables of their own. Default: DefaultTable
-	// ("anonymous_guests").
+	// a database with tables of their own. Default:
+	// "anonymous_guests".
 	Table string
 	// SweepInterval is how often a background goroutine deletes expired
 	// rows, a batch at a time. It frees space only: reads never return an
 	// expired entry, swept or not. Negative: no background sweep (call
-	// Sweep from a scheduler of your own, or never). Default:
-	// DefaultSweepInterval (1 minute).
+	// Sweep from a scheduler of your own, or never). Default: 1
+	// minute.
 	SweepInterval time.Duration
 	// SweepBatch is how many expired rows one DELETE of the sweep removes
 	// at most, so that no statement holds many locks or writes a large
 	// transaction; a sweep runs batches until one comes back short.
-	// Default: DefaultSweepBatch (500).
+	// Default: 500.
 	SweepBatch int
 	// ErrorLog receives the background sweep's failures, and a Debug
 	// record of each sweep that deleted rows. Default: slog.Default().
@@ -102,7 +102,7 @@ func New(db *sql.DB, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlstore: unknown %v", opts.Dialect)
 	}
 	if opts.Table == "" {
-		opts.Table = DefaultTable
+		opts.Table = defaultTable
 	}
 	if !validTable(opts.Table) {
 		return nil, fmt.Errorf("sqlstore: Table %q is not lower-case letters, digits and underscores of at most %d bytes, not starting with a digit", opts.Table, maxTable)
@@ -111,10 +111,10 @@ func New(db *sql.DB, opts Options) (*Store, error) {
 		return nil, errors.New("sqlstore: negative SweepBatch")
 	}
 	if opts.SweepBatch == 0 {
-		opts.SweepBatch = DefaultSweepBatch
+		opts.SweepBatch = defaultSweepBatch
 	}
 	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
+		opts.SweepInterval = defaultSweepInterval
 	}
 	if opts.ErrorLog == nil {
 		opts.ErrorLog = slog.Default()

@@ -82,7 +82,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.StringVar(&key, "hash-key", "", "64 hex digits (32 bytes) signing the cookies; default $SHOP_HASH_KEY, else random keys (cookies do not survive a restart)")
 	fs.BoolVar(&c.insecure, "insecure-cookies", false, "drop the cookies' Secure attribute, for plain HTTP on a host other than localhost")
 	fs.StringVar(&c.redisURL, "redis", "", "keep guests and accounts' carts in Redis at this URL (redis://host:port/db); default: in memory")
-	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of the shop's Redis keys")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", "anon:", "prefix of the shop's Redis keys")
 	fs.StringVar(&c.postgresURL, "postgres", "", "keep guests and accounts' carts in PostgreSQL at this URL (postgres://user@host:port/db?sslmode=disable); default: in memory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -16,10 +16,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/guestpass/anonymous"
 	"github.com/guestpass/anonymous/examples/shop/app"
 	"github.com/guestpass/anonymous/internal/redistest"
 )
+
+// defaultCookie is the guest cookie's documented default name.
+const defaultCookie = "__Host-anonymous_guest"
 
 const testKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
@@ -97,7 +99,7 @@ func TestRunServesTheShopUntilCancelled(t *testing.T) {
 	}
 	var guest *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonymous.DefaultCookieName {
+		if c.Name == defaultCookie {
 			guest = c
 		}
 	}

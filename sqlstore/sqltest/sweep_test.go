@@ -189,7 +189,7 @@ func TestBackgroundSweep(t *testing.T) {
 
 			off := newStore(t, db, d, sqlstore.Options{SweepInterval: -1})
 			insertRows(t, db, d, tableOf(t, off), "c-", 10, nowMs()-1)
-			time.Sleep(2 * sqlstore.DefaultSweepInterval / 600) // 200 ms
+			time.Sleep(200 * time.Millisecond)
 			if got := count(t, db, d, tableOf(t, off), "c-"); got != 10 {
 				t.Errorf("with SweepInterval -1, %d of 10 expired rows are left", got)
 			}

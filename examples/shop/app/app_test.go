@@ -24,6 +24,9 @@ import (
 	"github.com/guestpass/anonymous/memstore"
 )
 
+// defaultCookie is the guest cookie's documented default name.
+const defaultCookie = "__Host-anonymous_guest"
+
 // testShop is a shop served over TLS (its cookies are Secure) on an
 // in-memory store the test can inspect.
 type testShop struct {
@@ -206,7 +209,7 @@ func TestGuestIsGreetedByGeneratedName(t *testing.T) {
 	}
 	var guest *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonymous.DefaultCookieName {
+		if c.Name == defaultCookie {
 			guest = c
 		}
 	}
@@ -364,7 +367,7 @@ func TestLoginMergesGuestCartIntoAccountCart(t *testing.T) {
 			if ts.stored(t, guest.id) {
 				t.Fatal("the guest is still in the store after login")
 			}
-			if c := b.cookie(anonymous.DefaultCookieName); c != nil {
+			if c := b.cookie(defaultCookie); c != nil {
 				t.Fatalf("the guest cookie survived the login: %v", c)
 			}
 			// The notice is shown once; the cart stays.
@@ -689,7 +692,7 @@ func TestInsecureCookies(t *testing.T) {
 			t.Fatalf("cookie %s is Secure with InsecureCookies", c.Name)
 		}
 		guest = guest || c.Name == "anonymous_guest"
-		if c.Name == anonymous.DefaultCookieName {
+		if c.Name == defaultCookie {
 			t.Fatalf("an insecure guest cookie is named %s, which must be Secure", c.Name)
 		}
 	}
@@ -730,7 +733,7 @@ func TestStoreOutageIsAnsweredCleanly(t *testing.T) {
 		t.Fatalf("no outage notice:\n%s", p.body)
 	}
 	wantStatus(t, b.add("tea"), http.StatusServiceUnavailable)
-	if b.cookie(anonymous.DefaultCookieName) == nil {
+	if b.cookie(defaultCookie) == nil {
 		t.Fatal("the outage cost the visitor its guest cookie")
 	}
 }
