@@ -1,8 +1,7 @@
-// Command minimal is the smallest complete use of the package: every
-// visitor gets a guest with a cart in its guest data, and logging in moves
-// the cart into the account. Copy it; replace the demo login and the map of
-// accounts' carts with your own. go run ./examples/minimal, then open
-// http://127.0.0.1:8081.
+// Command minimal is the smallest complete use of the package: every visitor
+// gets a guest with a cart in its guest data, and logging in moves the cart
+// into the account. Copy it, replacing the demo login and the accounts' carts
+// with your own. go run ./examples/minimal; open http://127.0.0.1:8081.
 package main
 
 import (
@@ -29,11 +28,9 @@ var (
 // moveCart joins the guest's cart to the account's at login, once: a link
 // may run again (see Options.OnLinkAccount), so guests are remembered.
 func moveCart(_ context.Context, ev anonymous.LinkEvent) error {
-	var guestCart cart
-	if len(ev.Data) > 0 {
-		if err := json.Unmarshal(ev.Data, &guestCart); err != nil {
-			return err
-		}
+	var guestCart cart // empty when the guest never added anything
+	if err := json.Unmarshal(ev.Data, &guestCart); err != nil && len(ev.Data) > 0 {
+		return err
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -63,7 +60,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		name := "visitor" // UserFrom is nil only while the store is down
