@@ -68,12 +68,12 @@ import (
 // Its JSON form matches Better Auth's: timestamps are RFC 3339 in UTC with
 // milliseconds.
 type User struct {
-	ID            string
-	Email         string
-	EmailVerified bool
-	Name          string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ID            string    // a guest's is a ULID
+	Email         string    // a guest's: see Options.GenerateRandomEmail
+	EmailVerified bool      // false for a guest
+	Name          string    // a guest's: see Options.GenerateName
+	CreatedAt     time.Time // a guest's: when it was made
+	UpdatedAt     time.Time // when the user last changed
 	// IsAnonymous is true for guests and false for real users.
 	IsAnonymous bool
 }
@@ -82,16 +82,16 @@ type User struct {
 // carries it, signed, and a client without cookies may send it as
 // "Authorization: Bearer <token>". Stores never hold it in plaintext.
 type Session struct {
-	ID        string
-	Token     string
-	UserID    string
-	ExpiresAt time.Time
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	ID        string    // a ULID
+	Token     string    // the credential; empty in a record a store keeps
+	UserID    string    // the guest's User.ID
+	ExpiresAt time.Time // when the guest ends, unless a visit slides it (Options.Lifetime)
+	CreatedAt time.Time // when the guest was made
+	UpdatedAt time.Time // when its expiry last moved
 	// IPAddress is the client's address as Budget.Client names it, "" when
 	// it names none.
 	IPAddress string
-	UserAgent string
+	UserAgent string // the first request's User-Agent, at most 512 bytes
 }
 
 // wireTime is the wire's timestamp: RFC 3339, UTC, milliseconds.
@@ -137,7 +137,7 @@ func wireFormat(t time.Time) string { return t.UTC().Format(wireTime) }
 
 // Account is a user with its session, as OnLinkAccount sees it.
 type Account struct {
-	User *User
+	User *User // the guest, or the real user
 	// Session is the guest's session for the anonymous side. For the new
 	// user it is nil: real sessions belong to the application.
 	Session *Session
@@ -147,8 +147,8 @@ type Account struct {
 // becomes, and the guest's data (see Manager.UpdateData) to merge into the
 // account.
 type LinkEvent struct {
-	AnonymousUser Account
-	NewUser       Account
+	AnonymousUser Account // the guest, with its session
+	NewUser       Account // the real user, without a session
 	// Data is the guest's data, nil for none. The callback owns it.
 	Data []byte
 }

@@ -50,9 +50,9 @@ type Level struct {
 	// 16 to 128), "ipv4/N" (an IPv4 prefix, 8 to 32), or "site" (every
 	// client: a ceiling on the new guests the whole site stores).
 	By     string
-	Burst  int
-	Rate   int
-	Period time.Duration
+	Burst  int           // guests at once
+	Rate   int           // guests per Period once the burst is spent
+	Period time.Duration // the span of Rate
 }
 
 // DefaultLevels are Budget.Levels' default. One household or host usually
@@ -79,7 +79,7 @@ type Charge struct {
 	// Key names the budget: the level and the prefix, such as
 	// "ipv6/48 2001:db8:1::/48", "site", or "account alice".
 	Key   string
-	Level Level
+	Level Level // the budget's size
 }
 
 // Limiter keeps the budgets. It must be safe for concurrent use.

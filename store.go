@@ -35,7 +35,7 @@ var (
 // encodes it into an Entry's bytes (see record.go), and Manager.Record reads
 // it back.
 type Record struct {
-	User User
+	User User // the guest
 	// Session is the guest's session. Its Token is always empty in a store:
 	// TokenHash stands for it. Session.ExpiresAt is when the store drops the
 	// record.
@@ -53,7 +53,7 @@ type Record struct {
 	// ClaimOwner holds the guest's link lease until ClaimUntil: a link in
 	// progress. Empty when nobody does.
 	ClaimOwner string
-	ClaimUntil time.Time
+	ClaimUntil time.Time // when ClaimOwner's lease ends
 	// Version is the store's version of the record: 0 for a guest never
 	// stored, 1 once created, and one more for each update.
 	Version uint64
