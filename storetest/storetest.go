@@ -37,12 +37,25 @@
 // once and that its guest survives. It holds the store to reading its own
 // writes at once, however the writes' replies fared.
 //
+// The Transact group runs only when the store is also an
+// anonymous.TxStore (a store without Transact gets no such subtests). It
+// holds Transact to its contract: a missing or expired entry is
+// ErrNotFound without a call of fn; fn is given the entry as Get returns
+// it, and runs at most once; the entry fn returns is written as the next
+// version, byte for byte, expiring at its Expires, and fn's error writes
+// nothing and is returned wrapped; a done context fails the call. While
+// one Transact's fn holds the entry, another answers ErrClaimed at once or
+// waits for it and then sees its write; concurrent Transacts lose no
+// update, and a plain Update racing a Transact never succeeds on the same
+// version as it.
+//
 // The suite waits out real expiries of a few hundred milliseconds; the
 // subtests that wait run in parallel, so the whole suite takes about two
-// seconds. newStore must therefore be safe to call from parallel subtests,
-// and stores that share a backend (one Redis server, say) must keep their
-// data apart, for example with a random key prefix per store. Run returns
-// when every subtest has finished.
+// seconds, a little more with the Transact group. newStore must therefore
+// be safe to call from parallel subtests, and stores that share a backend
+// (one Redis server, say) must keep their data apart, for example with a
+// random key prefix per store. Run returns when every subtest has
+// finished.
 package storetest
 
 import (
@@ -87,10 +100,12 @@ type test struct {
 }
 
 // Run checks the Store that newStore returns against the anonymous.Store
-// contract, one subtest per clause. newStore is called once per subtest with
-// that subtest's t; it must return an empty store, register its cleanup
-// with t.Cleanup, and be safe to call from parallel subtests. Run returns
-// when every subtest has finished.
+// contract, one subtest per clause, and, when the store is an
+// anonymous.TxStore, against Transact's. newStore is called once per
+// subtest with that subtest's t, and once with Run's own t to learn whether
+// the store is a TxStore; it must return an empty store, register its
+// cleanup with t.Cleanup, and be safe to call from parallel subtests. Run
+// returns when every subtest has finished.
 func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 	t.Helper()
 	groups := []struct {
@@ -105,17 +120,26 @@ func Run(t *testing.T, newStore func(t *testing.T) anonymous.Store) {
 		{"Recovery", recoveryTests},
 	}
 	for _, g := range groups {
-		t.Run(g.name, func(t *testing.T) {
-			for _, tc := range g.tests {
-				t.Run(tc.name, func(t *testing.T) {
-					if tc.waits {
-						t.Parallel()
-					}
-					tc.fn(t, newStore(t))
-				})
-			}
-		})
+		runGroup(t, g.name, g.tests, newStore)
 	}
+	if _, ok := newStore(t).(anonymous.TxStore); ok {
+		runGroup(t, "Transact", txTests, newStore)
+	}
+}
+
+// runGroup runs tests as the subtests of group name, each on a store of
+// its own.
+func runGroup(t *testing.T, name string, tests []test, newStore func(t *testing.T) anonymous.Store) {
+	t.Run(name, func(t *testing.T) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				if tc.waits {
+					t.Parallel()
+				}
+				tc.fn(t, newStore(t))
+			})
+		}
+	})
 }
 
 // newKey returns a new key like the guest ids package anonymous uses: a
