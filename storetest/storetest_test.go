@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -83,6 +84,21 @@ func TestSuiteCatchesBugs(t *testing.T) {
 		{"replica-lag", "Create/RoundTrip"},
 		{"replica-lag", "Recovery/CreateReplyLost"},
 		{"replica-lag", "Recovery/CreateResent"},
+		{"transact-calls-fn-on-missing", "Transact/NotFound"},
+		{"transact-calls-fn-on-expired", "Transact/Expired"},
+		{"transact-hides-version", "Transact/SeesEntry"},
+		{"transact-same-version", "Transact/Commits"},
+		{"transact-keeps-expiry", "Transact/Commits"},
+		{"transact-shares-value", "Transact/Commits"},
+		{"transact-writes-on-error", "Transact/RollsBack"},
+		{"transact-hides-error", "Transact/RollsBack"},
+		{"transact-keeps-lock-on-error", "Transact/RollsBack"},
+		{"transact-retries-fn", "Transact/OnceOnly"},
+		{"transact-retries-on-conflict", "Transact/OnceOnly"},
+		{"ignore-ctx", "Transact/DoneContext"},
+		{"transact-ignores-lock", "Transact/Claimed"},
+		{"transact-lost-update", "Transact/Counter"},
+		{"transact-blind-write", "Transact/UpdateRace"},
 	}
 	// The children mostly sleep through expiries, so they all run at once
 	// rather than -test.parallel at a time.
@@ -128,6 +144,8 @@ type refStore struct {
 	entries map[string]*refEntry
 	// cache is the write cache of bug cache-kept-on-conflict.
 	cache map[string]*refEntry
+	// locked holds the keys a Transact holds.
+	locked map[string]bool
 }
 
 type refEntry struct {
@@ -143,7 +161,7 @@ type refEntry struct {
 }
 
 func newRefStore(bug string) *refStore {
-	return &refStore{bug: bug, entries: map[string]*refEntry{}, cache: map[string]*refEntry{}}
+	return &refStore{bug: bug, entries: map[string]*refEntry{}, cache: map[string]*refEntry{}, locked: map[string]bool{}}
 }
 
 func (s *refStore) has(bug string) bool { return s.bug == bug }
@@ -386,4 +404,103 @@ func (s *refStore) Update(ctx context.Context, key string, e anonymous.Entry) er
 	}
 	s.put(key, n)
 	return s.after(ctx, nil)
+}
+
+// Transact takes key's lock, a try-lock that answers ErrClaimed when
+// another Transact holds it, and hands fn a copy of the entry. It writes
+// fn's entry only when fn succeeded and the entry is still the version fn
+// was given: Update does not wait for the lock, and one that lands while fn
+// runs fails the write (ErrConflict).
+func (s *refStore) Transact(ctx context.Context, key string, fn func(context.Context, anonymous.Entry) (anonymous.Entry, error)) (err error) {
+	if err := s.before(ctx); err != nil {
+		return err
+	}
+	cur, err := s.lock(key)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil || !s.has("transact-keeps-lock-on-error") {
+			s.unlock(key)
+		}
+	}()
+	for tries := 1; ; tries++ {
+		in := cur
+		in.Value = bytes.Clone(cur.Value)
+		if s.has("transact-hides-version") {
+			in.Version = 0
+		}
+		n, err := fn(ctx, in)
+		switch {
+		case err != nil && s.has("transact-retries-fn") && tries < 3:
+			continue // a retry loop meant for serialization failures
+		case err != nil && s.has("transact-writes-on-error"):
+			s.write(key, cur, n)
+			return fmt.Errorf("refstore: transact %s: %w", key, err)
+		case err != nil && s.has("transact-hides-error"):
+			return fmt.Errorf("refstore: transact %s: rolled back (%v)", key, err)
+		case err != nil:
+			return fmt.Errorf("refstore: transact %s: %w", key, err)
+		}
+		err = s.write(key, cur, n)
+		if errors.Is(err, anonymous.ErrConflict) && s.has("transact-retries-on-conflict") && tries < 3 {
+			s.unlock(key)
+			if cur, err = s.lock(key); err == nil {
+				continue // read again and run fn again
+			}
+		}
+		return s.after(ctx, err)
+	}
+}
+
+// lock takes key's lock and returns its entry.
+func (s *refStore) lock(key string) (anonymous.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.key(key)
+	e := s.live(key)
+	if s.has("transact-calls-fn-on-expired") {
+		e = s.entries[k]
+	}
+	switch {
+	case e == nil && s.has("transact-calls-fn-on-missing"):
+		return anonymous.Entry{}, nil // the zero entry, for want of a row
+	case e == nil:
+		return anonymous.Entry{}, anonymous.ErrNotFound
+	case s.locked[k] && !s.has("transact-ignores-lock") && !s.has("transact-lost-update"):
+		return anonymous.Entry{}, fmt.Errorf("refstore: transact %s: %w", key, anonymous.ErrClaimed)
+	}
+	s.locked[k] = true
+	return anonymous.Entry{Value: e.value, Version: e.version, Expires: e.exp}, nil
+}
+
+// unlock releases key's lock.
+func (s *refStore) unlock(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.locked, s.key(key))
+}
+
+// write writes n over cur, the entry a Transact locked, as the next version.
+func (s *refStore) write(key string, cur, n anonymous.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.live(key)
+	blind := s.has("transact-blind-write") || s.has("transact-lost-update")
+	switch {
+	case e == nil:
+		return fmt.Errorf("refstore: transact %s: %w", key, anonymous.ErrNotFound)
+	case e.version != cur.Version && !blind:
+		return fmt.Errorf("refstore: transact %s: %w", key, anonymous.ErrConflict)
+	}
+	v := cur.Version + 1
+	if s.has("transact-same-version") {
+		v = cur.Version
+	}
+	w := s.entry(n, v, "transact-shares-value")
+	if s.has("transact-keeps-expiry") {
+		w.exp = e.exp
+	}
+	s.put(key, w)
+	return nil
 }
