@@ -43,11 +43,11 @@
 // ErrNotFound without a call of fn; fn is given the entry as Get returns
 // it, and runs at most once; the entry fn returns is written as the next
 // version, byte for byte, expiring at its Expires, and fn's error writes
-// nothing and is returned wrapped; a done context fails the call. While
-// one Transact's fn holds the entry, another answers ErrClaimed at once or
-// waits for it and then sees its write; concurrent Transacts lose no
-// update, and a plain Update racing a Transact never succeeds on the same
-// version as it.
+// nothing and is returned (errors.Is finds it); a done context fails the
+// call. While one Transact's fn holds the entry, another answers
+// ErrClaimed at once or waits for it and then sees its write; concurrent
+// Transacts lose no update, and a plain Update racing a Transact never
+// succeeds on the same version as it.
 //
 // The suite waits out real expiries of a few hundred milliseconds; the
 // subtests that wait run in parallel, so the whole suite takes about two
