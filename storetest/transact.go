@@ -42,6 +42,11 @@ func tx(f func(t *testing.T, s anonymous.TxStore)) func(*testing.T, anonymous.St
 // waits for ever fails instead of hanging the suite.
 const txTimeout = 10 * time.Second
 
+// claimWait is how long Claimed lets a second Transact run before it
+// counts as waiting for the lock: far above an ErrClaimed's round trip,
+// however loaded the machine.
+const claimWait = 2 * time.Second
+
 // errFn is the error the clauses' fn returns to roll a Transact back.
 var errFn = errors.New("storetest: fn failed")
 
@@ -239,7 +244,7 @@ func txClaimed(t *testing.T, s anonymous.TxStore) {
 	waited := false
 	select {
 	case err = <-secondErr:
-	case <-time.After(short):
+	case <-time.After(claimWait):
 		waited = true
 	}
 	close(release)
@@ -256,7 +261,7 @@ func txClaimed(t *testing.T, s anonymous.TxStore) {
 }
 
 // claimed judges the second Transact of Claimed: its error, whether it was
-// still running after short, and the entries its fn was given; want is the
+// still running after claimWait, and the entries its fn was given; want is the
 // first Transact's entry.
 func claimed(t *testing.T, err error, waited bool, seen []anonymous.Entry, want anonymous.Entry) {
 	t.Helper()
@@ -268,7 +273,7 @@ func claimed(t *testing.T, err error, waited bool, seen []anonymous.Entry, want 
 	}
 	switch {
 	case errors.Is(err, anonymous.ErrClaimed) && waited:
-		t.Errorf("%s answered ErrClaimed only after waiting %v or more: want ErrClaimed at once, or to wait for the lock and run fn", call, short)
+		t.Errorf("%s answered ErrClaimed only after waiting %v or more: want ErrClaimed at once, or to wait for the lock and run fn", call, claimWait)
 	case errors.Is(err, anonymous.ErrClaimed) && len(seen) > 0:
 		t.Errorf("%s answered ErrClaimed after calling fn", call)
 	case errors.Is(err, anonymous.ErrClaimed):
