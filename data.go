@@ -125,7 +125,8 @@ func UpdateJSON[T any](m *Manager, w http.ResponseWriter, r *http.Request, fn fu
 }
 
 // JSONFrom decodes DataFrom(ctx) into a T: T's zero value when the request's
-// guest has no data (or there is no guest).
+// guest has no data (or there is no guest). Its error is json.Unmarshal's,
+// for data that is not a JSON T (data written by an older T, say).
 func JSONFrom[T any](ctx context.Context) (T, error) {
 	var v T
 	if data := DataFrom(ctx); len(data) > 0 {

@@ -87,7 +87,8 @@ func (m *Manager) linkOnRequest(w http.ResponseWriter, r *http.Request, real *Us
 // (a guest never stored is stored now, and its cookie re-set) and the link
 // is retried on the guest's next
 // request when Identify is set, or on the next call to Link. It never
-// returns a budget error.
+// returns a budget error. So a login handler logs its user in whatever
+// Link returns, and may log the error.
 //
 // With Options.Identify set, calling Link is optional: the middleware links
 // on the first request after any login by itself. When the middleware has
