@@ -3,8 +3,8 @@ package anonymous
 import "errors"
 
 // The errors the Manager's methods and middleware return to the
-// application, besides the Store's (store.go). They are usually wrapped:
-// compare with errors.Is.
+// application, besides the Store's (ErrNotFound, ErrExists, ErrConflict,
+// ErrStoreFull). They are usually wrapped: compare with errors.Is.
 var (
 	// ErrInvalidOptions is wrapped by every error New returns for bad
 	// Options.

@@ -53,8 +53,9 @@ type Options struct {
 	//
 	// Exactly once holds while the store keeps what it acknowledged, lost
 	// replies included. It cannot hold past two things, so make the
-	// callback safe to repeat, keyed by the guest's id (see the Link
-	// example): should the store fail after the callback succeeded, the
+	// callback safe to repeat, keyed by the guest's id (remember
+	// ev.AnonymousUser.User.ID with what it moved, and move nothing for an
+	// id seen before; ExampleManager_Link does): should the store fail after the callback succeeded, the
 	// login request waits about 2 s, the link's last write is retried in
 	// the background until LinkLease runs out (Manager.Close waits for
 	// it), and if the store is down all that time, a replayed copy of the
@@ -75,8 +76,7 @@ type Options struct {
 	OnGuestDeleted func(ctx context.Context, u *User, reason DeleteReason)
 	// MaxDataSize bounds a guest's data (Manager.UpdateData), in bytes: it is
 	// read on each of the guest's requests and kept for its whole life.
-	// Default: 4 KiB, enough for a cart of a few dozen
-	// lines.
+	// Default: 4 KiB, enough for a cart of a few dozen lines.
 	MaxDataSize int
 	// DisableDeleteAnonymousUser turns off the delete-anonymous-user endpoint
 	// and, on a link, keeps the guest's user record (marked as linked, its

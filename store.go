@@ -32,8 +32,7 @@ var (
 
 // Record is what the package keeps for one guest, and for a guest that was
 // deleted or linked until its expiry. A Store never sees it: the package
-// encodes it into an Entry's bytes (see record.go), and Manager.Record reads
-// it back.
+// encodes it into an Entry's bytes, and Manager.Record reads it back.
 type Record struct {
 	User User // the guest
 	// Session is the guest's session. Its Token is always empty in a store:

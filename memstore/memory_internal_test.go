@@ -95,6 +95,19 @@ func heap() float64 {
 
 // TestStoreFullAfterExpiry: a full store takes an entry in place of an
 // expired one it has not swept, since that costs no room.
+// TestMaxBytesCountsWhatItsDocSays: an entry takes its key, its value and
+// 51 bytes, as Options.MaxBytes's documentation says.
+func TestMaxBytesCountsWhatItsDocSays(t *testing.T) {
+	k, v := key(1), []byte("a cart")
+	for _, spare := range []int64{0, -1} {
+		s := newStore(t, Options{MaxBytes: int64(len(k)+len(v)+51) + spare})
+		err := s.Create(t.Context(), k, anonymous.Entry{Value: v, Expires: time.Now().Add(time.Hour)})
+		if want := spare < 0; errors.Is(err, anonymous.ErrStoreFull) != want || (!want && err != nil) {
+			t.Errorf("Create into MaxBytes of key+value+51%+d bytes = %v, want full: %v", spare, err, want)
+		}
+	}
+}
+
 func TestStoreFullAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()

@@ -56,8 +56,8 @@ type Options struct {
 	// so unlike sqlstore's it cannot be turned off.
 	SweepInterval time.Duration
 	// MaxBytes caps the memory the store's entries take: each counts its
-	// key, its value and entryOverhead bytes (its header, its block's
-	// rounding, its index slot). Past it, Create stores nothing and returns
+	// key, its value and 51 bytes more (its header, its block's length
+	// and rounding, its index slot). Past it, Create stores nothing and returns
 	// anonymous.ErrStoreFull, as does an Update that would grow an entry
 	// (a guest's data), and the Manager fails open (new visitors' guests,
 	// and data, live in their cookies), so the process never runs out of
