@@ -1,9 +1,10 @@
 // Package anonymous gives every visitor of a net/http application a real,
 // signed, server-side guest: an anonymous user with a generated email and
-// name and a session, kept in a Store (in memory or in Redis). When the
-// visitor later logs in with a real account, by any method, the package runs
-// the application's OnLinkAccount callback exactly once (move the cart, the
-// draft, the preferences) and deletes the guest.
+// name and a session, kept in a Store (memstore, redisstore, or sqlstore in
+// the application's own SQL database). When the visitor later logs in with a
+// real account, by any method, the package runs the application's
+// OnLinkAccount callback exactly once (move the cart, the draft, the
+// preferences) and deletes the guest.
 //
 // It is the Go counterpart of Better Auth's anonymous plugin, and its JSON
 // endpoints speak the same wire format, so the npm better-auth client with
