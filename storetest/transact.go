@@ -14,12 +14,8 @@ import (
 	"github.com/guestpass/anonymous"
 )
 
-// The Transact clauses hold a store that is also an anonymous.TxStore to
-// the contract of Transact: it locks the entry (ErrClaimed, or a wait, when
-// another Transact holds it), hands fn the entry as Get returns it, writes
-// what fn returns as the next version, or nothing when fn fails, and runs
-// fn at most once. Run adds them only for a TxStore.
-
+// txTests are the Transact clauses (see the package doc), which Run adds
+// for an anonymous.TxStore only.
 var txTests = []test{
 	{name: "NotFound", fn: tx(txNotFound)},
 	{name: "Expired", waits: true, fn: tx(txExpired)},
@@ -38,14 +34,10 @@ func tx(f func(t *testing.T, s anonymous.TxStore)) func(*testing.T, anonymous.St
 	return func(t *testing.T, s anonymous.Store) { f(t, s.(anonymous.TxStore)) }
 }
 
-// txTimeout bounds every Transact of the clauses, so that a store that
-// waits for ever fails instead of hanging the suite.
-const txTimeout = 10 * time.Second
-
-// claimWait is how long Claimed lets a second Transact run before it
-// counts as waiting for the lock: far above an ErrClaimed's round trip,
-// however loaded the machine.
-const claimWait = 2 * time.Second
+const (
+	txTimeout = 10 * time.Second // bounds each Transact: one that waits for ever fails
+	claimWait = 2 * time.Second  // a second Transact running longer waits for the lock
+)
 
 // errFn is the error the clauses' fn returns to roll a Transact back.
 var errFn = errors.New("storetest: fn failed")
@@ -150,8 +142,12 @@ func txCommits(t *testing.T, s anonymous.TxStore) {
 	v = update(t, s, key, next(v, []byte("v2"), now().Add(long)))
 	value := append([]byte{0, '\r', '\n', 0xff}, randomValue(1024)...)
 	want := anonymous.Entry{Value: append([]byte(nil), value...), Version: 3}
-	exp := expiry(short)
-	is(t, "Transact of version 2", transact(t, s, key, commit(value, exp)), nil)
+	var exp time.Time
+	r := &recorder{reply: func(cur anonymous.Entry, _ int) (anonymous.Entry, error) {
+		exp = expiry(short) // once locked: a store may wait for its lock (SQLite)
+		return anonymous.Entry{Value: value, Version: cur.Version, Expires: exp, Durable: true}, nil
+	}}
+	is(t, "Transact of version 2", transact(t, s, key, r), nil)
 	flip(value)
 	same(t, s, key, want, "a Transact that committed over version 2 (and a change of the bytes fn returned)")
 	stale := next(v, []byte("stale"), now().Add(long))
