@@ -55,13 +55,14 @@ type Options struct {
 	// replies included. It cannot hold past two things, so make the
 	// callback safe to repeat, keyed by the guest's id (remember
 	// ev.AnonymousUser.User.ID with what it moved, and move nothing for an
-	// id seen before; ExampleManager_Link does): should the store fail after the callback succeeded, the
-	// login request waits about 2 s, the link's last write is retried in
-	// the background until LinkLease runs out (Manager.Close waits for
-	// it), and if the store is down all that time, a replayed copy of the
-	// guest's cookie can link it again; and a store that loses its data (a
-	// Redis restart without persistence) forgets the link, so a replayed
-	// cookie of a linked guest brings the guest, and this callback, back.
+	// id seen before; ExampleOptions_onLinkAccount does): should the store
+	// fail after the callback succeeded, the login request waits about 2 s,
+	// the link's last write is retried in the background until LinkLease
+	// runs out (Manager.Close waits for it), and if the store is down all
+	// that time, a replayed copy of the guest's cookie can link it again;
+	// and a store that loses its data (a Redis restart without persistence)
+	// forgets the link, so a replayed cookie of a linked guest brings the
+	// guest, and this callback, back.
 	// With a TxStore (sqlstore) the callback runs inside the link's
 	// transaction instead, whose context carries it (sqlstore.TxFrom): its
 	// writes there commit with the guest's end or not at all.
