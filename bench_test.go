@@ -97,8 +97,8 @@ func BenchmarkNewVisitor(b *testing.B) {
 	}
 }
 
-// firstVisitCookies returns n first-visit cookies of h (PersistOnReturn),
-// each a new visitor's.
+// firstVisitCookies returns n first-visit cookies of h (whose guests are
+// stored on their return), each a new visitor's.
 func firstVisitCookies(b *testing.B, h http.Handler, n int) []*http.Cookie {
 	out := make([]*http.Cookie, n)
 	for i := range out {

@@ -188,7 +188,7 @@ func testHandlerSignInAnonymous(t *testing.T) {
 		t.Errorf("createdAt, updatedAt = %q, %q, want %q", u.CreatedAt, u.UpdatedAt, want)
 	}
 
-	// Stored at once, whatever Options.Persist says.
+	// Stored at once, whatever Options.PersistOnIssue says.
 	rec, err := storedRecord(f.store.Store, u.ID)
 	if err != nil {
 		t.Fatalf("guest not stored: %v", err)
@@ -407,8 +407,8 @@ func TestHandlerDeleteChecksInBetterAuthOrder(t *testing.T) {
 	}
 }
 
-// A guest that lives only in its cookie (PersistOnReturn) is deleted for
-// good: replaying the cookie does not bring it back.
+// A guest that lives only in its cookie is deleted for good: replaying the
+// cookie does not bring it back.
 func TestHandlerDeletePendingGuest(t *testing.T) {
 	f := newAPIFixture(t, anonymous.Options{})
 	var page http.Handler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
@@ -798,8 +798,8 @@ func TestHandlerConcurrentSignIns(t *testing.T) {
 	}
 }
 
-// get-session stores a guest that so far lived only in its cookie
-// (PersistOnReturn) and re-sets the cookie in its stored form.
+// get-session stores a guest that so far lived only in its cookie and
+// re-sets the cookie in its stored form.
 func TestHandlerGetSessionStoresPendingGuest(t *testing.T) {
 	f := newAPIFixture(t, anonymous.Options{})
 	w := httptest.NewRecorder()

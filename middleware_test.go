@@ -674,7 +674,7 @@ func testRefreshOncePerRefreshAfter(t *testing.T) {
 
 func TestStoreFailureKeepsGuest(t *testing.T) {
 	for _, mode := range []bool{false, true} {
-		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+		t.Run(fmt.Sprintf("FailClosed=%v", mode), func(t *testing.T) {
 			f := newFixture(t, anonymous.Options{FailClosed: mode, PersistOnIssue: true})
 			w, g := f.send(t, "GET", "/")
 			c := guestCookie(t, w)

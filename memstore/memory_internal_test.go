@@ -93,8 +93,6 @@ func heap() float64 {
 	return float64(ms.HeapAlloc)
 }
 
-// TestStoreFullAfterExpiry: a full store takes an entry in place of an
-// expired one it has not swept, since that costs no room.
 // TestMaxBytesCountsWhatItsDocSays: an entry takes its key, its value and
 // 51 bytes, as Options.MaxBytes's documentation says.
 func TestMaxBytesCountsWhatItsDocSays(t *testing.T) {
@@ -108,6 +106,8 @@ func TestMaxBytesCountsWhatItsDocSays(t *testing.T) {
 	}
 }
 
+// TestStoreFullAfterExpiry: a full store takes an entry in place of an
+// expired one it has not swept, since that costs no room.
 func TestStoreFullAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()

@@ -111,7 +111,7 @@ func TestMiddlewareOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := serve(t, manager(t, s, anonymous.Options{}).Middleware(whoami)) // PersistOnReturn
+	url := serve(t, manager(t, s, anonymous.Options{}).Middleware(whoami)) // without PersistOnIssue
 
 	const visitors = 60 // all on one master by chance: 3 × (1/3)^59
 	var want []string

@@ -124,7 +124,7 @@ func TestApplicationTestPattern(t *testing.T) {
 		if !slices.ContainsFunc(b.Jar.Cookies(u), func(c *http.Cookie) bool { return c.Name == defaultCookie }) {
 			t.Fatalf("the jar holds no %s cookie for %s", defaultCookie, srv.URL)
 		}
-		// PersistOnReturn: the first response wrote nothing.
+		// By default (no PersistOnIssue) the first response wrote nothing.
 		if keys := redistest.Keys(t, rdb, prefix); len(keys) != 0 {
 			t.Fatalf("keys after the first visit: %q, want none", keys)
 		}
