@@ -17,11 +17,12 @@ import (
 )
 
 // A first-visit cookie (the default, without PersistOnIssue) carries a
-// whole guest that is not stored yet. The request that brings it back stores the guest, under a
-// token derived from the cookie's own: every request of the page that
-// carries the same cookie at the same time (a page's parallel requests)
-// derives the same token, so each is served the one guest and handed the
-// same new cookie, and nothing is written to say the new cookie was seen.
+// whole guest that is not stored yet. The request that brings it back
+// stores the guest, under a token derived from the cookie's own: every
+// request of the page that carries the same cookie at the same time (a
+// page's parallel requests) derives the same token, so each is served the
+// one guest and handed the same new cookie, and nothing is written to say
+// the new cookie was seen.
 // The derivation is keyed, so that holding the first-visit cookie is not
 // enough to compute the stored token.
 
@@ -93,21 +94,17 @@ func (m *Manager) firstStored(rec *Record, token string, now time.Time) Record {
 // stored guest. issued says that p was made on this request: no response
 // has carried first yet, so no sibling can have stored it; refused, that
 // the budget refused to store it on this request, and is not asked again.
-// It returns the guest as stored, its Session.Token set. A guest the budget or a full store
-// keeps out is an error for which notStored holds, returned with the record
-// that was refused (apply's change made); one that is not this request's to
-// share (see sibling) is ErrNotFound; apply's own error is returned as it
-// is.
+// It returns the guest as stored, its Session.Token set. A guest the
+// budget or a full store keeps out is an error for which notStored holds,
+// returned with the record that was refused (apply's change made); one
+// that is not this request's to share (see sibling) is ErrNotFound;
+// apply's own error is returned as it is.
 func (m *Manager) storeFirstVisit(r *http.Request, p *Record, first string, issued, refused bool, source string, apply func(*Record) error) (*Record, error) {
 	if !issued {
 		// A sibling that comes after the store finds the guest without
 		// spending the budget.
-		rec, err := m.get(r.Context(), p.User.ID)
-		switch {
-		case err == nil:
-			return m.sibling(r, rec, first, apply)
-		case !errors.Is(err, ErrNotFound):
-			return nil, err
+		if rec, found, err := m.storedSibling(r, p.User.ID, first, apply); found {
+			return rec, err
 		}
 	}
 	token := storedToken(m.tokenKeys[0], first)
@@ -172,14 +169,25 @@ func (m *Manager) storeShared(r *http.Request, rec *Record, source string, issue
 // Otherwise next is returned, with err.
 func (m *Manager) siblingAfterRefusal(r *http.Request, next *Record, first string, apply func(*Record) error, err error) (*Record, error) {
 	m.storing.wait(r.Context(), next.User.ID)
-	rec, gerr := m.get(r.Context(), next.User.ID)
-	switch {
-	case gerr == nil:
-		return m.sibling(r, rec, first, apply)
-	case !errors.Is(gerr, ErrNotFound):
-		return nil, gerr
+	if rec, found, gerr := m.storedSibling(r, next.User.ID, first, apply); found {
+		return rec, gerr
 	}
 	return next, err
+}
+
+// storedSibling reads guest id and, when the store has it, serves it as r's
+// sibling (see sibling); found is false when the store has no such guest.
+// A failed read is found, with its error: the guest may be stored.
+func (m *Manager) storedSibling(r *http.Request, id, first string, apply func(*Record) error) (rec *Record, found bool, err error) {
+	rec, err = m.get(r.Context(), id)
+	switch {
+	case err == nil:
+		rec, err = m.sibling(r, rec, first, apply)
+		return rec, true, err
+	case errors.Is(err, ErrNotFound):
+		return nil, false, nil
+	}
+	return nil, true, err
 }
 
 // storeOnce stores g's guest, which was not stored when the request began,
