@@ -143,12 +143,12 @@ type Options struct {
 	// address and IPv6 /64, /56 and /48 (see Budget and DefaultLevels).
 	Budget Budget
 	// FirstVisitWindow is how long a first visit's cookie, which carries a
-	// guest not stored yet (without PersistOnIssue), can store it: a visitor who
-	// returns later gets a new guest. Storing the guest gives it a new
-	// token: the requests of a page that carry the first-visit cookie from
-	// the same client within 10 s of the store share the guest and its new
-	// cookie, and a copy of the cookie planted in another browser gets a
-	// guest of its own (see docs/first-visit.md). Default: 1 hour (capped at Lifetime).
+	// guest not stored yet (without PersistOnIssue), can store it: a visitor
+	// who returns later gets a new guest. Storing the guest gives it a new
+	// token: the requests of a page that carry the first-visit cookie from the
+	// same client within 10 s of the store share the guest and its new cookie,
+	// and a copy of the cookie planted in another browser gets a guest of its
+	// own (see docs/first-visit.md). Default: 1 hour (capped at Lifetime).
 	FirstVisitWindow time.Duration
 	// FailClosed answers 503 Service Unavailable, cookie untouched, when
 	// the store fails. By default the middleware fails open: it serves the

@@ -55,16 +55,16 @@ type Options struct {
 	// store must sweep, since nothing else frees an expired guest's memory,
 	// so unlike sqlstore's it cannot be turned off.
 	SweepInterval time.Duration
-	// MaxBytes caps the memory the store's entries take: each counts its
-	// key, its value and 51 bytes more (its header, its block's length
-	// and rounding, its index slot). Past it, Create stores nothing and returns
-	// anonymous.ErrStoreFull, as does an Update that would grow an entry
-	// (a guest's data), and the Manager fails open (new visitors' guests,
-	// and data, live in their cookies), so the process never runs out of
-	// memory. A Durable write (a login linking a guest, a delete) still has
-	// a headroom of 1 % more (at least 64 KiB): a login is never refused
-	// for a flood's guests. Negative: no cap. Default: 64 MiB, some
-	// 220,000 guests without data: sized for a small server.
+	// MaxBytes caps the memory the store's entries take: each counts its key,
+	// its value and 51 bytes more (its header, its block's length and rounding,
+	// its index slot). Past it, Create stores nothing and returns
+	// anonymous.ErrStoreFull, as does an Update that would grow an entry (a
+	// guest's data), and the Manager fails open (new visitors' guests, and
+	// data, live in their cookies), so the process never runs out of memory. A
+	// Durable write (a login linking a guest, a delete) still has a headroom of
+	// 1 % more (at least 64 KiB): a login is never refused for a flood's
+	// guests. Negative: no cap. Default: 64 MiB, some 220,000 guests without
+	// data: sized for a small server.
 	MaxBytes int64
 }
 

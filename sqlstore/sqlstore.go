@@ -37,14 +37,12 @@ type Options struct {
 	// entry: lower-case letters, digits and underscores, not starting with
 	// a digit, at most 48 bytes. Migrate creates it, or create it yourself
 	// with the statements of Schema (docs/sql.md). Several stores may share
-	// a database with tables of their own. Default:
-	// "anonymous_guests".
+	// a database with tables of their own. Default: "anonymous_guests".
 	Table string
 	// SweepInterval is how often a background goroutine deletes expired
 	// rows, a batch at a time. It frees space only: reads never return an
 	// expired entry, swept or not. Negative: no background sweep (call
-	// Sweep from a scheduler of your own, or never). Default: 1
-	// minute.
+	// Sweep from a scheduler of your own, or never). Default: 1 minute.
 	SweepInterval time.Duration
 	// SweepBatch is how many expired rows one DELETE of the sweep removes
 	// at most, so that no statement holds many locks or writes a large
