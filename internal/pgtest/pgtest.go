@@ -23,8 +23,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
 )
 
-// DefaultURL is the server used when ANON_POSTGRES_URL is not set.
-const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+// defaultURL is the server used when ANON_POSTGRES_URL is not set.
+const defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 var warned sync.Once
 
@@ -35,7 +35,7 @@ func URL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv("ANON_POSTGRES_URL")
 	if base == "" {
-		base = DefaultURL
+		base = defaultURL
 	}
 	u, err := url.Parse(base)
 	if err != nil {
