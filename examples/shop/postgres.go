@@ -33,7 +33,7 @@ func openPostgres(ctx context.Context, url string) (anonymous.Store, app.Carts, 
 		return nil, nil, nil, err
 	}
 	if err := db.PingContext(ctx); err != nil {
-		return fail(fmt.Errorf("postgres: %w", err))
+		return fail(fmt.Errorf("-postgres: %w", err))
 	}
 	store, err := sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.Postgres})
 	if err != nil {
