@@ -92,6 +92,7 @@ var (
 // api serves the endpoints; routes are keyed by full path.
 type api struct {
 	cop    *http.CrossOriginProtection
+	base   string // Options.BasePath
 	routes map[string]route
 }
 
@@ -113,7 +114,7 @@ func newAPI(m *Manager) (*api, error) {
 		}
 	}
 	b := m.opts.BasePath
-	return &api{cop: cop, routes: map[string]route{
+	return &api{cop: cop, base: b, routes: map[string]route{
 		b + "/sign-in/anonymous":     {http.MethodPost, m.signInAnonymous},
 		b + "/delete-anonymous-user": {http.MethodPost, m.deleteAnonymousUser},
 		b + "/get-session":           {http.MethodGet, m.getSession},
@@ -124,6 +125,11 @@ func newAPI(m *Manager) (*api, error) {
 // taken as sent, escaped, as http.ServeMux routes it: an encoded slash is not
 // a slash.
 func (a *api) serves(r *http.Request) bool {
+	// A path that is a route's once escaped is that route unescaped too:
+	// the cheap test first.
+	if !strings.HasPrefix(r.URL.Path, a.base) {
+		return false
+	}
 	_, ok := a.routes[r.URL.EscapedPath()]
 	return ok
 }
