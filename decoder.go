@@ -23,7 +23,7 @@ type decoder struct {
 }
 
 // zeros is what a read past the end returns.
-var zeros [32]byte
+var zeros [8 * maxWrites]byte
 
 func (d *decoder) bytes(n int) []byte {
 	if d.bad || len(d.b) < n {

@@ -4,5 +4,5 @@ package anonymous
 // guest's store would not.
 var (
 	DecodeRecord = decodeRecord
-	EncodeRecord = func(rec *Record) []byte { return appendRecord(nil, rec) }
+	EncodeRecord = func(rec *Record) []byte { return appendRecord(nil, rec, 0) }
 )

@@ -238,7 +238,7 @@ func (m *Manager) lookupFirstVisit(r *http.Request, st *reqState, c *credential,
 func (m *Manager) refresh(ctx context.Context, g *guest, now time.Time, fromCookie bool) bool {
 	next := *g.rec
 	next.Session.ExpiresAt, next.Session.UpdatedAt = now.Add(m.opts.Lifetime), now
-	switch err := m.put(ctx, &next, false, false); {
+	switch err := m.put(ctx, &next, 0, false, false); {
 	case errors.Is(err, ErrNotFound):
 		return false
 	case err != nil:

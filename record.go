@@ -64,9 +64,10 @@ var errMalformed = errors.New("anonymous: malformed record in the store")
 // The longest text of an address stored in 4 or 16 bytes.
 const maxIPv4Text, maxIPv6Text = len("255.255.255.255"), len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 
-// appendRecord appends rec's encoding to b. Session.Token, User.ID and
-// Version are not stored.
-func appendRecord(b []byte, rec *Record) []byte {
+// appendRecord appends rec's encoding to b, with write id w added to its
+// writes unless w is 0 (see stamp). Session.Token, User.ID and Version are
+// not stored.
+func appendRecord(b []byte, rec *Record, w uint64) []byte {
 	u, s := &rec.User, &rec.Session
 	var flags uint16
 	set := func(f uint16, on bool) {
@@ -94,9 +95,16 @@ func appendRecord(b []byte, rec *Record) []byte {
 
 	b = append(b, recordFormat)
 	b = binary.LittleEndian.AppendUint16(b, flags)
-	b = append(b, rec.nwrites)
-	for _, w := range rec.writes[:rec.nwrites] {
-		b = binary.LittleEndian.AppendUint64(b, w)
+	writes := rec.writes
+	if w == 0 {
+		b = append(b, byte(len(writes)/8))
+		b = append(b, writes...)
+	} else {
+		if len(writes) == 8*maxWrites {
+			writes = writes[8:]
+		}
+		b = append(b, byte(len(writes)/8+1))
+		b = binary.LittleEndian.AppendUint64(append(b, writes...), w)
 	}
 	b = appendTime(b, s.ExpiresAt)
 	b = appendTime(b, u.CreatedAt)
@@ -159,9 +167,9 @@ type withText struct {
 	text [recordText]byte
 }
 
-// recordText is the most text decodeInto makes for an id of at most 64
-// bytes: the default email, a session id and an IPv6 address.
-const recordText = len(defaultEmailPrefix) + 64 + len(defaultEmailSuffix) + ulid.EncodedSize + maxIPv6Text
+// recordText is the most text decodeInto makes for a guest's id, a ULID:
+// the default email, a session id and an IPv6 address.
+const recordText = len(defaultEmailPrefix) + ulid.EncodedSize + len(defaultEmailSuffix) + ulid.EncodedSize + maxIPv6Text
 
 // decodeInto fills rec with the record of guest id
 // stored as e. The text of what the value holds in binary or leaves out
@@ -181,9 +189,8 @@ func decodeInto(rec *Record, text []byte, id string, e Entry) error {
 		text = make([]byte, 0, n)
 	}
 	d := decoder{b: v[headerSize:]}
-	rec.nwrites = v[3]
-	for i := range rec.writes[:rec.nwrites] {
-		rec.writes[i] = binary.LittleEndian.Uint64(d.bytes(8))
+	if n := 8 * int(v[3]); n > 0 {
+		rec.writes = d.bytes(n)[:n:n]
 	}
 	u, s := &rec.User, &rec.Session
 	rec.Version = e.Version

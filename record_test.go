@@ -28,8 +28,9 @@ func recordShapes() []*Record {
 		withData.Data[i] = byte(255 - i)
 	}
 	withData.Session.UpdatedAt = t0.Add(time.Hour + 1) // a nanosecond
-	withData.stamp(7)
-	withData.stamp(1 << 63)
+	var room [8 * maxWrites]byte
+	withData.writes = stamp(withData.writes, 7, &room)
+	withData.writes = stamp(withData.writes, 1<<63, &room)
 	full := Record{
 		User: User{ID: "custom-id", Email: "guest+tag@example.com", Name: `Ünïcode "guest" 🦊`, EmailVerified: true, IsAnonymous: true,
 			CreatedAt: t0.Add(-3 * time.Second), UpdatedAt: t0.Add(-2 * time.Second)},
@@ -39,8 +40,9 @@ func recordShapes() []*Record {
 		TokenHash: sha256.Sum256([]byte("t")), Data: []byte(`{"cart":[1]}`),
 		ClaimOwner: "owner ü", ClaimUntil: t0.Add(90*time.Second + 123*time.Nanosecond), Version: 41,
 	}
+	var fullRoom [8 * maxWrites]byte
 	for w := range uint64(maxWrites + 3) { // past maxWrites: the oldest go
-		full.stamp(w + 100)
+		full.writes = stamp(full.writes, w+100, &fullRoom)
 	}
 	zoned := *guest
 	zoned.Session.IPAddress = "fe80::1%eth0" // not an address the binary form keeps
@@ -57,7 +59,7 @@ func recordShapes() []*Record {
 
 func TestRecordRoundTrip(t *testing.T) {
 	for i, rec := range recordShapes() {
-		b := appendRecord(nil, rec)
+		b := appendRecord(nil, rec, 0)
 		got, err := decodeRecord(rec.User.ID, Entry{Value: b, Version: rec.Version})
 		if err != nil {
 			t.Fatalf("shape %d: %v", i, err)
@@ -65,7 +67,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, rec) {
 			t.Errorf("shape %d: decoded\n\t%+v\nwant\n\t%+v", i, got, rec)
 		}
-		if !bytes.Equal(appendRecord(nil, got), b) {
+		if !bytes.Equal(appendRecord(nil, got, 0), b) {
 			t.Errorf("shape %d: encoding the decoded record gives other bytes", i)
 		}
 	}
@@ -76,7 +78,7 @@ func TestRecordRoundTrip(t *testing.T) {
 func TestRecordSize(t *testing.T) {
 	rec := recordShapes()[0]
 	rec.Session.UserAgent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-	if n := len(appendRecord(nil, rec)); n > 230 {
+	if n := len(appendRecord(nil, rec, 0)); n > 230 {
 		t.Errorf("a guest without data takes %d bytes, want at most 230", n)
 	}
 }
@@ -141,7 +143,7 @@ func TestFormat2Records(t *testing.T) {
 		if msg := tc.check(rec); msg != "" {
 			t.Errorf("record %d: %s", i, msg)
 		}
-		b := appendRecord(nil, rec)
+		b := appendRecord(nil, rec, 0)
 		if b[0] != recordFormat {
 			t.Errorf("record %d is written back in format %d", i, b[0])
 		}
@@ -156,7 +158,7 @@ func TestFormat2Records(t *testing.T) {
 func TestMalformedRecords(t *testing.T) {
 	var valid [][]byte
 	for _, rec := range recordShapes() {
-		valid = append(valid, appendRecord(nil, rec))
+		valid = append(valid, appendRecord(nil, rec, 0))
 	}
 	for _, tc := range format2Records {
 		v, _ := hex.DecodeString(tc.hex)
@@ -182,7 +184,7 @@ func TestMalformedRecords(t *testing.T) {
 
 func FuzzDecodeRecord(f *testing.F) {
 	for _, rec := range recordShapes() {
-		f.Add(appendRecord(nil, rec))
+		f.Add(appendRecord(nil, rec, 0))
 	}
 	for _, tc := range format2Records {
 		v, _ := hex.DecodeString(tc.hex)
@@ -197,7 +199,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		// Whatever decodes is written back as a record that decodes the same.
-		again, err := decodeRecord(rec.User.ID, Entry{Value: appendRecord(nil, rec)})
+		again, err := decodeRecord(rec.User.ID, Entry{Value: appendRecord(nil, rec, 0)})
 		if err != nil {
 			t.Fatalf("re-encoded record: %v", err)
 		}
@@ -210,19 +212,37 @@ func FuzzDecodeRecord(f *testing.F) {
 // A write's id stays among a record's last maxWrites writes, and no longer.
 func TestWriteIDs(t *testing.T) {
 	var rec Record
+	var room [8 * maxWrites]byte
 	for w := range uint64(maxWrites) {
-		rec.stamp(w + 1)
+		rec.writes = stamp(rec.writes, w+1, &room)
 	}
 	for w := range uint64(maxWrites) {
 		if !rec.wrote(w + 1) {
 			t.Fatalf("write %d forgotten among the last %d", w+1, maxWrites)
 		}
 	}
-	rec.stamp(99)
+	rec.writes = stamp(rec.writes, 99, &room)
 	if rec.wrote(1) || !rec.wrote(2) || !rec.wrote(99) {
-		t.Fatalf("after one more write: %v", rec.writes[:rec.nwrites])
+		t.Fatalf("after one more write: %v", rec.writes)
 	}
 	if rec.wrote(0) {
 		t.Fatal("write id 0 is recognised")
+	}
+
+	// A write id appendRecord adds is stored as stamp adds it, full or not.
+	for _, n := range []int{0, 3, maxWrites} {
+		rec := *recordShapes()[0]
+		var room, room2 [8 * maxWrites]byte
+		for w := range uint64(n) {
+			rec.writes = stamp(rec.writes, w+1, &room)
+		}
+		stamped := rec
+		stamped.writes = stamp(rec.writes, 42, &room2)
+		if !bytes.Equal(appendRecord(nil, &rec, 42), appendRecord(nil, &stamped, 0)) {
+			t.Errorf("%d writes: appendRecord's write id is not stored as stamp's", n)
+		}
+		if rec.wrote(42) {
+			t.Errorf("%d writes: appendRecord stamped the record itself", n)
+		}
 	}
 }

@@ -58,9 +58,10 @@ type Record struct {
 	Version uint64
 
 	// writes holds the ids of the record's last writes, oldest first, so
-	// that a writer whose reply was lost recognises its own write.
-	writes  [maxWrites]uint64
-	nwrites uint8
+	// that a writer whose reply was lost recognises its own write: 8 bytes
+	// each, little-endian, as stored. Its capacity is its length, so that
+	// stamp copies it and never writes into the stored value.
+	writes []byte
 }
 
 // live reports whether rec is a guest: not deleted, not linked.

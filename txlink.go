@@ -81,9 +81,8 @@ func (m *Manager) linkInTx(w http.ResponseWriter, r *http.Request, g *guest, new
 		}
 		gone = locked.User
 		next := *locked
-		next.stamp(newWriteID())
 		bury(&next, newUser.ID, m.opts.DisableDeleteAnonymousUser)
-		return Entry{Value: appendRecord(nil, &next), Version: cur.Version, Expires: next.Session.ExpiresAt, Durable: true}, nil
+		return Entry{Value: appendRecord(nil, &next, newWriteID()), Version: cur.Version, Expires: next.Session.ExpiresAt, Durable: true}, nil
 	})
 	return m.linkedInTx(w, context.WithoutCancel(r.Context()), id, &gone, err)
 }

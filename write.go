@@ -3,6 +3,7 @@ package anonymous
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -65,17 +66,18 @@ func (m *Manager) modify(ctx context.Context, rec *Record, fn func(*Record) erro
 	w := newWriteID()
 	failures := 0
 	for try := 1; ; try++ {
-		next := *rec
+		p := &stamped{rec: *rec}
+		next := &p.rec
 		next.Session.Token = "" // a store never sees a token
-		if err := fn(&next); err != nil {
+		if err := fn(next); err != nil {
 			return nil, err
 		}
-		next.stamp(w)
-		err := m.put(ctx, &next, false, next.durable())
+		next.writes = stamp(next.writes, w, &p.room)
+		err := m.put(ctx, next, 0, false, next.durable())
 		if err == nil {
 			next.Version++
 			next.Session.Token = token
-			return &next, nil
+			return next, nil
 		}
 		got, done, err := m.recover(ctx, rec.User.ID, w, err, next.durable())
 		switch {
@@ -149,17 +151,18 @@ func (m *Manager) getInto(ctx context.Context, id string, rec *Record, text []by
 	return nil
 }
 
-// put writes rec: a Create when create is set, else an Update of version
-// rec.Version; durable sets Entry.Durable. The value is encoded into a
-// pooled buffer: a Store keeps its own copy.
-func (m *Manager) put(ctx context.Context, rec *Record, create, durable bool) error {
+// put writes rec, stamped with write id w unless it is 0: a Create when
+// create is set, else an Update of version rec.Version; durable sets
+// Entry.Durable. The value is encoded into a pooled buffer: a Store keeps
+// its own copy.
+func (m *Manager) put(ctx context.Context, rec *Record, w uint64, create, durable bool) error {
 	buf := putBuffers.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= 8<<10 {
 			putBuffers.Put(buf)
 		}
 	}()
-	*buf = appendRecord((*buf)[:0], rec)
+	*buf = appendRecord((*buf)[:0], rec, w)
 	e := Entry{Value: *buf, Version: rec.Version, Expires: rec.Session.ExpiresAt, Durable: durable}
 	if create {
 		return m.store.Create(ctx, rec.User.ID, e)
@@ -178,17 +181,15 @@ var putBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // is unknown: ErrUncertain.
 func (m *Manager) create(ctx context.Context, rec *Record) error {
 	w := newWriteID()
-	next := *rec
-	next.stamp(w)
 	for failures := 0; ; failures++ {
-		err := m.put(ctx, &next, true, next.durable())
+		err := m.put(ctx, rec, w, true, rec.durable())
 		if err == nil || errors.Is(err, ErrStoreFull) {
 			return err
 		}
 		got, gerr := m.get(ctx, rec.User.ID)
 		switch {
 		case gerr == nil && got.wrote(w):
-			if !next.durable() {
+			if !rec.durable() {
 				return nil
 			}
 			if err := m.confirm(ctx, got, w); err != nil {
@@ -216,7 +217,7 @@ func (m *Manager) create(ctx context.Context, rec *Record) error {
 // still holds w.
 func (m *Manager) confirm(ctx context.Context, rec *Record, w uint64) error {
 	for try := 1; ; try++ {
-		err := m.put(ctx, rec, false, true)
+		err := m.put(ctx, rec, 0, false, true)
 		if err == nil {
 			rec.Version++
 			return nil
@@ -261,20 +262,27 @@ func (m *Manager) Record(ctx context.Context, id string) (*Record, error) {
 // newWriteID returns a random id for a write; 0 is never one.
 func newWriteID() uint64 { return rand.Uint64() | 1 }
 
-// stamp adds write id w to rec's, dropping the oldest past maxWrites.
-func (rec *Record) stamp(w uint64) {
-	if rec.nwrites == maxWrites {
-		copy(rec.writes[:], rec.writes[1:])
-		rec.nwrites--
+// stamp returns writes, a record's write ids, with w added and the oldest
+// dropped past maxWrites. The ids are laid out in room, which must live as
+// long as the record: see stamped.
+func stamp(writes []byte, w uint64, room *[8 * maxWrites]byte) []byte {
+	if len(writes) == len(room) {
+		writes = writes[8:]
 	}
-	rec.writes[rec.nwrites] = w
-	rec.nwrites++
+	b := binary.LittleEndian.AppendUint64(room[:copy(room[:], writes)], w)
+	return b[:len(b):len(b)]
+}
+
+// stamped is a record about to be written, and room for its write ids.
+type stamped struct {
+	rec  Record
+	room [8 * maxWrites]byte
 }
 
 // wrote reports whether write id w is among rec's last writes.
 func (rec *Record) wrote(w uint64) bool {
-	for _, x := range rec.writes[:rec.nwrites] {
-		if x == w {
+	for b := rec.writes; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b) == w {
 			return true
 		}
 	}
