@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,23 +23,40 @@ import (
 
 // BenchmarkFloor measures the steps no guest middleware can skip, done
 // with nothing around them, on the same cookies package anonymous uses:
-// the floor its own work is compared with (cmd/ratios: at most 1.5× on
-// both paths).
+// the floor its own work is compared with (cmd/ratios).
 //
-//	returning  find the cookie in the header; base64-decode it; check its
-//	           HMAC-SHA256 (a pooled HMAC state); base64-decode the payload;
-//	           SHA-256 the token; look the id up in a map behind a read
-//	           lock and copy the stored record out (one allocation), then
-//	           compare the token hashes.
+//	returning  find the guest cookie among the request's cookies;
+//	           base64-decode it; check its HMAC-SHA256 (a pooled HMAC
+//	           state); base64-decode the payload; SHA-256 the token; look
+//	           the id up in a map behind a read lock and copy the stored
+//	           record out (one allocation); read the clock and check the
+//	           record's expiry; compare the token hashes; hand the guest to
+//	           the handler, which reads its id.
 //	new        read 52 random bytes; encode two ULIDs and the token; SHA-256
 //	           the token; lay out the first-visit payload (id, session id,
 //	           email, name, times); base64 it, HMAC-SHA256 it, base64 the
 //	           result; write the Set-Cookie line (one string) into the
-//	           response's headers.
+//	           response's headers; hand the guest's id (one string) to the
+//	           handler, which reads it.
 //
-// It runs in parallel, as the contenders do, over the same headerWriter.
+// Handing the guest on is a request whose context holds it:
+// context.WithValue and r.WithContext, two allocations, the only way
+// net/http lets a middleware give its handler a value. The -bare cases
+// (returning-bare, new-bare) do the rest alone: no request, no handler, no
+// clock read for a returning guest, the cookie's value given. They were the
+// floor until the steps a middleware cannot skip included handing on what
+// it found.
+//
+// It runs in parallel, as the contenders do, over the same headerWriter and
+// a request made as theirs.
 func BenchmarkFloor(b *testing.B) {
 	b.Run("returning", func(b *testing.B) {
+		returning, fresh := anonymousMem(onReturn)(b)
+		ck := settle(b, returning, fresh)
+		f := newFloor(b, cookieValue(b, ck))
+		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.serve(w, r, floorNext) })
+	})
+	b.Run("returning-bare", func(b *testing.B) {
 		returning, fresh := anonymousMem(onReturn)(b)
 		value := cookieValue(b, settle(b, returning, fresh))
 		f := newFloor(b, value)
@@ -54,6 +73,9 @@ func BenchmarkFloor(b *testing.B) {
 		})
 	})
 	b.Run("new", func(b *testing.B) {
+		runFloor(b, "", func(w http.ResponseWriter, r *http.Request, buf *floorBuf) { floorServeNew(w, r, buf, floorNext) })
+	})
+	b.Run("new-bare", func(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -71,28 +93,81 @@ func BenchmarkFloor(b *testing.B) {
 	})
 }
 
-// TestFloor checks that the floor does its steps: the returning one finds
-// the settled guest and refuses a tampered cookie, the new one writes a
-// cookie package anonymous accepts as a first visit's.
+// runFloor runs serve in the contenders' loop (benchContenders): a request
+// with cookieHeader, reused, and a headerWriter cleared each time; the
+// handler must report an id.
+func runFloor(b *testing.B, cookieHeader string, serve func(http.ResponseWriter, *http.Request, *floorBuf)) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var id string
+		r := request(cookieHeader, &id)
+		w := &headerWriter{h: http.Header{}}
+		var buf floorBuf
+		for pb.Next() {
+			clear(w.h)
+			id = ""
+			serve(w, r, &buf)
+			if id == "" {
+				b.Error("the floor handed the handler no guest")
+				return
+			}
+		}
+	})
+}
+
+// TestFloor checks that the floor does its steps: the returning one hands
+// on the settled guest and refuses a tampered cookie or an expired record,
+// the new one writes a cookie package anonymous accepts as a first visit's
+// and hands on its guest's id.
 func TestFloor(t *testing.T) {
 	returning, fresh := anonymousMem(onReturn)(t)
-	value := cookieValue(t, settle(t, returning, fresh))
+	ck := settle(t, returning, fresh)
+	value := cookieValue(t, ck)
 	f := newFloor(t, value)
 	name := defaultCookie + "="
 	if !f.returning(name + value) {
-		t.Fatal("the floor refused the settled cookie")
+		t.Fatal("the bare floor refused the settled cookie")
 	}
 	if f.returning(tamper(name + value)) {
-		t.Fatal("the floor accepted a tampered cookie")
+		t.Fatal("the bare floor accepted a tampered cookie")
+	}
+	serve := func(cookieHeader string) string {
+		var id string
+		f.serve(&headerWriter{h: http.Header{}}, request("other=1; "+cookieHeader, &id), floorNext)
+		return id
+	}
+	want := tokenIDOf(t, value)
+	if got := serve(ck); got != want {
+		t.Fatalf("the floor handed on %q, want %q", got, want)
+	}
+	if got := serve(tamper(ck)); got != "" {
+		t.Fatalf("the floor handed on %q for a tampered cookie", got)
+	}
+	for _, e := range f.records {
+		binary.BigEndian.PutUint64(e.rec, uint64(time.Now().Unix()))
+	}
+	if got := serve(ck); got != "" {
+		t.Fatalf("the floor handed on %q for an expired record", got)
 	}
 
 	w := &headerWriter{h: http.Header{}}
-	floorNew(w, new(floorBuf))
+	var handed string
+	floorServeNew(w, request("", &handed), new(floorBuf), floorNext)
 	var id string
 	returning.ServeHTTP(&headerWriter{h: http.Header{}}, request(cookieHeader(w.h), &id))
-	if id == "" {
-		t.Fatalf("package anonymous refused the floor's cookie %q", w.h["Set-Cookie"])
+	if id == "" || id != handed {
+		t.Fatalf("package anonymous read id %q from the floor's cookie %q, which handed on %q", id, w.h["Set-Cookie"], handed)
 	}
+}
+
+// tokenIDOf is the guest id in a cookie value.
+func tokenIDOf(tb testing.TB, value string) string {
+	token, ok := floorToken(value, make([]byte, 3*len(value)))
+	if !ok {
+		tb.Fatal("the floor cannot read the package's cookie")
+	}
+	return string(token[:ulid.EncodedSize])
 }
 
 // cookieValue is the guest cookie's value in a Cookie header.
@@ -112,11 +187,41 @@ var (
 )
 
 // floor is a returning guest's floor: a map of the one guest, keyed by id,
-// holding a record as large as memstore's with the token's hash.
+// holding the id and a record as large as memstore's: its expiry first
+// (Unix seconds, big-endian), the token's hash last.
 type floor struct {
 	mu      sync.RWMutex
-	records map[string][]byte
+	records map[string]floorEntry
 }
+
+type floorEntry struct {
+	id  string
+	rec []byte
+}
+
+// floorKey is the context key under which the floor hands its handler a
+// *floorGuest or a *floorVisitor.
+type floorKey struct{}
+
+// floorGuest is a returning guest as the floor hands it on: the stored
+// id, and the copy of its record, in one allocation.
+type floorGuest struct {
+	id  string
+	rec [256]byte
+}
+
+// floorVisitor is a new visitor as the floor hands it on.
+type floorVisitor struct{ id string }
+
+// floorNext is the floor's handler: it reads the id it was handed.
+var floorNext = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	switch g := r.Context().Value(floorKey{}).(type) {
+	case *floorGuest:
+		report(r, g.id)
+	case *floorVisitor:
+		report(r, g.id)
+	}
+})
 
 func newFloor(tb testing.TB, value string) *floor {
 	token, ok := floorToken(value, make([]byte, 3*len(value)))
@@ -124,8 +229,10 @@ func newFloor(tb testing.TB, value string) *floor {
 		tb.Fatal("the floor cannot read the package's cookie")
 	}
 	sum := sha256.Sum256(token)
-	rec := append(bytes.Repeat([]byte{'r'}, 220), sum[:]...)
-	return &floor{records: map[string][]byte{string(token[:ulid.EncodedSize]): rec}}
+	rec := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(lifetime).Unix()))
+	rec = append(append(rec, bytes.Repeat([]byte{'r'}, 212)...), sum[:]...)
+	id := string(token[:ulid.EncodedSize])
+	return &floor{records: map[string]floorEntry{id: {id, rec}}}
 }
 
 // floorToken checks a cookie value's MAC and returns the token in its
@@ -162,6 +269,8 @@ func floorToken(value string, buf []byte) ([]byte, bool) {
 	return payload[10 : 10+70], true
 }
 
+// returning is the bare floor: header is the Cookie header, the guest's
+// cookie alone.
 func (f *floor) returning(header string) bool {
 	_, value, ok := strings.Cut(header, "=")
 	if !ok {
@@ -178,10 +287,54 @@ func (f *floor) returning(header string) bool {
 	}
 	sum := sha256.Sum256(token)
 	f.mu.RLock()
-	stored := f.records[string(token[:ulid.EncodedSize])]
+	stored := f.records[string(token[:ulid.EncodedSize])].rec
 	rec := append([]byte(nil), stored...)
 	f.mu.RUnlock()
 	return len(rec) > sha256.Size && subtle.ConstantTimeCompare(sum[:], rec[len(rec)-sha256.Size:]) == 1
+}
+
+// serve is the returning floor: it hands next the request's guest, and
+// does nothing for a request without one.
+func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	value, ok := floorCookie(r)
+	if !ok {
+		return
+	}
+	buf := floorBufs.Get().(*[3 * 512]byte)
+	defer floorBufs.Put(buf)
+	if 3*len(value) > len(buf) {
+		return
+	}
+	token, ok := floorToken(value, buf[:])
+	if !ok {
+		return
+	}
+	sum := sha256.Sum256(token)
+	g := new(floorGuest)
+	f.mu.RLock()
+	e := f.records[string(token[:ulid.EncodedSize])]
+	g.id = e.id
+	n := copy(g.rec[:], e.rec)
+	f.mu.RUnlock()
+	rec := g.rec[:n]
+	if n < 8+sha256.Size || time.Now().Unix() >= int64(binary.BigEndian.Uint64(rec)) ||
+		subtle.ConstantTimeCompare(sum[:], rec[n-sha256.Size:]) != 1 {
+		return
+	}
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), floorKey{}, g)))
+}
+
+// floorCookie returns the value of the request's first guest cookie.
+func floorCookie(r *http.Request) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, value, _ := strings.Cut(textproto.TrimString(part), "=")
+			if name == defaultCookie {
+				return value, true
+			}
+		}
+	}
+	return "", false
 }
 
 // floorBuf is a new visitor's scratch space, reused between requests.
@@ -190,9 +343,17 @@ type floorBuf struct {
 	sum                   [sha256.Size]byte
 }
 
-// floorNew is a new visitor's floor: a first-visit cookie as package
-// anonymous writes it, with no store.
-func floorNew(w http.ResponseWriter, buf *floorBuf) {
+// floorServeNew is the new visitor's floor: it sets the cookie and hands
+// next the guest's id.
+func floorServeNew(w http.ResponseWriter, r *http.Request, buf *floorBuf, next http.Handler) {
+	id := floorNew(w, buf)
+	g := &floorVisitor{id: string(id[:])}
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), floorKey{}, g)))
+}
+
+// floorNew is the bare new visitor's floor: a first-visit cookie as package
+// anonymous writes it, with no store. It returns the guest's id.
+func floorNew(w http.ResponseWriter, buf *floorBuf) [ulid.EncodedSize]byte {
 	var ent [52]byte
 	rand.Read(ent[:])
 	now := time.Now()
@@ -246,4 +407,5 @@ func floorNew(w http.ResponseWriter, buf *floorBuf) {
 	buf.line = l
 	hd := w.Header()
 	hd["Set-Cookie"] = append(hd["Set-Cookie"], string(l))
+	return idText
 }

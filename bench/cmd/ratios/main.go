@@ -276,7 +276,7 @@ func (res results) checkTargets() []verdict {
 	floorNs, _ := res.med("Floor", "returning")
 	for _, c := range []string{"anonymous-memstore-onreturn", "anonymous-memstore-onissue"} {
 		ns, allocs := res.med("Returning", c)
-		add("Returning "+c+": ns/op ≤ 1.5× Floor/returning", ns, floorNs, 1.5)
+		add("Returning "+c+": ns/op ≤ 2× Floor/returning", ns, floorNs, 2)
 		count("Returning "+c+": allocs/op ≤ 5", allocs, 5)
 	}
 	newFloorNs, _ := res.med("Floor", "new")

@@ -99,8 +99,8 @@ func TestTargets(t *testing.T) {
 		// 1600 / 3000
 		"New anonymous-memstore-onreturn: ns/op ≤ 0.5× scs-memstore": {1600.0 / 3000, false},
 		// 300 / 250
-		"Returning anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/returning": {300.0 / 250, true},
-		"Returning anonymous-memstore-onreturn: allocs/op ≤ 5":                {4, true},
+		"Returning anonymous-memstore-onreturn: ns/op ≤ 2× Floor/returning": {300.0 / 250, true},
+		"Returning anonymous-memstore-onreturn: allocs/op ≤ 5":              {4, true},
 		// 1600 / 1000
 		"New anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/new": {1.6, false},
 	}
