@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ var (
 // api serves the endpoints; routes are keyed by full path.
 type api struct {
 	cop    *http.CrossOriginProtection
-	base   string // Options.BasePath
+	base   string // Options.BasePath unescaped, as r.URL.Path holds it
 	routes map[string]route
 }
 
@@ -114,7 +115,11 @@ func newAPI(m *Manager) (*api, error) {
 		}
 	}
 	b := m.opts.BasePath
-	return &api{cop: cop, base: b, routes: map[string]route{
+	base, err := url.PathUnescape(b)
+	if err != nil {
+		base = "" // no route can match; every path goes to the map
+	}
+	return &api{cop: cop, base: base, routes: map[string]route{
 		b + "/sign-in/anonymous":     {http.MethodPost, m.signInAnonymous},
 		b + "/delete-anonymous-user": {http.MethodPost, m.deleteAnonymousUser},
 		b + "/get-session":           {http.MethodGet, m.getSession},
@@ -125,7 +130,7 @@ func newAPI(m *Manager) (*api, error) {
 // taken as sent, escaped, as http.ServeMux routes it: an encoded slash is not
 // a slash.
 func (a *api) serves(r *http.Request) bool {
-	// A path that is a route's once escaped is that route unescaped too:
+	// A path that escapes to a route starts with the base path unescaped:
 	// the cheap test first.
 	if !strings.HasPrefix(r.URL.Path, a.base) {
 		return false

@@ -530,6 +530,21 @@ func TestHandlerRouting(t *testing.T) {
 	})
 }
 
+// The middleware serves the endpoints under a BasePath written with
+// escapes, as a request spells it.
+func TestMiddlewareServesEscapedBasePath(t *testing.T) {
+	for _, base := range []string{"/my%20auth", "/%C3%A4uth", "/a%2Fb"} {
+		t.Run(base, func(t *testing.T) {
+			f := newFixture(t, anonymous.Options{BasePath: base})
+			w := httptest.NewRecorder()
+			f.h.ServeHTTP(w, httptest.NewRequest("GET", base+"/get-session", nil))
+			if w.Code != http.StatusOK || w.Body.String() != "null" {
+				t.Errorf("GET %s/get-session through the middleware: %d %q, want 200 null", base, w.Code, w.Body)
+			}
+		})
+	}
+}
+
 func TestHandlerWrongMethod(t *testing.T) {
 	f := newAPIFixture(t, anonymous.Options{})
 	for _, tc := range []struct{ method, path, allow string }{
