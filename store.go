@@ -59,8 +59,8 @@ type Record struct {
 
 	// writes holds the ids of the record's last writes, oldest first, so
 	// that a writer whose reply was lost recognises its own write: 8 bytes
-	// each, little-endian, as stored. Its capacity is its length, so that
-	// stamp copies it and never writes into the stored value.
+	// each, little-endian, as stored, and never written in place (see
+	// stamp). Its capacity is its length, so that an append copies it.
 	writes []byte
 }
 

@@ -82,7 +82,7 @@ func (m *Manager) linkInTx(w http.ResponseWriter, r *http.Request, g *guest, new
 		gone = locked.User
 		next := *locked
 		bury(&next, newUser.ID, m.opts.DisableDeleteAnonymousUser)
-		return Entry{Value: appendRecord(nil, &next, newWriteID()), Version: cur.Version, Expires: next.Session.ExpiresAt, Durable: true}, nil
+		return Entry{Value: appendRecord(nil, &next, 0), Version: cur.Version, Expires: next.Session.ExpiresAt, Durable: true}, nil
 	})
 	return m.linkedInTx(w, context.WithoutCancel(r.Context()), id, &gone, err)
 }
