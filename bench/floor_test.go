@@ -209,51 +209,45 @@ type floorEntry struct {
 }
 
 // floorKey is the context key under which the floor hands its handler a
-// *floorGuest or a *floorVisitor.
+// *floorHanded.
 type floorKey struct{}
 
-// floorGuest is a returning guest as the floor hands it on, in one
-// allocation, as the middleware's state is: the request's context (its
-// parent's, plus Value(floorKey{})), the stored id, the copy of its record
-// and the request the handler gets.
-type floorGuest struct {
+// floorHanded is the context the floor hands its handler: its parent's,
+// plus Value(floorKey{}), which gives the guest's id.
+type floorHanded struct {
 	context.Context
-	id  string
-	rec [256]byte
-	req http.Request
+	id string
 }
 
-func (g *floorGuest) Value(key any) any {
+func (h *floorHanded) Value(key any) any {
 	if _, ok := key.(floorKey); ok {
-		return g
+		return h
 	}
-	return g.Context.Value(key)
+	return h.Context.Value(key)
+}
+
+// floorGuest is a returning guest as the floor hands it on, in one
+// allocation, as the middleware's state is: the context, the copy of the
+// guest's record and the request the handler gets.
+type floorGuest struct {
+	floorHanded
+	rec [256]byte
+	req http.Request
 }
 
 // floorVisitor is a new visitor as the floor hands it on, in one
 // allocation with its context, its request and its Set-Cookie header's
 // value; its id is one string more.
 type floorVisitor struct {
-	context.Context
-	id        string
+	floorHanded
 	setCookie [1]string
 	req       http.Request
 }
 
-func (g *floorVisitor) Value(key any) any {
-	if _, ok := key.(floorKey); ok {
-		return g
-	}
-	return g.Context.Value(key)
-}
-
 // floorNext is the floor's handler: it reads the id it was handed.
 var floorNext = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	switch g := r.Context().Value(floorKey{}).(type) {
-	case *floorGuest:
-		report(r, g.id)
-	case *floorVisitor:
-		report(r, g.id)
+	if h, _ := r.Context().Value(floorKey{}).(*floorHanded); h != nil {
+		report(r, h.id)
 	}
 })
 
@@ -345,7 +339,7 @@ func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		return
 	}
 	sum := sha256.Sum256(token)
-	g := &floorGuest{Context: r.Context()}
+	g := &floorGuest{floorHanded: floorHanded{Context: r.Context()}}
 	f.mu.RLock()
 	e := f.records[string(token[:ulid.EncodedSize])]
 	g.id = e.id
@@ -356,7 +350,7 @@ func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		subtle.ConstantTimeCompare(sum[:], rec[n-sha256.Size:]) != 1 {
 		return
 	}
-	g.req = *r.WithContext(g)
+	g.req = *r.WithContext(&g.floorHanded)
 	next.ServeHTTP(w, &g.req)
 }
 
@@ -382,11 +376,11 @@ type floorBuf struct {
 // floorServeNew is the new visitor's floor: it sets the cookie and hands
 // next the guest's id.
 func floorServeNew(w http.ResponseWriter, r *http.Request, buf *floorBuf, next http.Handler) {
-	g := &floorVisitor{Context: r.Context()}
+	g := &floorVisitor{floorHanded: floorHanded{Context: r.Context()}}
 	id, line := floorNew(buf)
 	g.id, g.setCookie[0] = string(id[:]), line
 	w.Header()["Set-Cookie"] = g.setCookie[:]
-	g.req = *r.WithContext(g)
+	g.req = *r.WithContext(&g.floorHanded)
 	next.ServeHTTP(w, &g.req)
 }
 
