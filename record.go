@@ -96,16 +96,12 @@ func appendRecord(b []byte, rec *Record, w uint64) []byte {
 	b = append(b, recordFormat)
 	b = binary.LittleEndian.AppendUint16(b, flags)
 	writes := rec.writes
-	if w == 0 {
-		b = append(b, byte(len(writes)/8))
-		b = append(b, writes...)
-	} else {
-		if len(writes) == 8*maxWrites {
-			writes = writes[8:]
-		}
-		b = append(b, byte(len(writes)/8+1))
-		b = binary.LittleEndian.AppendUint64(append(b, writes...), w)
+	if w != 0 {
+		var room [8 * maxWrites]byte
+		writes = stamp(writes, w, &room)
 	}
+	b = append(b, byte(len(writes)/8))
+	b = append(b, writes...)
 	b = appendTime(b, s.ExpiresAt)
 	b = appendTime(b, u.CreatedAt)
 	b = appendTimeIf(b, flags&flagUserUpdated, u.UpdatedAt)
