@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/guestpass/anonymous/internal/redistest"
 )
 
 // BenchmarkFloor measures the steps no guest middleware can skip, done
@@ -32,6 +34,9 @@ import (
 //	           record out, into what is handed on (the one allocation); read
 //	           the clock and check the record's expiry; compare the token
 //	           hashes; hand the guest to the handler, which reads its id.
+//	returning-redis  the same, with the guest's record kept in Redis: one
+//	           GET of its key, as go-redis makes and sends it, takes the
+//	           place of the map's lookup and copy.
 //	new        read 52 random bytes; encode two ULIDs and the token; SHA-256
 //	           the token; lay out the first-visit payload (id, session id,
 //	           email, name, times); base64 it, HMAC-SHA256 it, base64 the
@@ -55,6 +60,12 @@ func BenchmarkFloor(b *testing.B) {
 		returning, fresh := anonymousMem(onReturn)(b)
 		ck := settle(b, returning, fresh)
 		f := newFloor(b, cookieValue(b, ck))
+		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.serve(w, r, floorNext) })
+	})
+	b.Run("returning-redis", func(b *testing.B) {
+		returning, fresh := anonymousMem(onReturn)(b)
+		ck := settle(b, returning, fresh)
+		f := newRedisFloor(b, cookieValue(b, ck))
 		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.serve(w, r, floorNext) })
 	})
 	b.Run("returning-bare", func(b *testing.B) {
@@ -118,11 +129,11 @@ func runFloor(b *testing.B, cookieHeader string, serve func(http.ResponseWriter,
 	})
 }
 
-// TestFloor checks that the floor does its steps: the returning one hands
-// on the settled guest, as package anonymous reads it, and refuses a
-// tampered cookie, a record of another token and an expired record; the
-// new one writes a cookie package anonymous accepts as a first visit's and
-// hands on its guest's id.
+// TestFloor checks that the floor does its steps: the returning one, with
+// its record in a map or in Redis, hands on the settled guest, as package
+// anonymous reads it, and refuses a tampered cookie, a record of another
+// token and an expired record; the new one writes a cookie package
+// anonymous accepts as a first visit's and hands on its guest's id.
 func TestFloor(t *testing.T) {
 	returning, fresh := anonymousMem(onReturn)(t)
 	ck := settle(t, returning, fresh)
@@ -135,30 +146,10 @@ func TestFloor(t *testing.T) {
 	if f.returning(tamper(name + value)) {
 		t.Fatal("the bare floor accepted a tampered cookie")
 	}
-	serve := func(cookieHeader string) string {
-		var id string
-		f.serve(&headerWriter{h: http.Header{}}, request("other=1; "+cookieHeader, &id), floorNext)
-		return id
-	}
 	var want string
 	returning.ServeHTTP(&headerWriter{h: http.Header{}}, request(ck, &want))
-	if got := serve(ck); got == "" || got != want {
-		t.Fatalf("the floor handed on %q, package anonymous %q", got, want)
-	}
-	if got := serve(tamper(ck)); got != "" {
-		t.Fatalf("the floor handed on %q for a tampered cookie", got)
-	}
-	for _, e := range f.records {
-		e.rec[len(e.rec)-1] ^= 1
-		if got := serve(ck); got != "" {
-			t.Fatalf("the floor handed on %q for a record of another token", got)
-		}
-		e.rec[len(e.rec)-1] ^= 1
-		binary.BigEndian.PutUint64(e.rec, uint64(time.Now().Add(-time.Second).Unix()))
-	}
-	if got := serve(ck); got != "" {
-		t.Fatalf("the floor handed on %q for an expired record", got)
-	}
+	t.Run("map", func(t *testing.T) { checkReturningFloor(t, f, ck, want) })
+	t.Run("redis", func(t *testing.T) { checkReturningFloor(t, newRedisFloor(t, value), ck, want) })
 
 	w := &headerWriter{h: http.Header{}}
 	var handed string
@@ -167,6 +158,34 @@ func TestFloor(t *testing.T) {
 	returning.ServeHTTP(&headerWriter{h: http.Header{}}, request(cookieHeader(w.h), &id))
 	if id == "" || id != handed {
 		t.Fatalf("package anonymous read id %q from the floor's cookie %q, which handed on %q", id, w.h["Set-Cookie"], handed)
+	}
+}
+
+// checkReturningFloor checks that f hands on the guest of cookie header ck,
+// whose id package anonymous reads as want, and no other.
+func checkReturningFloor(t *testing.T, f *floor, ck, want string) {
+	serve := func(cookieHeader string) string {
+		var id string
+		f.serve(&headerWriter{h: http.Header{}}, request("other=1; "+cookieHeader, &id), floorNext)
+		return id
+	}
+	if got := serve(ck); got == "" || got != want {
+		t.Fatalf("the floor handed on %q, package anonymous %q", got, want)
+	}
+	if got := serve(tamper(ck)); got != "" {
+		t.Fatalf("the floor handed on %q for a tampered cookie", got)
+	}
+	id, rec := floorRecord(t, cookieValue(t, ck))
+	other := bytes.Clone(rec)
+	other[len(other)-1] ^= 1
+	f.store(id, other)
+	if got := serve(ck); got != "" {
+		t.Fatalf("the floor handed on %q for a record of another token", got)
+	}
+	binary.BigEndian.PutUint64(rec, uint64(time.Now().Add(-time.Second).Unix()))
+	f.store(id, rec)
+	if got := serve(ck); got != "" {
+		t.Fatalf("the floor handed on %q for an expired record", got)
 	}
 }
 
@@ -205,12 +224,18 @@ var (
 	floorBufs    = sync.Pool{New: func() any { return new([3 * 512]byte) }}
 )
 
-// floor is a returning guest's floor: a map of the one guest, keyed by id,
-// holding the id and a record as large as memstore's: its expiry first
-// (Unix seconds, big-endian), the token's hash last.
+// floor is a returning guest's floor: its one guest's record, as large as
+// memstore's (its expiry first, Unix seconds, big-endian; the token's hash
+// last), kept in a map keyed by id or, for a floor of its own
+// (newRedisFloor), in Redis.
 type floor struct {
 	mu      sync.RWMutex
 	records map[string]floorEntry
+	// get, when set, reads the record of the guest whose token is token
+	// instead of the map: it returns the guest's id and its record.
+	get func(ctx context.Context, token []byte) (string, []byte)
+	// set, with get, stores a guest's record under its id.
+	set func(id string, rec []byte)
 }
 
 type floorEntry struct {
@@ -262,6 +287,39 @@ var floorNext = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 func newFloor(tb testing.TB, value string) *floor {
+	f := &floor{records: map[string]floorEntry{}}
+	id, rec := floorRecord(tb, value)
+	f.store(id, rec)
+	return f
+}
+
+// newRedisFloor is the floor of a guest kept in Redis: one GET of its key,
+// as made and sent by go-redis, takes the place of the map's lookup.
+func newRedisFloor(tb testing.TB, value string) *floor {
+	c := redistest.Client(tb)
+	prefix := redistest.Prefix(tb, c)
+	f := &floor{
+		get: func(ctx context.Context, token []byte) (string, []byte) {
+			key := prefix + string(token[:ulid.EncodedSize])
+			rec, err := c.Get(ctx, key).Bytes()
+			if err != nil {
+				return "", nil
+			}
+			return key[len(prefix):], rec
+		},
+		set: func(id string, rec []byte) {
+			if err := c.Set(context.Background(), prefix+id, rec, lifetime).Err(); err != nil {
+				tb.Fatal(err)
+			}
+		},
+	}
+	f.store(floorRecord(tb, value))
+	return f
+}
+
+// floorRecord returns the id and a record of the guest whose cookie's
+// value is value.
+func floorRecord(tb testing.TB, value string) (string, []byte) {
 	token, ok := floorToken(value, make([]byte, 3*len(value)))
 	if !ok {
 		tb.Fatal("the floor cannot read the package's cookie")
@@ -269,8 +327,18 @@ func newFloor(tb testing.TB, value string) *floor {
 	sum := sha256.Sum256(token)
 	rec := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(lifetime).Unix()))
 	rec = append(append(rec, bytes.Repeat([]byte{'r'}, 212)...), sum[:]...)
-	id := string(token[:ulid.EncodedSize])
-	return &floor{records: map[string]floorEntry{id: {id, rec}}}
+	return string(token[:ulid.EncodedSize]), rec
+}
+
+// store keeps rec as the record of guest id.
+func (f *floor) store(id string, rec []byte) {
+	if f.set != nil {
+		f.set(id, rec)
+		return
+	}
+	f.mu.Lock()
+	f.records[id] = floorEntry{id, rec}
+	f.mu.Unlock()
 }
 
 // floorToken checks a cookie value's MAC and returns the token in its
@@ -350,12 +418,17 @@ func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	}
 	sum := sha256.Sum256(token)
 	g := &floorGuest{floorHanded: floorHanded{Context: r.Context()}}
-	f.mu.RLock()
-	e := f.records[string(token[:ulid.EncodedSize])]
-	g.id = e.id
-	n := copy(g.rec[:], e.rec)
-	f.mu.RUnlock()
-	rec := g.rec[:n]
+	var rec []byte
+	if f.get != nil {
+		g.id, rec = f.get(r.Context(), token)
+	} else {
+		f.mu.RLock()
+		e := f.records[string(token[:ulid.EncodedSize])]
+		g.id = e.id
+		rec = g.rec[:copy(g.rec[:], e.rec)]
+		f.mu.RUnlock()
+	}
+	n := len(rec)
 	if n < 8+sha256.Size || time.Now().Unix() >= int64(binary.BigEndian.Uint64(rec)) ||
 		subtle.ConstantTimeCompare(sum[:], rec[n-sha256.Size:]) != 1 {
 		return

@@ -23,6 +23,7 @@ BenchmarkNew/scs-memstore-2          	  500000	      3000 ns/op	    3000 B/op	  
 BenchmarkNew/anonymous-memstore-onreturn-2 	  500000	      1600 ns/op	    1000 B/op	      10 allocs/op
 BenchmarkFloor/returning-2 	 3000000	       250 ns/op	     100 B/op	       2 allocs/op
 BenchmarkFloor/new-2 	 1000000	      1000 ns/op	     400 B/op	       2 allocs/op
+BenchmarkFloor/returning-redis-2 	   50000	     24000 ns/op	     400 B/op	       9 allocs/op
 --- BENCH: BenchmarkNew/foo
 PASS
 ok  	github.com/guestpass/anonymous/bench	10.0s
@@ -96,6 +97,9 @@ func TestTargets(t *testing.T) {
 		"Returning anonymous-memstore-onreturn: allocs/op ≤ 0.2× scs-memstore": {0.2, true},
 		// 25000 / 22000
 		"Returning anonymous-redisstore-onissue: ns/op ≤ 1.1× rawget": {25000.0 / 22000, false},
+		// 25000 / 24000
+		"Returning anonymous-redisstore-onissue: ns/op ≤ 1.1× Floor/returning-redis": {25000.0 / 24000, true},
+		"Returning anonymous-redisstore-onissue: allocs/op ≤ 10":                     {12, false},
 		// 1600 / 3000
 		"New anonymous-memstore-onreturn: ns/op ≤ 0.5× scs-memstore": {1600.0 / 3000, false},
 		// 300 / 250
