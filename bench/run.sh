@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the comparison benchmarks COUNT times, keeps the raw output, and
-# prints a benchstat table and the ratios of medians (cmd/ratios), with the
+# Runs the comparison benchmarks COUNT times, each in a process of its own,
+# keeps the raw output, and prints a benchstat table and the ratios of medians (cmd/ratios), with the
 # performance targets met or not. About 30 minutes on 2 cores (the
 # comparison and the floor alone, BENCH=... below: 10).
 #
@@ -38,17 +38,45 @@ fi
   echo "# redis: $(redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379/0}" info server 2>/dev/null | tr -d '\r' | grep -m1 '^redis_version:' || echo unreachable)"
 } >"$OUT"
 
-echo "running the benchmarks ($COUNT rounds × $BENCHTIME each); raw output: bench/$OUT" >&2
-# One round runs every contender once; rounds repeat COUNT times, so a burst
-# of noise from elsewhere on the machine spreads over all contenders
-# instead of hitting all the samples of one.
 # A binary of its own, so that two runs at once do not replace each other's.
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go test -c -o "$bin/bench.test" .
+
+# Every benchmark runs in a process of its own: in one process, one
+# benchmark's garbage sets the collector's pace for the next. The names
+# come from one quick pass (-benchtime 1x), each made an anchored pattern.
+mapfile -t names < <("$bin/bench.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime 1x |
+  awk '/^Benchmark/ { sub(/-[0-9]+$/, "", $1); print $1 }' | awk '!seen[$0]++')
+if [ ${#names[@]} -eq 0 ]; then
+  echo "no benchmark matches $BENCH" >&2
+  exit 1
+fi
+pattern() { # BenchmarkA/b-c -> ^BenchmarkA$/^b-c$, regexp characters escaped
+  local out="" part
+  IFS=/ read -ra parts <<<"$1"
+  for part in "${parts[@]}"; do
+    out+="${out:+/}^$(printf '%s' "$part" | sed 's/[][\\.*^$+?(){}|]/\\&/g')\$"
+  done
+  printf '%s' "$out"
+}
+
+echo "running ${#names[@]} benchmarks, each in its own process, $COUNT rounds × $BENCHTIME; raw output: bench/$OUT" >&2
+# Rounds repeat COUNT times, each running every benchmark once, in reverse
+# order every other round: a burst of noise from elsewhere on the machine
+# spreads over all benchmarks instead of hitting all the samples of one,
+# and none always runs first.
 for i in $(seq "$COUNT"); do
   echo "# round $i of $COUNT" | tee -a "$OUT" >&2
-  "$bin/bench.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime "$BENCHTIME" | tee -a "$OUT"
+  order=("${names[@]}")
+  if (( i % 2 == 0 )); then
+    order=()
+    for ((k = ${#names[@]} - 1; k >= 0; k--)); do order+=("${names[k]}"); done
+  fi
+  for name in "${order[@]}"; do
+    "$bin/bench.test" -test.run '^$' -test.bench "$(pattern "$name")" -test.benchtime "$BENCHTIME" |
+      grep -E '^(Benchmark|--- (FAIL|SKIP)|FAIL)' | tee -a "$OUT"
+  done
 done
 
 echo
