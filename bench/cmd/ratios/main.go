@@ -74,52 +74,75 @@ type results map[string]map[string]*samples
 // parse adds the benchmark lines of r, e.g.
 //
 //	BenchmarkReturning/scs-memstore-2   1000000   1234 ns/op   456 B/op   7 allocs/op
+//
+// A line's "<side>-ns/op" metrics (BenchmarkPaired) are samples of their
+// own: contender <side> of group "Paired/redis" for BenchmarkPaired/redis.
 func (res results) parse(r io.Reader) error {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		group, contender, ns, allocs, ok := parseLine(sc.Text())
+		l, ok := parseLine(sc.Text())
 		if !ok {
 			continue
 		}
-		if res[group] == nil {
-			res[group] = map[string]*samples{}
+		res.add(l.group, l.contender, l.ns, l.allocs)
+		for side, ns := range l.sides {
+			res.add(l.group+"/"+l.contender, side, ns, math.NaN())
 		}
-		s := res[group][contender]
-		if s == nil {
-			s = &samples{}
-			res[group][contender] = s
-		}
-		s.ns = append(s.ns, ns)
-		s.allocs = append(s.allocs, allocs)
 	}
 	return sc.Err()
 }
 
-// parseLine reads one benchmark line: its group, its contender, its ns/op
-// and its allocs/op (NaN when the line has none); false for another line.
-func parseLine(line string) (group, contender string, ns, allocs float64, ok bool) {
-	f := strings.Fields(line)
+func (res results) add(group, contender string, ns, allocs float64) {
+	if res[group] == nil {
+		res[group] = map[string]*samples{}
+	}
+	s := res[group][contender]
+	if s == nil {
+		s = &samples{}
+		res[group][contender] = s
+	}
+	s.ns = append(s.ns, ns)
+	s.allocs = append(s.allocs, allocs)
+}
+
+// line is one benchmark line: its group, its contender, its ns/op, its
+// allocs/op (NaN when the line has none), and its sides' ns/op.
+type line struct {
+	group, contender string
+	ns, allocs       float64
+	sides            map[string]float64
+}
+
+// parseLine reads one benchmark line; false for another line.
+func parseLine(text string) (line, bool) {
+	f := strings.Fields(text)
 	if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-		return "", "", 0, 0, false
+		return line{}, false
 	}
-	group, contender, ok = strings.Cut(strings.TrimPrefix(f[0], "Benchmark"), "/")
+	group, contender, ok := strings.Cut(strings.TrimPrefix(f[0], "Benchmark"), "/")
 	if !ok {
-		return "", "", 0, 0, false
+		return line{}, false
 	}
-	ns, allocs, found := math.NaN(), math.NaN(), false
+	l := line{group: group, contender: trimProcs(contender), ns: math.NaN(), allocs: math.NaN()}
+	found := false
 	for i := 2; i+1 < len(f); i += 2 {
 		v, err := strconv.ParseFloat(f[i], 64)
 		if err != nil {
 			break
 		}
-		switch f[i+1] {
-		case "ns/op":
-			ns, found = v, true
-		case "allocs/op":
-			allocs = v
+		switch unit := f[i+1]; {
+		case unit == "ns/op":
+			l.ns, found = v, true
+		case unit == "allocs/op":
+			l.allocs = v
+		case strings.HasSuffix(unit, "-ns/op"):
+			if l.sides == nil {
+				l.sides = map[string]float64{}
+			}
+			l.sides[strings.TrimSuffix(unit, "-ns/op")] = v
 		}
 	}
-	return group, trimProcs(contender), ns, allocs, found
+	return l, found
 }
 
 // trimProcs drops the "-N" GOMAXPROCS suffix go test adds to names.
@@ -282,8 +305,19 @@ func (res results) checkTargets() []verdict {
 		add("Returning "+c+": ns/op ≤ 2× Floor/returning", ns, floorNs, 2)
 		count("Returning "+c+": allocs/op ≤ 5", allocs, 5)
 	}
+	// The same, each side taking turns with the others in one process
+	// (BenchmarkPaired): a visitor's latency, with the machine's drift
+	// falling on every side alike.
+	pairedRawNs, _ := res.med("Paired/redis", rawGET)
+	pairedFloorNs, _ := res.med("Paired/redis", "floor-redis")
+	ns, _ := res.med("Paired/redis", "anonymous-redisstore")
+	add("Paired redis anonymous-redisstore: ns/op ≤ 1.1× rawget", ns, pairedRawNs, 1.1)
+	add("Paired redis anonymous-redisstore: ns/op ≤ 1.1× floor-redis", ns, pairedFloorNs, 1.1)
+	pairedMemFloorNs, _ := res.med("Paired/memstore", "floor")
+	ns, _ = res.med("Paired/memstore", "anonymous-memstore")
+	add("Paired memstore anonymous-memstore: ns/op ≤ 2× floor", ns, pairedMemFloorNs, 2)
 	newFloorNs, _ := res.med("Floor", "new")
-	ns, _ := res.med("New", "anonymous-memstore-onreturn")
+	ns, _ = res.med("New", "anonymous-memstore-onreturn")
 	add("New anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/new", ns, newFloorNs, 1.5)
 	newScsNs, _ := res.med("New", scsMem)
 	for _, c := range []string{"anonymous-memstore-onreturn", "anonymous-redisstore-onreturn"} {

@@ -24,6 +24,10 @@ BenchmarkNew/anonymous-memstore-onreturn-2 	  500000	      1600 ns/op	    1000 B
 BenchmarkFloor/returning-2 	 3000000	       250 ns/op	     100 B/op	       2 allocs/op
 BenchmarkFloor/new-2 	 1000000	      1000 ns/op	     400 B/op	       2 allocs/op
 BenchmarkFloor/returning-redis-2 	   50000	     24000 ns/op	     400 B/op	       9 allocs/op
+BenchmarkPaired/redis-2 	   20000	    150000 ns/op	 54000 anonymous-redisstore-ns/op	 50000 floor-redis-ns/op	 46000 rawget-ns/op	 3000 B/op	 28 allocs/op
+BenchmarkPaired/redis-2 	   20000	    160000 ns/op	 56000 anonymous-redisstore-ns/op	 52000 floor-redis-ns/op	 52000 rawget-ns/op	 3000 B/op	 28 allocs/op
+BenchmarkPaired/redis-2 	   20000	    170000 ns/op	 60000 anonymous-redisstore-ns/op	 55000 floor-redis-ns/op	 50000 rawget-ns/op	 3000 B/op	 28 allocs/op
+BenchmarkPaired/memstore-2 	 1000000	      3000 ns/op	 2100 anonymous-memstore-ns/op	 900 floor-ns/op	 1800 B/op	 4 allocs/op
 --- BENCH: BenchmarkNew/foo
 PASS
 ok  	github.com/guestpass/anonymous/bench	10.0s
@@ -57,6 +61,13 @@ func TestParseMedians(t *testing.T) {
 	}
 	if ns, _ := res.med("Returning", "gorilla-cookiestore"); !math.IsNaN(ns) {
 		t.Errorf("absent contender has median %v, want NaN", ns)
+	}
+	// A paired benchmark's sides are contenders of a group of their own.
+	if ns, _ := res.med("Paired/redis", "floor-redis"); ns != 52000 {
+		t.Errorf("Paired/redis floor-redis: median %v ns/op, want 52000", ns)
+	}
+	if ns, allocs := res.med("Paired", "redis"); ns != 160000 || allocs != 28 {
+		t.Errorf("Paired/redis: medians %v ns/op %v allocs/op, want 160000 and 28", ns, allocs)
 	}
 	if got := len(res["Returning"]["rawget"].ns); got != 3 {
 		t.Errorf("rawget has %d samples, want 3", got)
@@ -107,6 +118,11 @@ func TestTargets(t *testing.T) {
 		"Returning anonymous-memstore-onreturn: allocs/op ≤ 5":              {4, true},
 		// 1600 / 1000
 		"New anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/new": {1.6, false},
+		// medians 56000 / 50000 and 56000 / 52000
+		"Paired redis anonymous-redisstore: ns/op ≤ 1.1× rawget":      {1.12, false},
+		"Paired redis anonymous-redisstore: ns/op ≤ 1.1× floor-redis": {56000.0 / 52000, true},
+		// 2100 / 900
+		"Paired memstore anonymous-memstore: ns/op ≤ 2× floor": {2100.0 / 900, false},
 	}
 	seen := 0
 	for _, v := range vs {
