@@ -31,7 +31,7 @@ if ! command -v benchstat >/dev/null; then
 fi
 
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) COUNT=$COUNT BENCHTIME=$BENCHTIME"
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) COUNT=$COUNT BENCHTIME=$BENCHTIME BENCH=$BENCH"
   echo "# nproc: $(nproc)"
   echo "# cpu model: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "# $(go version)"
@@ -45,9 +45,22 @@ go test -c -o "$bin/bench.test" .
 
 # Every benchmark runs in a process of its own: in one process, one
 # benchmark's garbage sets the collector's pace for the next. The names
-# come from one quick pass (-benchtime 1x), each made an anchored pattern.
-mapfile -t names < <("$bin/bench.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime 1x |
-  awk '/^Benchmark/ { sub(/-[0-9]+$/, "", $1); print $1 }' | awk '!seen[$0]++')
+# come from one quick pass (-benchtime 1x), each made an anchored pattern;
+# one that skips there (BenchmarkScale's larger cases) is listed all the
+# same, and one that fails stops the run.
+# results keeps the lines worth keeping: results, FAIL and SKIP lines, and
+# the log lines that say why.
+results() {
+  grep -E '^(Benchmark.*ns/op|--- (FAIL|SKIP)|FAIL|[[:space:]]+[^[:space:]]+\.go:[0-9]+: )' || true
+}
+if ! "$bin/bench.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime 1x -test.v >"$bin/list.txt" 2>&1; then
+  results <"$bin/list.txt" >&2
+  echo "the listing pass failed" >&2
+  exit 1
+fi
+mapfile -t names < <(awk '/^Benchmark.*ns\/op/ { print $1 } /^--- SKIP: Benchmark/ { print $3 }' "$bin/list.txt" |
+  sed -E 's/-[0-9]+$//' | awk '!seen[$0]++')
+grep -E '^--- SKIP' "$bin/list.txt" >&2 || true
 if [ ${#names[@]} -eq 0 ]; then
   echo "no benchmark matches $BENCH" >&2
   exit 1
@@ -74,8 +87,8 @@ for i in $(seq "$COUNT"); do
     for ((k = ${#names[@]} - 1; k >= 0; k--)); do order+=("${names[k]}"); done
   fi
   for name in "${order[@]}"; do
-    "$bin/bench.test" -test.run '^$' -test.bench "$(pattern "$name")" -test.benchtime "$BENCHTIME" |
-      grep -E '^(Benchmark|--- (FAIL|SKIP)|FAIL)' | tee -a "$OUT"
+    "$bin/bench.test" -test.run '^$' -test.bench "$(pattern "$name")" -test.benchtime "$BENCHTIME" -test.v |
+      results | tee -a "$OUT"
   done
 done
 
