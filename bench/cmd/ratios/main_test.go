@@ -27,6 +27,7 @@ BenchmarkFloor/returning-redis-2 	   50000	     24000 ns/op	     400 B/op	      
 BenchmarkPaired/redis-2 	   20000	    150000 ns/op	 54000 anonymous-redisstore-ns/op	 50000 floor-redis-ns/op	 46000 rawget-ns/op	 3000 B/op	 28 allocs/op
 BenchmarkPaired/redis-2 	   20000	    160000 ns/op	 56000 anonymous-redisstore-ns/op	 52000 floor-redis-ns/op	 52000 rawget-ns/op	 3000 B/op	 28 allocs/op
 BenchmarkPaired/redis-2 	   20000	    170000 ns/op	 60000 anonymous-redisstore-ns/op	 55000 floor-redis-ns/op	 50000 rawget-ns/op	 3000 B/op	 28 allocs/op
+BenchmarkScale/memstore/guests=1000-2 	 100000	      2000 ns/op	 1900 cpu-ns/op	 100.0 gc-ns/op	 300 heap-B/guest	 1200 B/op	 3 allocs/op
 BenchmarkPaired/memstore-2 	 1000000	      3000 ns/op	 2100 anonymous-memstore-ns/op	 900 floor-ns/op	 1800 B/op	 4 allocs/op
 --- BENCH: BenchmarkNew/foo
 PASS
@@ -66,8 +67,12 @@ func TestParseMedians(t *testing.T) {
 	if ns, _ := res.med("Paired/redis", "floor-redis"); ns != 52000 {
 		t.Errorf("Paired/redis floor-redis: median %v ns/op, want 52000", ns)
 	}
-	if ns, allocs := res.med("Paired", "redis"); ns != 160000 || allocs != 28 {
-		t.Errorf("Paired/redis: medians %v ns/op %v allocs/op, want 160000 and 28", ns, allocs)
+	if res["Paired"] != nil {
+		t.Errorf("the paired lines' sums were kept, as group Paired: %v", res["Paired"])
+	}
+	// Another benchmark's "-ns/op" metrics are not sides.
+	if ns, _ := res.med("Scale", "memstore/guests=1000"); ns != 2000 || res["Scale/memstore/guests=1000"] != nil {
+		t.Errorf("Scale: median %v ns/op (want 2000), groups %v", ns, sortedKeys(res))
 	}
 	if got := len(res["Returning"]["rawget"].ns); got != 3 {
 		t.Errorf("rawget has %d samples, want 3", got)
@@ -108,9 +113,7 @@ func TestTargets(t *testing.T) {
 		"Returning anonymous-memstore-onreturn: allocs/op ≤ 0.2× scs-memstore": {0.2, true},
 		// 25000 / 22000
 		"Returning anonymous-redisstore-onissue: ns/op ≤ 1.1× rawget": {25000.0 / 22000, false},
-		// 25000 / 24000
-		"Returning anonymous-redisstore-onissue: ns/op ≤ 1.1× Floor/returning-redis": {25000.0 / 24000, true},
-		"Returning anonymous-redisstore-onissue: allocs/op ≤ 10":                     {12, false},
+		"Returning anonymous-redisstore-onissue: allocs/op ≤ 10":      {12, false},
 		// 1600 / 3000
 		"New anonymous-memstore-onreturn: ns/op ≤ 0.5× scs-memstore": {1600.0 / 3000, false},
 		// 300 / 250
@@ -118,9 +121,8 @@ func TestTargets(t *testing.T) {
 		"Returning anonymous-memstore-onreturn: allocs/op ≤ 5":              {4, true},
 		// 1600 / 1000
 		"New anonymous-memstore-onreturn: ns/op ≤ 1.5× Floor/new": {1.6, false},
-		// medians 56000 / 50000 and 56000 / 52000
-		"Paired redis anonymous-redisstore: ns/op ≤ 1.1× rawget":      {1.12, false},
-		"Paired redis anonymous-redisstore: ns/op ≤ 1.1× floor-redis": {56000.0 / 52000, true},
+		// medians 56000 / 50000
+		"Paired redis anonymous-redisstore: ns/op ≤ 1.1× rawget": {1.12, false},
 		// 2100 / 900
 		"Paired memstore anonymous-memstore: ns/op ≤ 2× floor": {2100.0 / 900, false},
 	}
