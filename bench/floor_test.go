@@ -162,7 +162,8 @@ func TestFloor(t *testing.T) {
 }
 
 // checkReturningFloor checks that f hands on the guest of cookie header ck,
-// whose id package anonymous reads as want, and no other.
+// whose id package anonymous reads as want, only while its record is
+// there, live and of its token.
 func checkReturningFloor(t *testing.T, f *floor, ck, want string) {
 	serve := func(cookieHeader string) string {
 		var id string
@@ -186,6 +187,10 @@ func checkReturningFloor(t *testing.T, f *floor, ck, want string) {
 	f.store(id, rec)
 	if got := serve(ck); got != "" {
 		t.Fatalf("the floor handed on %q for an expired record", got)
+	}
+	f.store(id, nil)
+	if got := serve(ck); got != "" {
+		t.Fatalf("the floor handed on %q with no record", got)
 	}
 }
 
@@ -234,7 +239,8 @@ type floor struct {
 	// get, when set, reads the record of the guest whose token is token
 	// instead of the map: it returns the guest's id and its record.
 	get func(ctx context.Context, token []byte) (string, []byte)
-	// set, with get, stores a guest's record under its id.
+	// set, with get, stores a guest's record under its id, or removes it
+	// when the record is nil.
 	set func(id string, rec []byte)
 }
 
@@ -308,7 +314,13 @@ func newRedisFloor(tb testing.TB, value string) *floor {
 			return key[len(prefix):], rec
 		},
 		set: func(id string, rec []byte) {
-			if err := c.Set(context.Background(), prefix+id, rec, lifetime).Err(); err != nil {
+			var err error
+			if rec == nil {
+				err = c.Del(context.Background(), prefix+id).Err()
+			} else {
+				err = c.Set(context.Background(), prefix+id, rec, lifetime).Err()
+			}
+			if err != nil {
 				tb.Fatal(err)
 			}
 		},
@@ -330,14 +342,18 @@ func floorRecord(tb testing.TB, value string) (string, []byte) {
 	return string(token[:ulid.EncodedSize]), rec
 }
 
-// store keeps rec as the record of guest id.
+// store keeps rec as the record of guest id; a nil rec removes it.
 func (f *floor) store(id string, rec []byte) {
 	if f.set != nil {
 		f.set(id, rec)
 		return
 	}
 	f.mu.Lock()
-	f.records[id] = floorEntry{id, rec}
+	if rec == nil {
+		delete(f.records, id)
+	} else {
+		f.records[id] = floorEntry{id, rec}
+	}
 	f.mu.Unlock()
 }
 

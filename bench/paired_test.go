@@ -12,11 +12,12 @@ import (
 const pairedBatch = 100
 
 // BenchmarkPaired serves a returning guest's requests through each of its
-// sides in turn, pairedBatch at a time, in an order that rotates every
-// batch, one request at a time: a visitor's latency, not a throughput. On
-// a shared machine, separate benchmarks drift apart by tens of percent
-// (bench/README.md); sides that take turns every few milliseconds drift
-// together, so their ratio holds within a few percent. An op is one request
+// sides in turn, pairedBatch at a time, one request at a time (a visitor's
+// latency, not a throughput), in one order and then the reverse, so that
+// no side always follows the same one. On a shared machine, separate
+// benchmarks drift apart by tens of percent (bench/README.md); sides that
+// take turns every few milliseconds drift together, so their ratio holds
+// within a few percent. An op is one request
 // through every side; each side's ns/op is reported as "<side>-ns/op"
 // (cmd/ratios reads them).
 //
@@ -75,7 +76,10 @@ func runPaired(b *testing.B, sides []pairedSide) {
 	for done, turn := 0, 0; done < b.N; turn++ {
 		n := min(pairedBatch, b.N-done)
 		for k := range sides {
-			i := (k + turn) % len(sides)
+			i := k
+			if turn%2 == 1 {
+				i = len(sides) - 1 - k
+			}
 			s, t := &sides[i], st[i]
 			begin := time.Now()
 			for range n {
