@@ -75,7 +75,9 @@ func (s *reqState) String() string {
 //     checked valid.
 //
 // Behind several Managers' middleware, it is the innermost Manager's user.
-// The result is shared by the request: do not modify it.
+// The result is shared by the request: do not modify it. To keep it past
+// the request, keep a copy or its strings, not the pointer, which holds
+// the request's memory.
 func UserFrom(ctx context.Context) *User {
 	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil {
 		return s.user
@@ -86,7 +88,8 @@ func UserFrom(ctx context.Context) *User {
 // SessionFrom returns the guest's session: nil for a real user's request,
 // and in the cases where UserFrom is nil. Behind several Managers'
 // middleware, it is the innermost Manager's guest. The result is shared by
-// the request: do not modify it.
+// the request: do not modify it, and keep a copy or its strings, not the
+// pointer.
 func SessionFrom(ctx context.Context) *Session {
 	if s, _ := ctx.Value(ctxKey{}).(*reqState); s != nil && s.guest != nil {
 		return &s.guest.rec.Session
@@ -121,9 +124,11 @@ func (m *Manager) newState(r *http.Request) *reqState {
 }
 
 // stateWithRecord is a request's state and room to decode its guest into.
+// The text of the guest's strings is not here (credential.text): a
+// handler that keeps one would keep the state, and the request it holds.
 type stateWithRecord struct {
 	reqState
-	read withText
+	read Record
 }
 
 // setVary adds the headers every answer of the middleware depends on to

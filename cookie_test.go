@@ -259,7 +259,7 @@ func ckAgree(t testing.TB, fast *cookieCodec, value string) bool {
 		t.Fatalf("value %q:\nfast path:    %+v, %v\nsecurecookie: %+v, %v", value, fc, ferr, sc, serr)
 	}
 	if ferr != nil {
-		if fc != (credential{}) {
+		if !reflect.DeepEqual(fc, credential{}) {
 			t.Fatalf("value %q: error %v with credential %+v", value, ferr, fc)
 		}
 		return false
@@ -977,7 +977,7 @@ func FuzzCookieDecode(f *testing.F) {
 		ckAgree(t, fast, value)
 		c, err := enc.decode(value, ckNow)
 		if err != nil {
-			if c != (credential{}) {
+			if !reflect.DeepEqual(c, credential{}) {
 				t.Fatalf("error %v with credential %+v", err, c)
 			}
 			return

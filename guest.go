@@ -36,7 +36,7 @@ type guest struct {
 	stored *Record
 	// read, when not nil, is where lookup decodes a stored guest: it comes
 	// with the request's state, in its one allocation.
-	read *withText
+	read *Record
 }
 
 // credential is a decoded guest credential.
@@ -48,6 +48,10 @@ type credential struct {
 	// pending is the whole guest, for a long-form cookie of a guest not
 	// stored yet (without PersistOnIssue).
 	pending *Record
+	// text, for a stored guest's cookie, is room for the text its record
+	// is decoded into (decodeInto), in the token's allocation: what a
+	// handler keeps of the guest's strings keeps that, not the request.
+	text []byte
 }
 
 // maxCookies bounds how many guest cookies of one request are checked: each
@@ -174,12 +178,11 @@ func (m *Manager) lookup(r *http.Request, st *reqState) (*guest, error) {
 	}
 	ctx := r.Context()
 	g := st.guestSlot()
-	p := g.read
-	if p == nil || g.rec != nil { // none, or a lookup earlier in the request holds it
-		p = new(withText)
+	rec := g.read
+	if rec == nil || g.rec != nil { // none, or a lookup earlier in the request holds it
+		rec = new(Record)
 	}
-	rec := &p.rec
-	err := m.getInto(ctx, c.id, rec, p.text[:0])
+	err := m.getInto(ctx, c.id, rec, c.text)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if fromCookie { // a signed cookie of a guest the store lost, or that expired there first
