@@ -26,9 +26,8 @@ type reqState struct {
 	// where the middleware keeps it.
 	guest *guest
 	own   guest
-	// real is true when Identify named a real user; linkErr is then the
-	// outcome of the middleware's link of the request's guest, if it had one.
-	real    bool
+	// linkErr, when Identify named a real user (real), is the outcome of
+	// the middleware's link of the request's guest, if it had one.
 	linkErr error
 	// req is the request the handler gets: r with s as its context (see
 	// request).
@@ -152,6 +151,11 @@ func (st *reqState) headerValue(slot int, v string) []string {
 	st.values[slot] = v
 	return st.values[slot : slot+1 : slot+1]
 }
+
+// real reports whether Identify named the request's user, a real user: a
+// user without a guest. (A field would take the state past its size class:
+// TestStateFits896Bytes.)
+func (s *reqState) real() bool { return s.user != nil && s.guest == nil }
 
 // guestSlot returns where a guest found or made for st's request goes: st's
 // own, or a new guest when st is nil.

@@ -103,7 +103,7 @@ func (m *Manager) Link(w http.ResponseWriter, r *http.Request, newUser *User) er
 	}
 	var g *guest
 	switch st := m.state(r.Context()); {
-	case st != nil && st.real:
+	case st != nil && st.real():
 		return st.linkErr
 	case st != nil:
 		g = st.guest

@@ -39,7 +39,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if real != nil {
-			s.user, s.real = real, true
+			s.user = real
 			s.linkErr = m.linkOnRequest(w, r, real, s)
 			next.ServeHTTP(w, s.request(r))
 			return
