@@ -201,27 +201,21 @@ func (cc *cookieCodec) decode(value string, now time.Time) (credential, error) {
 	if !ok {
 		return credential{}, errPayload
 	}
-	// A stored guest's token comes with room for the text its record is
-	// decoded into (credential.text), in one allocation.
 	room := 0
 	if kind == kindStored {
 		room = recordText
 	}
-	own := append(make([]byte, 0, len(raw)+room), raw...)
-	token := str(own)
-	id := tokenID(token)
-	if id == "" {
+	c := ownCredential(str(raw), room)
+	if c.id == "" {
 		return credential{}, errPayload
 	}
-	c := credential{id: id, token: token, tokenHash: sha256.Sum256(raw)}
 	if kind == kindStored {
 		if len(b) != 0 {
 			return credential{}, errPayload
 		}
-		c.text = own[len(own):]
 		return c, nil
 	}
-	pending, err := decodePending(b, id, exp, c.tokenHash)
+	pending, err := decodePending(b, c.id, exp, c.tokenHash)
 	if err != nil {
 		return credential{}, err
 	}

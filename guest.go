@@ -91,11 +91,24 @@ func (m *Manager) credential(r *http.Request) (c credential, now time.Time, from
 		}
 	}
 	if tok, ok := bearer(r); ok {
-		if id := tokenID(tok); id != "" {
-			return credential{id: id, token: tok, tokenHash: sha256.Sum256([]byte(tok))}, now, false, false
+		if c := ownCredential(tok, recordText); c.id != "" {
+			return c, now, false, false
 		}
 	}
 	return credential{}, now, false, false
+}
+
+// ownCredential returns the credential of token, a copy of it with room
+// for the text of a stored guest's record after it (text), in one
+// allocation that holds no part of the request; its id is empty when
+// token is not a token.
+func ownCredential(token string, room int) credential {
+	own := append(make([]byte, 0, len(token)+room), token...)
+	c := credential{token: str(own), tokenHash: sha256.Sum256(own), text: own[len(own):]}
+	if c.id = tokenID(c.token); c.id == "" {
+		return credential{}
+	}
+	return c
 }
 
 // cookieValues yields the values of the request's cookies called name, in

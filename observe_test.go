@@ -135,9 +135,9 @@ func TestMetricsCountStoreErrors(t *testing.T) {
 // providers and with an SDK recording every metric: a returning guest on
 // memstore costs 3 (the request's state, which is its context and holds
 // the request the handler gets and the guest's decoded record; memstore's
-// copy of the stored value; the token), a new
-// visitor 5 (the state, the record, its text, its token, the cookie line),
-// and an SDK adds none.
+// copy of the stored value; the token, with the record's text), by cookie
+// or bearer token, a new visitor 5 (the state, the record, its text, its
+// token, the cookie line), and an SDK adds none.
 func TestMiddlewareAllocations(t *testing.T) {
 	if anonymous.RaceBuild {
 		t.Skip("the race detector allocates; .ci/run runs this test without it")
@@ -158,12 +158,15 @@ func TestMiddlewareAllocations(t *testing.T) {
 		w, _ = f.send(t, "GET", "/", withCookie(guestCookie(t, w))) // stored now, with a cookie of its own
 		returning := httptest.NewRequest("GET", "https://shop.example/", nil)
 		returning.AddCookie(guestCookie(t, w))
+		_, s := f.send(t, "GET", "/", withCookie(guestCookie(t, w)))
+		bearer := httptest.NewRequest("GET", "https://shop.example/", nil)
+		bearer.Header.Set("Authorization", "Bearer "+s.Token)
 		fresh := httptest.NewRequest("GET", "https://shop.example/", nil)
 		for _, c := range []struct {
 			name string
 			r    *http.Request
 			want float64
-		}{{"returning", returning, 3}, {"new", fresh, 5}} {
+		}{{"returning", returning, 3}, {"bearer", bearer, 3}, {"new", fresh, 5}} {
 			hw := &discard{h: http.Header{}}
 			got := testing.AllocsPerRun(200, func() {
 				clear(hw.h)

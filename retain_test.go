@@ -14,7 +14,8 @@ import (
 // as Go code keeps strings: that must not keep the request alive (its
 // body, its headers, its connection's buffers), here seen through a body
 // that must be collected once the request is done. So for a new visitor,
-// on the return that stores its guest, and once it is stored.
+// on the return that stores its guest, once it is stored, and for its
+// bearer token.
 func TestKeptGuestStringsKeepNoRequest(t *testing.T) {
 	f := newFixture(t, anonymous.Options{})
 	var kept [][]string
@@ -27,12 +28,16 @@ func TestKeptGuestStringsKeepNoRequest(t *testing.T) {
 		kept = append(kept, []string{u.ID, u.Email, u.Name, s.ID, s.Token, s.UserID, s.IPAddress, s.UserAgent})
 	})
 	var cookie *http.Cookie
-	for _, step := range []string{"new visitor", "first return", "stored guest"} {
+	for _, step := range []string{"new visitor", "first return", "stored guest", "bearer token"} {
 		collected := make(chan struct{})
 		func() {
 			body := &trackedBody{Reader: strings.NewReader("x")}
 			runtime.AddCleanup(body, func(ch chan struct{}) { close(ch) }, collected)
-			w, _ := f.send(t, "POST", "/keep", withCookie(cookie), withBody(body), withHeader("User-Agent", "kept/1.0"))
+			opts := []reqOpt{withCookie(cookie), withBody(body), withHeader("User-Agent", "kept/1.0")}
+			if step == "bearer token" {
+				opts = []reqOpt{withBearer(kept[2][4]), withBody(body)}
+			}
+			w, _ := f.send(t, "POST", "/keep", opts...)
 			if c := guestCookie(t, w); c != nil {
 				cookie = c
 			}
@@ -44,8 +49,8 @@ func TestKeptGuestStringsKeepNoRequest(t *testing.T) {
 			t.Errorf("%s: the request is still alive while the handler keeps its guest's strings %q", step, kept[len(kept)-1])
 		}
 	}
-	if len(kept) != 3 || kept[0][0] != kept[2][0] {
-		t.Errorf("the three requests kept %q, want one guest's", kept)
+	if len(kept) != 4 || kept[0][0] != kept[3][0] {
+		t.Errorf("the requests kept %q, want one guest's", kept)
 	}
 	runtime.KeepAlive(kept)
 }
