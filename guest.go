@@ -48,9 +48,10 @@ type credential struct {
 	// pending is the whole guest, for a long-form cookie of a guest not
 	// stored yet (without PersistOnIssue).
 	pending *Record
-	// text, for a stored guest's cookie, is room for the text its record
-	// is decoded into (decodeInto), in the token's allocation: what a
-	// handler keeps of the guest's strings keeps that, not the request.
+	// text, for a stored guest's cookie or a bearer token, is room for the
+	// text its record is decoded into (decodeInto), in the token's
+	// allocation: what a handler keeps of the guest's strings keeps that,
+	// not the request.
 	text []byte
 }
 
@@ -100,14 +101,16 @@ func (m *Manager) credential(r *http.Request) (c credential, now time.Time, from
 
 // ownCredential returns the credential of token, a copy of it with room
 // for the text of a stored guest's record after it (text), in one
-// allocation that holds no part of the request; its id is empty when
-// token is not a token.
+// allocation that holds no part of the request; or none when token is not
+// a token.
 func ownCredential(token string, room int) credential {
-	own := append(make([]byte, 0, len(token)+room), token...)
-	c := credential{token: str(own), tokenHash: sha256.Sum256(own), text: own[len(own):]}
-	if c.id = tokenID(c.token); c.id == "" {
+	id := tokenID(token)
+	if id == "" {
 		return credential{}
 	}
+	own := append(make([]byte, 0, len(token)+room), token...)
+	c := credential{token: str(own), tokenHash: sha256.Sum256(own), text: own[len(own):]}
+	c.id = c.token[:len(id)] // the token begins with the id
 	return c
 }
 
