@@ -17,9 +17,8 @@ const pairedBatch = 100
 // no side always follows the same one. On a shared machine, separate
 // benchmarks drift apart by tens of percent (bench/README.md); sides that
 // take turns every few milliseconds drift together, so their ratio holds
-// within a few percent. An op is one request
-// through every side; each side's ns/op is reported as "<side>-ns/op"
-// (cmd/ratios reads them).
+// within a few percent. An op is one request through every side; each
+// side's ns/op is reported as "<side>-ns/op" (cmd/ratios reads them).
 //
 //	memstore  the returning floor (BenchmarkFloor) and the middleware on
 //	          memstore;
