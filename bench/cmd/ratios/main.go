@@ -95,6 +95,7 @@ func (res results) parse(r io.Reader) error {
 	return sc.Err()
 }
 
+// add records one run of group/contender.
 func (res results) add(group, contender string, ns, allocs float64) {
 	if res[group] == nil {
 		res[group] = map[string]*samples{}
