@@ -60,13 +60,13 @@ func BenchmarkFloor(b *testing.B) {
 		returning, fresh := anonymousMem(onReturn)(b)
 		ck := settle(b, returning, fresh)
 		f := newFloor(b, cookieValue(b, ck))
-		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.serve(w, r, floorNext) })
+		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.ServeHTTP(w, r) })
 	})
 	b.Run("returning-redis", func(b *testing.B) {
 		returning, fresh := anonymousMem(onReturn)(b)
 		ck := settle(b, returning, fresh)
 		f := newRedisFloor(b, cookieValue(b, ck))
-		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.serve(w, r, floorNext) })
+		runFloor(b, ck, func(w http.ResponseWriter, r *http.Request, _ *floorBuf) { f.ServeHTTP(w, r) })
 	})
 	b.Run("returning-bare", func(b *testing.B) {
 		returning, fresh := anonymousMem(onReturn)(b)
@@ -85,7 +85,7 @@ func BenchmarkFloor(b *testing.B) {
 		})
 	})
 	b.Run("new", func(b *testing.B) {
-		runFloor(b, "", func(w http.ResponseWriter, r *http.Request, buf *floorBuf) { floorServeNew(w, r, buf, floorNext) })
+		runFloor(b, "", func(w http.ResponseWriter, r *http.Request, buf *floorBuf) { floorServeNew(w, r, buf) })
 	})
 	b.Run("new-bare", func(b *testing.B) {
 		b.ReportAllocs()
@@ -153,7 +153,7 @@ func TestFloor(t *testing.T) {
 
 	w := &headerWriter{h: http.Header{}}
 	var handed string
-	floorServeNew(w, request("", &handed), new(floorBuf), floorNext)
+	floorServeNew(w, request("", &handed), new(floorBuf))
 	var id string
 	returning.ServeHTTP(&headerWriter{h: http.Header{}}, request(cookieHeader(w.h), &id))
 	if id == "" || id != handed {
@@ -167,7 +167,7 @@ func TestFloor(t *testing.T) {
 func checkReturningFloor(t *testing.T, f *floor, ck, want string) {
 	serve := func(cookieHeader string) string {
 		var id string
-		f.serve(&headerWriter{h: http.Header{}}, request("other=1; "+cookieHeader, &id), floorNext)
+		f.ServeHTTP(&headerWriter{h: http.Header{}}, request("other=1; "+cookieHeader, &id))
 		return id
 	}
 	if got := serve(ck); got == "" || got != want {
@@ -204,11 +204,11 @@ func TestFloorAllocations(t *testing.T) {
 	ck := settle(t, returning, fresh)
 	f := newFloor(t, cookieValue(t, ck))
 	w, r := &headerWriter{h: http.Header{}}, request(ck, new(string))
-	if n := testing.AllocsPerRun(100, func() { f.serve(w, r, floorNext) }); n != 1 {
+	if n := testing.AllocsPerRun(100, func() { f.ServeHTTP(w, r) }); n != 1 {
 		t.Errorf("the returning floor made %v allocations, want 1", n)
 	}
 	buf, r := new(floorBuf), request("", new(string))
-	if n := testing.AllocsPerRun(100, func() { floorServeNew(w, r, buf, floorNext) }); n != 3 {
+	if n := testing.AllocsPerRun(100, func() { floorServeNew(w, r, buf) }); n != 3 {
 		t.Errorf("the new visitor's floor made %v allocations, want 3", n)
 	}
 }
@@ -416,9 +416,9 @@ func (f *floor) returning(header string) bool {
 	return len(rec) > sha256.Size && subtle.ConstantTimeCompare(sum[:], rec[len(rec)-sha256.Size:]) == 1
 }
 
-// serve is the returning floor: it hands next the request's guest, and
-// does nothing for a request without one.
-func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+// ServeHTTP is the returning floor: it hands floorNext the request's
+// guest, and does nothing for a request without one.
+func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	value, ok := floorCookie(r)
 	if !ok {
 		return
@@ -450,7 +450,7 @@ func (f *floor) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		return
 	}
 	g.req = *r.WithContext(&g.floorHanded)
-	next.ServeHTTP(w, &g.req)
+	floorNext.ServeHTTP(w, &g.req)
 }
 
 // floorCookie returns the value of the request's first guest cookie.
@@ -473,14 +473,14 @@ type floorBuf struct {
 }
 
 // floorServeNew is the new visitor's floor: it sets the cookie and hands
-// next the guest's id.
-func floorServeNew(w http.ResponseWriter, r *http.Request, buf *floorBuf, next http.Handler) {
+// floorNext the guest's id.
+func floorServeNew(w http.ResponseWriter, r *http.Request, buf *floorBuf) {
 	g := &floorVisitor{floorHanded: floorHanded{Context: r.Context()}}
 	id, line := floorNew(buf)
 	g.id, g.setCookie[0] = string(id[:]), line
 	w.Header()["Set-Cookie"] = g.setCookie[:]
 	g.req = *r.WithContext(&g.floorHanded)
-	next.ServeHTTP(w, &g.req)
+	floorNext.ServeHTTP(w, &g.req)
 }
 
 // floorNew is the bare new visitor's floor: a first-visit cookie as package
